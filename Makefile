@@ -1,0 +1,48 @@
+# gomflow-messaging: `make dev` runs it locally, `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: dev test lint format bench install services env migrate seed clean
+
+$(STAMP): pyproject.toml
+	@bash scripts/bootstrap-venv.sh "$(PYTHON)" "$(VENV)"
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@rm -f $(VENV)/.installed-*; touch $@
+
+install: $(STAMP)
+
+env:
+	@test -f .env || { sed "s/^SERVICE_SECRET=.*/SERVICE_SECRET=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(36))')/" .env.example > .env; echo "wrote .env (with a fresh SERVICE_SECRET)"; }
+
+services: install
+	@set -a; [ -f .env ] && . ./.env; set +a; PY=$(PY) bash scripts/ensure-services.sh
+
+migrate: services
+	$(VENV)/bin/gomflow-messaging migrate
+
+seed: migrate
+	$(VENV)/bin/gomflow-messaging seed-demo
+
+dev: env install services migrate seed
+	ENABLE_SANDBOX=true $(VENV)/bin/gomflow-messaging serve
+
+test: install services
+	bash scripts/run-tests.sh $(PY)
+
+lint: install
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench
+
+bench: install services
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

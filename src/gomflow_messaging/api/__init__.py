@@ -1,0 +1,1 @@
+"""HTTP entrypoints: thin routes that verify, parse and call a workflow."""

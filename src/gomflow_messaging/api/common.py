@@ -1,0 +1,60 @@
+"""What every route shares: bearer auth, JSON bodies, the error shape."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import TYPE_CHECKING, Any
+
+from starlette.responses import JSONResponse
+
+from gomflow_messaging.errors import ApiError
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+    from gomflow_messaging.bootstrap import Services
+
+MAX_BODY_BYTES = 5 * 1024 * 1024
+
+
+def services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc
+
+
+def require_service_secret(request: Request) -> None:
+    """Bearer SERVICE_SECRET (or the previous one while rotating), compared in constant time."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    supplied = token.strip().encode()
+    valid = False
+    for secret in services(request).settings.service_secrets():
+        # Every secret is compared, so the timing does not tell which one matched.
+        valid |= hmac.compare_digest(supplied, secret)
+    if scheme.lower() != "bearer" or not supplied or not valid:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "Missing or wrong bearer token.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+async def json_body(request: Request) -> Any:
+    content_type = request.headers.get("content-type", "")
+    if "json" not in content_type:
+        raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise ApiError(413, "too_large", f"The body is larger than {MAX_BODY_BYTES} bytes.")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(
+            422, "validation_error", "The body is not valid JSON.", {"body": str(exc)[:200]}
+        ) from None
+
+
+def error_response(exc: ApiError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)

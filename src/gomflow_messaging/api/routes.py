@@ -1,0 +1,131 @@
+"""The public API: notify, message status, test sends, the sandbox view and health."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gomflow_messaging import health as health_checks
+from gomflow_messaging import outbox
+from gomflow_messaging.api.common import json_body, require_service_secret, services
+from gomflow_messaging.errors import ApiError, ValidationFailed
+from gomflow_messaging.idempotency import check_key
+from gomflow_messaging.workflows import notify as notify_workflow
+
+
+def _json(data: Any, status_code: int = 200) -> JSONResponse:
+    return JSONResponse(_plain(data), status_code=status_code)
+
+
+def _plain(value: Any) -> Any:
+    """UUIDs, datetimes and Decimals as strings, for JSON."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+async def notify(request: Request) -> Response:
+    require_service_secret(request)
+    body = await json_body(request)
+    key = request.headers.get("idempotency-key")
+    svc = services(request)
+    result = await notify_workflow.notify(
+        svc,
+        body,
+        idempotency_key=check_key(key) if key is not None else None,
+        request_id=request.state.request_id,
+    )
+    await notify_workflow.enqueue(svc, result)
+    return _json(result.body, result.status_code)
+
+
+async def notifications_test(request: Request) -> Response:
+    """Send the localised test message on each channel named, to check a deployment."""
+    require_service_secret(request)
+    body = await json_body(request)
+    svc = services(request)
+    if not isinstance(body, dict):
+        raise ValidationFailed({"body": "must be a JSON object"})
+    addresses = body.get("addresses")
+    if isinstance(body.get("address"), str):
+        addresses = {name: body["address"] for name in svc.channels}
+    if not isinstance(addresses, dict) or not addresses:
+        raise ValidationFailed(
+            {
+                "addresses": 'give {"<channel>": "<address>"} for the channels to test '
+                f'(enabled: {", ".join(svc.channels)}), or one "address" for all',
+            }
+        )
+    recipients = [
+        {"channel": channel, "address": address} for channel, address in addresses.items()
+    ]
+    payload: dict[str, Any] = {"event": "test", "recipients": recipients}
+    if "locale" in body:
+        payload["locale"] = body["locale"]
+    result = await notify_workflow.notify(
+        svc, payload, request_id=request.state.request_id, source="test"
+    )
+    await notify_workflow.enqueue(svc, result)
+    return _json(result.body, result.status_code)
+
+
+async def message_status(request: Request) -> Response:
+    require_service_secret(request)
+    try:
+        message_id = uuid.UUID(request.path_params["message_id"])
+    except ValueError:
+        raise ValidationFailed({"id": "must be a UUID"}) from None
+    message = await outbox.get_message(services(request).pool, message_id)
+    if message is None:
+        raise ApiError(404, "not_found", "No message with this id.")
+    return _json(message)
+
+
+async def sandbox_messages(request: Request) -> Response:
+    require_service_secret(request)
+    svc = services(request)
+    if "sandbox" not in svc.channels:
+        raise ApiError(404, "sandbox_disabled", "The sandbox channel is not enabled.")
+    params = request.query_params
+    try:
+        limit = min(max(int(params.get("limit", "50")), 1), 500)
+        after = int(params.get("after", "0"))
+    except ValueError:
+        raise ValidationFailed({"limit": "must be an integer"}) from None
+    address = params.get("address")
+    rows = await svc.pool.fetch(
+        """
+        SELECT id, message_id, address, payload, deliveries, received_at
+          FROM sandbox_messages
+         WHERE id > $1 AND ($2::text IS NULL OR address = $2)
+         ORDER BY id DESC LIMIT $3
+        """,
+        after,
+        address,
+        limit,
+    )
+    return _json({"messages": [dict(r) for r in rows]})
+
+
+async def health(request: Request) -> Response:
+    report = await health_checks.check(services(request), mode=request.app.state.mode)
+    return _json(report, 200 if report["ok"] else 503)
+
+
+routes = [
+    Route("/api/health", health, methods=["GET"]),
+    Route("/api/notify", notify, methods=["POST"]),
+    Route("/api/notifications/test", notifications_test, methods=["POST"]),
+    Route("/api/messages/{message_id}", message_status, methods=["GET"]),
+    Route("/api/sandbox/messages", sandbox_messages, methods=["GET"]),
+]

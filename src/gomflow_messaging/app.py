@@ -1,0 +1,126 @@
+"""The Starlette application: routes, error handling, and the lifespan that wires services."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Literal
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gomflow_messaging.api.common import error_response
+from gomflow_messaging.api.routes import routes
+from gomflow_messaging.bootstrap import Services, build_services
+from gomflow_messaging.errors import ApiError
+from gomflow_messaging.worker import WorkerRunner, new_worker_id
+
+if TYPE_CHECKING:
+    from gomflow_messaging.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["serve", "web"]
+
+
+class RequestIdMiddleware:
+    """Gives each request an id (or keeps the caller's X-Request-ID) and echoes it back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming[:64] if incoming.isprintable() and incoming else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    return JSONResponse(
+        {
+            "error": {
+                "code": codes.get(exc.status_code, "http_error"),
+                "message": exc.detail,
+                "fields": {},
+            }
+        },
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse(
+        {
+            "error": {
+                "code": "internal_error",
+                "message": "Something went wrong on our side; it has been logged.",
+                "fields": {},
+            }
+        },
+        status_code=500,
+    )
+
+
+def create_app(
+    settings: Settings, *, mode: Mode = "serve", services: Services | None = None
+) -> Starlette:
+    """``serve`` runs the worker in the same process; ``web`` only answers HTTP.
+
+    Tests may pass ready ``services``; otherwise the lifespan builds and closes them.
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        own = services is None
+        svc = services or await build_services(settings, worker_id=new_worker_id())
+        app.state.services = svc
+        runner: WorkerRunner | None = None
+        try:
+            if mode == "serve":
+                runner = WorkerRunner(svc)
+                await runner.start()
+            log.info("gomflow-messaging %s ready: channels %s", mode, ", ".join(svc.channels))
+            yield
+        finally:
+            if runner is not None:
+                await runner.stop()
+            if own:
+                await svc.close()
+
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(RequestIdMiddleware)],
+        exception_handlers={
+            ApiError: _api_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.state.mode = mode
+    return app

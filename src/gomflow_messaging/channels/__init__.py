@@ -1,0 +1,1 @@
+"""Channel adapters: one module per platform behind the `Channel` protocol in `base`."""

@@ -1,0 +1,88 @@
+"""The Channel protocol: a channel-agnostic message in, a platform call out, our errors only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+from uuid import UUID
+
+
+@dataclass(frozen=True)
+class Button:
+    """A button under a message: opens ``url`` or sends ``action`` back to the bot."""
+
+    label: str
+    action: str = ""
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class TemplateRef:
+    """An approved platform template (WhatsApp Content API) and its variables."""
+
+    name: str
+    variables: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """What the dispatcher hands an adapter. ``message_id`` doubles as an idempotency key."""
+
+    message_id: UUID
+    address: str
+    text: str
+    event: str = "custom"
+    locale: str = "en"
+    buttons: tuple[tuple[Button, ...], ...] = ()
+    image_url: str = ""
+    template: TemplateRef | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_body(cls, message_id: UUID, address: str, body: dict[str, Any]) -> OutboundMessage:
+        """Rebuild a message from the JSON body stored in the outbox."""
+        rows = tuple(tuple(Button(**button) for button in row) for row in body.get("buttons") or ())
+        template = body.get("template")
+        return cls(
+            message_id=message_id,
+            address=address,
+            text=body.get("text", ""),
+            event=body.get("event", "custom"),
+            locale=body.get("locale", "en"),
+            buttons=rows,
+            image_url=body.get("image_url", ""),
+            template=TemplateRef(**template) if template else None,
+            extra=body.get("extra") or {},
+        )
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """A platform accepted the message."""
+
+    provider_message_id: str = ""
+
+
+@dataclass(frozen=True)
+class ChannelHealth:
+    ok: bool
+    detail: str = ""
+
+
+@runtime_checkable
+class Channel(Protocol):
+    """Every platform adapter. ``send`` raises only `TransientError` or `PermanentError`."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def send(self, message: OutboundMessage) -> SendResult: ...
+
+    async def health(self) -> ChannelHealth: ...
+
+    def validate_address(self, address: str) -> str:
+        """Return the normalised address or raise ValueError with a reason."""
+        ...

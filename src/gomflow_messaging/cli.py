@@ -1,0 +1,251 @@
+"""The `gomflow-messaging` command: thin subcommands over the app, the worker and workflows."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import asyncpg
+from redis.exceptions import RedisError
+
+from gomflow_messaging import __version__
+from gomflow_messaging.settings import ConfigError, Settings, load_settings
+
+log = logging.getLogger("gomflow_messaging")
+
+PROG = "gomflow-messaging"
+
+
+class CommandError(Exception):
+    """A failure the user can act on: printed as one line, exit code 1."""
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # SAQ logs every job at INFO; one line per message is noise at campaign scale.
+    logging.getLogger("saq").setLevel(logging.WARNING)
+
+
+def _run(coro: Awaitable[Any]) -> Any:
+    async def wrapper() -> Any:
+        return await coro
+
+    return asyncio.run(wrapper())
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from gomflow_messaging import db
+
+    applied = _run(db.migrate(settings.database_url))
+    print(f"applied: {', '.join(applied)}" if applied else "database schema is up to date")
+    return 0
+
+
+def _serve(settings: Settings, mode: Literal["serve", "web"]) -> int:
+    import uvicorn
+
+    from gomflow_messaging.app import create_app
+    from gomflow_messaging.bootstrap import build_services
+    from gomflow_messaging.worker import new_worker_id
+
+    async def main() -> bool:
+        # Connect before uvicorn starts, so an unreachable database is one line, not a trace.
+        services = await build_services(settings, worker_id=new_worker_id())
+        try:
+            app = create_app(settings, mode=mode, services=services)
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    app,
+                    host=settings.host,
+                    port=settings.port,
+                    lifespan="on",
+                    log_config=None,
+                    access_log=False,
+                    proxy_headers=True,
+                    forwarded_allow_ips="*",
+                    timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+                )
+            )
+            await server.serve()
+            return bool(server.started)
+        finally:
+            await services.close()
+
+    return 0 if _run(main()) else 1
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    return _serve(settings, "serve")
+
+
+def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
+    return _serve(settings, "web")
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from gomflow_messaging.bootstrap import build_services
+    from gomflow_messaging.worker import WorkerRunner, new_worker_id
+
+    async def main() -> None:
+        services = await build_services(settings, blocking_queue=True, worker_id=new_worker_id())
+        runner = WorkerRunner(services)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await runner.start()
+        log.info(
+            "worker %s started on queue %s", services.dispatcher.worker_id, settings.queue_name
+        )
+        waiter = asyncio.create_task(runner.wait())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        log.info("worker stopping: finishing in-flight jobs")
+        stopper.cancel()
+        await runner.stop()
+        await services.close()
+        log.info("worker stopped")
+
+    _run(main())
+    return 0
+
+
+def cmd_seed_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from gomflow_messaging import db, demo
+
+    async def main() -> dict[str, Any]:
+        conn = await db.connect(settings.database_url)
+        try:
+            return await demo.seed(conn)
+        finally:
+            await conn.close()
+
+    print(json.dumps(_run(main()), indent=2))
+    return 0
+
+
+def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
+    from gomflow_messaging import doctor
+
+    findings = _run(doctor.run(settings))
+    print(doctor.report(findings))
+    return 0 if all(f.ok for f in findings) else 1
+
+
+def cmd_run_job(settings: Settings, args: argparse.Namespace) -> int:
+    from gomflow_messaging.bootstrap import build_services
+    from gomflow_messaging.schedule import JOBS
+
+    job = JOBS[args.name]
+    at = args.at or datetime.now(UTC)
+
+    async def main() -> dict[str, Any]:
+        services = await build_services(settings)
+        try:
+            return await job.run(services, at)
+        finally:
+            await services.close()
+
+    result = _run(main())
+    print(json.dumps({"job": job.name, "at": at.isoformat(), "result": result}, default=str))
+    return 0
+
+
+def _moment(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an ISO-8601 time such as 2026-12-01T09:00:00+08:00"
+        ) from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError("give a time zone offset, e.g. +08:00 or Z")
+    return moment
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from gomflow_messaging.schedule import JOBS
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="GOMFLOW messaging: WhatsApp, Telegram and Discord for GOMs and buyers. "
+        "Settings come from the environment and .env (see README).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, func: Callable[..., int], help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    add("migrate", cmd_migrate, "Apply the SQL migrations in order (safe with replicas).")
+    add("serve", cmd_serve, "Run the web API and the worker in one process (Railway default).")
+    add("web", cmd_web, "Run only the web API (scale out beside `worker` replicas).")
+    add("worker", cmd_worker, "Run only the delivery worker, sweeper and scheduled jobs.")
+    add(
+        "seed-demo",
+        cmd_seed_demo,
+        "Create a demo GOM, two open orders (PHP, MYR), submissions and sandbox contacts.",
+    )
+    add(
+        "doctor",
+        cmd_doctor,
+        "Check settings, Postgres, Redis and every enabled channel; exit 1 if anything is wrong.",
+    )
+    job_list = "; ".join(f"{j.name}: {j.help}" for j in JOBS.values())
+    run_job = add("run-job", cmd_run_job, f"Run one scheduled job now. Jobs: {job_list}")
+    run_job.add_argument("name", choices=sorted(JOBS), help="the job to run")
+    run_job.add_argument(
+        "--at", type=_moment, default=None, help="act as if the clock read this ISO-8601 moment"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(settings.log_level)
+    try:
+        code: int = args.func(settings, args)
+    except ConfigError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    except CommandError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RedisError) as exc:
+        from gomflow_messaging.doctor import where
+
+        target = (
+            where(settings.redis_url)
+            if isinstance(exc, RedisError)
+            else where(settings.database_url)
+        )
+        print(
+            f"{PROG}: cannot reach {target}: {type(exc).__name__}: {str(exc)[:200]}",
+            file=sys.stderr,
+        )
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    return code

@@ -1,0 +1,183 @@
+"""Contacts and their channel addresses: who a submission, an order or a GOM reaches."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+from gomflow_messaging.phones import normalize_phone
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from gomflow_messaging.db import Connection
+
+
+@dataclass
+class Address:
+    channel: str
+    address: str
+    reachable: bool = True
+
+
+@dataclass
+class Recipient:
+    """One person to reach: their contact (if known) and addresses in the order to try."""
+
+    addresses: list[Address]
+    contact_id: UUID | None = None
+    locale: str = "en"
+    timezone: str = "Asia/Manila"
+    opted_out: bool = False
+    #: What this recipient stands for in the request, for the answer (e.g. a submission id).
+    ref: dict[str, str] = field(default_factory=dict)
+
+
+def submission_address(platform: str, platform_id: str | None, phone: str | None) -> Address | None:
+    """Where a submission's buyer is reached by default (PRODUCT.md: order data)."""
+    if platform in ("telegram", "discord") and platform_id:
+        return Address(platform, platform_id)
+    raw = platform_id if platform == "whatsapp" and platform_id else phone
+    if not raw:
+        return None
+    try:
+        return Address("whatsapp", normalize_phone(raw))
+    except ValueError:
+        return None
+
+
+async def _contacts(
+    conn: Connection, contact_ids: set[UUID]
+) -> tuple[dict[UUID, asyncpg.Record], dict[UUID, list[Address]]]:
+    if not contact_ids:
+        return {}, {}
+    ids = list(contact_ids)
+    rows = await conn.fetch(
+        "SELECT id, locale, timezone, opted_out_at FROM contacts WHERE id = ANY($1::uuid[])", ids
+    )
+    addresses: dict[UUID, list[Address]] = defaultdict(list)
+    for row in await conn.fetch(
+        """
+        SELECT contact_id, channel, address, reachable FROM contact_addresses
+         WHERE contact_id = ANY($1::uuid[]) ORDER BY contact_id, priority, id
+        """,
+        ids,
+    ):
+        addresses[row["contact_id"]].append(
+            Address(row["channel"], row["address"], row["reachable"])
+        )
+    return {row["id"]: row for row in rows}, addresses
+
+
+def _recipient(
+    contact_id: UUID | None,
+    first: Address | None,
+    contacts: dict[UUID, asyncpg.Record],
+    addresses: dict[UUID, list[Address]],
+    ref: dict[str, str],
+) -> Recipient:
+    ordered: list[Address] = []
+    known = addresses.get(contact_id, []) if contact_id else []
+    if first is not None:
+        # The chat a submission came from goes first, with what we know of its reachability.
+        match = next(
+            (a for a in known if (a.channel, a.address) == (first.channel, first.address)), None
+        )
+        ordered.append(match or first)
+    ordered += [a for a in known if a not in ordered]
+    contact = contacts.get(contact_id) if contact_id else None
+    return Recipient(
+        addresses=ordered,
+        contact_id=contact_id,
+        locale=contact["locale"] if contact else "en",
+        timezone=contact["timezone"] if contact else "Asia/Manila",
+        opted_out=bool(contact and contact["opted_out_at"]),
+        ref=ref,
+    )
+
+
+async def for_submissions(
+    conn: Connection, *, order_id: UUID | None = None, submission_id: UUID | None = None
+) -> list[Recipient]:
+    """The buyers of one submission, or of every live submission of an order (one each)."""
+    rows = await conn.fetch(
+        """
+        SELECT s.id, s.buyer_platform, s.buyer_platform_id, s.buyer_phone, sc.contact_id
+          FROM submissions s
+          LEFT JOIN submission_contacts sc ON sc.submission_id = s.id
+         WHERE ($1::uuid IS NULL OR s.order_id = $1)
+           AND ($2::uuid IS NULL OR s.id = $2)
+           AND ($2::uuid IS NOT NULL OR s.status <> 'cancelled')
+         ORDER BY s.created_at, s.id
+        """,
+        order_id,
+        submission_id,
+    )
+    firsts = [
+        submission_address(r["buyer_platform"], r["buyer_platform_id"], r["buyer_phone"])
+        for r in rows
+    ]
+    # A submission not linked to a contact is matched by its address.
+    missing = {
+        (a.channel, a.address)
+        for r, a in zip(rows, firsts, strict=True)
+        if a is not None and r["contact_id"] is None
+    }
+    by_address: dict[tuple[str, str], UUID] = {}
+    if missing:
+        channels, values = zip(*missing, strict=True)
+        for row in await conn.fetch(
+            """
+            SELECT ca.channel, ca.address, ca.contact_id
+              FROM unnest($1::text[], $2::text[]) AS u(channel, address)
+              JOIN contact_addresses ca USING (channel, address)
+            """,
+            list(channels),
+            list(values),
+        ):
+            by_address[(row["channel"], row["address"])] = row["contact_id"]
+    contact_ids = [
+        r["contact_id"] or (by_address.get((a.channel, a.address)) if a else None)
+        for r, a in zip(rows, firsts, strict=True)
+    ]
+    contacts, addresses = await _contacts(conn, {c for c in contact_ids if c})
+    recipients: list[Recipient] = []
+    seen: set[object] = set()
+    for row, first, contact_id in zip(rows, firsts, contact_ids, strict=True):
+        identity: object = row["id"]
+        if contact_id:
+            identity = contact_id
+        elif first:
+            identity = (first.channel, first.address)
+        if identity in seen:
+            continue  # one buyer with several submissions hears it once
+        seen.add(identity)
+        recipients.append(
+            _recipient(contact_id, first, contacts, addresses, {"submission_id": str(row["id"])})
+        )
+    return recipients
+
+
+async def for_gom(conn: Connection, profile_id: UUID) -> Recipient | None:
+    """The GOM's linked contact, or None when the profile does not exist."""
+    exists = await conn.fetchval("SELECT 1 FROM profiles WHERE id = $1", profile_id)
+    if not exists:
+        return None
+    contact_id = await conn.fetchval("SELECT id FROM contacts WHERE profile_id = $1", profile_id)
+    contacts, addresses = await _contacts(conn, {contact_id} if contact_id else set())
+    return _recipient(contact_id, None, contacts, addresses, {"gom_id": str(profile_id)})
+
+
+async def for_address(conn: Connection, channel: str, address: str) -> Recipient:
+    contact_id = await conn.fetchval(
+        "SELECT contact_id FROM contact_addresses WHERE channel = $1 AND address = $2",
+        channel,
+        address,
+    )
+    contacts, addresses = await _contacts(conn, {contact_id} if contact_id else set())
+    recipient = _recipient(contact_id, Address(channel, address), contacts, addresses, {})
+    # A direct address is exactly where the caller asked: no other channel.
+    recipient.addresses = recipient.addresses[:1]
+    return recipient

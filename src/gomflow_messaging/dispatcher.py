@@ -1,0 +1,163 @@
+"""The dispatcher: a SAQ job that delivers one outbox message through its channel."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from gomflow_messaging import outbox
+from gomflow_messaging.channels.base import OutboundMessage
+from gomflow_messaging.errors import PermanentError, TransientError
+
+if TYPE_CHECKING:
+    from gomflow_messaging.channels.base import Channel
+    from gomflow_messaging.db import Pool
+    from gomflow_messaging.queue import JobQueue
+    from gomflow_messaging.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# A job that runs a little before its row is due (clocks of two machines) waits this long.
+_EARLY_WAIT_LIMIT = 5.0
+
+
+@dataclass
+class Dispatcher:
+    settings: Settings
+    pool: Pool
+    queue: JobQueue
+    channels: dict[str, Channel]
+    worker_id: str = "local"
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential backoff with jitter, capped; attempt 1 waits about the base."""
+        base = self.settings.dispatch_backoff_base_seconds * (2 ** max(attempt - 1, 0))
+        capped: float = min(base, self.settings.dispatch_backoff_max_seconds)
+        return capped * random.uniform(0.8, 1.2)
+
+    async def deliver(self, message_id: UUID) -> dict[str, Any]:
+        lease = self.settings.dispatch_lease_seconds
+        row = await outbox.claim(self.pool, message_id, lease)
+        if row is None:
+            due = await outbox.not_due_until(self.pool, message_id)
+            if due is None:
+                return {"result": "not_claimed"}
+            wait = (due - datetime.now(UTC)).total_seconds()
+            if wait > _EARLY_WAIT_LIMIT:
+                return {"result": "not_due"}
+            await asyncio.sleep(max(wait, 0) + 0.01)
+            row = await outbox.claim(self.pool, message_id, lease)
+            if row is None:
+                return {"result": "not_claimed"}
+
+        attempt = int(row["attempts"])
+        channel_name = row["channel"]
+        if attempt > self.settings.dispatch_max_attempts:
+            await outbox.finish_failed(
+                self.pool,
+                message_id,
+                None,
+                reason="too_many_attempts",
+                error=f"gave up after {attempt - 1} attempts",
+            )
+            return {"result": "failed", "reason": "too_many_attempts"}
+        channel = self.channels.get(channel_name)
+        if channel is None:
+            await outbox.finish_failed(
+                self.pool,
+                message_id,
+                None,
+                reason="channel_disabled",
+                error=f"channel {channel_name} is not enabled on this deployment",
+            )
+            return {"result": "failed", "reason": "channel_disabled"}
+
+        attempt_id = await outbox.start_attempt(self.pool, message_id, attempt, self.worker_id)
+        message = OutboundMessage.from_body(message_id, row["address"], row["body"])
+        # Leave time to record the outcome before the lease runs out.
+        send_timeout = max(lease * 0.8, 1.0)
+        try:
+            result = await asyncio.wait_for(channel.send(message), timeout=send_timeout)
+        except PermanentError as exc:
+            if exc.address_unreachable:
+                await outbox.mark_address_unreachable(
+                    self.pool, channel_name, row["address"], exc.code or "unreachable"
+                )
+            await outbox.finish_failed(
+                self.pool, message_id, attempt_id, reason=exc.code or "rejected", error=exc.message
+            )
+            log.info("message %s failed permanently on %s: %s", message_id, channel_name, exc.code)
+            return {"result": "failed", "reason": exc.code}
+        except TransientError as exc:
+            return await self._retry(
+                message_id,
+                attempt,
+                attempt_id,
+                exc.code or "transient",
+                exc.message,
+                exc.retry_after,
+            )
+        except TimeoutError:
+            return await self._retry(
+                message_id,
+                attempt,
+                attempt_id,
+                "timeout",
+                f"no answer from {channel_name} within {send_timeout:.0f}s",
+                None,
+            )
+        except Exception as exc:  # an adapter bug must not lose the message
+            log.exception("adapter %s raised unexpectedly", channel_name)
+            return await self._retry(
+                message_id, attempt, attempt_id, "internal_error", type(exc).__name__, None
+            )
+        await outbox.finish_sent(self.pool, message_id, attempt_id, result.provider_message_id)
+        return {"result": "sent"}
+
+    async def _retry(
+        self,
+        message_id: UUID,
+        attempt: int,
+        attempt_id: int,
+        code: str,
+        error: str,
+        retry_after: float | None,
+    ) -> dict[str, Any]:
+        if attempt >= self.settings.dispatch_max_attempts:
+            await outbox.finish_failed(
+                self.pool, message_id, attempt_id, reason=code, error=error, outcome="transient"
+            )
+            return {"result": "failed", "reason": code}
+        delay = self.backoff(attempt)
+        if retry_after is not None:
+            # The platform named its wait: never sooner, and not much later.
+            delay = max(retry_after, min(delay, retry_after + 1.0))
+        next_at = await outbox.finish_retry(
+            self.pool,
+            message_id,
+            attempt_id,
+            delay_seconds=delay,
+            error_code=code,
+            error=error,
+            retry_after=retry_after,
+        )
+        await self.queue.enqueue_delivery(message_id, attempt, next_at)
+        log.info("message %s retry %d in %.1fs (%s)", message_id, attempt, delay, code)
+        return {"result": "retry", "delay": round(delay, 3), "code": code}
+
+    async def sweep(self, limit: int = 1000) -> int:
+        """Re-enqueue messages whose job may be lost; a job still waiting is not doubled."""
+        rows = await outbox.stuck_messages(self.pool, self.settings.sweep_grace_seconds, limit)
+        if not rows:
+            return 0
+        ok, _ = await self.queue.enqueue_many(
+            (row["id"], int(row["attempts"]), None) for row in rows
+        )
+        if ok:
+            log.info("sweeper re-enqueued %d message(s)", ok)
+        return ok

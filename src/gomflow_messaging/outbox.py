@@ -1,0 +1,292 @@
+"""The outbox: one row per message, written before it is enqueued; every attempt recorded."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from gomflow_messaging.db import Connection, Pool
+
+FINAL_STATUSES = frozenset({"sent", "delivered", "read", "failed", "skipped"})
+
+
+@dataclass
+class PlannedMessage:
+    """A message a workflow decided to send (or to skip, with the reason)."""
+
+    channel: str
+    address: str
+    event: str
+    body: dict[str, Any]
+    locale: str = "en"
+    contact_id: UUID | None = None
+    status: str = "queued"
+    status_reason: str | None = None
+    next_attempt_at: datetime | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+async def create_notification(
+    conn: Connection,
+    *,
+    event: str,
+    data: dict[str, Any],
+    locale: str | None,
+    send_at: datetime | None,
+    source: str,
+    request_id: str | None,
+) -> UUID:
+    notification_id: UUID = await conn.fetchval(
+        """
+        INSERT INTO notifications (event, data, locale, send_at, source, request_id)
+        VALUES ($1, $2::jsonb, $3, $4, $5, $6) RETURNING id
+        """,
+        event,
+        data,
+        locale,
+        send_at,
+        source,
+        request_id,
+    )
+    return notification_id
+
+
+async def insert_messages(
+    conn: Connection, notification_id: UUID, planned: list[PlannedMessage]
+) -> list[asyncpg.Record]:
+    """Insert all messages of a notification in one statement (10k rows stay one round trip)."""
+    if not planned:
+        return []
+    rows = await conn.fetch(
+        """
+        INSERT INTO messages (notification_id, contact_id, channel, address, event, locale,
+                              body, status, status_reason, next_attempt_at)
+        SELECT $1, u.contact_id, u.channel, u.address, u.event, u.locale, u.body::jsonb,
+               u.status, u.status_reason, coalesce(u.next_attempt_at, now())
+        FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                    $8::text[], $9::text[], $10::timestamptz[])
+             WITH ORDINALITY AS u(contact_id, channel, address, event, locale, body, status,
+                                  status_reason, next_attempt_at, n)
+        ORDER BY u.n
+        RETURNING id, channel, address, status, status_reason, next_attempt_at
+        """,
+        notification_id,
+        [p.contact_id for p in planned],
+        [p.channel for p in planned],
+        [p.address for p in planned],
+        [p.event for p in planned],
+        [p.locale for p in planned],
+        [_json(p.body) for p in planned],
+        [p.status for p in planned],
+        [p.status_reason for p in planned],
+        [p.next_attempt_at for p in planned],
+    )
+    return list(rows)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+async def claim(pool: Pool, message_id: UUID, lease_seconds: float) -> asyncpg.Record | None:
+    """Take the message for one attempt, or None if it is not due, finished or leased."""
+    return await pool.fetchrow(
+        """
+        UPDATE messages
+           SET status = 'sending', attempts = attempts + 1, updated_at = now(),
+               claimed_until = now() + make_interval(secs => $2)
+         WHERE id = $1
+           AND ((status = 'queued' AND next_attempt_at <= now())
+                OR (status = 'sending' AND claimed_until < now()))
+        RETURNING id, channel, address, event, locale, body, attempts, contact_id
+        """,
+        message_id,
+        lease_seconds,
+    )
+
+
+async def not_due_until(pool: Pool, message_id: UUID) -> datetime | None:
+    """When a queued message becomes due, if it is queued for later."""
+    value: datetime | None = await pool.fetchval(
+        "SELECT next_attempt_at FROM messages WHERE id = $1 AND status = 'queued'"
+        " AND next_attempt_at > now()",
+        message_id,
+    )
+    return value
+
+
+async def start_attempt(pool: Pool, message_id: UUID, attempt: int, worker: str) -> int:
+    attempt_id: int = await pool.fetchval(
+        "INSERT INTO delivery_attempts (message_id, attempt, worker) VALUES ($1, $2, $3)"
+        " RETURNING id",
+        message_id,
+        attempt,
+        worker,
+    )
+    return attempt_id
+
+
+async def finish_sent(
+    pool: Pool, message_id: UUID, attempt_id: int, provider_message_id: str
+) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            """
+            UPDATE messages
+               SET status = 'sent', provider_message_id = nullif($2, ''), sent_at = now(),
+                   updated_at = now(), claimed_until = NULL, last_error = NULL
+             WHERE id = $1 AND status = 'sending'
+            """,
+            message_id,
+            provider_message_id,
+        )
+        await conn.execute(
+            "UPDATE delivery_attempts SET finished_at = now(), outcome = 'sent' WHERE id = $1",
+            attempt_id,
+        )
+        await _audit_outbound(conn, message_id, "sent")
+
+
+async def finish_retry(
+    pool: Pool,
+    message_id: UUID,
+    attempt_id: int,
+    *,
+    delay_seconds: float,
+    error_code: str,
+    error: str,
+    retry_after: float | None,
+) -> datetime:
+    async with pool.acquire() as conn, conn.transaction():
+        next_at: datetime = await conn.fetchval(
+            """
+            UPDATE messages
+               SET status = 'queued', next_attempt_at = now() + make_interval(secs => $2),
+                   claimed_until = NULL, last_error = $3, updated_at = now()
+             WHERE id = $1 AND status = 'sending'
+            RETURNING next_attempt_at
+            """,
+            message_id,
+            delay_seconds,
+            f"{error_code}: {error}" if error_code else error,
+        )
+        await conn.execute(
+            """
+            UPDATE delivery_attempts
+               SET finished_at = now(), outcome = 'transient', error_code = $2, error = $3,
+                   retry_after = $4
+             WHERE id = $1
+            """,
+            attempt_id,
+            error_code,
+            error,
+            retry_after,
+        )
+    return next_at
+
+
+async def finish_failed(
+    pool: Pool,
+    message_id: UUID,
+    attempt_id: int | None,
+    *,
+    reason: str,
+    error: str,
+    outcome: str = "permanent",
+) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            """
+            UPDATE messages
+               SET status = 'failed', status_reason = $2, last_error = $3,
+                   claimed_until = NULL, updated_at = now()
+             WHERE id = $1 AND status IN ('queued', 'sending')
+            """,
+            message_id,
+            reason,
+            error,
+        )
+        if attempt_id is not None:
+            await conn.execute(
+                """
+                UPDATE delivery_attempts
+                   SET finished_at = now(), outcome = $4, error_code = $2, error = $3
+                 WHERE id = $1
+                """,
+                attempt_id,
+                reason,
+                error,
+                outcome,
+            )
+        await _audit_outbound(conn, message_id, f"failed:{reason}")
+
+
+async def mark_address_unreachable(pool: Pool, channel: str, address: str, reason: str) -> None:
+    await pool.execute(
+        "UPDATE contact_addresses SET reachable = false, unreachable_reason = $3"
+        " WHERE channel = $1 AND address = $2",
+        channel,
+        address,
+        reason,
+    )
+
+
+async def _audit_outbound(conn: Connection, message_id: UUID, result: str) -> None:
+    await conn.execute(
+        """
+        INSERT INTO audit_log (direction, actor, action, channel, subject, result, detail)
+        SELECT 'outbound', coalesce(contact_id::text, 'address:' || channel), 'message', channel,
+               id::text, $2, jsonb_build_object('event', event, 'attempts', attempts,
+                                                'notification_id', notification_id)
+          FROM messages WHERE id = $1
+        """,
+        message_id,
+        result,
+    )
+
+
+async def stuck_messages(pool: Pool, grace_seconds: float, limit: int) -> list[asyncpg.Record]:
+    """Messages that should have a live job but may not: Redis lost it, or a worker died."""
+    return list(
+        await pool.fetch(
+            """
+            SELECT id, attempts, next_attempt_at FROM messages
+             WHERE (status = 'queued' AND next_attempt_at <= now() - make_interval(secs => $1))
+                OR (status = 'sending' AND claimed_until < now())
+             ORDER BY next_attempt_at
+             LIMIT $2
+            """,
+            grace_seconds,
+            limit,
+        )
+    )
+
+
+async def get_message(pool: Pool, message_id: UUID) -> dict[str, Any] | None:
+    row = await pool.fetchrow(
+        """
+        SELECT id, notification_id, contact_id, channel, address, event, locale, status,
+               status_reason, attempts, last_error, provider_message_id, created_at,
+               updated_at, next_attempt_at, sent_at, delivered_at, read_at
+          FROM messages WHERE id = $1
+        """,
+        message_id,
+    )
+    if row is None:
+        return None
+    attempts = await pool.fetch(
+        """
+        SELECT attempt, started_at, finished_at, outcome, error_code, error, retry_after
+          FROM delivery_attempts WHERE message_id = $1 ORDER BY id
+        """,
+        message_id,
+    )
+    result = dict(row)
+    result["attempt_log"] = [dict(a) for a in attempts]
+    return result

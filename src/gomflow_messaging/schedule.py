@@ -1,0 +1,68 @@
+"""Scheduled jobs: run by the worker's cron, or now with `gomflow-messaging run-job NAME`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from saq import CronJob
+
+if TYPE_CHECKING:
+    from gomflow_messaging.bootstrap import Services
+    from gomflow_messaging.worker import WorkerContext
+
+JobFunc = Callable[["Services", datetime], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class ScheduledJob:
+    name: str
+    cron: str
+    run: JobFunc
+    help: str
+
+
+async def sweep_outbox(services: Services, at: datetime) -> dict[str, Any]:
+    """Re-enqueue messages whose job was lost (Redis flushed, worker killed)."""
+    return {"re_enqueued": await services.dispatcher.sweep()}
+
+
+async def purge_expired(services: Services, at: datetime) -> dict[str, Any]:
+    """Forget idempotency keys after a day and inbound update ids after a week."""
+    async with services.pool.acquire() as conn:
+        keys = await conn.execute(
+            "DELETE FROM idempotency_keys WHERE created_at < $1::timestamptz - interval '1 day'", at
+        )
+        updates = await conn.execute(
+            "DELETE FROM inbound_updates WHERE received_at < $1::timestamptz - interval '7 days'",
+            at,
+        )
+    return {"idempotency_keys": int(keys.split()[-1]), "inbound_updates": int(updates.split()[-1])}
+
+
+JOBS: dict[str, ScheduledJob] = {
+    job.name: job
+    for job in (
+        ScheduledJob("sweep-outbox", "* * * * *", sweep_outbox, sweep_outbox.__doc__ or ""),
+        ScheduledJob("purge-expired", "17 * * * *", purge_expired, purge_expired.__doc__ or ""),
+    )
+}
+
+
+def cron_jobs() -> list[CronJob[WorkerContext]]:
+    """SAQ cron jobs, unique per queue: with several workers each runs once per tick."""
+    jobs = []
+    for job in JOBS.values():
+        jobs.append(CronJob(_cron_function(job), cron=job.cron, unique=True, timeout=300))
+    return jobs
+
+
+def _cron_function(job: ScheduledJob) -> Callable[[WorkerContext], Awaitable[dict[str, Any]]]:
+    async def run(ctx: WorkerContext) -> dict[str, Any]:
+        return await job.run(ctx["services"], datetime.now(UTC))
+
+    # SAQ names a function by its qualified name; each job needs its own.
+    run.__qualname__ = run.__name__ = "cron_" + job.name.replace("-", "_")
+    return run

@@ -1,0 +1,196 @@
+"""Settings: built once from the environment (and `.env`) at start-up, validated, secrets hidden."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(Exception):
+    """The configuration cannot run: one line naming the variable and what is wrong."""
+
+
+class Environment(StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+CHANNEL_NAMES = ("sandbox", "telegram", "discord", "whatsapp")
+
+
+class Settings(BaseSettings):
+    """Every variable of the seed deployment guide keeps its name and meaning (see README)."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        hide_input_in_errors=True,
+    )
+
+    environment: Environment = Environment.development
+    port: int = Field(3000, ge=1, le=65535)
+    host: str = "0.0.0.0"
+    log_level: str = "INFO"
+
+    # Core
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/gomflow"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    service_secret: SecretStr
+    service_secret_previous: SecretStr | None = None
+    core_api_url: str = "https://gomflow-core.vercel.app"
+    payment_service_url: str = ""
+    smart_agent_service_url: str = ""
+    public_base_url: str = "http://localhost:3000"
+
+    # Queue and dispatcher
+    db_pool_size: int = Field(10, ge=2, le=200)
+    queue_name: str = "gomflow-messaging"
+    worker_concurrency: int = Field(20, ge=1, le=1000)
+    dispatch_lease_seconds: float = Field(60.0, gt=0)
+    dispatch_max_attempts: int = Field(8, ge=1, le=100)
+    dispatch_backoff_base_seconds: float = Field(2.0, ge=0)
+    dispatch_backoff_max_seconds: float = Field(600.0, ge=0)
+    sweep_interval_seconds: float = Field(15.0, gt=0)
+    sweep_grace_seconds: float = Field(30.0, ge=0)
+    shutdown_grace_seconds: int = Field(20, ge=0)
+
+    # Channel flags
+    enable_sandbox: bool | None = None  # default: on outside production
+    enable_whatsapp: bool = False
+    enable_telegram: bool = False
+    enable_discord: bool = False
+    sandbox_delay_ms: int = Field(0, ge=0, le=60_000)
+
+    # WhatsApp (Twilio)
+    twilio_account_sid: str = ""
+    twilio_auth_token: SecretStr | None = None
+    twilio_whatsapp_number: str = ""
+    twilio_api_base_url: str = ""
+    webhook_path: str = "/webhooks/whatsapp"
+
+    # Telegram
+    telegram_bot_token: SecretStr | None = None
+    telegram_webhook_url: str = ""
+    telegram_webhook_secret: SecretStr | None = None
+    telegram_api_base_url: str = "https://api.telegram.org"
+    enable_inline_payments: bool = True
+    enable_smart_payment_detection: bool = True
+    auto_delete_processed_images: bool = True
+    max_file_size: int = Field(20_971_520, gt=0)
+    rate_limit_window_ms: int = Field(60_000, gt=0)
+    rate_limit_max_messages: int = Field(30, gt=0)
+    rate_limit_max_uploads: int = Field(5, gt=0)
+
+    # Discord
+    discord_token: SecretStr | None = None
+    discord_client_id: str = ""
+    discord_guild_id: str = ""
+    discord_public_key: str = ""
+    discord_api_base_url: str = "https://discord.com/api/v10"
+    enable_slash_commands: bool = True
+    enable_button_interactions: bool = True
+    enable_modal_interactions: bool = True
+
+    @field_validator("service_secret")
+    @classmethod
+    def _secret_length(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
+    @field_validator("service_secret_previous", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("service_secret_previous")
+    @classmethod
+    def _previous_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("postgres", "postgresql"):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must be a redis:// URL")
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http(s):// URL")
+        return value.rstrip("/")
+
+    @field_validator("webhook_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with /")
+        return value
+
+    @model_validator(mode="after")
+    def _channel_credentials(self) -> Settings:
+        if self.enable_sandbox is None:
+            self.enable_sandbox = self.environment is not Environment.production
+        required = {
+            "whatsapp": ("twilio_account_sid", "twilio_auth_token", "twilio_whatsapp_number"),
+            "telegram": ("telegram_bot_token", "telegram_webhook_secret"),
+            "discord": ("discord_token", "discord_public_key", "discord_client_id"),
+        }
+        for channel, names in required.items():
+            if not getattr(self, f"enable_{channel}"):
+                continue
+            for name in names:
+                if not getattr(self, name):
+                    raise ValueError(
+                        f"{name.upper()} is required when ENABLE_{channel.upper()} is true"
+                    )
+        return self
+
+    @property
+    def enabled_channels(self) -> list[str]:
+        return [name for name in CHANNEL_NAMES if getattr(self, f"enable_{name}")]
+
+    def service_secrets(self) -> list[bytes]:
+        secrets = [self.service_secret.get_secret_value().encode()]
+        if self.service_secret_previous is not None:
+            secrets.append(self.service_secret_previous.get_secret_value().encode())
+        return secrets
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        loc = item.get("loc") or ()
+        message = str(item.get("msg", "invalid"))
+        message = message.removeprefix("Value error, ")
+        if loc:
+            parts.append(f"{str(loc[0]).upper()}: {message}")
+        else:
+            parts.append(message)
+    return "; ".join(parts)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment; raise ConfigError with one readable line."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {_describe(exc)}") from None

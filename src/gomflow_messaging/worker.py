@@ -1,0 +1,132 @@
+"""The worker: SAQ consuming delivery jobs, the outbox sweeper and a liveness heartbeat."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError
+from saq import Worker
+from saq.types import Context
+
+from gomflow_messaging.queue import DELIVER_JOB
+from gomflow_messaging.schedule import cron_jobs
+
+if TYPE_CHECKING:
+    from gomflow_messaging.bootstrap import Services
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 5.0
+
+
+class WorkerContext(Context, total=False):
+    services: Services
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+async def deliver(ctx: WorkerContext, *, message_id: str) -> dict[str, Any]:
+    """SAQ job: deliver one outbox message (the id is all the job carries)."""
+    return await ctx["services"].dispatcher.deliver(uuid.UUID(message_id))
+
+
+def build_worker(services: Services) -> Worker[WorkerContext]:
+    settings = services.settings
+
+    async def startup(ctx: WorkerContext) -> None:
+        ctx["services"] = services
+
+    worker: Worker[WorkerContext] = Worker(
+        services.queue.saq,
+        functions={(DELIVER_JOB, deliver)},
+        cron_jobs=cron_jobs(),
+        concurrency=settings.worker_concurrency,
+        startup=startup,
+        shutdown_grace_period_s=settings.shutdown_grace_seconds,
+        # SAQ's own sweep of dead jobs; our outbox sweeper is the real safety net.
+        timers={"sweep": 30, "schedule": 1},  # type: ignore[arg-type]
+        id=services.dispatcher.worker_id,
+        # Idle slots wake every second, so a stop never waits on an empty queue.
+        dequeue_timeout=1.0,
+    )
+    # Signals belong to whoever runs us (uvicorn or our CLI), so shutdown stays orderly.
+    worker.SIGNALS = []
+    return worker
+
+
+async def _every(interval: float, name: str, func: Any) -> None:
+    while True:
+        try:
+            await func()
+        except asyncio.CancelledError:
+            raise
+        except (RedisError, OSError) as exc:
+            log.warning("%s: Redis or Postgres unavailable (%s)", name, type(exc).__name__)
+        except Exception:
+            log.exception("%s failed", name)
+        await asyncio.sleep(interval)
+
+
+class WorkerRunner:
+    """Runs the SAQ worker with the sweeper and heartbeat beside it; stops them in order."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.worker = build_worker(services)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        services = self.services
+        worker_id = services.dispatcher.worker_id
+        self._tasks = [
+            asyncio.create_task(self.worker.start(), name="saq-worker"),
+            asyncio.create_task(
+                _every(
+                    services.settings.sweep_interval_seconds,
+                    "outbox sweeper",
+                    services.dispatcher.sweep,
+                ),
+                name="outbox-sweeper",
+            ),
+            asyncio.create_task(
+                _every(
+                    HEARTBEAT_SECONDS,
+                    "heartbeat",
+                    lambda: services.queue.beat(worker_id, HEARTBEAT_SECONDS * 3),
+                ),
+                name="worker-heartbeat",
+            ),
+        ]
+
+    async def stop(self) -> None:
+        """Stop taking jobs, let in-flight ones finish (up to the grace period), then quit.
+
+        A job cut off by the grace period keeps its lease; the sweeper retries it later.
+        """
+        for task in self._tasks[1:]:
+            task.cancel()
+        worker = self.worker
+        worker.event.set()  # no new jobs; each slot returns after its current one
+        # SAQ's stop waits for all its tasks, and its upkeep loops would sleep out the grace
+        # period: end them now (they return quietly once the event is set).
+        for task in list(worker.tasks):
+            if task.get_name() != "process":
+                task.cancel()
+        await worker.stop()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.services.queue.forget_worker(self.services.dispatcher.worker_id)
+
+    async def wait(self) -> None:
+        """Until the SAQ worker ends (it only ends when stopped or on a fatal error)."""
+        await self._tasks[0]

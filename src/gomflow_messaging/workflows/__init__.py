@@ -1,0 +1,1 @@
+"""Channel-agnostic workflows: they decide what to send and write the outbox; never a channel."""

@@ -1,0 +1,104 @@
+"""Real Postgres and Redis on loopback: a fresh database and queue name for each test run."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+from redis.asyncio import Redis
+
+from gomflow_messaging import db
+from gomflow_messaging.settings import Settings
+from tests.helpers import SECRET
+
+ADMIN_URL = os.environ.get(
+    "TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+# A Redis database of its own, since some tests flush it.
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _with_db(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+async def database_url() -> AsyncIterator[str]:
+    name = f"gomflow_test_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = await asyncpg.connect(ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = _with_db(ADMIN_URL, name)
+    await db.migrate(url)
+    yield url
+    admin = await asyncpg.connect(ADMIN_URL)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+def queue_name() -> str:
+    return f"gomflow-test-{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+def make_settings(database_url: str, queue_name: str) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "environment": "test",
+            "database_url": database_url,
+            "redis_url": REDIS_URL,
+            "service_secret": SECRET,
+            "queue_name": queue_name,
+            "enable_sandbox": True,
+            "dispatch_lease_seconds": 3,
+            "dispatch_backoff_base_seconds": 0.1,
+            "sweep_interval_seconds": 0.3,
+            "sweep_grace_seconds": 0.5,
+            "shutdown_grace_seconds": 10,
+            "worker_concurrency": 10,
+        }
+        values.update(overrides)
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    connection = await db.connect(database_url)
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[Redis]:
+    client = Redis.from_url(REDIS_URL)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def demo(conn: asyncpg.Connection) -> dict[str, Any]:
+    from gomflow_messaging import demo as demo_data
+
+    return await demo_data.seed(conn)
+
+
+def unique_text(prefix: str = "msg") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"

@@ -1,0 +1,157 @@
+"""Recovery: Redis flushed or down while messages wait; health when a dependency is away."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+from redis.asyncio import Redis
+
+from gomflow_messaging.settings import Settings
+from tests.conftest import REDIS_URL, unique_text
+from tests.helpers import AUTH, TcpProxy, eventually, running_app
+
+
+def batch(text: str, n: int) -> dict[str, Any]:
+    return {
+        "event": "custom",
+        "data": {"text": text},
+        "recipients": [{"channel": "sandbox", "address": f"rec-{i}"} for i in range(n)],
+    }
+
+
+async def delivered(conn: asyncpg.Connection, text: str) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            "SELECT address, deliveries FROM sandbox_messages WHERE payload->>'text' = $1", text
+        )
+    )
+
+
+async def test_outbox_recovers_after_redis_is_flushed(
+    settings: Settings, conn: asyncpg.Connection, redis: Redis
+) -> None:
+    text = unique_text("flush")
+    async with running_app(settings, mode="web") as web:
+        response = await web.post("/api/notify", json=batch(text, 20), headers=AUTH)
+        assert response.status_code == 202
+    assert await redis.llen(f"saq:{settings.queue_name}:queued") >= 20
+    await redis.flushdb()  # every job is gone; only the outbox remembers
+    async with running_app(settings):
+        rows = await eventually(lambda: _all(delivered(conn, text), 20), timeout=20)
+    assert sorted(r["address"] for r in rows) == sorted(f"rec-{i}" for i in range(20))
+    assert all(r["deliveries"] == 1 for r in rows)
+
+
+async def _all(rows_coro: Any, n: int) -> Any:
+    rows = await rows_coro
+    return rows if len(rows) == n else None
+
+
+async def test_notify_succeeds_while_redis_is_down(
+    make_settings: Any, conn: asyncpg.Connection
+) -> None:
+    target = urlsplit(REDIS_URL)
+    proxy = await TcpProxy(target.hostname or "127.0.0.1", target.port or 6379).start()
+    try:
+        settings = make_settings(redis_url=f"redis://127.0.0.1:{proxy.port}{target.path}")
+        text = unique_text("redis-down")
+        async with running_app(settings, mode="web") as web:
+            await proxy.cut()
+            started = time.monotonic()
+            response = await web.post("/api/notify", json=batch(text, 5), headers=AUTH)
+            assert response.status_code == 202, response.text
+            assert time.monotonic() - started < 5
+            assert {m["status"] for m in response.json()["messages"]} == {"queued"}
+            health = await web.get("/api/health")
+            assert health.status_code == 503
+            assert health.json()["components"]["redis"]["ok"] is False
+            await proxy.restore()
+            # A worker comes up once Redis is back; the sweeper enqueues what was missed.
+            async with running_app(settings):
+                await eventually(lambda: _all(delivered(conn, text), 5), timeout=20)
+    finally:
+        await proxy.close()
+
+
+async def test_health_is_200_with_a_live_worker(settings: Settings) -> None:
+    async with running_app(settings) as client:
+
+        async def healthy() -> Any:
+            response = await client.get("/api/health")
+            return response if response.status_code == 200 else None
+
+        response = await eventually(healthy)
+        components = response.json()["components"]
+        assert components["database"]["ok"] and components["redis"]["ok"]
+        assert components["worker"]["live"] >= 1
+        assert components["channels"]["sandbox"]["ok"]
+
+
+async def test_health_is_503_without_any_worker(make_settings: Any) -> None:
+    settings = make_settings(queue_name=unique_text("no-workers"))
+    async with running_app(settings, mode="web") as client:
+        response = await client.get("/api/health")
+        assert response.status_code == 503
+        assert response.json()["components"]["worker"] == {"ok": False, "live": 0}
+
+
+async def test_health_is_503_when_postgres_is_unreachable(
+    make_settings: Any, database_url: str
+) -> None:
+    target = urlsplit(database_url)
+    proxy = await TcpProxy(target.hostname or "127.0.0.1", target.port or 5432).start()
+    try:
+        url = database_url.replace(f"{target.hostname}:{target.port}", f"127.0.0.1:{proxy.port}")
+        settings = make_settings(database_url=url)
+        async with running_app(settings) as client:
+            await eventually(lambda: _status(client, 200))
+            await proxy.cut()
+            response = await eventually(lambda: _status(client, 503))
+            assert response.json()["components"]["database"]["ok"] is False
+            await proxy.restore()
+            await eventually(lambda: _status(client, 200))
+    finally:
+        await proxy.close()
+
+
+async def test_health_is_503_when_redis_is_unreachable(make_settings: Any) -> None:
+    target = urlsplit(REDIS_URL)
+    proxy = await TcpProxy(target.hostname or "127.0.0.1", target.port or 6379).start()
+    try:
+        settings = make_settings(redis_url=f"redis://127.0.0.1:{proxy.port}{target.path}")
+        async with running_app(settings) as client:
+            await eventually(lambda: _status(client, 200))
+            await proxy.cut()
+            response = await eventually(lambda: _status(client, 503))
+            assert response.json()["components"]["redis"]["ok"] is False
+    finally:
+        await proxy.close()
+
+
+async def _status(client: Any, code: int) -> Any:
+    response = await client.get("/api/health")
+    return response if response.status_code == code else None
+
+
+async def test_run_job_sweep_re_enqueues(
+    settings: Settings, conn: asyncpg.Connection, redis: Redis
+) -> None:
+    from gomflow_messaging.bootstrap import build_services
+    from gomflow_messaging.schedule import JOBS
+
+    text = unique_text("sweep")
+    async with running_app(settings, mode="web") as web:
+        await web.post("/api/notify", json=batch(text, 3), headers=AUTH)
+    await redis.flushdb()
+    await asyncio.sleep(settings.sweep_grace_seconds + 0.1)
+    services = await build_services(settings)
+    try:
+        result = await JOBS["sweep-outbox"].run(services, __import__("datetime").datetime.now())
+    finally:
+        await services.close()
+    assert result["re_enqueued"] >= 3
+    assert await redis.llen(f"saq:{settings.queue_name}:queued") >= 3

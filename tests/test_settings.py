@@ -1,0 +1,86 @@
+"""Settings: a bad value stops start-up with one line naming the variable; secrets stay hidden."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gomflow_messaging.settings import ConfigError, load_settings
+from tests.helpers import SECRET
+
+
+def _env(**values: str) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
+    return {**keep, **values}
+
+
+def test_short_secret_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SERVICE_SECRET", "short")
+    with pytest.raises(ConfigError) as info:
+        load_settings(_env_file=None)
+    assert "SERVICE_SECRET" in str(info.value)
+    assert "32" in str(info.value)
+    assert "short" not in str(info.value).replace("shorter", "")
+
+
+def test_enabled_channel_without_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SERVICE_SECRET", SECRET)
+    monkeypatch.setenv("ENABLE_TELEGRAM", "true")
+    with pytest.raises(ConfigError) as info:
+        load_settings(_env_file=None)
+    assert "TELEGRAM_BOT_TOKEN is required when ENABLE_TELEGRAM is true" in str(info.value)
+
+
+def test_bad_value_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SERVICE_SECRET", SECRET)
+    monkeypatch.setenv("PORT", "eighty")
+    with pytest.raises(ConfigError, match="PORT"):
+        load_settings(_env_file=None)
+
+
+def test_secrets_hidden_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SERVICE_SECRET", SECRET)
+    monkeypatch.setenv("SERVICE_SECRET_PREVIOUS", "p" * 40)
+    settings = load_settings(_env_file=None)
+    assert SECRET not in repr(settings)
+    assert "p" * 40 not in repr(settings)
+    assert settings.service_secrets() == [SECRET.encode(), b"p" * 40]
+
+
+def test_sandbox_defaults_off_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SERVICE_SECRET", SECRET)
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    assert load_settings(_env_file=None).enabled_channels == []
+    monkeypatch.setenv("ENVIRONMENT", "development")
+    assert load_settings(_env_file=None).enabled_channels == ["sandbox"]
+
+
+def test_serve_with_short_secret_refuses_in_one_line(tmp_path: os.PathLike[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gomflow_messaging", "serve"],
+        env=_env(SERVICE_SECRET="short"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "SERVICE_SECRET" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_every_command_has_help() -> None:
+    for command in ("migrate", "serve", "web", "worker", "seed-demo", "doctor", "run-job"):
+        result = subprocess.run(
+            [sys.executable, "-m", "gomflow_messaging", command, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, (command, result.stderr)
+        assert "usage: gomflow-messaging" in result.stdout

@@ -18,7 +18,9 @@ AUTH = {"Authorization": f"Bearer {SECRET}"}
 
 
 async def eventually(
-    check: Callable[[], Awaitable[Any]], timeout: float = 15.0, interval: float = 0.05  # noqa: ASYNC109
+    check: Callable[[], Awaitable[Any]],
+    timeout: float = 15.0,
+    interval: float = 0.05,
 ) -> Any:
     """Poll until ``check`` returns something truthy; fail with its last value."""
     deadline = time.monotonic() + timeout

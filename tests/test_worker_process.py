@@ -23,7 +23,7 @@ CONCURRENCY = 5
 
 @pytest.fixture
 def worker_env(settings: Settings) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")}
     return {
         **keep,
         "ENVIRONMENT": "test",

@@ -1,0 +1,52 @@
+"""Pacing through Redis: reservations honour every scope, shared by independent pacers."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+
+import pytest
+from redis.asyncio import Redis
+
+from gomflow_messaging.channels.pacing import Limit, Pacer
+from gomflow_messaging.errors import TransientError
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"test-pace-{secrets.token_hex(4)}"
+
+
+async def test_reservations_are_spaced_by_the_tightest_scope(redis: Redis, prefix: str) -> None:
+    pacer = Pacer(redis, prefix)
+    limits = [Limit("bot", 100), Limit("chat:1", 10)]
+    waits = [await pacer.reserve(limits) for _ in range(5)]
+    # 10/s for the chat: slots 0, 0.1, 0.2, ... (less the time the calls themselves took)
+    for n, wait in enumerate(waits):
+        assert n * 0.1 - 0.05 <= wait <= n * 0.1 + 0.01
+
+
+async def test_two_pacers_share_one_schedule(redis: Redis, prefix: str) -> None:
+    a, b = Pacer(redis, prefix), Pacer(redis, prefix)
+    limits = [Limit("bot", 20)]
+    waits = sorted(await asyncio.gather(*(p.reserve(limits) for p in (a, b) * 5)))
+    assert waits[-1] == pytest.approx(9 / 20, abs=0.05)
+
+
+async def test_other_scopes_are_not_held_back(redis: Redis, prefix: str) -> None:
+    pacer = Pacer(redis, prefix)
+    await pacer.hold_back("chat:1", 5)
+    assert await pacer.reserve([Limit("chat:2", 1)]) == pytest.approx(0, abs=0.01)
+    with pytest.raises(TransientError) as info:
+        await Pacer(redis, prefix, max_wait=1).reserve([Limit("chat:1", 1)])
+    assert info.value.retry_after == pytest.approx(5, abs=0.1)
+
+
+async def test_wait_sleeps_until_the_slot(redis: Redis, prefix: str) -> None:
+    pacer = Pacer(redis, prefix)
+    limits = [Limit("chat", 5)]
+    started = time.monotonic()
+    for _ in range(3):
+        await pacer.wait(limits)
+    assert time.monotonic() - started >= 0.38

@@ -11,6 +11,7 @@ from gomflow_messaging import db
 from gomflow_messaging.dispatcher import Dispatcher
 from gomflow_messaging.queue import JobQueue
 from gomflow_messaging.settings import ConfigError
+from gomflow_messaging.workflows.bot import Bot
 
 if TYPE_CHECKING:
     from gomflow_messaging.channels.base import Channel
@@ -38,6 +39,7 @@ class Services:
     queue: JobQueue
     channels: dict[str, Channel]
     dispatcher: Dispatcher
+    bot: Bot
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def close(self) -> None:
@@ -83,4 +85,5 @@ async def build_services(
         await pool.close()
         raise
     dispatcher = Dispatcher(settings, pool, queue, channels, worker_id=worker_id)
-    return Services(settings, pool, queue, channels, dispatcher)
+    bot = Bot(pool, queue.redis)
+    return Services(settings, pool, queue, channels, dispatcher, bot)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict
 from typing import Any
 
 from starlette.requests import Request
@@ -15,6 +16,7 @@ from gomflow_messaging.api.common import json_body, require_service_secret, serv
 from gomflow_messaging.errors import ApiError, ValidationFailed
 from gomflow_messaging.idempotency import check_key
 from gomflow_messaging.workflows import notify as notify_workflow
+from gomflow_messaging.workflows.bot import Sender
 
 
 def _json(data: Any, status_code: int = 200) -> JSONResponse:
@@ -117,6 +119,38 @@ async def sandbox_messages(request: Request) -> Response:
     return _json({"messages": [dict(r) for r in rows]})
 
 
+async def sandbox_inbound(request: Request) -> Response:
+    """Talk to the bot as a sandbox chat user: what a buyer would type, and the replies."""
+    require_service_secret(request)
+    svc = services(request)
+    if "sandbox" not in svc.channels:
+        raise ApiError(404, "sandbox_disabled", "The sandbox channel is not enabled.")
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise ValidationFailed({"body": "must be a JSON object"})
+    fields = {}
+    for name in ("address", "text"):
+        if not isinstance(body.get(name), str) or not body[name].strip():
+            fields[name] = "is required"
+    if fields:
+        raise ValidationFailed(fields)
+    sender = Sender(
+        channel="sandbox",
+        address=body["address"].strip()[:200],
+        name=str(body.get("name", ""))[:100],
+        language=str(body.get("language", "")),
+        supports_forms=bool(body.get("supports_forms", False)),
+    )
+    form = body.get("form")
+    if isinstance(form, dict) and isinstance(form.get("values"), dict):
+        replies = await svc.bot.submit_form(
+            sender, str(form.get("id", "")), {str(k): str(v) for k, v in form["values"].items()}
+        )
+    else:
+        replies = await svc.bot.handle(sender, body["text"])
+    return _json({"replies": [asdict(r) for r in replies]})
+
+
 async def health(request: Request) -> Response:
     report = await health_checks.check(services(request), mode=request.app.state.mode)
     return _json(report, 200 if report["ok"] else 503)
@@ -128,4 +162,5 @@ routes = [
     Route("/api/notifications/test", notifications_test, methods=["POST"]),
     Route("/api/messages/{message_id}", message_status, methods=["GET"]),
     Route("/api/sandbox/messages", sandbox_messages, methods=["GET"]),
+    Route("/api/sandbox/inbound", sandbox_inbound, methods=["POST"]),
 ]

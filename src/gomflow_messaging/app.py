@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gomflow_messaging.api.common import error_response
 from gomflow_messaging.api.routes import routes
-from gomflow_messaging.bootstrap import Services, build_services
+from gomflow_messaging.bootstrap import Services, build_services, webhook_routes
 from gomflow_messaging.errors import ApiError
 from gomflow_messaging.worker import WorkerRunner, new_worker_id
 
@@ -113,7 +113,7 @@ def create_app(
                 await svc.close()
 
     app = Starlette(
-        routes=routes,
+        routes=[*routes, *webhook_routes(settings)],
         middleware=[Middleware(RequestIdMiddleware)],
         exception_handlers={
             ApiError: _api_error,

@@ -14,22 +14,41 @@ from gomflow_messaging.settings import ConfigError
 from gomflow_messaging.workflows.bot import Bot
 
 if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from starlette.routing import BaseRoute
+
     from gomflow_messaging.channels.base import Channel
     from gomflow_messaging.settings import Settings
 
 log = logging.getLogger(__name__)
 
 # name -> "module:factory". A disabled channel's module (and so its SDK) is never imported.
+# A factory is called as factory(settings, pool, redis) and returns a Channel.
 CHANNEL_FACTORIES: dict[str, str] = {
     "sandbox": "gomflow_messaging.channels.sandbox:build",
 }
 
+# name -> "module:attribute" holding a list of Starlette routes (the platform's webhooks),
+# mounted only when that channel is enabled.
+WEBHOOK_ROUTES: dict[str, str] = {}
 
-def build_channel(name: str, settings: Settings, pool: db.Pool) -> Channel:
-    module_name, _, factory = CHANNEL_FACTORIES[name].partition(":")
-    module = importlib.import_module(module_name)
-    channel: Channel = getattr(module, factory)(settings, pool)
+
+def _load(spec: str) -> Any:
+    module_name, _, attribute = spec.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def build_channel(name: str, settings: Settings, pool: db.Pool, redis: Redis) -> Channel:
+    channel: Channel = _load(CHANNEL_FACTORIES[name])(settings, pool, redis)
     return channel
+
+
+def webhook_routes(settings: Settings) -> list[BaseRoute]:
+    routes: list[BaseRoute] = []
+    for name in settings.enabled_channels:
+        if name in WEBHOOK_ROUTES:
+            routes += _load(WEBHOOK_ROUTES[name])
+    return routes
 
 
 @dataclass
@@ -75,7 +94,7 @@ async def build_services(
                 raise ConfigError(
                     f"ENABLE_{name.upper()}: the {name} channel is not part of this build yet"
                 )
-            channel = build_channel(name, settings, pool)
+            channel = build_channel(name, settings, pool, queue.redis)
             await channel.start()
             channels[name] = channel
     except BaseException:

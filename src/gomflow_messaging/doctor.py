@@ -81,11 +81,12 @@ async def run(settings: Settings) -> list[Finding]:
     if not findings[1].ok:
         return findings
     pool = await db.create_pool(settings.database_url, max_size=2)
+    shared_redis = redis_client(settings.redis_url)
     try:
         for name in settings.enabled_channels:
 
             async def channel_check(name: str = name) -> str:
-                channel = build_channel(name, settings, pool)
+                channel = build_channel(name, settings, pool, shared_redis)
                 await channel.start()
                 try:
                     result = await channel.health()
@@ -97,6 +98,7 @@ async def run(settings: Settings) -> list[Finding]:
 
             findings.append(await _step(f"channel {name}", channel_check))
     finally:
+        await shared_redis.aclose()
         await pool.close()
     return findings
 

@@ -86,3 +86,19 @@ class Channel(Protocol):
     def validate_address(self, address: str) -> str:
         """Return the normalised address or raise ValueError with a reason."""
         ...
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Cut text into parts of at most ``limit`` characters, at line breaks where possible."""
+    parts: list[str] = []
+    while len(text) > limit:
+        cut = text.rfind("\n", 0, limit + 1)
+        if cut <= 0:
+            cut = text.rfind(" ", 0, limit + 1)
+        if cut <= 0:
+            cut = limit
+        parts.append(text[:cut])
+        text = text[cut:].lstrip("\n") if text[cut : cut + 1] == "\n" else text[cut:]
+    if text:
+        parts.append(text)
+    return parts

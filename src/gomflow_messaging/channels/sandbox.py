@@ -12,6 +12,8 @@ from gomflow_messaging.channels.base import ChannelHealth, OutboundMessage, Send
 from gomflow_messaging.errors import PermanentError, TransientError
 
 if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
     from gomflow_messaging.db import Pool
     from gomflow_messaging.settings import Settings
 
@@ -100,5 +102,5 @@ def _payload(message: OutboundMessage) -> dict[str, Any]:
     return data
 
 
-def build(settings: Settings, pool: Pool) -> SandboxChannel:
+def build(settings: Settings, pool: Pool, redis: Redis) -> SandboxChannel:
     return SandboxChannel(pool, delay_ms=settings.sandbox_delay_ms)

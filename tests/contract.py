@@ -1,0 +1,55 @@
+"""The contract every channel adapter passes, run against each platform's fake server.
+
+A harness starts the adapter against its platform (a fake server on loopback driven by the
+real SDK) and tells what the platform received. Faults a platform cannot show (the sandbox
+has no 429) raise `Unsupported` and the test is skipped for that channel only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from gomflow_messaging.channels.base import Channel
+
+Fault = Literal["rate_limited", "server_error", "hang"]
+
+
+class Unsupported(Exception):
+    """This platform has no such fault."""
+
+
+@dataclass
+class Received:
+    """One message as the platform got it, reduced to what every platform shares."""
+
+    address: str
+    text: str
+    buttons: list[str] = field(default_factory=list)  # labels, row after row
+    image_url: str = ""
+
+
+class Harness(Protocol):
+    name: str
+    #: Longest text one platform message carries (0: no limit); longer text is split.
+    max_text: int
+
+    async def start(self) -> Channel:
+        """The adapter, started, pointed at this harness's fake platform."""
+        ...
+
+    def address(self, n: int) -> str:
+        """A valid, reachable recipient (distinct for each n)."""
+        ...
+
+    def blocked_address(self) -> str:
+        """A recipient who blocked us / cannot be messaged: a permanent failure."""
+        ...
+
+    async def received(self, address: str) -> list[Received]: ...
+
+    async def fail_next(self, fault: Fault, retry_after: float = 2.0) -> None:
+        """Make the platform's next answer this fault, or raise Unsupported."""
+        ...
+
+    async def close(self) -> None: ...

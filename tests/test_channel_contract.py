@@ -1,0 +1,116 @@
+"""One contract suite that every channel adapter passes (see tests/contract.py)."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from gomflow_messaging import db
+from gomflow_messaging.channels.base import Button, Channel, OutboundMessage
+from gomflow_messaging.errors import PermanentError, TransientError
+from tests.contract import Harness, Unsupported
+from tests.fakes.sandbox import SandboxHarness
+
+
+async def _sandbox(pool: Any, redis: Any) -> Harness:
+    return SandboxHarness(pool, secrets.token_hex(4))
+
+
+# Each platform adds its harness factory here: async (pool, redis) -> Harness.
+HARNESSES: dict[str, Callable[[Any, Any], Any]] = {
+    "sandbox": _sandbox,
+}
+
+
+@pytest.fixture(params=sorted(HARNESSES))
+async def harness(
+    request: pytest.FixtureRequest, database_url: str, redis: Any
+) -> AsyncIterator[Harness]:
+    pool = await db.create_pool(database_url, max_size=4)
+    h: Harness = await HARNESSES[request.param](pool, redis)
+    try:
+        yield h
+    finally:
+        await h.close()
+        await pool.close()
+
+
+@pytest.fixture
+async def channel(harness: Harness) -> AsyncIterator[Channel]:
+    adapter = await harness.start()
+    yield adapter
+    await adapter.close()
+
+
+def message(address: str, text: str, **extra: Any) -> OutboundMessage:
+    return OutboundMessage(message_id=uuid.uuid4(), address=address, text=text, **extra)
+
+
+async def test_text_arrives(harness: Harness, channel: Channel) -> None:
+    address = harness.address(1)
+    result = await channel.send(message(address, "Hello from GOMFLOW ₱1,250.00 <b>&"))
+    assert result.provider_message_id
+    [got] = await harness.received(address)
+    assert got.text == "Hello from GOMFLOW ₱1,250.00 <b>&"
+
+
+async def test_buttons_arrive(harness: Harness, channel: Channel) -> None:
+    address = harness.address(2)
+    buttons = ((Button("Pay now", action="pay"), Button("My orders", action="status")),)
+    await channel.send(message(address, "Choose", buttons=buttons))
+    [got] = await harness.received(address)
+    assert got.buttons == ["Pay now", "My orders"]
+
+
+async def test_long_text_is_split_not_lost(harness: Harness, channel: Channel) -> None:
+    if not harness.max_text:
+        pytest.skip(f"{harness.name} has no length limit")
+    address = harness.address(3)
+    text = ("line of an order update\n" * ((harness.max_text // 24) + 50)).strip()
+    await channel.send(message(address, text))
+    got = await harness.received(address)
+    assert all(len(part.text) <= harness.max_text for part in got)
+    assert "".join(part.text.replace("\n", "") for part in got) == text.replace("\n", "")
+
+
+async def test_blocked_recipient_is_permanent(harness: Harness, channel: Channel) -> None:
+    with pytest.raises(PermanentError) as info:
+        await channel.send(message(harness.blocked_address(), "hi"))
+    assert info.value.address_unreachable
+
+
+async def test_rate_limit_is_transient_with_retry_after(harness: Harness, channel: Channel) -> None:
+    try:
+        await harness.fail_next("rate_limited", retry_after=3)
+    except Unsupported:
+        pytest.skip(f"{harness.name} has no rate limit answer")
+    with pytest.raises(TransientError) as info:
+        await channel.send(message(harness.address(4), "hi"))
+    assert info.value.retry_after == pytest.approx(3, abs=0.5)
+
+
+async def test_server_error_is_transient(harness: Harness, channel: Channel) -> None:
+    try:
+        await harness.fail_next("server_error")
+    except Unsupported:
+        pytest.skip(f"{harness.name} has no server errors")
+    with pytest.raises(TransientError):
+        await channel.send(message(harness.address(5), "hi"))
+
+
+async def test_hanging_platform_is_transient(harness: Harness, channel: Channel) -> None:
+    try:
+        await harness.fail_next("hang")
+    except Unsupported:
+        pytest.skip(f"{harness.name} cannot hang")
+    with pytest.raises(TransientError):
+        await channel.send(message(harness.address(6), "hi"))
+
+
+async def test_garbage_address_is_refused(harness: Harness, channel: Channel) -> None:
+    with pytest.raises(ValueError):
+        channel.validate_address("")

@@ -323,8 +323,12 @@ async def test_test_endpoint_sends_on_each_enabled_channel(settings: Settings) -
         assert response.status_code == 202
         [entry] = response.json()["messages"]
         await wait_status(client, entry["id"], "sent")
-        [text] = await sandbox_texts(client, "deploy-check")
-        assert text.startswith("Mesej ujian GOMFLOW")
+        response = await client.get(
+            "/api/sandbox/messages", params={"address": "deploy-check"}, headers=AUTH
+        )
+        [got] = response.json()["messages"]
+        assert got["payload"]["locale"] == "ms"
+        assert "GOMFLOW" in got["payload"]["text"]
 
 
 async def test_sandbox_listing_is_404_when_disabled(make_settings: Any) -> None:

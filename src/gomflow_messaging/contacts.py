@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import time
 from typing import TYPE_CHECKING
 from uuid import UUID
 
@@ -31,6 +32,10 @@ class Recipient:
     locale: str = "en"
     timezone: str = "Asia/Manila"
     opted_out: bool = False
+    #: Kinds of notification this contact turned on or off (absent: on).
+    preferences: dict[str, bool] = field(default_factory=dict)
+    quiet_start: time | None = None
+    quiet_end: time | None = None
     #: What this recipient stands for in the request, for the answer (e.g. a submission id).
     ref: dict[str, str] = field(default_factory=dict)
 
@@ -55,7 +60,13 @@ async def _contacts(
         return {}, {}
     ids = list(contact_ids)
     rows = await conn.fetch(
-        "SELECT id, locale, timezone, opted_out_at FROM contacts WHERE id = ANY($1::uuid[])", ids
+        """
+        SELECT c.id, c.locale, c.timezone, c.opted_out_at, c.quiet_start, c.quiet_end,
+               coalesce((SELECT jsonb_object_agg(p.kind, p.enabled) FROM contact_preferences p
+                          WHERE p.contact_id = c.id), '{}'::jsonb) AS preferences
+          FROM contacts c WHERE c.id = ANY($1::uuid[])
+        """,
+        ids,
     )
     addresses: dict[UUID, list[Address]] = defaultdict(list)
     for row in await conn.fetch(
@@ -94,6 +105,9 @@ def _recipient(
         locale=contact["locale"] if contact else "en",
         timezone=contact["timezone"] if contact else "Asia/Manila",
         opted_out=bool(contact and contact["opted_out_at"]),
+        preferences=dict(contact["preferences"]) if contact else {},
+        quiet_start=contact["quiet_start"] if contact else None,
+        quiet_end=contact["quiet_end"] if contact else None,
         ref=ref,
     )
 

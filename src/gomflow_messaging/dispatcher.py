@@ -88,6 +88,24 @@ class Dispatcher:
                 await outbox.mark_address_unreachable(
                     self.pool, channel_name, row["address"], exc.code or "unreachable"
                 )
+            moved = await outbox.fall_back(
+                self.pool,
+                message_id,
+                attempt_id,
+                reason=exc.code or "rejected",
+                error=f"{channel_name}: {exc.message}",
+            )
+            if moved is not None:
+                # The person has another address: try it now (a new job key, as attempts grew).
+                await self.queue.enqueue_delivery(message_id, int(moved["attempts"]))
+                log.info(
+                    "message %s failed on %s (%s); trying %s next",
+                    message_id,
+                    channel_name,
+                    exc.code,
+                    moved["channel"],
+                )
+                return {"result": "fallback", "channel": moved["channel"]}
             await outbox.finish_failed(
                 self.pool, message_id, attempt_id, reason=exc.code or "rejected", error=exc.message
             )

@@ -29,7 +29,8 @@ class PlannedMessage:
     status: str = "queued"
     status_reason: str | None = None
     next_attempt_at: datetime | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: Other addresses to try, in order, if this one fails permanently.
+    routes: list[dict[str, str]] = field(default_factory=list)
 
 
 async def create_notification(
@@ -66,13 +67,13 @@ async def insert_messages(
     rows = await conn.fetch(
         """
         INSERT INTO messages (notification_id, contact_id, channel, address, event, locale,
-                              body, status, status_reason, next_attempt_at)
+                              body, status, status_reason, next_attempt_at, routes)
         SELECT $1, u.contact_id, u.channel, u.address, u.event, u.locale, u.body::jsonb,
-               u.status, u.status_reason, coalesce(u.next_attempt_at, now())
+               u.status, u.status_reason, coalesce(u.next_attempt_at, now()), u.routes::jsonb
         FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                    $8::text[], $9::text[], $10::timestamptz[])
+                    $8::text[], $9::text[], $10::timestamptz[], $11::text[])
              WITH ORDINALITY AS u(contact_id, channel, address, event, locale, body, status,
-                                  status_reason, next_attempt_at, n)
+                                  status_reason, next_attempt_at, routes, n)
         ORDER BY u.n
         RETURNING id, channel, address, status, status_reason, next_attempt_at
         """,
@@ -86,6 +87,7 @@ async def insert_messages(
         [p.status for p in planned],
         [p.status_reason for p in planned],
         [p.next_attempt_at for p in planned],
+        [_json(p.routes) for p in planned],
     )
     return list(rows)
 
@@ -236,6 +238,33 @@ async def finish_failed(
         attempt_id,
         outcome,
         status,
+    )
+
+
+async def fall_back(
+    pool: Pool, message_id: UUID, attempt_id: int, *, reason: str, error: str
+) -> asyncpg.Record | None:
+    """Move a permanently failed message to its next route, or None when it has none."""
+    return await pool.fetchrow(
+        """
+        WITH moved AS (
+            UPDATE messages
+               SET channel = routes -> 0 ->> 'channel', address = routes -> 0 ->> 'address',
+                   routes = routes - 0, status = 'queued', next_attempt_at = now(),
+                   claimed_until = NULL, last_error = $3, updated_at = now()
+             WHERE id = $1 AND status = 'sending' AND jsonb_array_length(routes) > 0
+            RETURNING channel, address, attempts
+        ), attempt AS (
+            UPDATE delivery_attempts
+               SET finished_at = now(), outcome = 'permanent', error_code = $2, error = $3
+             WHERE id = $4 AND EXISTS (SELECT 1 FROM moved)
+        )
+        SELECT channel, address, attempts FROM moved
+        """,
+        message_id,
+        reason,
+        error,
+        attempt_id,
     )
 
 

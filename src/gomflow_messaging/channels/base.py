@@ -43,6 +43,11 @@ class OutboundMessage:
         """Rebuild a message from the JSON body stored in the outbox."""
         rows = tuple(tuple(Button(**button) for button in row) for row in body.get("buttons") or ())
         template = body.get("template")
+        if template is None and body.get("template_variables"):
+            template = {
+                "name": body.get("event", "custom"),
+                "variables": body["template_variables"],
+            }
         return cls(
             message_id=message_id,
             address=address,

@@ -1,12 +1,19 @@
-"""Notify: an event for recipients becomes outbox messages, committed, then enqueued."""
+"""Notify: an event for recipients becomes outbox messages, committed, then enqueued.
+
+Used by `POST /api/notify` (with idempotency) and by the other workflows (reminders, GOM
+alerts, summaries) through `send`. For each person it renders the event in their language
+and time zone, honours STOP and their per-kind preferences, defers non-urgent messages out of
+their quiet hours, and keeps their other addresses as fallbacks for a permanent failure.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -87,9 +94,14 @@ class NotifyRequest(BaseModel):
 
 def parse_request(body: Any) -> NotifyRequest:
     try:
-        return NotifyRequest.model_validate(body)
+        request = NotifyRequest.model_validate(body)
     except ValidationError as exc:
         raise ValidationFailed(pydantic_fields(exc)) from None
+    try:
+        events.validate(request.event, request.data)
+    except events.MissingData as exc:
+        raise ValidationFailed({exc.field: exc.message}) from None
+    return request
 
 
 def pydantic_fields(exc: ValidationError) -> dict[str, str]:
@@ -135,46 +147,216 @@ async def _resolve(
     return [gom]
 
 
+async def _submission_context(
+    conn: Connection, recipients: list[Recipient]
+) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """Each recipient's own submission and order, loaded in one query, by submission id."""
+    ids = [r.ref["submission_id"] for r in recipients if "submission_id" in r.ref]
+    if not ids:
+        return {}
+    rows = await conn.fetch(
+        """
+        SELECT s.id::text AS sid, s.payment_reference, s.total_amount, s.currency,
+               s.buyer_name, s.quantity, s.status, o.id AS order_id, o.title, o.deadline,
+               o.slug, o.max_orders, o.user_id
+          FROM submissions s JOIN orders o ON o.id = s.order_id
+         WHERE s.id = ANY($1::uuid[])
+        """,
+        ids,
+    )
+    return {
+        r["sid"]: (
+            {
+                k: r[k]
+                for k in (
+                    "payment_reference",
+                    "total_amount",
+                    "currency",
+                    "buyer_name",
+                    "quantity",
+                    "status",
+                )
+            },
+            {
+                "id": r["order_id"],
+                "title": r["title"],
+                "deadline": r["deadline"],
+                "slug": r["slug"],
+                "max_orders": r["max_orders"],
+                "user_id": r["user_id"],
+            },
+        )
+        for r in rows
+    }
+
+
+def quiet_until(recipient: Recipient, at: datetime) -> datetime | None:
+    """The end of the recipient's quiet hours if ``at`` falls inside them, else None."""
+    start, end = recipient.quiet_start, recipient.quiet_end
+    if start is None or end is None or start == end:
+        return None
+    try:
+        zone = ZoneInfo(recipient.timezone)
+    except (KeyError, ValueError):
+        zone = ZoneInfo("Asia/Manila")
+    local = at.astimezone(zone)
+    now_t = local.timetz().replace(tzinfo=None)
+    inside = start <= now_t < end if start < end else (now_t >= start or now_t < end)
+    if not inside:
+        return None
+    end_local = local.replace(hour=end.hour, minute=end.minute, second=0, microsecond=0)
+    if end_local <= local:
+        end_local += timedelta(days=1)
+    return end_local.astimezone(UTC)
+
+
 def plan(
     recipient: Recipient,
-    request: NotifyRequest,
+    spec: events.EventSpec,
+    body: dict[str, Any],
+    locale: str,
     enabled: set[str],
+    channel_order: list[str] | None,
     send_at: datetime | None,
+    now: datetime,
 ) -> PlannedMessage:
-    """Pick the first usable address; otherwise a skipped message that says why."""
-    locale = request.locale or recipient.locale
-    body = events.render(request.event, request.data, locale)
-    order: list[str] = list(request.channels or CHANNEL_NAMES)
+    """Pick the first usable address (the rest are fallbacks), or skip and say why."""
+    order: list[str] = list(channel_order or CHANNEL_NAMES)
     candidates = sorted(
         (a for a in recipient.addresses if a.channel in order),
         key=lambda a: order.index(a.channel),
     )
     usable = [a for a in candidates if a.channel in enabled and a.reachable]
 
-    def message(channel: str, address: str, skip_reason: str | None = None) -> PlannedMessage:
-        return outbox.PlannedMessage(
+    def message(
+        channel: str, address: str, skip: str | None = None, at: datetime | None = send_at
+    ) -> PlannedMessage:
+        return PlannedMessage(
             channel,
             address,
-            request.event,
+            spec.name,
             body,
             locale=locale,
             contact_id=recipient.contact_id,
-            next_attempt_at=send_at,
-            status="skipped" if skip_reason else "queued",
-            status_reason=skip_reason,
+            next_attempt_at=at,
+            status="skipped" if skip else "queued",
+            status_reason=skip,
+            routes=[{"channel": a.channel, "address": a.address} for a in usable[1:]],
         )
 
-    if usable:
-        target = usable[0]
-        return message(target.channel, target.address, "opted_out" if recipient.opted_out else None)
-    if not candidates:
-        return message("none", "", "no_address")
-    first = candidates[0]
-    return message(
-        first.channel,
-        first.address,
-        "unreachable" if first.channel in enabled else "channel_disabled",
+    if not usable:
+        if not candidates:
+            return message("none", "", "no_address")
+        first = candidates[0]
+        return message(
+            first.channel,
+            first.address,
+            "unreachable" if first.channel in enabled else "channel_disabled",
+        )
+    target = usable[0]
+    if recipient.opted_out and spec.name != "test":
+        return message(target.channel, target.address, "opted_out")
+    if not spec.transactional and recipient.preferences.get(spec.kind) is False:
+        return message(target.channel, target.address, "preference_off")
+    if not spec.urgent:
+        deferred = quiet_until(recipient, send_at or now)
+        if deferred is not None:
+            return message(target.channel, target.address, at=deferred)
+    return message(target.channel, target.address)
+
+
+async def deliver_event(
+    conn: Connection,
+    services: Services,
+    *,
+    event: str,
+    data: dict[str, Any],
+    recipients: list[tuple[int, Recipient]],
+    channels: list[str] | None = None,
+    send_at: datetime | None = None,
+    locale: str | None = None,
+    source: str = "api",
+    request_id: str | None = None,
+    now: datetime | None = None,
+) -> NotifyResult:
+    """Render, plan and store one notification inside the caller's transaction."""
+    now = now or datetime.now(UTC)
+    if len(recipients) > MAX_RECIPIENTS:
+        raise ValidationFailed(
+            {"recipients": f"resolve to {len(recipients)} people; at most {MAX_RECIPIENTS}"}
+        )
+    spec = events.EVENTS[event]
+    enabled = set(services.channels)
+    when = send_at if send_at and send_at > now else None
+    context = await _submission_context(conn, [r for _, r in recipients])
+    planned: list[PlannedMessage] = []
+    for _, recipient in recipients:
+        chosen = locale or recipient.locale
+        submission, order = context.get(recipient.ref.get("submission_id", ""), (None, None))
+        ctx = events.RenderContext(chosen, recipient.timezone, now, submission, order)
+        try:
+            body = events.render(event, data, ctx)
+        except events.MissingData as exc:
+            raise ValidationFailed({exc.field: exc.message}) from None
+        planned.append(plan(recipient, spec, body, chosen, enabled, channels, when, now))
+    notification_id = await outbox.create_notification(
+        conn,
+        event=event,
+        data=data,
+        locale=locale,
+        send_at=send_at,
+        source=source,
+        request_id=request_id,
     )
+    rows = await outbox.insert_messages(conn, notification_id, planned)
+    entries = []
+    for (index, recipient), row in zip(recipients, rows, strict=True):
+        entry: dict[str, Any] = {
+            "id": str(row["id"]),
+            "channel": row["channel"],
+            "address": row["address"],
+            "status": row["status"],
+            "recipient": index,
+            **recipient.ref,
+        }
+        if row["status_reason"]:
+            entry["reason"] = row["status_reason"]
+        if row["status"] == "queued" and row["next_attempt_at"] > now + timedelta(seconds=1):
+            entry["send_at"] = row["next_attempt_at"].isoformat()
+        entries.append(entry)
+    await conn.execute(
+        """
+        INSERT INTO audit_log (direction, actor, action, subject, result, detail)
+        VALUES ('admin', $1, 'notify', $2, 'accepted', $3::jsonb)
+        """,
+        source,
+        str(notification_id),
+        {
+            "event": event,
+            "messages": len(rows),
+            "request_id": request_id,
+            "queued": sum(1 for r in rows if r["status"] == "queued"),
+        },
+    )
+    response: dict[str, Any] = {
+        "notification_id": str(notification_id),
+        "event": event,
+        "send_at": when.isoformat() if when else None,
+        "messages": entries,
+    }
+    to_enqueue = [
+        (row["id"], 0, row["next_attempt_at"]) for row in rows if row["status"] == "queued"
+    ]
+    return NotifyResult(202, response, to_enqueue)
+
+
+async def resolve_all(
+    conn: Connection, specs: list[RecipientSpec], enabled: set[str]
+) -> list[tuple[int, Recipient]]:
+    recipients: list[tuple[int, Recipient]] = []
+    for index, spec in enumerate(specs):
+        recipients += [(index, r) for r in await _resolve(conn, spec, index, enabled)]
+    return recipients
 
 
 async def notify(
@@ -185,75 +367,57 @@ async def notify(
     request_id: str | None = None,
     source: str = "api",
 ) -> NotifyResult:
-    """Validate, resolve, render and commit; the caller enqueues ``to_enqueue`` afterwards."""
+    """The API's notify: validate, replay or resolve, and commit; then call `enqueue`."""
     request = parse_request(body)
-    enabled = set(services.channels)
     body_hash = idempotency.request_hash(body)
-    now = datetime.now(UTC)
-    send_at = request.send_at if request.send_at and request.send_at > now else None
     async with services.pool.acquire() as conn, conn.transaction():
         if idempotency_key is not None:
             replay = await idempotency.begin(conn, "notify", idempotency_key, body_hash)
             if replay is not None:
                 return NotifyResult(replay[0], replay[1], [])
-        recipients: list[tuple[int, Recipient]] = []
-        for index, spec in enumerate(request.recipients):
-            recipients += [(index, r) for r in await _resolve(conn, spec, index, enabled)]
-        if len(recipients) > MAX_RECIPIENTS:
-            raise ValidationFailed(
-                {"recipients": f"resolve to {len(recipients)} people; at most {MAX_RECIPIENTS}"}
-            )
-        try:
-            planned = [plan(r, request, enabled, send_at) for _, r in recipients]
-        except events.MissingData as exc:
-            raise ValidationFailed({exc.field: exc.message}) from None
-        notification_id = await outbox.create_notification(
+        recipients = await resolve_all(conn, request.recipients, set(services.channels))
+        result = await deliver_event(
             conn,
+            services,
             event=request.event,
             data=request.data,
-            locale=request.locale,
+            recipients=recipients,
+            channels=list(request.channels) if request.channels else None,
             send_at=request.send_at,
+            locale=request.locale,
             source=source,
             request_id=request_id,
         )
-        rows = await outbox.insert_messages(conn, notification_id, planned)
-        entries = []
-        for (index, recipient), row in zip(recipients, rows, strict=True):
-            entry: dict[str, Any] = {
-                "id": str(row["id"]),
-                "channel": row["channel"],
-                "address": row["address"],
-                "status": row["status"],
-                "recipient": index,
-                **recipient.ref,
-            }
-            if row["status_reason"]:
-                entry["reason"] = row["status_reason"]
-            entries.append(entry)
-        response: dict[str, Any] = {
-            "notification_id": str(notification_id),
-            "event": request.event,
-            "send_at": send_at.isoformat() if send_at else None,
-            "messages": entries,
-        }
-        await conn.execute(
-            """
-            INSERT INTO audit_log (direction, actor, action, subject, result, detail)
-            VALUES ('admin', $1, 'notify', $2, 'accepted', $3::jsonb)
-            """,
-            source,
-            str(notification_id),
-            {
-                "event": request.event,
-                "messages": len(rows),
-                "request_id": request_id,
-                "queued": sum(1 for r in rows if r["status"] == "queued"),
-            },
-        )
         if idempotency_key is not None:
-            await idempotency.store(conn, "notify", idempotency_key, body_hash, 202, response)
-    to_enqueue = [(row["id"], 0, send_at) for row in rows if row["status"] == "queued"]
-    return NotifyResult(202, response, to_enqueue)
+            await idempotency.store(conn, "notify", idempotency_key, body_hash, 202, result.body)
+    return result
+
+
+async def send(
+    services: Services,
+    event: str,
+    data: dict[str, Any],
+    recipients: list[dict[str, Any]],
+    *,
+    source: str,
+    now: datetime | None = None,
+    conn: Connection | None = None,
+) -> NotifyResult:
+    """For workflows: the same path without HTTP. With ``conn`` it joins the caller's
+    transaction (the caller enqueues after its commit); otherwise it commits and enqueues."""
+    specs = NotifyRequest.model_validate({"event": event, "recipients": recipients}).recipients
+    if conn is not None:
+        found = await resolve_all(conn, specs, set(services.channels))
+        return await deliver_event(
+            conn, services, event=event, data=data, recipients=found, source=source, now=now
+        )
+    async with services.pool.acquire() as own, own.transaction():
+        found = await resolve_all(own, specs, set(services.channels))
+        result = await deliver_event(
+            own, services, event=event, data=data, recipients=found, source=source, now=now
+        )
+    await enqueue(services, result)
+    return result
 
 
 async def enqueue(services: Services, result: NotifyResult) -> None:

@@ -7,14 +7,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from gomflow_messaging.i18n import gettext
+
 # What every channel can carry in one message; longer text is refused up front.
 MAX_TEXT_LENGTH = 4096
-
-TEST_TEXT = {
-    "en": "GOMFLOW test message: this channel works. Sent {at} UTC.",
-    "fil": "Test na mensahe ng GOMFLOW: gumagana ang channel na ito. Ipinadala {at} UTC.",
-    "ms": "Mesej ujian GOMFLOW: saluran ini berfungsi. Dihantar {at} UTC.",
-}
 
 
 class MissingData(Exception):
@@ -51,7 +47,9 @@ def _custom(data: dict[str, Any], locale: str) -> dict[str, Any]:
 
 def _test(data: dict[str, Any], locale: str) -> dict[str, Any]:
     at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
-    return {"text": TEST_TEXT.get(locale, TEST_TEXT["en"]).format(at=at)}
+    return {
+        "text": gettext(locale, "GOMFLOW test message: this channel works. Sent {at} UTC.", at=at)
+    }
 
 
 EVENTS: dict[str, EventSpec] = {

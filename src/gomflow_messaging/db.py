@@ -37,12 +37,19 @@ async def _init_connection(conn: Connection) -> None:
         await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: Connection) -> None:
+    """Pooled connections hold no session state (no SET, LISTEN or session advisory lock;
+    idempotency uses transaction-scoped locks), so asyncpg's reset query, one more round
+    trip on every release, is skipped. An open transaction is still rolled back."""
+
+
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> Pool:
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
+        reset=_keep_session,
         command_timeout=30,
         timeout=5,
     )

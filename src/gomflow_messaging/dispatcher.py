@@ -42,7 +42,7 @@ class Dispatcher:
 
     async def deliver(self, message_id: UUID) -> dict[str, Any]:
         lease = self.settings.dispatch_lease_seconds
-        row = await outbox.claim(self.pool, message_id, lease)
+        row = await outbox.claim(self.pool, message_id, lease, self.worker_id)
         if row is None:
             due = await outbox.not_due_until(self.pool, message_id)
             if due is None:
@@ -51,17 +51,18 @@ class Dispatcher:
             if wait > _EARLY_WAIT_LIMIT:
                 return {"result": "not_due"}
             await asyncio.sleep(max(wait, 0) + 0.01)
-            row = await outbox.claim(self.pool, message_id, lease)
+            row = await outbox.claim(self.pool, message_id, lease, self.worker_id)
             if row is None:
                 return {"result": "not_claimed"}
 
         attempt = int(row["attempts"])
+        attempt_id = int(row["attempt_id"])
         channel_name = row["channel"]
         if attempt > self.settings.dispatch_max_attempts:
             await outbox.finish_failed(
                 self.pool,
                 message_id,
-                None,
+                attempt_id,
                 reason="too_many_attempts",
                 error=f"gave up after {attempt - 1} attempts",
             )
@@ -71,13 +72,12 @@ class Dispatcher:
             await outbox.finish_failed(
                 self.pool,
                 message_id,
-                None,
+                attempt_id,
                 reason="channel_disabled",
                 error=f"channel {channel_name} is not enabled on this deployment",
             )
             return {"result": "failed", "reason": "channel_disabled"}
 
-        attempt_id = await outbox.start_attempt(self.pool, message_id, attempt, self.worker_id)
         message = OutboundMessage.from_body(message_id, row["address"], row["body"])
         # Leave time to record the outcome before the lease runs out.
         send_timeout = max(lease * 0.8, 1.0)
@@ -146,6 +146,8 @@ class Dispatcher:
             error=error,
             retry_after=retry_after,
         )
+        if next_at is None:
+            return {"result": "lease_lost"}  # another worker took it over meanwhile
         await self.queue.enqueue_delivery(message_id, attempt, next_at)
         log.info("message %s retry %d in %.1fs (%s)", message_id, attempt, delay, code)
         return {"result": "retry", "delay": round(delay, 3), "code": code}

@@ -94,20 +94,33 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-async def claim(pool: Pool, message_id: UUID, lease_seconds: float) -> asyncpg.Record | None:
-    """Take the message for one attempt, or None if it is not due, finished or leased."""
+async def claim(
+    pool: Pool, message_id: UUID, lease_seconds: float, worker: str
+) -> asyncpg.Record | None:
+    """Take the message for one attempt and open its attempt record, in one statement.
+
+    None when it is not due, already finished, or leased by a live worker.
+    """
     return await pool.fetchrow(
         """
-        UPDATE messages
-           SET status = 'sending', attempts = attempts + 1, updated_at = now(),
-               claimed_until = now() + make_interval(secs => $2)
-         WHERE id = $1
-           AND ((status = 'queued' AND next_attempt_at <= now())
-                OR (status = 'sending' AND claimed_until < now()))
-        RETURNING id, channel, address, event, locale, body, attempts, contact_id
+        WITH claimed AS (
+            UPDATE messages
+               SET status = 'sending', attempts = attempts + 1, updated_at = now(),
+                   claimed_until = now() + make_interval(secs => $2)
+             WHERE id = $1
+               AND ((status = 'queued' AND next_attempt_at <= now())
+                    OR (status = 'sending' AND claimed_until < now()))
+            RETURNING id, channel, address, event, locale, body, attempts, contact_id
+        ), attempt AS (
+            INSERT INTO delivery_attempts (message_id, attempt, worker)
+            SELECT id, attempts, $3 FROM claimed
+            RETURNING id
+        )
+        SELECT claimed.*, attempt.id AS attempt_id FROM claimed, attempt
         """,
         message_id,
         lease_seconds,
+        worker,
     )
 
 
@@ -121,36 +134,37 @@ async def not_due_until(pool: Pool, message_id: UUID) -> datetime | None:
     return value
 
 
-async def start_attempt(pool: Pool, message_id: UUID, attempt: int, worker: str) -> int:
-    attempt_id: int = await pool.fetchval(
-        "INSERT INTO delivery_attempts (message_id, attempt, worker) VALUES ($1, $2, $3)"
-        " RETURNING id",
-        message_id,
-        attempt,
-        worker,
-    )
-    return attempt_id
+# The audit row every finished message leaves: who, what, when, result.
+_AUDIT = """
+    INSERT INTO audit_log (direction, actor, action, channel, subject, result, detail)
+    SELECT 'outbound', coalesce(m.contact_id::text, 'address:' || m.channel), 'message',
+           m.channel, m.id::text, {result},
+           jsonb_build_object('event', m.event, 'attempts', m.attempts,
+                              'notification_id', m.notification_id)
+      FROM done m
+"""
 
 
 async def finish_sent(
     pool: Pool, message_id: UUID, attempt_id: int, provider_message_id: str
 ) -> None:
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            """
+    await pool.execute(
+        """
+        WITH done AS (
             UPDATE messages
                SET status = 'sent', provider_message_id = nullif($2, ''), sent_at = now(),
                    updated_at = now(), claimed_until = NULL, last_error = NULL
              WHERE id = $1 AND status = 'sending'
-            """,
-            message_id,
-            provider_message_id,
+            RETURNING id, contact_id, channel, event, attempts, notification_id
+        ), attempt AS (
+            UPDATE delivery_attempts SET finished_at = now(), outcome = 'sent' WHERE id = $3
         )
-        await conn.execute(
-            "UPDATE delivery_attempts SET finished_at = now(), outcome = 'sent' WHERE id = $1",
-            attempt_id,
-        )
-        await _audit_outbound(conn, message_id, "sent")
+        """
+        + _AUDIT.format(result="'sent'"),
+        message_id,
+        provider_message_id,
+        attempt_id,
+    )
 
 
 async def finish_retry(
@@ -162,32 +176,31 @@ async def finish_retry(
     error_code: str,
     error: str,
     retry_after: float | None,
-) -> datetime:
-    async with pool.acquire() as conn, conn.transaction():
-        next_at: datetime = await conn.fetchval(
-            """
+) -> datetime | None:
+    next_at: datetime | None = await pool.fetchval(
+        """
+        WITH done AS (
             UPDATE messages
                SET status = 'queued', next_attempt_at = now() + make_interval(secs => $2),
                    claimed_until = NULL, last_error = $3, updated_at = now()
              WHERE id = $1 AND status = 'sending'
             RETURNING next_attempt_at
-            """,
-            message_id,
-            delay_seconds,
-            f"{error_code}: {error}" if error_code else error,
-        )
-        await conn.execute(
-            """
+        ), attempt AS (
             UPDATE delivery_attempts
-               SET finished_at = now(), outcome = 'transient', error_code = $2, error = $3,
-                   retry_after = $4
-             WHERE id = $1
-            """,
-            attempt_id,
-            error_code,
-            error,
-            retry_after,
+               SET finished_at = now(), outcome = 'transient', error_code = $5, error = $6,
+                   retry_after = $7
+             WHERE id = $4
         )
+        SELECT next_attempt_at FROM done
+        """,
+        message_id,
+        delay_seconds,
+        f"{error_code}: {error}" if error_code else error,
+        attempt_id,
+        error_code,
+        error,
+        retry_after,
+    )
     return next_at
 
 
@@ -199,32 +212,31 @@ async def finish_failed(
     reason: str,
     error: str,
     outcome: str = "permanent",
+    status: str = "failed",
 ) -> None:
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            """
+    """End a message as failed (or skipped, e.g. no template outside a platform's window)."""
+    await pool.execute(
+        """
+        WITH done AS (
             UPDATE messages
-               SET status = 'failed', status_reason = $2, last_error = $3,
+               SET status = $6, status_reason = $2, last_error = $3,
                    claimed_until = NULL, updated_at = now()
              WHERE id = $1 AND status IN ('queued', 'sending')
-            """,
-            message_id,
-            reason,
-            error,
+            RETURNING id, contact_id, channel, event, attempts, notification_id
+        ), attempt AS (
+            UPDATE delivery_attempts
+               SET finished_at = now(), outcome = $5, error_code = $2, error = $3
+             WHERE id = $4
         )
-        if attempt_id is not None:
-            await conn.execute(
-                """
-                UPDATE delivery_attempts
-                   SET finished_at = now(), outcome = $4, error_code = $2, error = $3
-                 WHERE id = $1
-                """,
-                attempt_id,
-                reason,
-                error,
-                outcome,
-            )
-        await _audit_outbound(conn, message_id, f"failed:{reason}")
+        """
+        + _AUDIT.format(result="$6 || ':' || $2"),
+        message_id,
+        reason,
+        error,
+        attempt_id,
+        outcome,
+        status,
+    )
 
 
 async def mark_address_unreachable(pool: Pool, channel: str, address: str, reason: str) -> None:
@@ -234,20 +246,6 @@ async def mark_address_unreachable(pool: Pool, channel: str, address: str, reaso
         channel,
         address,
         reason,
-    )
-
-
-async def _audit_outbound(conn: Connection, message_id: UUID, result: str) -> None:
-    await conn.execute(
-        """
-        INSERT INTO audit_log (direction, actor, action, channel, subject, result, detail)
-        SELECT 'outbound', coalesce(contact_id::text, 'address:' || channel), 'message', channel,
-               id::text, $2, jsonb_build_object('event', event, 'attempts', attempts,
-                                                'notification_id', notification_id)
-          FROM messages WHERE id = $1
-        """,
-        message_id,
-        result,
     )
 
 

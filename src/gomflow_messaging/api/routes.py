@@ -15,6 +15,7 @@ from gomflow_messaging import outbox
 from gomflow_messaging.api.common import json_body, require_service_secret, services
 from gomflow_messaging.errors import ApiError, ValidationFailed
 from gomflow_messaging.idempotency import check_key
+from gomflow_messaging.workflows import linking
 from gomflow_messaging.workflows import notify as notify_workflow
 from gomflow_messaging.workflows.bot import Sender
 
@@ -151,6 +152,25 @@ async def sandbox_inbound(request: Request) -> Response:
     return _json({"replies": [asdict(r) for r in replies]})
 
 
+async def link_tokens(request: Request) -> Response:
+    """A one-use code that links a chat to a buyer's submission or to a GOM profile."""
+    require_service_secret(request)
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise ValidationFailed({"body": "must be a JSON object"})
+    ids: dict[str, uuid.UUID | None] = {}
+    for name in ("submission_id", "gom_id"):
+        value = body.get(name)
+        try:
+            ids[name] = uuid.UUID(value) if value is not None else None
+        except (ValueError, TypeError, AttributeError):
+            raise ValidationFailed({name: "must be a UUID"}) from None
+    token = await linking.create_link_token(
+        services(request).pool, submission_id=ids["submission_id"], gom_id=ids["gom_id"]
+    )
+    return _json(token, 201)
+
+
 async def health(request: Request) -> Response:
     report = await health_checks.check(services(request), mode=request.app.state.mode)
     return _json(report, 200 if report["ok"] else 503)
@@ -163,4 +183,5 @@ routes = [
     Route("/api/messages/{message_id}", message_status, methods=["GET"]),
     Route("/api/sandbox/messages", sandbox_messages, methods=["GET"]),
     Route("/api/sandbox/inbound", sandbox_inbound, methods=["POST"]),
+    Route("/api/link-tokens", link_tokens, methods=["POST"]),
 ]

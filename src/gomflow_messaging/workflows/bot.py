@@ -847,7 +847,7 @@ class Bot:
                  WHERE token = $1 AND used_at IS NULL AND expires_at > $2
                 RETURNING contact_id, profile_id
                 """,
-                token.strip(),
+                token.strip().upper(),
                 now,
                 f"{ctx.sender.channel}:{ctx.sender.address}",
             )

@@ -1,0 +1,235 @@
+"""The bot, written once, driven as a sandbox chat user: what a buyer or GOM would type."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from gomflow_messaging.settings import Settings
+from tests.helpers import AUTH, running_app
+
+PHP_ORDER = "00000000-0000-4000-8000-00000000a001"
+GOM_ID = "00000000-0000-4000-8000-000000000001"
+
+
+class Chat:
+    """One chat user talking to the bot through POST /api/sandbox/inbound."""
+
+    def __init__(self, client: httpx.AsyncClient, address: str | None = None, **extra: Any):
+        self.client = client
+        self.address = address or f"chat-{uuid.uuid4().hex[:8]}"
+        self.extra = extra
+
+    async def say(self, text: str) -> list[dict[str, Any]]:
+        response = await self.client.post(
+            "/api/sandbox/inbound",
+            headers=AUTH,
+            json={"address": self.address, "text": text, "name": "Ana", **self.extra},
+        )
+        assert response.status_code == 200, response.text
+        replies: list[dict[str, Any]] = response.json()["replies"]
+        return replies
+
+    async def form(self, form_id: str, values: dict[str, str]) -> list[dict[str, Any]]:
+        response = await self.client.post(
+            "/api/sandbox/inbound",
+            headers=AUTH,
+            json={
+                "address": self.address,
+                "text": "-",
+                "form": {"id": form_id, "values": values},
+                **self.extra,
+            },
+        )
+        assert response.status_code == 200, response.text
+        replies: list[dict[str, Any]] = response.json()["replies"]
+        return replies
+
+
+def texts(replies: list[dict[str, Any]]) -> str:
+    return "\n".join(r["text"] for r in replies)
+
+
+def actions(replies: list[dict[str, Any]]) -> list[str]:
+    return [b["action"] for r in replies for row in r["buttons"] for b in row]
+
+
+@pytest.fixture
+async def client(settings: Settings, demo: dict[str, Any]) -> Any:
+    async with running_app(settings, mode="web") as c:
+        yield c
+
+
+async def test_orders_lists_open_orders_with_submit_buttons(client: httpx.AsyncClient) -> None:
+    replies = await Chat(client).say("/orders")
+    body = texts(replies)
+    assert "SEVENTEEN 'FML' Album (Carat ver.)" in body
+    assert "₱1,250.00" in body and "RM 85.00" in body
+    assert f"submit {PHP_ORDER}" in actions(replies)
+    assert all(len(a.encode()) <= 64 for a in actions(replies))
+
+
+async def test_whole_submit_conversation_creates_a_submission(
+    client: httpx.AsyncClient, conn: asyncpg.Connection
+) -> None:
+    chat = Chat(client)
+    await chat.say(f"submit {PHP_ORDER}")
+    assert "Please send a name" in texts(await chat.say("A"))  # too short: asked again
+    await chat.say("Ana Cruz")
+    assert "mobile number" in texts(await chat.say("12345"))
+    await chat.say("0917 555 0101")
+    assert "whole number" in texts(await chat.say("two"))
+    await chat.say("2")
+    await chat.say("12 Mabini St, Ermita, Manila")
+    summary = texts(await chat.say("skip"))
+    assert "₱2,500.00" in summary and "+639175550101" in summary
+    done = texts(await chat.say("confirm"))
+    row = await conn.fetchrow(
+        "SELECT s.*, d.address FROM submissions s JOIN submission_details d"
+        " ON d.submission_id = s.id WHERE s.buyer_phone = '+639175550101'"
+    )
+    assert row is not None
+    assert row["buyer_name"] == "Ana Cruz" and row["quantity"] == 2
+    assert str(row["total_amount"]) == "2500.00" and row["currency"] == "PHP"
+    assert row["payment_reference"].startswith("PH-") and row["payment_reference"] in done
+    assert row["address"] == "12 Mabini St, Ermita, Manila"
+    assert "GCash" in done
+    # A second submission to the same order from the same buyer is refused.
+    await chat.say(f"submit {PHP_ORDER}")
+    for answer in ("Ana Cruz", "0917 555 0101", "1", "12 Mabini St, Manila", "skip"):
+        await chat.say(answer)
+    again = texts(await chat.say("confirm"))
+    assert "already joined" in again and row["payment_reference"] in again
+
+
+async def test_form_submission_validates_every_field(
+    client: httpx.AsyncClient, conn: asyncpg.Connection
+) -> None:
+    chat = Chat(client, supports_forms=True)
+    [reply] = await chat.say(f"/submit {PHP_ORDER}")
+    assert reply["form"]["id"] == f"submit:{PHP_ORDER}"
+    assert [f["id"] for f in reply["form"]["fields"]] == [
+        "name",
+        "phone",
+        "quantity",
+        "address",
+        "notes",
+    ]
+    bad = await chat.form(
+        reply["form"]["id"],
+        {
+            "name": "Bo Santos",
+            "phone": "0917 555 0102",
+            "quantity": "999",
+            "address": "Cebu City 6000",
+        },
+    )
+    assert "Only" in texts(bad) and bad[0]["private"]
+    good = await chat.form(
+        reply["form"]["id"],
+        {
+            "name": "Bo Santos",
+            "phone": "0917 555 0102",
+            "quantity": "1",
+            "address": "Cebu City 6000",
+        },
+    )
+    assert "Payment reference: PH-" in texts(good)
+    assert (
+        await conn.fetchval("SELECT count(*) FROM submissions WHERE buyer_phone = '+639175550102'")
+        == 1
+    )
+
+
+async def test_status_never_shows_another_buyers_order(client: httpx.AsyncClient) -> None:
+    stranger = Chat(client)
+    reply = texts(await stranger.say("/status PH-DEMO0001"))
+    assert "no order of yours" in reply
+    assert "Andrea" not in reply and "1,250" not in reply
+
+
+async def test_status_and_pay_for_a_linked_buyer(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/link-tokens",
+        headers=AUTH,
+        json={"submission_id": "00000000-0000-4000-8000-000000005001"},
+    )
+    assert response.status_code == 201
+    code = response.json()["code"]
+    chat = Chat(client)
+    assert "linked to your GOMFLOW orders" in texts(await chat.say(f"/start {code}"))
+    status = texts(await chat.say("/status"))
+    assert "PH-DEMO0001" in status and "waiting for payment" in status
+    pay = texts(await chat.say("pay"))
+    assert "₱2,500.00" in pay and "PH-DEMO0001" in pay
+    # A code works once.
+    assert "not valid" in texts(await Chat(client).say(f"/start {code}"))
+
+
+async def test_gom_commands_refused_for_a_buyer(client: httpx.AsyncClient) -> None:
+    chat = Chat(client)
+    for command in ("/manage", "/create", f"close {PHP_ORDER}"):
+        assert "Only a GOM" in texts(await chat.say(command))
+
+
+async def test_gom_manages_and_creates_orders(
+    client: httpx.AsyncClient, conn: asyncpg.Connection
+) -> None:
+    code = (await client.post("/api/link-tokens", headers=AUTH, json={"gom_id": GOM_ID})).json()[
+        "code"
+    ]
+    gom = Chat(client)
+    assert "GOM profile" in texts(await gom.say(f"link {code.lower()}"))
+    manage = await gom.say("/manage")
+    assert "SEVENTEEN" in texts(manage) and "Collected" in texts(manage)
+    await gom.say("/create")
+    for answer in ("NewJeans Bunnies Camp Photobook", "980", "PHP", "2030-01-15 20:00", "40"):
+        await gom.say(answer)
+    assert "NewJeans" in texts(await gom.say("confirm"))
+    created = await conn.fetchrow(
+        "SELECT * FROM orders WHERE title = 'NewJeans Bunnies Camp Photobook'"
+    )
+    assert created["user_id"] == uuid.UUID(GOM_ID) and created["max_orders"] == 40
+    assert str(created["price"]) == "980.00"
+    await gom.say(f"close {created['id']}")
+    assert await conn.fetchval("SELECT is_active FROM orders WHERE id = $1", created["id"]) is False
+    assert (
+        await conn.fetchval(
+            "SELECT count(*) FROM audit_log WHERE action = 'order.close' AND subject = $1",
+            str(created["id"]),
+        )
+        == 1
+    )
+
+
+async def test_stop_then_notify_is_skipped_and_start_resumes(
+    client: httpx.AsyncClient,
+) -> None:
+    chat = Chat(client)
+    await chat.say("hi")
+    assert "not get reminders" in texts(await chat.say("STOP"))
+    body = {
+        "event": "custom",
+        "data": {"text": "reminder"},
+        "recipients": [{"channel": "sandbox", "address": chat.address}],
+    }
+    [entry] = (await client.post("/api/notify", json=body, headers=AUTH)).json()["messages"]
+    assert (entry["status"], entry["reason"]) == ("skipped", "opted_out")
+    assert "Welcome back" in texts(await chat.say("START"))
+    [entry] = (await client.post("/api/notify", json=body, headers=AUTH)).json()["messages"]
+    assert entry["status"] == "queued"
+
+
+async def test_unknown_text_gets_the_menu_and_cancel_ends_a_flow(
+    client: httpx.AsyncClient,
+) -> None:
+    chat = Chat(client)
+    replies = await chat.say("what is this")
+    assert "did not understand" in texts(replies) and "orders" in actions(replies)
+    await chat.say(f"submit {PHP_ORDER}")
+    assert "Cancelled" in texts(await chat.say("/cancel"))
+    assert "did not understand" in texts(await chat.say("Ana Cruz"))

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: dev test lint format bench install services env migrate seed clean
+.PHONY: dev test lint format bench install services env migrate seed clean i18n
 
 $(STAMP): pyproject.toml
 	@bash scripts/bootstrap-venv.sh "$(PYTHON)" "$(VENV)"
@@ -40,6 +40,21 @@ lint: install
 format: install
 	$(VENV)/bin/ruff format src tests bench
 	$(VENV)/bin/ruff check --fix src tests bench
+
+# Translations: extract the marked strings (see babel.cfg) into the template, then merge it
+# into each language's catalogue (created when missing). Translators edit the .po files.
+PYBABEL ?= $(VENV)/bin/pybabel
+LOCALES_DIR := src/gomflow_messaging/locales
+I18N_LANGS := fil ms
+
+i18n:
+	$(PYBABEL) extract -F babel.cfg --project=gomflow-messaging --add-comments=Translators: \
+		--header-comment="# Bot and notification texts of gomflow-messaging; English is the source." \
+		-o $(LOCALES_DIR)/messages.pot src/gomflow_messaging
+	@for lang in $(I18N_LANGS); do \
+		$(PYBABEL) update --init-missing --previous --ignore-obsolete --ignore-pot-creation-date \
+			-i $(LOCALES_DIR)/messages.pot -d $(LOCALES_DIR) -l $$lang || exit 1; \
+	done
 
 bench: install services
 	$(PY) bench/run.py

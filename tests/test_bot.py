@@ -9,6 +9,7 @@ import asyncpg
 import httpx
 import pytest
 
+from gomflow_messaging.i18n import gettext
 from gomflow_messaging.settings import Settings
 from tests.helpers import AUTH, running_app
 
@@ -163,7 +164,8 @@ async def test_status_and_pay_for_a_linked_buyer(client: httpx.AsyncClient) -> N
     chat = Chat(client)
     assert "linked to your GOMFLOW orders" in texts(await chat.say(f"/start {code}"))
     status = texts(await chat.say("/status"))
-    assert "PH-DEMO0001" in status and "waiting for payment" in status
+    # The chat now belongs to the demo buyer Andrea, whose language is Filipino.
+    assert "PH-DEMO0001" in status and gettext("fil", "waiting for payment") in status
     pay = texts(await chat.say("pay"))
     assert "₱2,500.00" in pay and "PH-DEMO0001" in pay
     # A code works once.

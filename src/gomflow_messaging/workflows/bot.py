@@ -405,6 +405,7 @@ class Bot:
             )
             ctx.opted_out = False
             replies.append(Reply(_(ctx, "Welcome back! Reminders and updates are on again.")))
+        # Translators: {name} is empty or the buyer's name after a space: "Hi Ana!".
         greeting = _(
             ctx,
             "Hi{name}! I am the GOMFLOW assistant. Browse group orders, join "
@@ -516,8 +517,9 @@ class Bot:
         prompts = {
             "name": _(ctx, "What name should the GOM put on your order?"),
             "phone": _(ctx, "What is your mobile number? (e.g. 0917 123 4567 or +60 12 345 6789)"),
-            "quantity": _(ctx, "How many would you like?")
-            + (f" ({_(ctx, 'up to {n}', n=order.remaining)})" if order and order.remaining else ""),
+            "quantity": _(ctx, "How many would you like? (up to {n})", n=order.remaining)
+            if order and order.remaining
+            else _(ctx, "How many would you like?"),
             "address": _(ctx, "Where should it be delivered? (full address)"),
             "notes": _(ctx, "Any notes for the GOM? Send SKIP if none."),
         }
@@ -682,7 +684,7 @@ class Bot:
     def _payment_instructions(
         self, ctx: Context, order: order_data.Order, reference: str, amount: Decimal
     ) -> str:
-        methods = ", ".join(_method_name(m) for m in order.payment_methods) or _(
+        methods = ", ".join(_method_name(ctx, m) for m in order.payment_methods) or _(
             ctx, "bank transfer"
         )
         return _(
@@ -782,6 +784,7 @@ class Bot:
             code,
         )
         ctx.locale = code
+        # Translators: name the language you translate into, not English.
         return [Reply(_(ctx, "Done! I will write to you in English."), private=True)]
 
     async def _notify(self, ctx: Context, args: str) -> list[Reply]:
@@ -904,7 +907,7 @@ class Bot:
         for entry in entries:
             order: order_data.Order = entry["order"]
             lines = [
-                order.title + ("" if order.is_active else f" ({_(ctx, 'closed')})"),
+                order.title if order.is_active else _(ctx, "{title} (closed)", title=order.title),
                 _(
                     ctx,
                     "Paid: {paid} · Waiting for payment: {pending}",
@@ -1151,11 +1154,12 @@ _METHOD_NAMES = {
     "cimb": "CIMB",
     "touch_n_go": "Touch 'n Go",
     "tng": "Touch 'n Go",
-    "bank_transfer": "bank transfer",
 }
 
 
-def _method_name(method: str) -> str:
+def _method_name(ctx: Context, method: str) -> str:
+    if str(method).lower() == "bank_transfer":
+        return _(ctx, "bank transfer")
     return _METHOD_NAMES.get(str(method).lower(), str(method))
 
 

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from gomflow_messaging import outbox
 from gomflow_messaging.channels.base import OutboundMessage
-from gomflow_messaging.errors import PermanentError, TransientError
+from gomflow_messaging.errors import PermanentError, SkipMessage, TransientError
 
 if TYPE_CHECKING:
     from gomflow_messaging.channels.base import Channel
@@ -83,6 +83,12 @@ class Dispatcher:
         send_timeout = max(lease * 0.8, 1.0)
         try:
             result = await asyncio.wait_for(channel.send(message), timeout=send_timeout)
+        except SkipMessage as exc:
+            await outbox.finish_skipped(
+                self.pool, message_id, attempt_id, reason=exc.code or "skipped", error=exc.message
+            )
+            log.info("message %s skipped on %s: %s", message_id, channel_name, exc.code)
+            return {"result": "skipped", "reason": exc.code}
         except PermanentError as exc:
             if exc.address_unreachable:
                 await outbox.mark_address_unreachable(

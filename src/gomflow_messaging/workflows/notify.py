@@ -17,7 +17,10 @@ from gomflow_messaging.settings import CHANNEL_NAMES
 from gomflow_messaging.workflows import events
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from gomflow_messaging.bootstrap import Services
+    from gomflow_messaging.channels.base import Channel
     from gomflow_messaging.contacts import Recipient
     from gomflow_messaging.db import Connection
 
@@ -111,15 +114,20 @@ class NotifyResult:
 
 
 async def _resolve(
-    conn: Connection, spec: RecipientSpec, index: int, enabled: set[str]
+    conn: Connection, spec: RecipientSpec, index: int, channels: Mapping[str, Channel]
 ) -> list[Recipient]:
     field = f"recipients.{index}"
     if isinstance(spec, DirectRecipient):
-        if spec.channel not in enabled:
+        if spec.channel not in channels:
             raise ValidationFailed(
                 {f"{field}.channel": f"channel {spec.channel} is not enabled on this deployment"}
             )
-        return [await contacts.for_address(conn, spec.channel, spec.address)]
+        # The channel's own form ("0917 123 4567" -> "+639171234567"), so the contact is found.
+        try:
+            address = channels[spec.channel].validate_address(spec.address)
+        except ValueError as exc:
+            raise ValidationFailed({f"{field}.address": str(exc)}) from None
+        return [await contacts.for_address(conn, spec.channel, address)]
     if isinstance(spec, SubmissionRecipient):
         found = await contacts.for_submissions(conn, submission_id=spec.submission_id)
         if not found:
@@ -198,7 +206,8 @@ async def notify(
                 return NotifyResult(replay[0], replay[1], [])
         recipients: list[tuple[int, Recipient]] = []
         for index, spec in enumerate(request.recipients):
-            recipients += [(index, r) for r in await _resolve(conn, spec, index, enabled)]
+            found = await _resolve(conn, spec, index, services.channels)
+            recipients += [(index, r) for r in found]
         if len(recipients) > MAX_RECIPIENTS:
             raise ValidationFailed(
                 {"recipients": f"resolve to {len(recipients)} people; at most {MAX_RECIPIENTS}"}

@@ -21,7 +21,7 @@ from gomflow_messaging import outbox
 from gomflow_messaging.api.common import services
 from gomflow_messaging.channels.base import split_text
 from gomflow_messaging.channels.whatsapp import (
-    PERMANENT_CODES,
+    FAILURE_REASONS,
     PREFIX,
     WhatsAppChannel,
     render_text,
@@ -164,7 +164,7 @@ async def status_callback(request: Request) -> Response:
     error = None
     if status == "failed":
         number = int(code) if code.isdigit() else 0
-        reason, gone = PERMANENT_CODES.get(number, (twilio_status, False))
+        reason, gone = FAILURE_REASONS.get(number, (twilio_status, False))
         error = f"Twilio {twilio_status}" + (f", error {code}" if code else "")
         if form.get("ErrorMessage"):
             error += f": {form['ErrorMessage'][:300]}"

@@ -58,6 +58,8 @@ PERMANENT_CODES: dict[int, tuple[str, bool]] = {
 #: The daily cap on business-initiated conversations: retry much later, not soon.
 DAILY_CAP_CODE = 63018
 RATE_LIMIT_CODE = 20429
+#: What a failed status callback's ErrorCode means, as a message's status reason.
+FAILURE_REASONS = {**PERMANENT_CODES, DAILY_CAP_CODE: ("daily_cap", False)}
 
 
 class HttpStatusError(Exception):
@@ -76,6 +78,15 @@ def _retry_after(value: str | None) -> float | None:
     except ValueError:
         return None
     return seconds if seconds is not None and seconds >= 0 else None
+
+
+def _body_code(text: str) -> int:
+    """Twilio's error code from an error body, or 0."""
+    try:
+        code = json.loads(text).get("code")
+    except (ValueError, AttributeError):
+        return 0
+    return code if isinstance(code, int) else 0
 
 
 class BaseUrlHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
@@ -352,6 +363,13 @@ class WhatsAppChannel:
         if isinstance(exc, ChannelError):
             return exc
         if isinstance(exc, HttpStatusError):
+            if _body_code(exc.text) == DAILY_CAP_CODE:
+                return TransientError(
+                    f"Twilio error {DAILY_CAP_CODE}: daily limit of business-initiated chats",
+                    code="daily_cap",
+                    platform=name,
+                    retry_after=self._settings.whatsapp_daily_cap_retry_seconds,
+                )
             code = "rate_limited" if exc.status == 429 else f"http_{exc.status}"
             return TransientError(
                 f"Twilio answered HTTP {exc.status}",

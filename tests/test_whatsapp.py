@@ -4,10 +4,14 @@ templates, status callbacks, error mapping and pacing, against a fake Twilio on 
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
@@ -315,6 +319,8 @@ async def test_buyer_phone_reaches_the_whatsapp_contact_and_stop_is_honoured(
         )
         [sent] = twilio.to(phone)
         assert sent.body == "Your album has arrived in Manila!"
+        health = (await client.get("/api/health")).json()
+        assert health["components"]["channels"]["whatsapp"]["ok"]
         assert sent.get("From") == f"whatsapp:{SENDER}"
 
         assert any("START" in text for text in await chat.say("STOP"))
@@ -586,10 +592,13 @@ async def test_a_failed_second_part_is_retried_alone(
 async def test_pacing_is_per_sender_and_shared(channel: Any, twilio: FakeTwilio, pool: Any) -> None:
     _t, phone = new_phone()
     await add_contact(pool, phone, inbound_hours_ago=1)
-    slow = await channel(whatsapp_messages_per_second=0.001)
-    await slow.send(outbound(phone))
+    queue = f"gomflow-test-pace-{secrets.token_hex(4)}"
+    # Two workers of one deployment (same queue, same sender) share the sender's pace.
+    one = await channel(whatsapp_messages_per_second=0.001, queue_name=queue)
+    other = await channel(whatsapp_messages_per_second=0.001, queue_name=queue)
+    await one.send(outbound(phone))
     with pytest.raises(TransientError) as info:
-        await slow.send(outbound(phone))
+        await other.send(outbound(phone))
     assert info.value.code == "paced" and (info.value.retry_after or 0) > 60
     assert len(twilio.to(phone)) == 1
 
@@ -634,3 +643,26 @@ def test_production_needs_a_public_url_for_signatures(database_url: str) -> None
     with pytest.raises(ValidationError, match="PUBLIC_BASE_URL"):
         Settings(_env_file=None, **values)  # type: ignore[call-arg]
     Settings(_env_file=None, public_base_url=PUBLIC, **values)  # type: ignore[call-arg]
+
+
+def test_twilio_is_imported_only_when_whatsapp_is_on(database_url: str) -> None:
+    script = (
+        "import sys\n"
+        "from gomflow_messaging.app import create_app\n"
+        "from gomflow_messaging.settings import Settings\n"
+        "for on in (False, True):\n"
+        "    s = Settings(_env_file=None, service_secret='s' * 32, enable_whatsapp=on,\n"
+        f"                 twilio_account_sid='{ACCOUNT_SID}', twilio_auth_token='t',\n"
+        "                 twilio_whatsapp_number='+14155238886')\n"
+        "    app = create_app(s)\n"
+        "    hooks = sorted(r.path for r in app.routes if 'hook' in r.path)\n"
+        "    print(on, 'twilio' in sys.modules, hooks)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent / "src")}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
+    ).stdout.splitlines()
+    assert out == [
+        "False False []",
+        "True True ['/webhook/status', '/webhooks/whatsapp']",
+    ]

@@ -6,6 +6,7 @@ fields before anything else: a forged request gets 403 and changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
@@ -42,8 +43,13 @@ log = logging.getLogger(__name__)
 MAX_FORM_BYTES = 64 * 1024
 STATUS_PATH = "/webhook/status"
 #: Twilio's statuses we record; the rest (queued, accepted, sending, ...) are ours already.
-_RECORDED = {"sent": "sent", "delivered": "delivered", "read": "read", "failed": "failed"}
-_RECORDED["undelivered"] = "failed"
+_RECORDED = {
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "read",
+    "failed": "failed",
+    "undelivered": "failed",  # the reason says which
+}
 #: Attachments that start the payment-proof flow: receipts are screenshots or PDFs.
 _PROOF_TYPES = ("image/", "application/pdf")
 
@@ -65,6 +71,8 @@ async def _verified_form(request: Request) -> ImmutableMultiDict[str, str]:
         or not signature
         or not RequestValidator(token.get_secret_value()).validate(url, form, signature)
     ):
+        # Every request failing here usually means PUBLIC_BASE_URL is not the URL Twilio calls.
+        log.warning("refused a Twilio webhook with a bad signature for %s", url)
         raise ApiError(403, "invalid_signature", "The Twilio signature does not match.")
     return form
 
@@ -115,16 +123,17 @@ async def inbound(request: Request) -> Response:
         )
     except BaseException:
         # Let Twilio's retry be handled, not dropped as a duplicate.
-        await svc.pool.execute(
-            "DELETE FROM inbound_updates WHERE platform = 'whatsapp' AND update_id = $1", sid
-        )
+        with contextlib.suppress(Exception):
+            await svc.pool.execute(
+                "DELETE FROM inbound_updates WHERE platform = 'whatsapp' AND update_id = $1", sid
+            )
         raise
     return _twiml(replies, locale or "en")
 
 
 def _has_proof(form: ImmutableMultiDict[str, str]) -> bool:
     count = form.get("NumMedia", "0")
-    n = int(count) if count.isdigit() else 0
+    n = min(int(count), 10) if count.isdigit() else 0  # WhatsApp carries at most 10
     return any(form.get(f"MediaContentType{i}", "").startswith(_PROOF_TYPES) for i in range(n))
 
 

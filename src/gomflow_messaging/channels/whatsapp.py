@@ -227,7 +227,11 @@ class WhatsAppChannel:
         return requests
 
     async def _template(self, message: OutboundMessage) -> dict[str, Any]:
-        """The approved template for this event and language, or skip: WhatsApp needs one."""
+        """The approved template for this event and language, or skip: WhatsApp needs one.
+
+        An event's own template comes before the catch-all ``*``; the buyer's language before
+        English (an English template carrying text in the buyer's language beats silence).
+        """
         event = message.template.name if message.template else message.event
         row = await self._pool.fetchrow(
             """

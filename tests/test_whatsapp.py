@@ -435,14 +435,14 @@ async def test_status_callbacks_move_forward_only(
             {
                 "event": "custom",
                 "data": {"text": "Payment confirmed"},
-                "recipients": [{"channel": "whatsapp", "address": phone}] * 3,
+                "recipients": [{"channel": "whatsapp", "address": phone}] * 4,
             },
         )
         ids = [m["id"] for m in result["messages"]]
         for message_id in ids:
             await wait_status(client, message_id, "sent")
         sent = {s.get("StatusCallback").rpartition("=")[2]: s for s in twilio.to(phone)}
-        first, second, third = (sent[i] for i in ids)
+        first, second, third, fourth = (sent[i] for i in ids)
         assert first.get("StatusCallback") == f"{PUBLIC}/webhook/status?message_id={ids[0]}"
 
         # Read arrives before delivered: it stays read.
@@ -466,6 +466,15 @@ async def test_status_callbacks_move_forward_only(
         await callback(third.get("StatusCallback"), third.sid, "sent")
         body = (await client.get(f"/api/messages/{ids[2]}", headers=AUTH)).json()
         assert body["status"] == "failed"
+
+        # The buyer unsubscribed on WhatsApp's side: the number is marked unreachable.
+        await callback(fourth.get("StatusCallback"), fourth.sid, "failed", ErrorCode="21610")
+        body = (await client.get(f"/api/messages/{ids[3]}", headers=AUTH)).json()
+        assert (body["status"], body["status_reason"]) == ("failed", "unsubscribed")
+        assert not await pool.fetchval(
+            "SELECT reachable FROM contact_addresses WHERE channel = 'whatsapp' AND address = $1",
+            phone,
+        )
 
 
 # -- the adapter against the fake Twilio -------------------------------------------------

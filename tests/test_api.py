@@ -328,7 +328,7 @@ async def test_test_endpoint_sends_on_each_enabled_channel(settings: Settings) -
         )
         [got] = response.json()["messages"]
         assert got["payload"]["locale"] == "ms"
-        assert "GOMFLOW" in got["payload"]["text"]
+        assert got["payload"]["text"].startswith("Mesej ujian GOMFLOW")
 
 
 async def test_sandbox_listing_is_404_when_disabled(make_settings: Any) -> None:

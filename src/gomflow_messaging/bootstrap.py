@@ -26,11 +26,15 @@ log = logging.getLogger(__name__)
 # A factory is called as factory(settings, pool, redis) and returns a Channel.
 CHANNEL_FACTORIES: dict[str, str] = {
     "sandbox": "gomflow_messaging.channels.sandbox:build",
+    "whatsapp": "gomflow_messaging.channels.whatsapp:build",
 }
 
-# name -> "module:attribute" holding a list of Starlette routes (the platform's webhooks),
-# mounted only when that channel is enabled.
-WEBHOOK_ROUTES: dict[str, str] = {}
+# name -> "module:attribute" holding a list of Starlette routes (the platform's webhooks), or
+# a function of the settings returning one (paths from settings), mounted only when that
+# channel is enabled.
+WEBHOOK_ROUTES: dict[str, str] = {
+    "whatsapp": "gomflow_messaging.api.whatsapp:routes",
+}
 
 
 def _load(spec: str) -> Any:
@@ -47,7 +51,8 @@ def webhook_routes(settings: Settings) -> list[BaseRoute]:
     routes: list[BaseRoute] = []
     for name in settings.enabled_channels:
         if name in WEBHOOK_ROUTES:
-            routes += _load(WEBHOOK_ROUTES[name])
+            found = _load(WEBHOOK_ROUTES[name])
+            routes += found(settings) if callable(found) else found
     return routes
 
 

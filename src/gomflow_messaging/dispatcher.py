@@ -12,7 +12,7 @@ from uuid import UUID
 
 from gomflow_messaging import outbox
 from gomflow_messaging.channels.base import OutboundMessage
-from gomflow_messaging.errors import PermanentError, TransientError
+from gomflow_messaging.errors import ChannelError, PermanentError, SkipMessage, TransientError
 
 if TYPE_CHECKING:
     from gomflow_messaging.channels.base import Channel
@@ -83,34 +83,12 @@ class Dispatcher:
         send_timeout = max(lease * 0.8, 1.0)
         try:
             result = await asyncio.wait_for(channel.send(message), timeout=send_timeout)
-        except PermanentError as exc:
-            if exc.address_unreachable:
+        except (SkipMessage, PermanentError) as exc:
+            if isinstance(exc, PermanentError) and exc.address_unreachable:
                 await outbox.mark_address_unreachable(
                     self.pool, channel_name, row["address"], exc.code or "unreachable"
                 )
-            moved = await outbox.fall_back(
-                self.pool,
-                message_id,
-                attempt_id,
-                reason=exc.code or "rejected",
-                error=f"{channel_name}: {exc.message}",
-            )
-            if moved is not None:
-                # The person has another address: try it now (a new job key, as attempts grew).
-                await self.queue.enqueue_delivery(message_id, int(moved["attempts"]))
-                log.info(
-                    "message %s failed on %s (%s); trying %s next",
-                    message_id,
-                    channel_name,
-                    exc.code,
-                    moved["channel"],
-                )
-                return {"result": "fallback", "channel": moved["channel"]}
-            await outbox.finish_failed(
-                self.pool, message_id, attempt_id, reason=exc.code or "rejected", error=exc.message
-            )
-            log.info("message %s failed permanently on %s: %s", message_id, channel_name, exc.code)
-            return {"result": "failed", "reason": exc.code}
+            return await self._give_up(message_id, attempt_id, channel_name, exc)
         except TransientError as exc:
             return await self._retry(
                 message_id,
@@ -136,6 +114,44 @@ class Dispatcher:
             )
         await outbox.finish_sent(self.pool, message_id, attempt_id, result.provider_message_id)
         return {"result": "sent"}
+
+    async def _give_up(
+        self, message_id: UUID, attempt_id: int, channel_name: str, exc: ChannelError
+    ) -> dict[str, Any]:
+        """This address will not do: try the person's next one, else end the message
+        (skipped when the channel declined by rule, failed otherwise)."""
+        skipped = isinstance(exc, SkipMessage)
+        reason = exc.code or ("skipped" if skipped else "rejected")
+        moved = await outbox.fall_back(
+            self.pool, message_id, attempt_id, reason=reason, error=f"{channel_name}: {exc.message}"
+        )
+        if moved is not None:
+            # A new job key, since the claim counted this attempt.
+            await self.queue.enqueue_delivery(message_id, int(moved["attempts"]))
+            log.info(
+                "message %s not sent on %s (%s); trying %s next",
+                message_id,
+                channel_name,
+                reason,
+                moved["channel"],
+            )
+            return {"result": "fallback", "channel": moved["channel"]}
+        if skipped:
+            await outbox.finish_skipped(
+                self.pool, message_id, attempt_id, reason=reason, error=exc.message
+            )
+        else:
+            await outbox.finish_failed(
+                self.pool, message_id, attempt_id, reason=reason, error=exc.message
+            )
+        log.info(
+            "message %s %s on %s: %s",
+            message_id,
+            "skipped" if skipped else "failed",
+            channel_name,
+            reason,
+        )
+        return {"result": "skipped" if skipped else "failed", "reason": reason}
 
     async def _retry(
         self,

@@ -49,6 +49,14 @@ class PermanentError(ChannelError):
         self.address_unreachable = address_unreachable
 
 
+class SkipMessage(ChannelError):
+    """Not sent by rule, not by failure: the message is recorded as skipped, ``code`` the reason.
+
+    For instance WhatsApp outside the 24-hour window with no approved template for the event
+    (``template_required``). Nothing is retried and the address stays reachable.
+    """
+
+
 class ApiError(Exception):
     """An error answered as ``{"error": {"code", "message", "fields"}}``."""
 

@@ -268,6 +268,71 @@ async def fall_back(
     )
 
 
+async def finish_skipped(
+    pool: Pool, message_id: UUID, attempt_id: int | None, *, reason: str, error: str
+) -> None:
+    """The channel declined to send by rule (`SkipMessage`), e.g. no WhatsApp template."""
+    await finish_failed(
+        pool,
+        message_id,
+        attempt_id,
+        reason=reason,
+        error=error,
+        outcome="skipped",
+        status="skipped",
+    )
+
+
+# Receipts only move a message forward: "delivered" arriving after "read" changes nothing.
+# Evidence of delivery outranks a failure report, and nothing moves a skipped message.
+RECEIPT_RANK = {"queued": 0, "sending": 1, "sent": 2, "failed": 3, "delivered": 4, "read": 5}
+_RANK_SQL = " ".join(f"WHEN '{name}' THEN {rank}" for name, rank in RECEIPT_RANK.items())
+
+
+async def record_receipt(
+    pool: Pool,
+    channel: str,
+    *,
+    status: str,
+    provider_message_id: str,
+    message_id: UUID | None = None,
+    reason: str | None = None,
+    error: str | None = None,
+) -> asyncpg.Record | None:
+    """A platform's delivery report (sent, delivered, read, failed), applied in one UPDATE.
+
+    The message is found by our id when the platform echoes it, else by the platform's id.
+    Returns the message (id, address, status) when it moved, None when the report was stale
+    or matched nothing.
+    """
+    # Two statements rather than one with an OR, so each keeps its index; both are constants.
+    match = "id = $2" if message_id is not None else "provider_message_id = $2"
+    return await pool.fetchrow(
+        f"""
+        UPDATE messages
+           SET status = $3,
+               status_reason = CASE WHEN $3 = 'failed' THEN $4 END,
+               last_error = CASE WHEN $3 = 'failed' THEN $5 ELSE last_error END,
+               provider_message_id = coalesce(provider_message_id, $6),
+               sent_at = coalesce(sent_at, now()),
+               delivered_at = CASE WHEN $3 IN ('delivered', 'read')
+                                   THEN coalesce(delivered_at, now()) ELSE delivered_at END,
+               read_at = CASE WHEN $3 = 'read' THEN coalesce(read_at, now()) ELSE read_at END,
+               claimed_until = NULL, updated_at = now()
+         WHERE channel = $1 AND {match}
+           AND (CASE status {_RANK_SQL} ELSE 99 END) < $7
+        RETURNING id, address, status
+        """,
+        channel,
+        message_id if message_id is not None else provider_message_id,
+        status,
+        reason,
+        error,
+        provider_message_id,
+        RECEIPT_RANK[status],
+    )
+
+
 async def mark_address_unreachable(pool: Pool, channel: str, address: str, reason: str) -> None:
     await pool.execute(
         "UPDATE contact_addresses SET reachable = false, unreachable_reason = $3"

@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     twilio_whatsapp_number: str = ""
     twilio_api_base_url: str = ""
     webhook_path: str = "/webhooks/whatsapp"
+    twilio_timeout_seconds: float = Field(15.0, gt=0, le=120)
+    #: Twilio's per-sender WhatsApp throughput, shared by every worker.
+    whatsapp_messages_per_second: float = Field(80.0, gt=0, le=1000)
+    #: Wait after error 63018 (the daily cap on business-initiated conversations).
+    whatsapp_daily_cap_retry_seconds: float = Field(3600.0, ge=0)
 
     # Telegram
     telegram_bot_token: SecretStr | None = None
@@ -162,6 +167,20 @@ class Settings(BaseSettings):
                     raise ValueError(
                         f"{name.upper()} is required when ENABLE_{channel.upper()} is true"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _whatsapp_public_url(self) -> Settings:
+        # Twilio signs the URL it calls; behind Railway's proxy only PUBLIC_BASE_URL knows it.
+        host = urlsplit(self.public_base_url).hostname or ""
+        if (
+            self.enable_whatsapp
+            and self.environment is Environment.production
+            and host in ("localhost", "127.0.0.1", "0.0.0.0")
+        ):
+            raise ValueError(
+                "PUBLIC_BASE_URL must be the public URL Twilio calls when ENABLE_WHATSAPP is true"
+            )
         return self
 
     @property

@@ -24,7 +24,10 @@ from gomflow_messaging.settings import CHANNEL_NAMES
 from gomflow_messaging.workflows import events
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from gomflow_messaging.bootstrap import Services
+    from gomflow_messaging.channels.base import Channel
     from gomflow_messaging.contacts import Recipient
     from gomflow_messaging.db import Connection
 
@@ -123,15 +126,20 @@ class NotifyResult:
 
 
 async def _resolve(
-    conn: Connection, spec: RecipientSpec, index: int, enabled: set[str]
+    conn: Connection, spec: RecipientSpec, index: int, channels: Mapping[str, Channel]
 ) -> list[Recipient]:
     field = f"recipients.{index}"
     if isinstance(spec, DirectRecipient):
-        if spec.channel not in enabled:
+        if spec.channel not in channels:
             raise ValidationFailed(
                 {f"{field}.channel": f"channel {spec.channel} is not enabled on this deployment"}
             )
-        return [await contacts.for_address(conn, spec.channel, spec.address)]
+        # The channel's own form ("0917 123 4567" -> "+639171234567"), so the contact is found.
+        try:
+            address = channels[spec.channel].validate_address(spec.address)
+        except ValueError as exc:
+            raise ValidationFailed({f"{field}.address": str(exc)}) from None
+        return [await contacts.for_address(conn, spec.channel, address)]
     if isinstance(spec, SubmissionRecipient):
         found = await contacts.for_submissions(conn, submission_id=spec.submission_id)
         if not found:
@@ -351,11 +359,11 @@ async def deliver_event(
 
 
 async def resolve_all(
-    conn: Connection, specs: list[RecipientSpec], enabled: set[str]
+    conn: Connection, specs: list[RecipientSpec], channels: Mapping[str, Channel]
 ) -> list[tuple[int, Recipient]]:
     recipients: list[tuple[int, Recipient]] = []
     for index, spec in enumerate(specs):
-        recipients += [(index, r) for r in await _resolve(conn, spec, index, enabled)]
+        recipients += [(index, r) for r in await _resolve(conn, spec, index, channels)]
     return recipients
 
 
@@ -375,7 +383,7 @@ async def notify(
             replay = await idempotency.begin(conn, "notify", idempotency_key, body_hash)
             if replay is not None:
                 return NotifyResult(replay[0], replay[1], [])
-        recipients = await resolve_all(conn, request.recipients, set(services.channels))
+        recipients = await resolve_all(conn, request.recipients, services.channels)
         result = await deliver_event(
             conn,
             services,
@@ -407,12 +415,12 @@ async def send(
     transaction (the caller enqueues after its commit); otherwise it commits and enqueues."""
     specs = NotifyRequest.model_validate({"event": event, "recipients": recipients}).recipients
     if conn is not None:
-        found = await resolve_all(conn, specs, set(services.channels))
+        found = await resolve_all(conn, specs, services.channels)
         return await deliver_event(
             conn, services, event=event, data=data, recipients=found, source=source, now=now
         )
     async with services.pool.acquire() as own, own.transaction():
-        found = await resolve_all(own, specs, set(services.channels))
+        found = await resolve_all(own, specs, services.channels)
         result = await deliver_event(
             own, services, event=event, data=data, recipients=found, source=source, now=now
         )

@@ -1,0 +1,202 @@
+"""Twilio's webhooks: incoming WhatsApp messages (answered in TwiML) and status callbacks.
+
+Both verify ``X-Twilio-Signature`` over ``PUBLIC_BASE_URL`` + path + query and the form
+fields before anything else: a forged request gets 403 and changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl
+from uuid import UUID
+from xml.etree import ElementTree
+
+from starlette.datastructures import ImmutableMultiDict
+from starlette.responses import Response
+from starlette.routing import Route
+from twilio.request_validator import RequestValidator
+
+from gomflow_messaging import outbox
+from gomflow_messaging.api.common import services
+from gomflow_messaging.channels.base import split_text
+from gomflow_messaging.channels.whatsapp import (
+    FAILURE_REASONS,
+    PREFIX,
+    WhatsAppChannel,
+    render_text,
+)
+from gomflow_messaging.errors import ApiError, ValidationFailed
+from gomflow_messaging.phones import normalize_phone
+from gomflow_messaging.workflows.bot import Sender
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.routing import BaseRoute
+
+    from gomflow_messaging.settings import Settings
+    from gomflow_messaging.workflows.bot import Reply
+
+log = logging.getLogger(__name__)
+
+MAX_FORM_BYTES = 64 * 1024
+STATUS_PATH = "/webhook/status"
+#: Twilio's statuses we record; the rest (queued, accepted, sending, ...) are ours already.
+_RECORDED = {
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "read",
+    "failed": "failed",
+    "undelivered": "failed",  # the reason says which
+}
+#: Attachments that start the payment-proof flow: receipts are screenshots or PDFs.
+_PROOF_TYPES = ("image/", "application/pdf")
+
+
+async def _verified_form(request: Request) -> ImmutableMultiDict[str, str]:
+    """The form fields, once the signature proves Twilio sent them; 403 otherwise."""
+    settings = services(request).settings
+    raw = await request.body()
+    if len(raw) > MAX_FORM_BYTES:
+        raise ApiError(413, "too_large", f"The body is larger than {MAX_FORM_BYTES} bytes.")
+    form = ImmutableMultiDict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+    url = settings.public_base_url + request.url.path
+    if request.url.query:
+        url += "?" + request.url.query
+    signature = request.headers.get("x-twilio-signature", "")
+    token = settings.twilio_auth_token
+    if (
+        token is None
+        or not signature
+        or not RequestValidator(token.get_secret_value()).validate(url, form, signature)
+    ):
+        # Every request failing here usually means PUBLIC_BASE_URL is not the URL Twilio calls.
+        log.warning("refused a Twilio webhook with a bad signature for %s", url)
+        raise ApiError(403, "invalid_signature", "The Twilio signature does not match.")
+    return form
+
+
+def _phone(value: str) -> str:
+    """``whatsapp:+639171234567`` -> ``+639171234567``, as contacts store it."""
+    raw = value.strip().removeprefix(PREFIX)
+    try:
+        return normalize_phone(raw)
+    except ValueError:
+        digits = raw.lstrip("+")
+        if digits.isdigit() and 6 <= len(digits) <= 15:
+            return "+" + digits  # a number outside PH/MY that WhatsApp vouches for
+        raise
+
+
+async def inbound(request: Request) -> Response:
+    form = await _verified_form(request)
+    svc = services(request)
+    sid = form.get("MessageSid") or form.get("SmsMessageSid") or ""
+    try:
+        address = _phone(form.get("From", ""))
+    except ValueError:
+        address = ""
+    if not sid or not address:
+        raise ValidationFailed(
+            {name: "is required" for name, ok in (("MessageSid", sid), ("From", address)) if not ok}
+        )
+    first = await svc.pool.fetchval(
+        "INSERT INTO inbound_updates (platform, update_id) VALUES ('whatsapp', $1)"
+        " ON CONFLICT DO NOTHING RETURNING 1",
+        sid,
+    )
+    if not first:
+        return _twiml([], "en")  # Twilio retried: answered already
+    sender = Sender("whatsapp", address, form.get("ProfileName", "")[:100])
+    try:
+        # A tap on a template's quick-reply button carries its payload.
+        text = form.get("ButtonPayload") or form.get("Body", "")
+        if _has_proof(form):
+            # The payment-proof pipeline is not built yet: answer with how to pay.
+            text = "pay"
+        replies = await svc.bot.handle(sender, text)
+        locale = await svc.pool.fetchval(
+            "SELECT c.locale FROM contact_addresses ca JOIN contacts c ON c.id = ca.contact_id"
+            " WHERE ca.channel = 'whatsapp' AND ca.address = $1",
+            address,
+        )
+    except BaseException:
+        # Let Twilio's retry be handled, not dropped as a duplicate.
+        with contextlib.suppress(Exception):
+            await svc.pool.execute(
+                "DELETE FROM inbound_updates WHERE platform = 'whatsapp' AND update_id = $1", sid
+            )
+        raise
+    return _twiml(replies, locale or "en")
+
+
+def _has_proof(form: ImmutableMultiDict[str, str]) -> bool:
+    count = form.get("NumMedia", "0")
+    n = min(int(count), 10) if count.isdigit() else 0  # WhatsApp carries at most 10
+    return any(form.get(f"MediaContentType{i}", "").startswith(_PROOF_TYPES) for i in range(n))
+
+
+def _twiml(replies: list[Reply], locale: str) -> Response:
+    """One <Message> per reply (and per 1600 characters), buttons as reply lines."""
+    root = ElementTree.Element("Response")
+    for reply in replies:
+        text = render_text(reply.text, reply.buttons, locale)
+        parts = split_text(text, WhatsAppChannel.max_text_length) or [""]
+        for index, part in enumerate(parts):
+            message = ElementTree.SubElement(root, "Message")
+            if index == 0 and reply.image_url:
+                ElementTree.SubElement(message, "Body").text = part
+                ElementTree.SubElement(message, "Media").text = reply.image_url
+            else:
+                message.text = part
+    body = ElementTree.tostring(root, encoding="unicode", xml_declaration=False)
+    return Response('<?xml version="1.0" encoding="UTF-8"?>' + body, media_type="application/xml")
+
+
+async def status_callback(request: Request) -> Response:
+    form = await _verified_form(request)
+    svc = services(request)
+    sid = form.get("MessageSid") or form.get("SmsSid") or ""
+    twilio_status = form.get("MessageStatus") or form.get("SmsStatus") or ""
+    if not sid or not twilio_status:
+        raise ValidationFailed({"MessageSid": "and MessageStatus are required"})
+    status = _RECORDED.get(twilio_status)
+    if status is None:
+        return Response(status_code=204)
+    try:
+        message_id = _uuid(request.query_params.get("message_id"))
+    except ValueError:
+        raise ValidationFailed({"message_id": "must be a UUID"}) from None
+    code = form.get("ErrorCode", "")
+    reason, gone = (None, False)
+    error = None
+    if status == "failed":
+        number = int(code) if code.isdigit() else 0
+        reason, gone = FAILURE_REASONS.get(number, (twilio_status, False))
+        error = f"Twilio {twilio_status}" + (f", error {code}" if code else "")
+        if form.get("ErrorMessage"):
+            error += f": {form['ErrorMessage'][:300]}"
+    row = await outbox.record_receipt(
+        svc.pool,
+        "whatsapp",
+        status=status,
+        provider_message_id=sid,
+        message_id=message_id,
+        reason=reason,
+        error=error,
+    )
+    if row is not None and gone:
+        await outbox.mark_address_unreachable(svc.pool, "whatsapp", row["address"], reason or "")
+    return Response(status_code=204)
+
+
+def _uuid(value: str | None) -> UUID | None:
+    return UUID(value) if value else None
+
+
+def routes(settings: Settings) -> list[BaseRoute]:
+    return [
+        Route(settings.webhook_path, inbound, methods=["POST"]),
+        Route(STATUS_PATH, status_callback, methods=["POST"]),
+    ]

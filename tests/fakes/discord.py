@@ -49,6 +49,7 @@ class _Pending:
     fault: FakeFault
     retry_after: float
     path: str
+    after: int = 0
 
 
 @dataclass
@@ -100,9 +101,14 @@ class FakeDiscord:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api/v10"
 
-    def fail_next(self, fault: FakeFault, retry_after: float = 2.0, *, path: str = "") -> None:
-        """The next request (whose path contains ``path``) gets this fault instead."""
-        self._faults.append(_Pending(fault, retry_after, path))
+    def fail_next(
+        self, fault: FakeFault, retry_after: float = 2.0, *, path: str = "", after: int = 0
+    ) -> None:
+        """The next request whose path contains ``path`` gets this fault instead.
+
+        ``after``: let that many matching requests through first.
+        """
+        self._faults.append(_Pending(fault, retry_after, path, after))
 
     def dm_messages(self, user_id: str) -> list[dict[str, Any]]:
         channel = self.dm_channels.get(user_id)
@@ -125,6 +131,9 @@ class FakeDiscord:
         )
         for pending in self._faults:
             if pending.path in path:
+                if pending.after > 0:
+                    pending.after -= 1
+                    break
                 self._faults.remove(pending)
                 return await self._fault(pending)
         tokenless = path.startswith(("/webhooks/", "/interactions/"))

@@ -245,6 +245,29 @@ async def test_button_still_works_after_a_restart(
     assert answer["data"]["custom_id"] == f"submit:{ORDER_PH_ID}"
 
 
+async def test_every_menu_command_gets_a_valid_answer(
+    discord_settings: Callable[..., Settings],
+    signer: Signer,
+    fake: FakeDiscord,
+    demo: dict[str, Any],
+) -> None:
+    async with running_app(discord_settings(), mode="web") as client:
+        for info in command_menu("en", gom=True):
+            payload = slash(info.name, user_id=new_user_id())
+            response = await post(client, signer, payload)
+            assert response.status_code == 200, info.name
+            answer = response.json()
+            assert answer["type"] in (4, 9), info.name
+            if answer["type"] == 4:
+                assert 0 < len(answer["data"]["content"]) <= 2000, info.name
+                assert check_components(answer["data"].get("components") or []) == []
+    # Every follow-up (sent after the answers; closing the app waits for them) passed
+    # the fake's checks of Discord's rules.
+    tried = fake.calls_to("POST", rf"/webhooks/{APP_ID}/[^/]+")
+    assert tried
+    assert len(tried) == len(fake.webhook_messages)
+
+
 async def test_unknown_command_and_interaction_are_answered_at_once(
     discord_settings: Callable[..., Settings], signer: Signer
 ) -> None:

@@ -305,7 +305,7 @@ class Interaction:
             role_mentions=False,
             mentions_everyone=False,
         )
-        payload, _files = builder.build(self.channel.rest.rest.entity_factory)
+        payload, _files = builder.build(self.channel.entity_factory)
         return dict(payload)
 
     def _modal(self, form: Form) -> dict[str, Any]:

@@ -471,6 +471,11 @@ class DiscordChannel:
     def application_id(self) -> str:
         return self.rest.application_id
 
+    @property
+    def entity_factory(self) -> hikari.api.EntityFactory:
+        """hikari's serializer, for building interaction answers with its builders."""
+        return self.rest.rest.entity_factory
+
     async def start(self) -> None:
         await self.rest.start()
 

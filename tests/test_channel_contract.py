@@ -13,6 +13,7 @@ from gomflow_messaging import db
 from gomflow_messaging.channels.base import Button, Channel, OutboundMessage
 from gomflow_messaging.errors import PermanentError, TransientError
 from tests.contract import Harness, Unsupported
+from tests.fakes.discord import DiscordHarness
 from tests.fakes.sandbox import SandboxHarness
 from tests.fakes.twilio import TwilioHarness
 
@@ -25,10 +26,15 @@ async def _whatsapp(pool: Any, redis: Any) -> Harness:
     return TwilioHarness(pool, redis)
 
 
+async def _discord(pool: Any, redis: Any) -> Harness:
+    return DiscordHarness(redis, secrets.token_hex(4))
+
+
 # Each platform adds its harness factory here: async (pool, redis) -> Harness.
 HARNESSES: dict[str, Callable[[Any, Any], Any]] = {
     "sandbox": _sandbox,
     "whatsapp": _whatsapp,
+    "discord": _discord,
 }
 
 

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 CHANNEL_FACTORIES: dict[str, str] = {
     "sandbox": "gomflow_messaging.channels.sandbox:build",
     "whatsapp": "gomflow_messaging.channels.whatsapp:build",
+    "discord": "gomflow_messaging.channels.discord:build",
 }
 
 # name -> "module:attribute" holding a list of Starlette routes (the platform's webhooks), or
@@ -34,6 +35,7 @@ CHANNEL_FACTORIES: dict[str, str] = {
 # channel is enabled.
 WEBHOOK_ROUTES: dict[str, str] = {
     "whatsapp": "gomflow_messaging.api.whatsapp:routes",
+    "discord": "gomflow_messaging.api.discord:routes",
 }
 
 

@@ -163,6 +163,54 @@ def cmd_run_job(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_discord_commands(settings: Settings, args: argparse.Namespace) -> int:
+    from gomflow_messaging.channels.discord import DiscordRest
+    from gomflow_messaging.errors import ChannelError
+    from gomflow_messaging.workflows.bot import command_menu
+
+    missing = [
+        name
+        for name, value in (
+            ("DISCORD_TOKEN", settings.discord_token),
+            ("DISCORD_CLIENT_ID", settings.discord_client_id),
+        )
+        if not value
+    ]
+    if missing:
+        raise CommandError(f"discord-commands: set {' and '.join(missing)}")
+    if args.action == "sync" and not settings.enable_slash_commands:
+        raise CommandError("discord-commands sync: ENABLE_SLASH_COMMANDS is false; nothing to do")
+    scope = f"guild {settings.discord_guild_id}" if settings.discord_guild_id else "global"
+
+    async def main() -> list[dict[str, Any]]:
+        rest = DiscordRest.from_settings(settings)
+        await rest.start()
+        try:
+            if args.action == "list":
+                return await rest.fetch_commands(settings.discord_guild_id)
+            owner = await rest.application_id_of_token()
+            if owner != settings.discord_client_id:
+                raise CommandError(
+                    f"discord-commands sync: DISCORD_CLIENT_ID is {settings.discord_client_id} "
+                    f"but DISCORD_TOKEN belongs to application {owner}"
+                )
+            return await rest.set_commands(command_menu("en", gom=True), settings.discord_guild_id)
+        except ChannelError as exc:
+            raise CommandError(
+                f"discord-commands {args.action}: {exc.message} [{exc.code}]"
+            ) from None
+        finally:
+            await rest.close()
+
+    commands = _run(main())
+    names = ", ".join(f"/{c['name']}" for c in commands) or "none"
+    if args.action == "sync":
+        print(f"registered {len(commands)} commands ({scope}): {names}")
+    else:
+        print(f"{len(commands)} commands registered ({scope}): {names}")
+    return 0
+
+
 def _moment(value: str) -> datetime:
     try:
         moment = datetime.fromisoformat(value)
@@ -205,6 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_doctor,
         "Check settings, Postgres, Redis and every enabled channel; exit 1 if anything is wrong.",
     )
+    discord = add(
+        "discord-commands",
+        cmd_discord_commands,
+        "Register the bot's slash commands with Discord (bulk overwrite; to DISCORD_GUILD_ID "
+        "when set, else global), or list what Discord has.",
+    )
+    discord.add_argument("action", choices=["sync", "list"], help="sync: register; list: show")
     job_list = "; ".join(f"{j.name}: {j.help}" for j in JOBS.values())
     run_job = add("run-job", cmd_run_job, f"Run one scheduled job now. Jobs: {job_list}")
     run_job.add_argument("name", choices=sorted(JOBS), help="the job to run")

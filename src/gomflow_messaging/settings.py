@@ -102,6 +102,18 @@ class Settings(BaseSettings):
     enable_slash_commands: bool = True
     enable_button_interactions: bool = True
     enable_modal_interactions: bool = True
+    #: Members holding this role are GOMs on the server (Sender.gom_role); empty: no role.
+    discord_gom_role_id: str = ""
+    #: hikari's own timeout per HTTP request; a hanging Discord fails the send after this.
+    discord_request_timeout_seconds: float = Field(10.0, gt=0, le=120)
+    #: hikari's own retries on 5xx and network errors; the outbox retries too, with backoff.
+    discord_max_retries: int = Field(0, ge=0, le=5)
+    #: Rate-limit waits hikari may sleep through; longer ones come back as retry-after.
+    discord_max_rate_limit_wait_seconds: float = Field(2.0, ge=0, le=300)
+    #: Discord's global limit: requests per second shared by every replica (through Redis).
+    discord_requests_per_second: float = Field(50.0, gt=0, le=1000)
+    #: An interaction not answered by then is deferred (Discord's limit is 3 s).
+    discord_answer_deadline_seconds: float = Field(2.0, gt=0, le=2.8)
 
     @field_validator("service_secret")
     @classmethod
@@ -142,6 +154,27 @@ class Settings(BaseSettings):
         if urlsplit(value).scheme not in ("http", "https"):
             raise ValueError("must be an http(s):// URL")
         return value.rstrip("/")
+
+    @field_validator("discord_public_key")
+    @classmethod
+    def _ed25519_hex(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            try:
+                key = bytes.fromhex(value)
+            except ValueError:
+                key = b""
+            if len(key) != 32:
+                raise ValueError("must be the application's public key: 64 hexadecimal characters")
+        return value
+
+    @field_validator("discord_client_id", "discord_guild_id", "discord_gom_role_id")
+    @classmethod
+    def _snowflake(cls, value: str) -> str:
+        value = value.strip()
+        if value and not (value.isdigit() and 15 <= len(value) <= 21):
+            raise ValueError("must be a Discord id (a number of 15 to 21 digits)")
+        return value
 
     @field_validator("webhook_path")
     @classmethod

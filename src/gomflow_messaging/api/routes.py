@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from gomflow_messaging import health as health_checks
 from gomflow_messaging import outbox
+from gomflow_messaging.api.commands import commands_status
 from gomflow_messaging.api.common import json_body, require_service_secret, services
 from gomflow_messaging.errors import ApiError, ValidationFailed
 from gomflow_messaging.idempotency import check_key
@@ -184,4 +185,5 @@ routes = [
     Route("/api/sandbox/messages", sandbox_messages, methods=["GET"]),
     Route("/api/sandbox/inbound", sandbox_inbound, methods=["POST"]),
     Route("/api/link-tokens", link_tokens, methods=["POST"]),
+    Route("/api/commands/status", commands_status, methods=["GET"]),
 ]

@@ -112,6 +112,17 @@ COMMANDS: tuple[CommandInfo, ...] = (
     CommandInfo("manage", "Your orders: counts, close an order", gom_only=True),
     CommandInfo("create", "Open a new group order", gom_only=True),
 )
+
+
+def command_menu(locale: str, *, gom: bool = False) -> list[CommandInfo]:
+    """`Bot.menu` without a Bot: for the CLI, which registers commands without a database."""
+    return [
+        CommandInfo(c.name, gettext(locale, c.description), c.gom_only, c.argument)
+        for c in COMMANDS
+        if gom or not c.gom_only
+    ]
+
+
 _KEYWORDS = {
     "hi": "help",
     "hello": "help",
@@ -240,11 +251,7 @@ class Bot:
 
     def menu(self, locale: str, *, gom: bool = False) -> list[CommandInfo]:
         """The command list in a language (Telegram's setMyCommands, Discord's sync)."""
-        return [
-            CommandInfo(c.name, gettext(locale, c.description), c.gom_only, c.argument)
-            for c in COMMANDS
-            if gom or not c.gom_only
-        ]
+        return command_menu(locale, gom=gom)
 
     # -- context and state ---------------------------------------------------------------
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import importlib
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from gomflow_messaging import db
 from gomflow_messaging.dispatcher import Dispatcher
 from gomflow_messaging.queue import JobQueue
 from gomflow_messaging.settings import ConfigError
+from gomflow_messaging.workflows import gom_alerts
 from gomflow_messaging.workflows.bot import Bot
 
 if TYPE_CHECKING:
@@ -112,4 +115,10 @@ async def build_services(
         raise
     dispatcher = Dispatcher(settings, pool, queue, channels, worker_id=worker_id)
     bot = Bot(pool, queue.redis)
-    return Services(settings, pool, queue, channels, dispatcher, bot)
+    services = Services(settings, pool, queue, channels, dispatcher, bot)
+
+    async def submission_created(submission_id: UUID) -> None:
+        await gom_alerts.on_new_submission(services, submission_id, datetime.now(UTC))
+
+    bot.on_submission = submission_created
+    return services

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from saq import CronJob
 
+from gomflow_messaging.workflows import gom_alerts, reminders
+
 if TYPE_CHECKING:
     from gomflow_messaging.bootstrap import Services
     from gomflow_messaging.worker import WorkerContext
@@ -42,9 +44,31 @@ async def purge_expired(services: Services, at: datetime) -> dict[str, Any]:
     return {"idempotency_keys": int(keys.split()[-1]), "inbound_updates": int(updates.split()[-1])}
 
 
+async def payment_reminders(services: Services, at: datetime) -> dict[str, Any]:
+    """Remind unpaid buyers at REMINDER_OFFSETS_HOURS before the deadline."""
+    return await reminders.run(services, at)
+
+
+async def deadline_alerts(services: Services, at: datetime) -> dict[str, Any]:
+    """Tell GOMs about orders closing in 6, 2 and 1 hours."""
+    return await gom_alerts.deadline_alerts(services, at)
+
+
+async def gom_summaries(services: Services, at: datetime) -> dict[str, Any]:
+    """Daily and weekly summaries at SUMMARY_HOUR in each GOM's time zone."""
+    return await gom_alerts.summaries(services, at)
+
+
 JOBS: dict[str, ScheduledJob] = {
     job.name: job
     for job in (
+        ScheduledJob(
+            "payment-reminders", "*/5 * * * *", payment_reminders, payment_reminders.__doc__ or ""
+        ),
+        ScheduledJob(
+            "deadline-alerts", "*/5 * * * *", deadline_alerts, deadline_alerts.__doc__ or ""
+        ),
+        ScheduledJob("gom-summaries", "0 * * * *", gom_summaries, gom_summaries.__doc__ or ""),
         ScheduledJob("sweep-outbox", "* * * * *", sweep_outbox, sweep_outbox.__doc__ or ""),
         ScheduledJob("purge-expired", "17 * * * *", purge_expired, purge_expired.__doc__ or ""),
     )

@@ -61,6 +61,16 @@ class Settings(BaseSettings):
     sweep_grace_seconds: float = Field(30.0, ge=0)
     shutdown_grace_seconds: int = Field(20, ge=0)
 
+    # Workflows
+    #: Hours before the deadline at which unpaid buyers are reminded, e.g. "48,24,12,6,2".
+    reminder_offsets_hours: str = "24"
+    reminder_max_per_day: int = Field(2, ge=1, le=24)
+    #: More new submissions than this in a minute are folded into one digest for the GOM.
+    gom_alert_digest_threshold: int = Field(5, ge=1)
+    #: Local hour (GOM's time zone) of the daily summary; weekly on summary_weekday (0=Mon).
+    summary_hour: int = Field(20, ge=0, le=23)
+    summary_weekday: int = Field(6, ge=0, le=6)
+
     # Channel flags
     enable_sandbox: bool | None = None  # default: on outside production
     enable_whatsapp: bool = False
@@ -133,6 +143,22 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < 32:
             raise ValueError("must be at least 32 characters")
         return value
+
+    @field_validator("reminder_offsets_hours")
+    @classmethod
+    def _offsets(cls, value: str) -> str:
+        try:
+            hours = [int(part) for part in value.replace(" ", "").split(",") if part]
+        except ValueError:
+            raise ValueError("must be whole hours separated by commas, e.g. 48,24,12,6,2") from None
+        if not hours or any(h <= 0 or h > 24 * 30 for h in hours):
+            raise ValueError("must be between 1 and 720 hours, e.g. 48,24,12,6,2")
+        return ",".join(str(h) for h in sorted(set(hours), reverse=True))
+
+    @property
+    def reminder_offsets(self) -> list[int]:
+        """Largest first: 48, 24, 12, 6, 2."""
+        return [int(h) for h in self.reminder_offsets_hours.split(",")]
 
     @field_validator("database_url")
     @classmethod

@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import uuid
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
@@ -16,6 +17,7 @@ from saq.types import Context
 
 from gomflow_messaging.queue import DELIVER_JOB
 from gomflow_messaging.schedule import cron_jobs
+from gomflow_messaging.workflows import gom_alerts
 
 if TYPE_CHECKING:
     from gomflow_messaging.bootstrap import Services
@@ -38,6 +40,13 @@ async def deliver(ctx: WorkerContext, *, message_id: str) -> dict[str, Any]:
     return await ctx["services"].dispatcher.deliver(uuid.UUID(message_id))
 
 
+async def gom_digest(ctx: WorkerContext, *, gom_id: str, window: int) -> dict[str, Any]:
+    """SAQ job: the GOM's folded new-submission alerts for one minute."""
+    services = ctx["services"]
+    sent = await gom_alerts.send_digest(services, uuid.UUID(gom_id), window, datetime.now(UTC))
+    return {"folded": sent}
+
+
 def build_worker(services: Services) -> Worker[WorkerContext]:
     settings = services.settings
 
@@ -46,7 +55,7 @@ def build_worker(services: Services) -> Worker[WorkerContext]:
 
     worker: Worker[WorkerContext] = Worker(
         services.queue.saq,
-        functions={(DELIVER_JOB, deliver)},
+        functions={(DELIVER_JOB, deliver), (gom_alerts.DIGEST_JOB, gom_digest)},
         cron_jobs=cron_jobs(),
         concurrency=settings.worker_concurrency,
         startup=startup,

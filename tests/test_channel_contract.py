@@ -14,15 +14,21 @@ from gomflow_messaging.channels.base import Button, Channel, OutboundMessage
 from gomflow_messaging.errors import PermanentError, TransientError
 from tests.contract import Harness, Unsupported
 from tests.fakes.sandbox import SandboxHarness
+from tests.fakes.telegram import TelegramHarness
 
 
 async def _sandbox(pool: Any, redis: Any) -> Harness:
     return SandboxHarness(pool, secrets.token_hex(4))
 
 
+async def _telegram(pool: Any, redis: Any) -> Harness:
+    return TelegramHarness(pool, redis)
+
+
 # Each platform adds its harness factory here: async (pool, redis) -> Harness.
 HARNESSES: dict[str, Callable[[Any, Any], Any]] = {
     "sandbox": _sandbox,
+    "telegram": _telegram,
 }
 
 

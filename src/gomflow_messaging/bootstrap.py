@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 # A factory is called as factory(settings, pool, redis) and returns a Channel.
 CHANNEL_FACTORIES: dict[str, str] = {
     "sandbox": "gomflow_messaging.channels.sandbox:build",
+    "telegram": "gomflow_messaging.channels.telegram:build",
 }
 
 # name -> "module:attribute" holding a list of Starlette routes (the platform's webhooks),

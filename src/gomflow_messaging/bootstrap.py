@@ -31,7 +31,9 @@ CHANNEL_FACTORIES: dict[str, str] = {
 
 # name -> "module:attribute" holding a list of Starlette routes (the platform's webhooks),
 # mounted only when that channel is enabled.
-WEBHOOK_ROUTES: dict[str, str] = {}
+WEBHOOK_ROUTES: dict[str, str] = {
+    "telegram": "gomflow_messaging.api.telegram:routes",
+}
 
 
 def _load(spec: str) -> Any:

@@ -258,3 +258,21 @@ def test_group_chats_are_paced_per_minute(channel: TelegramChannel) -> None:
     assert scopes == [("bot", 30.0, 1.0), ("group:-42", 20.0, 60.0)]
     scopes = [(lim.scope, lim.count, lim.per_seconds) for lim in channel.limits_for(42)]
     assert scopes == [("bot", 30.0, 1.0), ("chat:42", 1.0, 1.0)]
+
+
+async def test_fake_cap_answers_429_beyond_n_per_second(
+    fake: FakeTelegram, channel: TelegramChannel
+) -> None:
+    fake.cap_per_second = 1
+    await channel.send(message(chat(), "one"))
+    with pytest.raises(TransientError) as info:
+        await channel.send(message(chat(), "two"))
+    assert info.value.code == "rate_limited" and info.value.retry_after == 1
+
+
+async def test_fake_serves_files_to_aiogram(fake: FakeTelegram, channel: TelegramChannel) -> None:
+    fake.files["photos/receipt-1.jpg"] = b"\xff\xd8 a receipt"
+    file = await channel.bot.get_file("receipt-1")
+    assert file.file_path == "photos/receipt-1.jpg" and file.file_size == 12
+    data = await channel.bot.download_file(file.file_path)
+    assert data is not None and data.read() == b"\xff\xd8 a receipt"

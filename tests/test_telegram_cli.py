@@ -45,10 +45,11 @@ async def test_set_registers_the_secret_and_publishes_menus(
     hook_settings: Settings, fake: FakeTelegram
 ) -> None:
     lines = await tw.set_webhook(hook_settings)
-    assert lines[0] == f"webhook set: {HOOK_URL} (message, callback_query, inline_query)"
+    updates = ["message", "callback_query", "my_chat_member", "inline_query"]
+    assert lines[0] == f"webhook set: {HOOK_URL} ({', '.join(updates)})"
     assert fake.webhook["url"] == HOOK_URL
     assert fake.webhook["secret_token"] == WEBHOOK_SECRET
-    assert fake.webhook["allowed_updates"] == ["message", "callback_query", "inline_query"]
+    assert fake.webhook["allowed_updates"] == updates
     assert {language for _scope, language in fake.commands} == {"", "tl", "ms"}
     default = fake.commands[('{"type": "default"}', "")]
     names = [c["command"] for c in default]

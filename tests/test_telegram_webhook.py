@@ -455,6 +455,46 @@ async def test_blocked_user_is_not_retried_and_marked_unreachable(
     assert row is not None and (row["reachable"], row["unreachable_reason"]) == (False, "blocked")
 
 
+def member_update(chat_id: int, old: str, new: str) -> dict[str, Any]:
+    bot = {"id": 1, "is_bot": True, "first_name": "GOMFLOW"}
+
+    def member(status: str) -> dict[str, Any]:
+        # Telegram sends until_date (0: for ever) with a "kicked" status.
+        return {"status": status, "user": bot, **({"until_date": 0} if status == "kicked" else {})}
+
+    return {
+        "update_id": next(_update_ids),
+        "my_chat_member": {
+            "chat": _chat(chat_id),
+            "from": _user(chat_id),
+            "date": int(time.time()),
+            "old_chat_member": member(old),
+            "new_chat_member": member(new),
+        },
+    }
+
+
+async def test_block_and_unblock_follow_the_chat(
+    client: httpx.AsyncClient, conn: asyncpg.Connection
+) -> None:
+    chat = new_chat()
+    await post(client, message_update(chat, "/start"))
+
+    async def reachable() -> tuple[bool, str | None]:
+        row = await conn.fetchrow(
+            "SELECT reachable, unreachable_reason FROM contact_addresses"
+            " WHERE channel = 'telegram' AND address = $1",
+            str(chat),
+        )
+        assert row is not None
+        return row["reachable"], row["unreachable_reason"]
+
+    assert (await post(client, member_update(chat, "member", "kicked"))).json() == {}
+    assert await reachable() == (False, "blocked")
+    await post(client, member_update(chat, "kicked", "member"))
+    assert await reachable() == (True, None)
+
+
 async def test_health_reports_the_bot(client: httpx.AsyncClient) -> None:
     body = (await client.get("/api/health")).json()
     assert body["components"]["channels"]["telegram"]["ok"] is True

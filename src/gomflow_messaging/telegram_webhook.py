@@ -34,7 +34,8 @@ def webhook_url(settings: Settings) -> str:
 
 
 def allowed_updates(settings: Settings) -> list[str]:
-    updates = ["message", "callback_query"]
+    # my_chat_member: a user blocked or unblocked the bot.
+    updates = ["message", "callback_query", "my_chat_member"]
     if settings.enable_inline_payments:
         updates.append("inline_query")
     return updates

@@ -25,6 +25,7 @@ from aiogram import Dispatcher, Router
 from aiogram.methods import AnswerCallbackQuery, AnswerInlineQuery, SendMessage, TelegramMethod
 from aiogram.types import (
     CallbackQuery,
+    ChatMemberUpdated,
     InlineQuery,
     InlineQueryResultArticle,
     InlineQueryResultUnion,
@@ -160,6 +161,7 @@ def _dispatcher(svc: Services) -> Dispatcher:
         router.message.register(on_message)
         router.callback_query.register(on_callback_query)
         router.inline_query.register(on_inline_query)
+        router.my_chat_member.register(on_my_chat_member)
         # Conversation state lives in Redis through workflows.bot; aiogram keeps none.
         dispatcher = Dispatcher(disable_fsm=True)
         dispatcher.include_router(router)
@@ -270,6 +272,29 @@ async def on_inline_query(
             inline_query_id=query.id, results=results, cache_time=30, is_personal=True
         )
     )
+
+
+async def on_my_chat_member(event: ChatMemberUpdated, services: Services) -> Answer:
+    """Someone blocked or unblocked the bot (or removed it from a group, or added it back).
+
+    Knowing at once spares failed sends; and an unblock is the only sign that a chat
+    marked unreachable by a 403 may be written to again.
+    """
+    status = event.new_chat_member.status
+    if status in ("kicked", "left"):
+        reachable, reason = False, "blocked" if event.chat.type == "private" else "removed"
+    elif status in ("member", "administrator", "creator"):
+        reachable, reason = True, None
+    else:
+        return Answer()
+    await services.pool.execute(
+        "UPDATE contact_addresses SET reachable = $2, unreachable_reason = $3"
+        " WHERE channel = 'telegram' AND address = $1",
+        str(event.chat.id),
+        reachable,
+        reason,
+    )
+    return Answer()
 
 
 def _replies_answer(channel: TelegramChannel, chat_id: int, replies: list[Reply]) -> Answer:

@@ -100,12 +100,13 @@ async def webhook(request: Request) -> Response:
         result = await _dispatcher(svc).feed_update(
             channel.bot, update, services=svc, channel=channel
         )
+        if not isinstance(result, Answer):  # an update kind we do not handle
+            return JSONResponse({})
+        response = result.response
+        body = method_json(channel.bot, response) if response is not None else {}
     except Exception:
         log.exception("telegram update %s failed", update_id)
         return JSONResponse({})
-    if not isinstance(result, Answer):
-        return JSONResponse({})
-    body = method_json(channel.bot, result.response) if result.response is not None else {}
     task = BackgroundTask(send_replies, channel, result.chat_id, result.later)
     return JSONResponse(body, background=task if result.later else None)
 

@@ -15,6 +15,7 @@ from gomflow_messaging.errors import PermanentError, TransientError
 from tests.contract import Harness, Unsupported
 from tests.fakes.discord import DiscordHarness
 from tests.fakes.sandbox import SandboxHarness
+from tests.fakes.telegram import TelegramHarness
 from tests.fakes.twilio import TwilioHarness
 
 
@@ -30,11 +31,16 @@ async def _discord(pool: Any, redis: Any) -> Harness:
     return DiscordHarness(redis, secrets.token_hex(4))
 
 
+async def _telegram(pool: Any, redis: Any) -> Harness:
+    return TelegramHarness(pool, redis)
+
+
 # Each platform adds its harness factory here: async (pool, redis) -> Harness.
 HARNESSES: dict[str, Callable[[Any, Any], Any]] = {
     "sandbox": _sandbox,
     "whatsapp": _whatsapp,
     "discord": _discord,
+    "telegram": _telegram,
 }
 
 

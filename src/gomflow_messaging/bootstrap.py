@@ -31,6 +31,7 @@ CHANNEL_FACTORIES: dict[str, str] = {
     "sandbox": "gomflow_messaging.channels.sandbox:build",
     "whatsapp": "gomflow_messaging.channels.whatsapp:build",
     "discord": "gomflow_messaging.channels.discord:build",
+    "telegram": "gomflow_messaging.channels.telegram:build",
 }
 
 # name -> "module:attribute" holding a list of Starlette routes (the platform's webhooks), or
@@ -39,6 +40,7 @@ CHANNEL_FACTORIES: dict[str, str] = {
 WEBHOOK_ROUTES: dict[str, str] = {
     "whatsapp": "gomflow_messaging.api.whatsapp:routes",
     "discord": "gomflow_messaging.api.discord:routes",
+    "telegram": "gomflow_messaging.api.telegram:routes",
 }
 
 

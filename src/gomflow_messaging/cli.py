@@ -211,6 +211,22 @@ def cmd_discord_commands(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_telegram_webhook(settings: Settings, args: argparse.Namespace) -> int:
+    from gomflow_messaging import telegram_webhook as tw
+
+    try:
+        if args.action == "set":
+            for line in _run(tw.set_webhook(settings, drop_pending=args.drop_pending)):
+                print(line)
+        elif args.action == "info":
+            print(json.dumps(_run(tw.webhook_info(settings)), indent=2))
+        else:
+            print(_run(tw.delete_webhook(settings, drop_pending=args.drop_pending)))
+    except tw.WebhookError as exc:
+        raise CommandError(f"telegram-webhook {args.action}: {exc}") from None
+    return 0
+
+
 def _moment(value: str) -> datetime:
     try:
         moment = datetime.fromisoformat(value)
@@ -260,6 +276,18 @@ def build_parser() -> argparse.ArgumentParser:
         "when set, else global), or list what Discord has.",
     )
     discord.add_argument("action", choices=["sync", "list"], help="sync: register; list: show")
+    webhook = add(
+        "telegram-webhook",
+        cmd_telegram_webhook,
+        "Register the Telegram webhook (TELEGRAM_WEBHOOK_URL, TELEGRAM_WEBHOOK_SECRET) and the "
+        "command menus, show it, or remove it.",
+    )
+    webhook.add_argument("action", choices=("set", "info", "delete"), help="what to do")
+    webhook.add_argument(
+        "--drop-pending",
+        action="store_true",
+        help="with set or delete: discard updates Telegram is still holding for us",
+    )
     job_list = "; ".join(f"{j.name}: {j.help}" for j in JOBS.values())
     run_job = add("run-job", cmd_run_job, f"Run one scheduled job now. Jobs: {job_list}")
     run_job.add_argument("name", choices=sorted(JOBS), help="the job to run")

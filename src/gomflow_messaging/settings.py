@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
@@ -102,6 +103,14 @@ class Settings(BaseSettings):
     rate_limit_window_ms: int = Field(60_000, gt=0)
     rate_limit_max_messages: int = Field(30, gt=0)
     rate_limit_max_uploads: int = Field(5, gt=0)
+    # Bot API request timeout; the adapter also keeps it under half the dispatcher's lease.
+    telegram_request_timeout_seconds: float = Field(10.0, gt=0)
+    # Telegram's send limits: per bot, per chat (with a short burst), per group chat.
+    telegram_rate_per_second: float = Field(30.0, gt=0)
+    telegram_chat_rate_per_second: float = Field(1.0, gt=0)
+    telegram_group_rate_per_minute: float = Field(20.0, gt=0)
+    telegram_chat_burst: int = Field(3, ge=1, le=30)
+    telegram_health_cache_seconds: float = Field(30.0, ge=0)
 
     # Discord
     discord_token: SecretStr | None = None
@@ -159,6 +168,14 @@ class Settings(BaseSettings):
     def reminder_offsets(self) -> list[int]:
         """Largest first: 48, 24, 12, 6, 2."""
         return [int(h) for h in self.reminder_offsets_hours.split(",")]
+
+    @field_validator("telegram_bot_token")
+    @classmethod
+    def _telegram_token(cls, value: SecretStr | None) -> SecretStr | None:
+        token = value.get_secret_value() if value is not None else ""
+        if token and not re.fullmatch(r"\d+:[A-Za-z0-9_-]+", token):
+            raise ValueError("must look like 123456:ABC-DEF... (the token from @BotFather)")
+        return value
 
     @field_validator("database_url")
     @classmethod

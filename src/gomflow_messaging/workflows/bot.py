@@ -249,6 +249,40 @@ class Bot:
             return await self._create_from(ctx, values)
         return [Reply(_(ctx, "That form has expired; please start again."), private=True)]
 
+    async def order_cards(self, sender: Sender, query: str = "", limit: int = 20) -> list[Reply]:
+        """Open orders matching ``query`` as cards with a join button, changing nothing.
+
+        For search surfaces (Telegram inline mode): the person may never have written to
+        the bot, and a search must not end a conversation they have going elsewhere.
+        """
+        known = await self.pool.fetchrow(
+            """
+            SELECT c.locale, c.timezone FROM contact_addresses ca
+              JOIN contacts c ON c.id = ca.contact_id
+             WHERE ca.channel = $1 AND ca.address = $2
+            """,
+            sender.channel,
+            sender.address,
+        )
+        locale = known["locale"] if known else normalize_locale(sender.language)
+        ctx = Context(
+            sender=sender,
+            contact_id=UUID(int=0),
+            locale=locale if locale in LOCALES else "en",
+            timezone=(known["timezone"] if known else None) or "Asia/Manila",
+            gom_id=None,
+            opted_out=False,
+        )
+        found, _total = await order_data.open_orders(self.pool, self.clock(), limit=100)
+        words = query.lower().split()
+        cards = []
+        for order in found:
+            text = self._order_card(ctx, order)
+            if all(word in text.lower() for word in words):
+                join = button(_(ctx, "Join this order"), f"submit {order.id}")
+                cards.append(Reply(text, buttons=((join,),)))
+        return cards[:limit]
+
     def menu(self, locale: str, *, gom: bool = False) -> list[CommandInfo]:
         """The command list in a language (Telegram's setMyCommands, Discord's sync)."""
         return command_menu(locale, gom=gom)
@@ -851,10 +885,10 @@ class Bot:
             row = await conn.fetchrow(
                 """
                 UPDATE link_tokens SET used_at = $2, used_by = $3
-                 WHERE token = $1 AND used_at IS NULL AND expires_at > $2
+                 WHERE upper(token) = upper($1) AND used_at IS NULL AND expires_at > $2
                 RETURNING contact_id, profile_id
                 """,
-                token.strip().upper(),
+                token.strip(),
                 now,
                 f"{ctx.sender.channel}:{ctx.sender.address}",
             )

@@ -1,0 +1,359 @@
+"""POST /webhook/telegram: check the secret, drop repeats, parse with aiogram, answer via the bot.
+
+The secret header is compared before the body is read, so a forged request changes
+nothing. Each update id is handled once (`inbound_updates`). An aiogram router hands
+messages, button presses and inline queries to `workflows.bot`; the replies are answers,
+not notifications, so they go straight to the Bot API instead of through the outbox: a
+single reply rides in the webhook response itself, several are sent in order after it.
+A handler that fails is logged and answered 200, or Telegram would resend the update
+for hours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import html
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from aiogram import Dispatcher, Router
+from aiogram.methods import AnswerCallbackQuery, AnswerInlineQuery, SendMessage, TelegramMethod
+from aiogram.types import (
+    CallbackQuery,
+    ChatMemberUpdated,
+    InlineQuery,
+    InlineQueryResultArticle,
+    InlineQueryResultUnion,
+    InputTextMessageContent,
+    Message,
+    Update,
+    User,
+)
+from redis.exceptions import RedisError
+from starlette.background import BackgroundTask
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gomflow_messaging.api.common import services
+from gomflow_messaging.channels.telegram import TelegramChannel, keyboard
+from gomflow_messaging.errors import ApiError, PermanentError, TransientError
+from gomflow_messaging.i18n import gettext, normalize_locale
+from gomflow_messaging.workflows.bot import Reply, Sender
+
+if TYPE_CHECKING:
+    from aiogram import Bot as AiogramBot
+    from starlette.requests import Request
+
+    from gomflow_messaging.bootstrap import Services
+
+log = logging.getLogger(__name__)
+
+SECRET_HEADER = "x-telegram-bot-api-secret-token"
+MAX_UPDATE_BYTES = 1024 * 1024
+# A reply that hits a short 429 is tried once more after the wait; a longer wait drops it
+# (the person can ask again; answers are not worth holding a request open for).
+REPLY_RETRY_LIMIT = 5.0
+_DISPATCHER = "telegram.dispatcher"
+
+
+@dataclass
+class Answer:
+    """What one update produced: a call for the webhook response, and replies to send after."""
+
+    response: TelegramMethod[Any] | None = None
+    chat_id: int | str = 0
+    later: list[Reply] = field(default_factory=list)
+
+
+# -- the route -----------------------------------------------------------------------------
+
+
+async def webhook(request: Request) -> Response:
+    svc = services(request)
+    expected = svc.settings.telegram_webhook_secret
+    supplied = request.headers.get(SECRET_HEADER, "")
+    if expected is None or not secrets.compare_digest(
+        supplied.encode(), expected.get_secret_value().encode()
+    ):
+        raise ApiError(401, "unauthorized", "Missing or wrong X-Telegram-Bot-Api-Secret-Token.")
+    raw = await request.body()
+    if len(raw) > MAX_UPDATE_BYTES:
+        raise ApiError(413, "too_large", f"An update is at most {MAX_UPDATE_BYTES} bytes.")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "bad_request", "The body is not JSON.") from None
+    update_id = data.get("update_id") if isinstance(data, dict) else None
+    if not isinstance(update_id, int) or isinstance(update_id, bool):
+        raise ApiError(400, "bad_request", "The body is not a Telegram update.")
+    if not await _first_time(svc, update_id):
+        return JSONResponse({})
+    channel = svc.channels["telegram"]
+    assert isinstance(channel, TelegramChannel)
+    try:
+        update = Update.model_validate(data, context={"bot": channel.bot})
+        result = await _dispatcher(svc).feed_update(
+            channel.bot, update, services=svc, channel=channel
+        )
+        if not isinstance(result, Answer):  # an update kind we do not handle
+            return JSONResponse({})
+        response = result.response
+        body = method_json(channel.bot, response) if response is not None else {}
+    except Exception:
+        log.exception("telegram update %s failed", update_id)
+        return JSONResponse({})
+    task = BackgroundTask(send_replies, channel, result.chat_id, result.later)
+    return JSONResponse(body, background=task if result.later else None)
+
+
+async def _first_time(svc: Services, update_id: int) -> bool:
+    inserted = await svc.pool.fetchval(
+        "INSERT INTO inbound_updates (platform, update_id) VALUES ('telegram', $1)"
+        " ON CONFLICT DO NOTHING RETURNING 1",
+        str(update_id),
+    )
+    return inserted is not None
+
+
+def method_json(bot: AiogramBot, method: TelegramMethod[Any]) -> dict[str, Any]:
+    """A Bot API call as the JSON a webhook response may carry."""
+    files: dict[str, Any] = {}
+    body: dict[str, Any] = {"method": method.__api_method__}
+    for key, value in method.model_dump(warnings=False).items():
+        prepared = bot.session.prepare_value(value, bot=bot, files=files, _dumps_json=False)
+        if prepared is not None:
+            body[key] = prepared
+    if files:
+        raise ValueError("a webhook response cannot carry files")
+    return body
+
+
+async def send_replies(channel: TelegramChannel, chat_id: int | str, replies: list[Reply]) -> None:
+    """Send replies in order; stop at the first one that cannot go, so none arrives out of turn."""
+    for reply in replies:
+        for attempt in (1, 2):
+            try:
+                await channel.send_reply(chat_id, reply.text, reply.buttons, reply.image_url)
+                break
+            except TransientError as exc:
+                wait = exc.retry_after or 0.0
+                if attempt == 2 or wait > REPLY_RETRY_LIMIT:
+                    log.warning("telegram reply to %s dropped: %s", chat_id, exc.code)
+                    return
+                await asyncio.sleep(wait)
+            except PermanentError as exc:
+                log.warning("telegram reply to %s refused: %s", chat_id, exc.code)
+                return
+
+
+# -- the router ----------------------------------------------------------------------------
+
+
+def _dispatcher(svc: Services) -> Dispatcher:
+    """One dispatcher per app (a router can belong to only one), built on first use."""
+    dispatcher = svc.extras.get(_DISPATCHER)
+    if dispatcher is None:
+        router = Router(name="gomflow")
+        router.message.register(on_message)
+        router.callback_query.register(on_callback_query)
+        router.inline_query.register(on_inline_query)
+        router.my_chat_member.register(on_my_chat_member)
+        # Conversation state lives in Redis through workflows.bot; aiogram keeps none.
+        dispatcher = Dispatcher(disable_fsm=True)
+        dispatcher.include_router(router)
+        svc.extras[_DISPATCHER] = dispatcher
+    assert isinstance(dispatcher, Dispatcher)
+    return dispatcher
+
+
+def _sender(chat_id: int, user: User) -> Sender:
+    return Sender(
+        channel="telegram",
+        address=str(chat_id),
+        name=user.full_name,
+        language=user.language_code or "",
+    )
+
+
+async def on_message(message: Message, services: Services, channel: TelegramChannel) -> Answer:
+    user = message.from_user
+    if user is None or user.is_bot:
+        return Answer()
+    text = message.text or message.caption or ""
+    # In groups, only commands meant for us: everything else is people talking.
+    if message.chat.type != "private" and not await _for_us(text, channel):
+        return Answer()
+    allowed = await inbound_allowed(services, user.id)
+    chat_id = message.chat.id
+    if allowed == "silent":
+        return Answer()
+    if allowed == "warn":
+        return Answer(response=_text(chat_id, _slow_down(user)))
+    replies = await services.bot.handle(_sender(chat_id, user), text)
+    return _replies_answer(channel, chat_id, replies)
+
+
+async def on_callback_query(
+    query: CallbackQuery, services: Services, channel: TelegramChannel
+) -> Answer:
+    done = AnswerCallbackQuery(callback_query_id=query.id)
+    allowed = await inbound_allowed(services, query.from_user.id)
+    if allowed != "ok" or not query.data:
+        if allowed == "warn":
+            done = AnswerCallbackQuery(callback_query_id=query.id, text=_slow_down(query.from_user))
+        return Answer(response=done)
+    if query.message is None:
+        # A button under an inline-mode message in someone else's chat: answer in private.
+        return await _inline_message_press(query, services, channel)
+    chat_id = query.message.chat.id
+    replies = await services.bot.handle(_sender(chat_id, query.from_user), query.data)
+    return Answer(response=done, chat_id=chat_id, later=replies)
+
+
+async def _inline_message_press(
+    query: CallbackQuery, services: Services, channel: TelegramChannel
+) -> Answer:
+    assert query.data is not None
+    user = query.from_user
+    replies = await services.bot.handle(_sender(user.id, user), query.data)
+    try:
+        for reply in replies:
+            await channel.send_reply(user.id, reply.text, reply.buttons, reply.image_url)
+    except PermanentError:
+        # They never opened a chat with the bot: a bot cannot write first.
+        me = await channel.me()
+        text = gettext(
+            normalize_locale(user.language_code),
+            "Open a chat with @{bot} and press Start, then try again.",
+            bot=me.username or "",
+        )
+        return Answer(
+            response=AnswerCallbackQuery(callback_query_id=query.id, text=text, show_alert=True)
+        )
+    except TransientError as exc:
+        log.warning("telegram reply to %s failed: %s", user.id, exc.code)
+    return Answer(response=AnswerCallbackQuery(callback_query_id=query.id))
+
+
+async def on_inline_query(
+    query: InlineQuery, services: Services, channel: TelegramChannel
+) -> Answer:
+    """``@bot <words>`` in any chat: open orders as cards anyone there can join."""
+    nothing = AnswerInlineQuery(inline_query_id=query.id, results=[], cache_time=60)
+    if not services.settings.enable_inline_payments:
+        return Answer(response=nothing)
+    if await inbound_allowed(services, query.from_user.id) != "ok":
+        return Answer(response=nothing)
+    cards = await services.bot.order_cards(
+        _sender(query.from_user.id, query.from_user), query.query[:64], limit=20
+    )
+    results: list[InlineQueryResultUnion] = []
+    for card in cards:
+        title, _sep, rest = card.text.partition("\n")
+        action = next((b.action for row in card.buttons for b in row if b.action), card.text)
+        results.append(
+            InlineQueryResultArticle(
+                id=hashlib.sha256(action.encode()).hexdigest()[:32],
+                title=title[:100],
+                description=rest.replace("\n", " · ")[:200],
+                input_message_content=InputTextMessageContent(
+                    message_text=html.escape(card.text, quote=False), parse_mode="HTML"
+                ),
+                reply_markup=keyboard(card.buttons),
+            )
+        )
+    # Personal: a buyer's language and time zone shape the cards.
+    return Answer(
+        response=AnswerInlineQuery(
+            inline_query_id=query.id, results=results, cache_time=30, is_personal=True
+        )
+    )
+
+
+async def on_my_chat_member(event: ChatMemberUpdated, services: Services) -> Answer:
+    """Someone blocked or unblocked the bot (or removed it from a group, or added it back).
+
+    Knowing at once spares failed sends; and an unblock is the only sign that a chat
+    marked unreachable by a 403 may be written to again.
+    """
+    status = event.new_chat_member.status
+    if status in ("kicked", "left"):
+        reachable, reason = False, "blocked" if event.chat.type == "private" else "removed"
+    elif status in ("member", "administrator", "creator"):
+        reachable, reason = True, None
+    else:
+        return Answer()
+    await services.pool.execute(
+        "UPDATE contact_addresses SET reachable = $2, unreachable_reason = $3"
+        " WHERE channel = 'telegram' AND address = $1",
+        str(event.chat.id),
+        reachable,
+        reason,
+    )
+    return Answer()
+
+
+def _replies_answer(channel: TelegramChannel, chat_id: int, replies: list[Reply]) -> Answer:
+    if len(replies) == 1:
+        reply = replies[0]
+        methods = channel.render(chat_id, reply.text, reply.buttons, reply.image_url)
+        if len(methods) == 1:
+            return Answer(response=methods[0], chat_id=chat_id)
+    # Several messages: all sent in order by us; the webhook response could overtake them.
+    return Answer(chat_id=chat_id, later=replies)
+
+
+async def _for_us(text: str, channel: TelegramChannel) -> bool:
+    if not text.startswith("/"):
+        return False
+    command = text.split(maxsplit=1)[0]
+    _name, at, bot_name = command.partition("@")
+    if not at:
+        return True
+    me = await channel.me()
+    return bot_name.lower() == (me.username or "").lower()
+
+
+def _text(chat_id: int, text: str) -> SendMessage:
+    return SendMessage(chat_id=chat_id, text=html.escape(text, quote=False), parse_mode="HTML")
+
+
+def _slow_down(user: User) -> str:
+    return gettext(
+        normalize_locale(user.language_code),
+        "You are sending messages very fast. Please wait a minute, then try again.",
+    )
+
+
+# -- incoming limits -----------------------------------------------------------------------
+
+
+async def inbound_allowed(svc: Services, user_id: int) -> Literal["ok", "warn", "silent"]:
+    """RATE_LIMIT_MAX_MESSAGES per RATE_LIMIT_WINDOW_MS per person, counted in Redis.
+
+    The first update over the limit gets one polite answer; the rest of that window gets
+    silence. When Redis is down we let people through rather than ignore everyone.
+    """
+    window = svc.settings.rate_limit_window_ms
+    slot = int(time.time() * 1000) // window
+    key = f"gomflow:telegram:inbound:{user_id}:{slot}"
+    try:
+        async with svc.queue.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.pexpire(key, window)
+            count, _ok = await pipe.execute()
+    except (RedisError, OSError):
+        log.warning("inbound rate limit unavailable (Redis)")
+        return "ok"
+    limit = svc.settings.rate_limit_max_messages
+    if count <= limit:
+        return "ok"
+    return "warn" if count == limit + 1 else "silent"
+
+
+routes = [Route("/webhook/telegram", webhook, methods=["POST"])]

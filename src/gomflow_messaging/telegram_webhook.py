@@ -1,0 +1,123 @@
+"""`telegram-webhook set|info|delete`: register our webhook and command menus with Telegram."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, cast
+
+from aiogram.methods import DeleteWebhook, GetWebhookInfo, SetMyCommands, SetWebhook
+from aiogram.types import BotCommand
+
+from gomflow_messaging.channels.telegram import make_bot, translate_error
+from gomflow_messaging.errors import ChannelError
+from gomflow_messaging.workflows.bot import Bot as ChatBot
+
+if TYPE_CHECKING:
+    from aiogram import Bot
+
+    from gomflow_messaging.settings import Settings
+
+WEBHOOK_PATH = "/webhook/telegram"
+# Telegram wants two-letter ISO 639-1 codes: Filipino is "tl" there. The default list
+# (no code) is English, for everyone whose app language has no list of its own.
+MENU_LANGUAGES: tuple[tuple[str | None, str], ...] = ((None, "en"), ("tl", "fil"), ("ms", "ms"))
+_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+
+
+class WebhookError(Exception):
+    """Printed as one line by the CLI."""
+
+
+def webhook_url(settings: Settings) -> str:
+    """TELEGRAM_WEBHOOK_URL, or our route under PUBLIC_BASE_URL when it is not set."""
+    return settings.telegram_webhook_url or settings.public_base_url + WEBHOOK_PATH
+
+
+def allowed_updates(settings: Settings) -> list[str]:
+    # my_chat_member: a user blocked or unblocked the bot.
+    updates = ["message", "callback_query", "my_chat_member"]
+    if settings.enable_inline_payments:
+        updates.append("inline_query")
+    return updates
+
+
+def menu(locale: str) -> list[BotCommand]:
+    # The menu is static text; the chat bot reads no data to list it.
+    chat_bot = ChatBot(cast(Any, None), cast(Any, None))
+    return [
+        BotCommand(command=info.name, description=info.description[:256])
+        for info in chat_bot.menu(locale)
+    ]
+
+
+def _bot(settings: Settings) -> Bot:
+    if settings.telegram_bot_token is None:
+        raise WebhookError("TELEGRAM_BOT_TOKEN is not set")
+    return make_bot(
+        settings.telegram_bot_token.get_secret_value(),
+        settings.telegram_api_base_url,
+        request_timeout=settings.telegram_request_timeout_seconds,
+    )
+
+
+async def _call(bot: Bot, method: Any, settings: Settings) -> Any:
+    try:
+        return await bot(method)
+    except Exception as exc:
+        error: ChannelError = translate_error(exc)
+        where = settings.telegram_api_base_url
+        raise WebhookError(f"{method.__api_method__} at {where}: {error.message}") from None
+
+
+async def set_webhook(settings: Settings, *, drop_pending: bool = False) -> list[str]:
+    """Point Telegram at our webhook with the secret, and publish the command menus."""
+    url = webhook_url(settings)
+    if not url.startswith("https://"):
+        raise WebhookError(f"TELEGRAM_WEBHOOK_URL must be an https:// URL (got {url!r})")
+    secret = settings.telegram_webhook_secret
+    if secret is None or not _SECRET.match(secret.get_secret_value()):
+        raise WebhookError(
+            "TELEGRAM_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -"
+        )
+    bot = _bot(settings)
+    lines = []
+    try:
+        await _call(
+            bot,
+            SetWebhook(
+                url=url,
+                secret_token=secret.get_secret_value(),
+                allowed_updates=allowed_updates(settings),
+                drop_pending_updates=drop_pending,
+            ),
+            settings,
+        )
+        lines.append(f"webhook set: {url} ({', '.join(allowed_updates(settings))})")
+        for language_code, locale in MENU_LANGUAGES:
+            commands = menu(locale)
+            await _call(
+                bot, SetMyCommands(commands=commands, language_code=language_code), settings
+            )
+            lines.append(f"commands published for {language_code or 'default'}: {len(commands)}")
+    finally:
+        await bot.session.close()
+    return lines
+
+
+async def webhook_info(settings: Settings) -> dict[str, Any]:
+    bot = _bot(settings)
+    try:
+        info = await _call(bot, GetWebhookInfo(), settings)
+    finally:
+        await bot.session.close()
+    data: dict[str, Any] = info.model_dump(mode="json", exclude_none=True)
+    return data
+
+
+async def delete_webhook(settings: Settings, *, drop_pending: bool = False) -> str:
+    bot = _bot(settings)
+    try:
+        await _call(bot, DeleteWebhook(drop_pending_updates=drop_pending), settings)
+    finally:
+        await bot.session.close()
+    return "webhook removed" + (" and pending updates dropped" if drop_pending else "")

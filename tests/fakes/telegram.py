@@ -1,0 +1,601 @@
+"""A fake Telegram Bot API on a real loopback socket, and the contract harness that uses it.
+
+It speaks the Bot API envelope (``{"ok": true, "result": ...}`` or ``{"ok": false,
+"error_code", "description", "parameters"}``), reads aiogram's form-encoded, multipart or
+JSON requests, checks what Telegram checks (token, HTML entities, 4096 UTF-16 units,
+64-byte callback data, caption length) and records every request. A test can make the
+next answers a 429 with retry_after, a 403 (blocked), a 5xx, an unreadable body, a group
+migration, or a hang; it can also enforce a cap of N sends per second for benchmarks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import itertools
+import json
+import math
+import re
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiohttp import web
+
+from gomflow_messaging.channels.base import Channel
+from tests.contract import Fault, Received
+
+FakeFault = Literal[
+    "rate_limited", "server_error", "hang", "blocked", "chat_not_found", "migrated", "garbage"
+]
+
+# Fields aiogram sends as JSON text inside a form.
+_JSON_FIELDS = {
+    "reply_markup",
+    "commands",
+    "scope",
+    "results",
+    "allowed_updates",
+    "entities",
+    "caption_entities",
+    "link_preview_options",
+    "reply_parameters",
+    "button",
+    "media",
+}
+_SENDS = {"sendMessage", "sendPhoto", "sendDocument", "sendMediaGroup"}
+_TAGS = {
+    "b",
+    "strong",
+    "i",
+    "em",
+    "u",
+    "ins",
+    "s",
+    "strike",
+    "del",
+    "span",
+    "tg-spoiler",
+    "a",
+    "code",
+    "pre",
+    "blockquote",
+    "tg-emoji",
+}
+_TAG = re.compile(r"</?([a-zA-Z-]+)(?:\s[^<>]*)?>")
+_ENTITY = re.compile(r"&(?:lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);")
+
+
+def new_token() -> str:
+    """A token shaped like Telegram's, clearly not real; a distinct bot id per call."""
+    return f"{secrets.randbelow(10**9) + 10**9}:TEST-token-not-real"
+
+
+def utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+class ApiFailure(Exception):
+    def __init__(
+        self, status: int, description: str, parameters: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(description)
+        self.status = status
+        self.description = description
+        self.parameters = parameters
+
+
+def visible_text(text: str, parse_mode: str | None) -> str:
+    """What the user sees; raises ApiFailure where Telegram cannot parse the entities."""
+    if (parse_mode or "").upper() != "HTML":
+        return text
+    position = 0
+    for match in _TAG.finditer(text):
+        _check_plain(text[position : match.start()], position)
+        if match.group(1).lower() not in _TAGS:
+            raise ApiFailure(
+                400,
+                f"Bad Request: can't parse entities: Unsupported start tag "
+                f'"{match.group(1)}" at byte offset {match.start()}',
+            )
+        position = match.end()
+    _check_plain(text[position:], position)
+    return html.unescape(_TAG.sub("", text))
+
+
+def _check_plain(segment: str, offset: int) -> None:
+    stripped = _ENTITY.sub("", segment)
+    for char in "<>&":
+        if char in stripped:
+            raise ApiFailure(
+                400,
+                "Bad Request: can't parse entities: Unexpected "
+                f'"{char}" at byte offset {offset + segment.find(char)}',
+            )
+
+
+@dataclass
+class ApiCall:
+    """One request the fake received, and how it answered."""
+
+    method: str
+    token: str
+    params: dict[str, Any]
+    files: dict[str, bytes] = field(default_factory=dict)
+    content_type: str = ""
+    status: int = 0
+    result: Any = None
+    at: float = field(default_factory=time.monotonic)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+    @property
+    def chat_id(self) -> str:
+        return str(self.params.get("chat_id", ""))
+
+    @property
+    def text(self) -> str:
+        """The text as the user sees it (entities parsed)."""
+        raw = self.params.get("text", self.params.get("caption", "")) or ""
+        try:
+            return visible_text(str(raw), self.params.get("parse_mode"))
+        except ApiFailure:
+            return str(raw)
+
+    @property
+    def buttons(self) -> list[dict[str, Any]]:
+        markup = self.params.get("reply_markup") or {}
+        return [b for row in markup.get("inline_keyboard", []) for b in row]
+
+
+@dataclass
+class _Planned:
+    kind: FakeFault
+    retry_after: int = 2
+    method: str | None = None
+    chat_id: str | None = None
+    migrate_to: int = 0
+    #: Matching requests still to let through before this fault applies.
+    after: int = 0
+
+
+class FakeTelegram:
+    """The Bot API of one bot, on 127.0.0.1 and a free port."""
+
+    def __init__(self, token: str | None = None, *, username: str = "gomflow_test_bot") -> None:
+        self.token = token or new_token()
+        self.bot_id = int(self.token.split(":")[0])
+        self.username = username
+        self.calls: list[ApiCall] = []
+        self.blocked: set[str] = set()
+        self.unknown_chats: set[str] = set()
+        self.migrated: dict[str, int] = {}
+        self.files: dict[str, bytes] = {}
+        self.webhook: dict[str, Any] = {}
+        self.commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        #: When set, more than this many sends within one second are answered 429.
+        self.cap_per_second: float | None = None
+        self._faults: list[_Planned] = []
+        self._recent_sends: deque[float] = deque()
+        self._message_ids = itertools.count(1000)
+        self._release = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+        self.changed = asyncio.Event()
+
+    # -- control -------------------------------------------------------------------------
+
+    async def start(self) -> FakeTelegram:
+        if self._runner is not None:
+            return self
+        app = web.Application(client_max_size=60 * 1024 * 1024)
+        app.router.add_route("*", "/bot{token}/{method}", self._api)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def close(self) -> None:
+        self._release.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def fail_next(
+        self,
+        kind: FakeFault,
+        count: int = 1,
+        *,
+        retry_after: float = 2,
+        method: str | None = None,
+        chat_id: str | int | None = None,
+        migrate_to: int = 0,
+        after: int = 0,
+    ) -> None:
+        """Answer ``count`` matching requests with this fault, after letting ``after`` pass."""
+        for _ in range(count):
+            self._faults.append(
+                _Planned(
+                    kind,
+                    max(1, math.ceil(retry_after)),
+                    method,
+                    None if chat_id is None else str(chat_id),
+                    migrate_to,
+                    after,
+                )
+            )
+
+    def requests(self, method: str | None = None) -> list[ApiCall]:
+        return [c for c in self.calls if method is None or c.method == method]
+
+    def sent(self, chat_id: str | int | None = None) -> list[ApiCall]:
+        """Messages the platform accepted (sendMessage, sendPhoto ...), in order."""
+        return [
+            c
+            for c in self.calls
+            if c.method in _SENDS and c.ok and (chat_id is None or c.chat_id == str(chat_id))
+        ]
+
+    def texts(self, chat_id: str | int | None = None) -> list[str]:
+        return [c.text for c in self.sent(chat_id)]
+
+    async def wait_for(self, check: Any, timeout: float = 10.0) -> Any:
+        """Wait until ``check()`` is truthy, woken by each request (no fixed sleeps)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = check()
+            if value:
+                return value
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"fake Telegram: condition not met; last {value!r}")
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), remaining)
+
+    # -- HTTP ----------------------------------------------------------------------------
+
+    async def _read(self, request: web.Request) -> tuple[dict[str, Any], dict[str, bytes]]:
+        params: dict[str, Any] = {}
+        files: dict[str, bytes] = {}
+        if request.content_type == "application/json":
+            body = await request.json() if request.can_read_body else {}
+            return dict(body), files
+        if request.method == "GET":
+            return dict(request.query), files
+        form = await request.post()
+        for key, value in form.items():
+            if isinstance(value, web.FileField):
+                files[key] = value.file.read()
+                continue
+            text = str(value)
+            if key in _JSON_FIELDS:
+                params[key] = json.loads(text)
+            else:
+                params[key] = text
+        return params, files
+
+    async def _api(self, request: web.Request) -> web.StreamResponse:
+        method = request.match_info["method"]
+        token = request.match_info["token"]
+        params, files = await self._read(request)
+        call = ApiCall(method, token, params, files, request.content_type)
+        self.calls.append(call)
+        try:
+            if token != self.token:
+                raise ApiFailure(401, "Unauthorized")
+            fault = self._take_fault(method, call.chat_id)
+            if fault is not None:
+                if fault.kind == "hang":
+                    await self._release.wait()
+                    raise ApiFailure(502, "Bad Gateway")
+                if fault.kind == "garbage":
+                    call.status = 502
+                    return web.Response(
+                        status=502, text="<html>502 Bad Gateway</html>", content_type="text/html"
+                    )
+                self._raise_fault(fault)
+            if method in _SENDS:
+                self._check_cap()
+            handler = getattr(self, f"_m_{method}", None)
+            if handler is None:
+                raise ApiFailure(404, "Not Found: method not found")
+            result = handler(params, files)
+        except ApiFailure as failure:
+            call.status = failure.status
+            body: dict[str, Any] = {
+                "ok": False,
+                "error_code": failure.status,
+                "description": failure.description,
+            }
+            if failure.parameters:
+                body["parameters"] = failure.parameters
+            return self._answer(failure.status, body)
+        call.status = 200
+        call.result = result
+        return self._answer(200, {"ok": True, "result": result})
+
+    def _answer(self, status: int, body: dict[str, Any]) -> web.Response:
+        self.changed.set()
+        return web.json_response(body, status=status)
+
+    def _take_fault(self, method: str, chat_id: str) -> _Planned | None:
+        for index, fault in enumerate(self._faults):
+            if fault.method not in (None, method):
+                continue
+            if fault.chat_id not in (None, chat_id):
+                continue
+            if fault.after > 0:
+                fault.after -= 1
+                return None
+            return self._faults.pop(index)
+        return None
+
+    def _raise_fault(self, fault: _Planned) -> None:
+        if fault.kind == "rate_limited":
+            raise ApiFailure(
+                429,
+                f"Too Many Requests: retry after {fault.retry_after}",
+                {"retry_after": fault.retry_after},
+            )
+        if fault.kind == "server_error":
+            raise ApiFailure(500, "Internal Server Error")
+        if fault.kind == "blocked":
+            raise ApiFailure(403, "Forbidden: bot was blocked by the user")
+        if fault.kind == "chat_not_found":
+            raise ApiFailure(400, "Bad Request: chat not found")
+        if fault.kind == "migrated":
+            raise ApiFailure(
+                400,
+                "Bad Request: group chat was upgraded to a supergroup chat",
+                {"migrate_to_chat_id": fault.migrate_to},
+            )
+        raise AssertionError(fault.kind)
+
+    def _check_cap(self) -> None:
+        if self.cap_per_second is None:
+            return
+        now = time.monotonic()
+        while self._recent_sends and now - self._recent_sends[0] >= 1.0:
+            self._recent_sends.popleft()
+        if len(self._recent_sends) >= self.cap_per_second:
+            raise ApiFailure(429, "Too Many Requests: retry after 1", {"retry_after": 1})
+        self._recent_sends.append(now)
+
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        if request.match_info["token"] != self.token:
+            return web.Response(status=401, text="Unauthorized")
+        data = self.files.get(request.match_info["path"])
+        if data is None:
+            return web.Response(status=404, text="Not Found")
+        return web.Response(body=data, content_type="application/octet-stream")
+
+    # -- methods -------------------------------------------------------------------------
+
+    def _chat(self, params: dict[str, Any]) -> dict[str, Any]:
+        raw = str(params.get("chat_id", ""))
+        if not raw:
+            raise ApiFailure(400, "Bad Request: chat_id is empty")
+        if raw in self.blocked:
+            raise ApiFailure(403, "Forbidden: bot was blocked by the user")
+        if raw in self.unknown_chats:
+            raise ApiFailure(400, "Bad Request: chat not found")
+        if raw in self.migrated:
+            raise ApiFailure(
+                400,
+                "Bad Request: group chat was upgraded to a supergroup chat",
+                {"migrate_to_chat_id": self.migrated[raw]},
+            )
+        if raw.startswith("@"):
+            return {"id": -1001000000001, "type": "channel", "title": raw[1:]}
+        chat_id = int(raw)
+        if chat_id > 0:
+            return {"id": chat_id, "type": "private", "first_name": "Buyer"}
+        kind = "supergroup" if str(chat_id).startswith("-100") else "group"
+        return {"id": chat_id, "type": kind, "title": "A group"}
+
+    def _markup(self, params: dict[str, Any]) -> None:
+        markup = params.get("reply_markup")
+        if not markup:
+            return
+        for row in markup.get("inline_keyboard", []):
+            for b in row:
+                if not b.get("text"):
+                    raise ApiFailure(400, "Bad Request: text buttons are unallowed")
+                data = b.get("callback_data")
+                if data is not None and not 1 <= len(data.encode()) <= 64:
+                    raise ApiFailure(400, "Bad Request: BUTTON_DATA_INVALID")
+                if data is None and not b.get("url") and "switch_inline_query" not in b:
+                    raise ApiFailure(400, "Bad Request: can't parse inline keyboard button")
+
+    def _message(self, chat: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        return {
+            "message_id": next(self._message_ids),
+            "date": int(time.time()),
+            "chat": chat,
+            "from": {"id": self.bot_id, "is_bot": True, "first_name": "GOMFLOW"},
+            **extra,
+        }
+
+    def _m_sendMessage(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        chat = self._chat(params)
+        text = visible_text(str(params.get("text", "")), params.get("parse_mode"))
+        if not text.strip():
+            raise ApiFailure(400, "Bad Request: message text is empty")
+        if utf16_len(text) > 4096:
+            raise ApiFailure(400, "Bad Request: message is too long")
+        self._markup(params)
+        return self._message(chat, text=text)
+
+    def _m_sendPhoto(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        chat = self._chat(params)
+        caption = visible_text(str(params.get("caption", "") or ""), params.get("parse_mode"))
+        if utf16_len(caption) > 1024:
+            raise ApiFailure(400, "Bad Request: message caption is too long")
+        if not params.get("photo") and "photo" not in files:
+            raise ApiFailure(400, "Bad Request: there is no photo in the request")
+        self._markup(params)
+        photo = [{"file_id": "photo-1", "file_unique_id": "p1", "width": 640, "height": 480}]
+        extra: dict[str, Any] = {"photo": photo}
+        if caption:
+            extra["caption"] = caption
+        return self._message(chat, **extra)
+
+    def _m_editMessageText(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        text = visible_text(str(params.get("text", "")), params.get("parse_mode"))
+        if "inline_message_id" in params:
+            return True
+        chat = self._chat(params)
+        self._markup(params)
+        return self._message(chat, text=text)
+
+    def _m_deleteMessage(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        self._chat(params)
+        return True
+
+    def _m_answerCallbackQuery(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        if not params.get("callback_query_id"):
+            raise ApiFailure(400, "Bad Request: query is too old or query ID is invalid")
+        return True
+
+    def _m_answerInlineQuery(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        if not params.get("inline_query_id"):
+            raise ApiFailure(400, "Bad Request: query is too old or query ID is invalid")
+        results = params.get("results")
+        if not isinstance(results, list) or len(results) > 50:
+            raise ApiFailure(400, "Bad Request: RESULTS_TOO_MUCH")
+        for result in results:
+            if not 1 <= len(str(result.get("id", "")).encode()) <= 64:
+                raise ApiFailure(400, "Bad Request: RESULT_ID_INVALID")
+        return True
+
+    def _m_setWebhook(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        url = str(params.get("url", ""))
+        if url and not url.startswith("https://"):
+            raise ApiFailure(400, "Bad Request: bad webhook: An HTTPS URL must be provided")
+        secret = str(params.get("secret_token", ""))
+        if secret and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+            raise ApiFailure(400, "Bad Request: secret token contains unallowed characters")
+        self.webhook = {
+            "url": url,
+            "secret_token": secret,
+            "allowed_updates": params.get("allowed_updates"),
+            "drop_pending_updates": params.get("drop_pending_updates"),
+        }
+        return True
+
+    def _m_getWebhookInfo(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        info: dict[str, Any] = {
+            "url": self.webhook.get("url", ""),
+            "has_custom_certificate": False,
+            "pending_update_count": 0,
+        }
+        if self.webhook.get("allowed_updates"):
+            info["allowed_updates"] = self.webhook["allowed_updates"]
+            info["max_connections"] = 40
+        return info
+
+    def _m_deleteWebhook(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        self.webhook = {}
+        return True
+
+    def _m_getMe(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        return {
+            "id": self.bot_id,
+            "is_bot": True,
+            "first_name": "GOMFLOW Test",
+            "username": self.username,
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": True,
+        }
+
+    def _m_setMyCommands(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        commands = params.get("commands")
+        if not isinstance(commands, list) or len(commands) > 100:
+            raise ApiFailure(400, "Bad Request: BOT_COMMANDS_TOO_MUCH")
+        for command in commands:
+            if not re.fullmatch(r"[a-z0-9_]{1,32}", str(command.get("command", ""))):
+                raise ApiFailure(400, "Bad Request: BOT_COMMAND_INVALID")
+            if not 1 <= len(str(command.get("description", ""))) <= 256:
+                raise ApiFailure(400, "Bad Request: BOT_COMMAND_DESCRIPTION_INVALID")
+        language = str(params.get("language_code", "") or "")
+        if language and not re.fullmatch(r"[a-z]{2}", language):
+            raise ApiFailure(400, "Bad Request: LANG_CODE_INVALID")
+        scope = json.dumps(params.get("scope") or {"type": "default"}, sort_keys=True)
+        self.commands[(scope, language)] = commands
+        return True
+
+    def _m_getFile(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        file_id = str(params.get("file_id", ""))
+        path = f"photos/{file_id}.jpg"
+        if path not in self.files:
+            raise ApiFailure(400, "Bad Request: invalid file_id")
+        return {
+            "file_id": file_id,
+            "file_unique_id": f"u-{file_id}",
+            "file_size": len(self.files[path]),
+            "file_path": path,
+        }
+
+
+class TelegramHarness:
+    """The contract suite's view of Telegram: the adapter against FakeTelegram."""
+
+    name = "telegram"
+    max_text = 4096
+
+    def __init__(self, pool: Any, redis: Any) -> None:
+        self._pool = pool
+        self._redis = redis
+        self.fake = FakeTelegram()
+
+    async def start(self) -> Channel:
+        from gomflow_messaging.channels.telegram import TelegramChannel
+
+        await self.fake.start()
+        channel = TelegramChannel(
+            token=self.fake.token,
+            api_base_url=self.fake.url,
+            pool=self._pool,
+            redis=self._redis,
+            request_timeout=1.0,
+            pace_max_wait=5.0,
+        )
+        await channel.start()
+        return channel
+
+    def address(self, n: int) -> str:
+        return str(700_000_000 + n)
+
+    def blocked_address(self) -> str:
+        self.fake.blocked.add("700000666")
+        return "700000666"
+
+    async def received(self, address: str) -> list[Received]:
+        return [
+            Received(
+                address=call.chat_id,
+                text=call.text,
+                buttons=[b["text"] for b in call.buttons],
+                image_url=str(call.params.get("photo", "")),
+            )
+            for call in self.fake.sent(address)
+        ]
+
+    async def fail_next(self, fault: Fault, retry_after: float = 2.0) -> None:
+        self.fake.fail_next(fault, retry_after=retry_after)
+
+    async def close(self) -> None:
+        await self.fake.close()

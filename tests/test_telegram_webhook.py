@@ -1,0 +1,501 @@
+"""Telegram end to end: real update JSON to /webhook/telegram with the secret header, and
+what the fake Bot API received; outbound through the real dispatcher."""
+
+from __future__ import annotations
+
+import html
+import itertools
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from gomflow_messaging.demo import ORDER_MY_ID, ORDER_PH_ID
+from gomflow_messaging.settings import Settings
+from tests.conftest import unique_text
+from tests.fakes.telegram import FakeTelegram
+from tests.helpers import AUTH, eventually, running_app
+
+WEBHOOK_SECRET = "test-webhook-secret_0123456789"
+_update_ids = itertools.count(secrets.randbelow(10**6) * 1000)
+_message_ids = itertools.count(1)
+
+
+def new_chat() -> int:
+    return 100_000_000 + secrets.randbelow(800_000_000)
+
+
+def _user(user_id: int, name: str = "Maria", language: str = "en") -> dict[str, Any]:
+    return {"id": user_id, "is_bot": False, "first_name": name, "language_code": language}
+
+
+def _chat(chat_id: int) -> dict[str, Any]:
+    if chat_id > 0:
+        return {"id": chat_id, "type": "private", "first_name": "Maria"}
+    return {"id": chat_id, "type": "group", "title": "SVT buyers PH"}
+
+
+def message_update(
+    chat_id: int, text: str, *, user_id: int | None = None, language: str = "en"
+) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "message_id": next(_message_ids),
+        "date": int(time.time()),
+        "chat": _chat(chat_id),
+        "from": _user(user_id or chat_id, language=language),
+        "text": text,
+    }
+    if text.startswith("/"):
+        command = text.split()[0]
+        message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
+    return {"update_id": next(_update_ids), "message": message}
+
+
+def callback_update(chat_id: int, data: str, *, user_id: int | None = None) -> dict[str, Any]:
+    return {
+        "update_id": next(_update_ids),
+        "callback_query": {
+            "id": f"cq-{next(_message_ids)}",
+            "from": _user(user_id or chat_id),
+            "chat_instance": "ci-1",
+            "data": data,
+            "message": {
+                "message_id": next(_message_ids),
+                "date": int(time.time()),
+                "chat": _chat(chat_id),
+                "text": "earlier message",
+            },
+        },
+    }
+
+
+def inline_update(user_id: int, query: str) -> dict[str, Any]:
+    return {
+        "update_id": next(_update_ids),
+        "inline_query": {
+            "id": f"iq-{next(_message_ids)}",
+            "from": _user(user_id),
+            "query": query,
+            "offset": "",
+        },
+    }
+
+
+async def post(
+    client: httpx.AsyncClient, update: dict[str, Any], secret: str | None = WEBHOOK_SECRET
+) -> httpx.Response:
+    headers = {} if secret is None else {"X-Telegram-Bot-Api-Secret-Token": secret}
+    return await client.post("/webhook/telegram", json=update, headers=headers)
+
+
+def shown(body: dict[str, Any]) -> str:
+    """The text of a webhook-response sendMessage as the user sees it."""
+    assert body.get("method") == "sendMessage", body
+    assert body["parse_mode"] == "HTML"
+    return html.unescape(body["text"])
+
+
+def labels(markup: dict[str, Any] | None) -> list[tuple[str, str]]:
+    rows = (markup or {}).get("inline_keyboard", [])
+    return [(b["text"], b.get("callback_data", b.get("url", ""))) for row in rows for b in row]
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    server = await FakeTelegram().start()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+def tg_settings(
+    make_settings: Callable[..., Settings], fake: FakeTelegram
+) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "enable_telegram": True,
+            "telegram_bot_token": fake.token,
+            "telegram_webhook_secret": WEBHOOK_SECRET,
+            "telegram_api_base_url": fake.url,
+        }
+        return make_settings(**{**values, **overrides})
+
+    return make
+
+
+@pytest.fixture
+async def client(
+    tg_settings: Callable[..., Settings], demo: dict[str, Any]
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_app(tg_settings(), mode="web") as c:
+        yield c
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+async def test_start_is_answered_in_the_webhook_response(
+    client: httpx.AsyncClient, fake: FakeTelegram, conn: asyncpg.Connection
+) -> None:
+    chat = new_chat()
+    response = await post(client, message_update(chat, "/start"))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["chat_id"] == chat
+    assert "Hi Maria! I am the GOMFLOW assistant" in shown(body)
+    assert ("Open orders", "orders") in labels(body["reply_markup"])
+    assert fake.sent(chat) == []  # one reply: it rode in the response
+    row = await conn.fetchrow(
+        "SELECT reachable, last_inbound_at FROM contact_addresses"
+        " WHERE channel = 'telegram' AND address = $1",
+        str(chat),
+    )
+    assert row is not None and row["reachable"] and row["last_inbound_at"] is not None
+
+
+async def test_orders_sends_each_card_in_order(
+    client: httpx.AsyncClient, fake: FakeTelegram
+) -> None:
+    chat = new_chat()
+    response = await post(client, message_update(chat, "/orders"))
+    assert response.status_code == 200 and response.json() == {}
+    sent = fake.sent(chat)
+    assert sent[0].text.startswith("Open orders (page 1 of")
+    cards = {c.text.split("\n")[0]: labels(c.params.get("reply_markup")) for c in sent[1:]}
+    assert cards["SEVENTEEN 'FML' Album (Carat ver.)"] == [
+        ("Join this order", f"submit {ORDER_PH_ID}")
+    ]
+    assert cards["BLACKPINK Lightstick v2"] == [("Join this order", f"submit {ORDER_MY_ID}")]
+    assert "Price: ₱1,250.00" in sent[1].text or "Price: ₱1,250.00" in sent[2].text
+
+
+async def test_submit_conversation_creates_a_submission(
+    client: httpx.AsyncClient, fake: FakeTelegram, conn: asyncpg.Connection
+) -> None:
+    chat = new_chat()
+    pressed = await post(client, callback_update(chat, f"submit {ORDER_PH_ID}"))
+    assert pressed.json()["method"] == "answerCallbackQuery"
+    card, prompt = fake.texts(chat)
+    assert card.startswith("SEVENTEEN 'FML' Album")
+    assert "What name" in prompt
+
+    async def say(text: str) -> str:
+        return shown((await post(client, message_update(chat, text))).json())
+
+    assert "mobile number" in await say("Maria Clara")
+    assert "How many" in await say("0917 555 7734")
+    assert "delivered" in await say("2")
+    notes_prompt = (await post(client, message_update(chat, "Unit 5, 123 Rizal Ave, QC"))).json()
+    assert "notes" in shown(notes_prompt)
+    assert ("Skip", "skip") in labels(notes_prompt["reply_markup"])
+
+    await post(client, callback_update(chat, "skip"))
+    summary = fake.sent(chat)[-1]
+    assert "Please check your order" in summary.text and "Total: ₱2,500.00" in summary.text
+    assert ("Confirm", "confirm") in labels(summary.params["reply_markup"])
+
+    await post(client, callback_update(chat, "confirm"))
+    joined = fake.texts(chat)[-1]
+    assert "You joined SEVENTEEN 'FML' Album (Carat ver.)!" in joined
+    row = await conn.fetchrow(
+        """
+        SELECT s.buyer_name, s.buyer_phone, s.quantity, s.total_amount, s.payment_reference,
+               d.address
+          FROM submissions s JOIN submission_details d ON d.submission_id = s.id
+         WHERE s.buyer_platform = 'telegram' AND s.buyer_platform_id = $1
+        """,
+        str(chat),
+    )
+    assert row is not None
+    assert (row["buyer_name"], row["buyer_phone"], row["quantity"]) == (
+        "Maria Clara",
+        "+639175557734",
+        2,
+    )
+    assert str(row["total_amount"]) == "2500.00"
+    assert row["address"] == "Unit 5, 123 Rizal Ave, QC"
+    assert f"Payment reference: {row['payment_reference']}" in joined
+
+    status = shown((await post(client, message_update(chat, "/status"))).json())
+    assert row["payment_reference"] in status and "waiting for payment" in status
+
+
+async def test_status_of_a_seeded_buyer(client: httpx.AsyncClient) -> None:
+    # Andrea's demo submission was made from Telegram chat 700000001.
+    body = (await post(client, message_update(700000001, "/status PH-DEMO0001"))).json()
+    assert "PH-DEMO0001" in html.unescape(body["text"])
+
+
+async def test_gom_command_is_refused_for_a_buyer(client: httpx.AsyncClient) -> None:
+    body = (await post(client, message_update(new_chat(), "/manage"))).json()
+    assert "Only a GOM can do that" in shown(body)
+
+
+async def test_gom_links_with_a_start_token_and_manages(
+    client: httpx.AsyncClient, fake: FakeTelegram, conn: asyncpg.Connection
+) -> None:
+    profile = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO profiles (id, name, email, country, timezone)"
+        " VALUES ($1, 'Test GOM', $2, 'PH', 'Asia/Manila')",
+        profile,
+        f"{profile.hex[:8]}@example.com",
+    )
+    token = unique_text("tok")
+    await conn.execute(
+        "INSERT INTO link_tokens (token, profile_id, expires_at) VALUES ($1, $2, $3)",
+        token,
+        profile,
+        datetime.now(UTC) + timedelta(hours=1),
+    )
+    chat = new_chat()
+    await post(client, message_update(chat, f"/start {token}"))
+    assert "linked to your GOM profile" in fake.texts(chat)[0]
+    body = (await post(client, message_update(chat, "/manage"))).json()
+    assert "You have no orders yet" in shown(body)
+
+
+# -- the webhook's guarantees --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("secret", [None, "", "wrong-secret", WEBHOOK_SECRET + "x"])
+async def test_forged_secret_is_rejected_and_changes_nothing(
+    client: httpx.AsyncClient, fake: FakeTelegram, conn: asyncpg.Connection, secret: str | None
+) -> None:
+    update = message_update(new_chat(), "/start")
+    response = await post(client, update, secret=secret)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"
+    seen = await conn.fetchval(
+        "SELECT count(*) FROM inbound_updates WHERE platform = 'telegram' AND update_id = $1",
+        str(update["update_id"]),
+    )
+    assert seen == 0
+    assert fake.calls == []
+
+
+async def test_duplicate_update_is_handled_once(
+    client: httpx.AsyncClient, fake: FakeTelegram
+) -> None:
+    chat = new_chat()
+    update = message_update(chat, "/orders")
+    await post(client, update)
+    first = len(fake.sent(chat))
+    assert first >= 3
+    again = await post(client, update)
+    assert again.status_code == 200 and again.json() == {}
+    assert len(fake.sent(chat)) == first
+
+
+async def test_unparseable_update_is_answered_200_and_logged(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    update = {"update_id": next(_update_ids), "message": {"message_id": 1, "text": "no chat"}}
+    response = await post(client, update)
+    assert response.status_code == 200 and response.json() == {}
+    assert any("telegram update" in r.message for r in caplog.records)
+
+
+async def test_not_an_update_is_400(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/webhook/telegram",
+        content=b"not json",
+        headers={"X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "bad_request"
+
+
+async def test_group_chatter_is_ignored_but_commands_for_us_answered(
+    client: httpx.AsyncClient, fake: FakeTelegram
+) -> None:
+    group = -(400_000_000 + secrets.randbelow(10**6))
+    user = new_chat()
+    assert (await post(client, message_update(group, "who's joining?", user_id=user))).json() == {}
+    other = await post(client, message_update(group, "/help@some_other_bot", user_id=user))
+    assert other.json() == {}
+    mine = await post(client, message_update(group, "/help@gomflow_test_bot", user_id=user))
+    assert "Here is what I can do" in shown(mine.json())
+
+
+async def test_too_many_messages_get_one_polite_answer_then_silence(
+    tg_settings: Callable[..., Settings], fake: FakeTelegram, demo: dict[str, Any]
+) -> None:
+    chat = new_chat()
+    async with running_app(tg_settings(rate_limit_max_messages=2), mode="web") as client:
+        for _ in range(2):
+            assert (await post(client, message_update(chat, "/help"))).json()["method"]
+        warned = (await post(client, message_update(chat, "/help"))).json()
+        assert "sending messages very fast" in shown(warned)
+        assert (await post(client, message_update(chat, "/help"))).json() == {}
+        pressed = (await post(client, callback_update(chat, "orders"))).json()
+        # The spinner stops, and nothing is said.
+        assert pressed["method"] == "answerCallbackQuery" and "text" not in pressed
+    assert fake.sent(chat) == []
+
+
+# -- inline mode ---------------------------------------------------------------------------
+
+
+async def test_inline_query_answers_with_order_cards(client: httpx.AsyncClient) -> None:
+    body = (await post(client, inline_update(new_chat(), "lightstick"))).json()
+    assert body["method"] == "answerInlineQuery"
+    [result] = body["results"]
+    assert result["type"] == "article" and result["title"] == "BLACKPINK Lightstick v2"
+    assert "RM" in result["description"]
+    assert html.unescape(result["input_message_content"]["message_text"]).startswith(
+        "BLACKPINK Lightstick v2\n"
+    )
+    assert labels(result["reply_markup"]) == [("Join this order", f"submit {ORDER_MY_ID}")]
+
+    both = (await post(client, inline_update(new_chat(), ""))).json()
+    titles = {r["title"] for r in both["results"]}
+    assert {"BLACKPINK Lightstick v2", "SEVENTEEN 'FML' Album (Carat ver.)"} <= titles
+
+
+async def test_inline_mode_off_answers_nothing(
+    tg_settings: Callable[..., Settings], demo: dict[str, Any]
+) -> None:
+    async with running_app(tg_settings(enable_inline_payments=False), mode="web") as client:
+        body = (await post(client, inline_update(new_chat(), ""))).json()
+    assert body["method"] == "answerInlineQuery" and body["results"] == []
+
+
+async def test_button_under_an_inline_message_answers_in_private(
+    client: httpx.AsyncClient, fake: FakeTelegram
+) -> None:
+    user = new_chat()
+    update = callback_update(user, f"submit {ORDER_MY_ID}")
+    del update["callback_query"]["message"]
+    update["callback_query"]["inline_message_id"] = "inline-1"
+    body = (await post(client, update)).json()
+    assert body["method"] == "answerCallbackQuery" and "show_alert" not in body
+    assert "What name" in fake.texts(user)[-1]
+
+    stranger = new_chat()
+    fake.fail_next("blocked", chat_id=stranger)  # never opened a chat with the bot
+    update = callback_update(stranger, f"submit {ORDER_MY_ID}")
+    del update["callback_query"]["message"]
+    update["callback_query"]["inline_message_id"] = "inline-2"
+    body = (await post(client, update)).json()
+    assert body["show_alert"] is True and "@gomflow_test_bot" in body["text"]
+
+
+# -- outbound through the dispatcher -------------------------------------------------------
+
+
+def custom(text: str, address: str) -> dict[str, Any]:
+    return {
+        "event": "custom",
+        "data": {"text": text},
+        "recipients": [{"channel": "telegram", "address": address}],
+    }
+
+
+async def wait_status(client: httpx.AsyncClient, message_id: str, *statuses: str) -> Any:
+    async def check() -> Any:
+        body = (await client.get(f"/api/messages/{message_id}", headers=AUTH)).json()
+        return body if body["status"] in statuses else None
+
+    return await eventually(check)
+
+
+async def test_rate_limited_send_is_delivered_once_after_the_wait(
+    tg_settings: Callable[..., Settings], fake: FakeTelegram
+) -> None:
+    chat = new_chat()
+    text = unique_text("reminder")
+    fake.fail_next("rate_limited", retry_after=1, method="sendMessage", chat_id=chat)
+    async with running_app(tg_settings()) as client:
+        response = await client.post("/api/notify", json=custom(text, str(chat)), headers=AUTH)
+        assert response.status_code == 202, response.text
+        [entry] = response.json()["messages"]
+        status = await wait_status(client, entry["id"], "sent", "failed")
+    assert status["status"] == "sent" and status["attempts"] == 2
+    first, second = status["attempt_log"]
+    assert (first["outcome"], first["error_code"], first["retry_after"]) == (
+        "transient",
+        "rate_limited",
+        1,
+    )
+    assert second["outcome"] == "sent"
+    assert fake.texts(chat) == [text]
+    refused, accepted = fake.requests("sendMessage")[-2:]
+    assert (refused.status, accepted.status) == (429, 200)
+    assert accepted.at - refused.at >= 0.99  # never before Telegram's retry_after
+    assert status["provider_message_id"] == f"{chat}:{accepted.result['message_id']}"
+
+
+async def test_blocked_user_is_not_retried_and_marked_unreachable(
+    tg_settings: Callable[..., Settings], fake: FakeTelegram, conn: asyncpg.Connection
+) -> None:
+    chat = new_chat()
+    async with running_app(tg_settings()) as client:
+        await post(client, message_update(chat, "/start"))  # they were a contact
+        fake.blocked.add(str(chat))
+        response = await client.post(
+            "/api/notify", json=custom(unique_text("update"), str(chat)), headers=AUTH
+        )
+        [entry] = response.json()["messages"]
+        status = await wait_status(client, entry["id"], "sent", "failed")
+    assert status["status"] == "failed" and status["status_reason"] == "blocked"
+    assert status["attempts"] == 1
+    assert len([c for c in fake.requests("sendMessage") if c.chat_id == str(chat)]) == 1
+    row = await conn.fetchrow(
+        "SELECT reachable, unreachable_reason FROM contact_addresses"
+        " WHERE channel = 'telegram' AND address = $1",
+        str(chat),
+    )
+    assert row is not None and (row["reachable"], row["unreachable_reason"]) == (False, "blocked")
+
+
+def member_update(chat_id: int, old: str, new: str) -> dict[str, Any]:
+    bot = {"id": 1, "is_bot": True, "first_name": "GOMFLOW"}
+
+    def member(status: str) -> dict[str, Any]:
+        # Telegram sends until_date (0: for ever) with a "kicked" status.
+        return {"status": status, "user": bot, **({"until_date": 0} if status == "kicked" else {})}
+
+    return {
+        "update_id": next(_update_ids),
+        "my_chat_member": {
+            "chat": _chat(chat_id),
+            "from": _user(chat_id),
+            "date": int(time.time()),
+            "old_chat_member": member(old),
+            "new_chat_member": member(new),
+        },
+    }
+
+
+async def test_block_and_unblock_follow_the_chat(
+    client: httpx.AsyncClient, conn: asyncpg.Connection
+) -> None:
+    chat = new_chat()
+    await post(client, message_update(chat, "/start"))
+
+    async def reachable() -> tuple[bool, str | None]:
+        row = await conn.fetchrow(
+            "SELECT reachable, unreachable_reason FROM contact_addresses"
+            " WHERE channel = 'telegram' AND address = $1",
+            str(chat),
+        )
+        assert row is not None
+        return row["reachable"], row["unreachable_reason"]
+
+    assert (await post(client, member_update(chat, "member", "kicked"))).json() == {}
+    assert await reachable() == (False, "blocked")
+    await post(client, member_update(chat, "kicked", "member"))
+    assert await reachable() == (True, None)
+
+
+async def test_health_reports_the_bot(client: httpx.AsyncClient) -> None:
+    body = (await client.get("/api/health")).json()
+    assert body["components"]["channels"]["telegram"]["ok"] is True
+    assert body["components"]["channels"]["telegram"]["detail"] == "@gomflow_test_bot"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
 from dataclasses import asdict
 from typing import Any
@@ -14,11 +16,12 @@ from gomflow_messaging import health as health_checks
 from gomflow_messaging import outbox
 from gomflow_messaging.api.commands import commands_status
 from gomflow_messaging.api.common import json_body, require_service_secret, services
+from gomflow_messaging.api.proofs import routes as proof_routes
 from gomflow_messaging.errors import ApiError, ValidationFailed
 from gomflow_messaging.idempotency import check_key
 from gomflow_messaging.workflows import linking
 from gomflow_messaging.workflows import notify as notify_workflow
-from gomflow_messaging.workflows.bot import Sender
+from gomflow_messaging.workflows.bot import IncomingFile, Sender
 
 
 def _json(data: Any, status_code: int = 200) -> JSONResponse:
@@ -131,7 +134,10 @@ async def sandbox_inbound(request: Request) -> Response:
     if not isinstance(body, dict):
         raise ValidationFailed({"body": "must be a JSON object"})
     fields = {}
+    upload = _sandbox_file(body.get("file"))
     for name in ("address", "text"):
+        if name == "text" and upload is not None:
+            continue  # a file may come without a caption
         if not isinstance(body.get(name), str) or not body[name].strip():
             fields[name] = "is required"
     if fields:
@@ -148,9 +154,31 @@ async def sandbox_inbound(request: Request) -> Response:
         replies = await svc.bot.submit_form(
             sender, str(form.get("id", "")), {str(k): str(v) for k, v in form["values"].items()}
         )
+    elif upload is not None:
+        replies = await svc.bot.file(sender, upload, str(body.get("text") or ""))
     else:
         replies = await svc.bot.handle(sender, body["text"])
     return _json({"replies": [asdict(r) for r in replies]})
+
+
+def _sandbox_file(value: Any) -> IncomingFile | None:
+    """``{"name", "mime_type", "content_base64"}``: a file as a sandbox chat sends it."""
+    if value is None:
+        return None
+    try:
+        content = base64.b64decode(str(value["content_base64"]), validate=True)
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        raise ValidationFailed({"file.content_base64": "must be base64"}) from None
+
+    async def fetch() -> bytes:
+        return content
+
+    return IncomingFile(
+        name=str(value.get("name", "receipt"))[:200],
+        mime_type=str(value.get("mime_type", "application/octet-stream"))[:100],
+        size=len(content),
+        fetch=fetch,
+    )
 
 
 async def link_tokens(request: Request) -> Response:
@@ -186,4 +214,5 @@ routes = [
     Route("/api/sandbox/inbound", sandbox_inbound, methods=["POST"]),
     Route("/api/link-tokens", link_tokens, methods=["POST"]),
     Route("/api/commands/status", commands_status, methods=["GET"]),
+    *proof_routes,
 ]

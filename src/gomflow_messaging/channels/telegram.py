@@ -38,8 +38,8 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
-from aiogram.methods import GetMe, SendMessage, SendPhoto, TelegramMethod
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message, User
+from aiogram.methods import GetFile, GetMe, SendMessage, SendPhoto, TelegramMethod
+from aiogram.types import File, InlineKeyboardButton, InlineKeyboardMarkup, Message, User
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
@@ -245,6 +245,7 @@ class TelegramChannel:
         self._health_ttl = health_ttl
         self._health: tuple[float, ChannelHealth] | None = None
         self._me: User | None = None
+        self._download_timeout = max(int(request_timeout * 3), 10)
 
     async def start(self) -> None:
         # No network here: start-up must not fail because Telegram is slow right now.
@@ -423,6 +424,28 @@ class TelegramChannel:
                 platform=PLATFORM,
             ) from None
         log.info("telegram chat %s migrated to %s", old, new)
+
+    # -- receiving files -----------------------------------------------------------------
+
+    async def download(self, file_id: str, limit: int) -> bytes:
+        """A file someone sent us (getFile, then the file), refused past ``limit`` bytes."""
+        too_large = PermanentError(
+            f"file larger than {limit} bytes", code="too_large", platform=PLATFORM
+        )
+        found: File = await self.call(GetFile(file_id=file_id))
+        if found.file_size and found.file_size > limit:
+            raise too_large
+        if not found.file_path:
+            raise PermanentError("Telegram gave no file path", code="unavailable")
+        try:
+            buffer = await self.bot.download_file(found.file_path, timeout=self._download_timeout)
+        except Exception as exc:
+            raise translate_error(exc) from None
+        assert buffer is not None
+        data = buffer.read(limit + 1)
+        if len(data) > limit:
+            raise too_large
+        return data
 
     # -- health --------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from gomflow_messaging.db import Pool
+    from gomflow_messaging.workflows.payment_proofs import PaymentProofs
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,21 @@ class Sender:
     supports_forms: bool = False
     #: The chat says this user holds the configured GOM role (Discord guilds).
     gom_role: bool = False
+
+
+@dataclass(frozen=True)
+class IncomingFile:
+    """A file someone sent in a chat (a receipt); the chat adapter knows how to fetch it.
+
+    ``fetch`` raises only our ChannelError: PermanentError(code="too_large") past
+    MAX_FILE_SIZE, TransientError when the platform cannot serve it now.
+    """
+
+    name: str
+    mime_type: str
+    #: As the platform declared it; 0 when it does not say (WhatsApp).
+    size: int
+    fetch: Callable[[], Awaitable[bytes]]
 
 
 @dataclass(frozen=True)
@@ -95,6 +111,8 @@ class CommandInfo:
     gom_only: bool = False
     #: Takes one free-text argument (Discord renders it as an option).
     argument: str = ""
+    #: Takes a file too (Discord renders an attachment option; other chats just send one).
+    attachment: str = ""
 
 
 # Descriptions are English source text; `Bot.menu` translates them.
@@ -104,20 +122,23 @@ COMMANDS: tuple[CommandInfo, ...] = (
     CommandInfo("orders", "Browse open group orders"),
     CommandInfo("submit", "Join a group order", argument="order"),
     CommandInfo("status", "Your orders and payment status", argument="reference"),
-    CommandInfo("pay", "How to pay, and sending your receipt", argument="reference"),
+    CommandInfo(
+        "pay", "How to pay, and sending your receipt", argument="reference", attachment="receipt"
+    ),
     CommandInfo("settings", "Language and notifications"),
     CommandInfo("link", "Link this chat with a code from GOMFLOW", argument="code"),
     CommandInfo("stop", "Stop reminders and updates"),
     CommandInfo("cancel", "Cancel what we are doing"),
     CommandInfo("manage", "Your orders: counts, close an order", gom_only=True),
     CommandInfo("create", "Open a new group order", gom_only=True),
+    CommandInfo("payments", "Payment proofs waiting for your review", gom_only=True),
 )
 
 
 def command_menu(locale: str, *, gom: bool = False) -> list[CommandInfo]:
     """`Bot.menu` without a Bot: for the CLI, which registers commands without a database."""
     return [
-        CommandInfo(c.name, gettext(locale, c.description), c.gom_only, c.argument)
+        CommandInfo(c.name, gettext(locale, c.description), c.gom_only, c.argument, c.attachment)
         for c in COMMANDS
         if gom or not c.gom_only
     ]
@@ -144,6 +165,10 @@ _KEYWORDS = {
     "order": "order",
     "close": "close",
     "notify": "notify",
+    "payments": "payments",
+    "proof": "proof",
+    "approve": "approve",
+    "reject": "reject",
 }
 
 
@@ -185,6 +210,8 @@ class Bot:
         self.clock = clock or (lambda: datetime.now(UTC))
         #: Called after a submission is created (GOM alert, confirmation notifications).
         self.on_submission = on_submission
+        #: Receipts and their review (set by the composition root, which has the services).
+        self.proofs: PaymentProofs | None = None
         self._commands: dict[str, Callable[[Context, str], Awaitable[list[Reply]]]] = {
             "start": self._start,
             "help": self._help,
@@ -202,6 +229,10 @@ class Bot:
             "manage": self._manage,
             "close": self._close,
             "create": self._create,
+            "proof": self._proof,
+            "payments": self._payments,
+            "approve": self._approve,
+            "reject": self._reject,
         }
 
     # -- entry points --------------------------------------------------------------------
@@ -225,6 +256,14 @@ class Bot:
         if ctx.state is not None:
             return await self._step(ctx, text)
         return [await self._unknown(ctx)]
+
+    async def file(self, sender: Sender, file: IncomingFile, text: str = "") -> list[Reply]:
+        """A file arrived (a receipt, most likely); ``text`` is its caption, if any."""
+        ctx = await self._context(sender)
+        await self._audit(ctx, "file", f"{file.mime_type} {file.size} bytes")
+        if self.proofs is None:
+            return [Reply(_(ctx, "Sorry, I cannot take files here yet."), private=True)]
+        return await self.proofs.receive(ctx, file, text)
 
     async def submit_form(
         self, sender: Sender, form_id: str, values: dict[str, str]
@@ -606,6 +645,11 @@ class Bot:
         state = ctx.state or {}
         if state.get("flow") == "create":
             return await self._create_step(ctx, text)
+        if state.get("flow") == "reject_reason" and self.proofs is not None:
+            await self._clear_state(ctx)
+            if ctx.gom_id is None:
+                return [self._gom_only(ctx)]
+            return await self.proofs.reject(ctx, f"{state.get('proof_id', '')} {text}")
         data = state.get("data", {})
         order = await order_data.find_order(self.pool, data.get("order_id", ""))
         if order is None:
@@ -936,6 +980,32 @@ class Bot:
             )
         return Reply(_(ctx, "This chat is now linked to your GOMFLOW orders."))
 
+    # -- payment proofs (workflows/payment_proofs.py) -----------------------------------
+
+    async def _proof(self, ctx: Context, args: str) -> list[Reply]:
+        if self.proofs is None:
+            return [Reply(_(ctx, "Sorry, I cannot take files here yet."), private=True)]
+        return await self.proofs.choose(ctx, args)
+
+    async def _payments(self, ctx: Context, args: str) -> list[Reply]:
+        if ctx.gom_id is None or self.proofs is None:
+            return [self._gom_only(ctx)]
+        return await self.proofs.review_list(ctx)
+
+    async def _approve(self, ctx: Context, args: str) -> list[Reply]:
+        if ctx.gom_id is None or self.proofs is None:
+            return [self._gom_only(ctx)]
+        return await self.proofs.approve(ctx, args)
+
+    async def _reject(self, ctx: Context, args: str) -> list[Reply]:
+        if ctx.gom_id is None or self.proofs is None:
+            return [self._gom_only(ctx)]
+        return await self.proofs.reject(ctx, args)
+
+    async def ask_reject_reason(self, ctx: Context, proof_id: str) -> None:
+        """The GOM's next message is the reason a receipt is rejected."""
+        await self._save_state(ctx, {"flow": "reject_reason", "proof_id": proof_id})
+
     # -- GOM commands --------------------------------------------------------------------
 
     async def _manage(self, ctx: Context, args: str) -> list[Reply]:
@@ -1175,6 +1245,10 @@ def _parse_command(text: str) -> tuple[str | None, str]:
             "close",
             "settings",
             "manage",
+            "proof",
+            "payments",
+            "approve",
+            "reject",
         )
         and word == word.lower()
         and (rest or word == text)

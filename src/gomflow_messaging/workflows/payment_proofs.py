@@ -35,7 +35,7 @@ from gomflow_messaging import orders as order_data
 from gomflow_messaging.channels.base import Button
 from gomflow_messaging.errors import ChannelError, PermanentError
 from gomflow_messaging.i18n import gettext
-from gomflow_messaging.money import format_money
+from gomflow_messaging.money import REFERENCE_PREFIX, format_money
 from gomflow_messaging.smart_agent import AgentUnavailable, Receipt, SmartAgent, judge
 from gomflow_messaging.workflows import events, notify
 from gomflow_messaging.workflows.bot import Reply, button
@@ -55,7 +55,12 @@ PROOF_JOB = "check_payment_proof"
 CHOICE_SECONDS = 3600
 REVIEW_PAGE = 10
 MAX_REASON = 300
-_REFERENCE = re.compile(r"\b([A-Za-z]{2}-[A-Za-z0-9]{6,12})\b")
+#: Our payment references in a caption (``PH-7KQ2M9XA``); a bank's or e-wallet's own
+#: transaction numbers there are not ours and are ignored.
+_REFERENCE = re.compile(
+    rf"\b((?:{'|'.join(sorted({*REFERENCE_PREFIX.values(), 'GF'}))})-[A-Z0-9]{{6,12}})\b",
+    re.IGNORECASE,
+)
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1"}
 #: What Telegram and Discord can show inline; other proofs get a link to open.
 _DISPLAYABLE = ("image/jpeg", "image/png")
@@ -250,12 +255,9 @@ class PaymentProofs:
             return too_large, b"", ""
         try:
             data = await file.fetch()
-        except PermanentError as exc:
-            if exc.code == "too_large":
-                return too_large, b"", ""
-            log.warning("receipt from %s not fetched: %s", ctx.sender.channel, exc.code)
-            return _(ctx, "I could not get that file. Please send it again."), b"", ""
         except ChannelError as exc:
+            if isinstance(exc, PermanentError) and exc.code == "too_large":
+                return too_large, b"", ""
             log.warning("receipt from %s not fetched: %s", ctx.sender.channel, exc.code)
             return _(ctx, "I could not get that file. Please send it again."), b"", ""
         if len(data) > limit:
@@ -277,13 +279,16 @@ class PaymentProofs:
         self, ctx: Context, data: bytes, mime: str, submission_id: UUID | None
     ) -> UUID:
         async with self.pool.acquire() as conn, conn.transaction():
-            if submission_id is None:
-                # One receipt waits for a choice per buyer: a new one replaces it.
-                await conn.execute(
-                    "DELETE FROM payment_proofs"
-                    " WHERE contact_id = $1 AND status = 'awaiting_submission'",
-                    ctx.contact_id,
-                )
+            # A receipt nobody said an order for is not kept past CHOICE_SECONDS, and one
+            # buyer has one such receipt at most: a new one replaces it.
+            await conn.execute(
+                "DELETE FROM payment_proofs WHERE status = 'awaiting_submission'"
+                " AND (created_at < now() - make_interval(secs => $2)"
+                "      OR ($3 AND contact_id = $1))",
+                ctx.contact_id,
+                CHOICE_SECONDS,
+                submission_id is None,
+            )
             proof_id: UUID = await conn.fetchval(
                 """
                 INSERT INTO payment_proofs (submission_id, contact_id, channel, content, mime,

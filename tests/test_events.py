@@ -268,3 +268,58 @@ async def test_preferences_and_quiet_hours(
     assert Decimal("1250") == await conn.fetchval(
         "SELECT total_amount FROM submissions WHERE id = $1", uuid.UUID(submission_id)
     )
+
+
+async def test_ten_thousand_buyers_in_one_call(
+    settings: Settings, conn: asyncpg.Connection
+) -> None:
+    gom_id = await conn.fetchval("INSERT INTO profiles (name) VALUES ('Big GOM') RETURNING id")
+    order_id = await conn.fetchval(
+        "INSERT INTO orders (user_id, title, price, currency, deadline)"
+        " VALUES ($1, 'BTS Proof Collector', 3000, 'PHP', now() + interval '3 days') RETURNING id",
+        gom_id,
+    )
+    tag = uuid.uuid4().hex[:6]
+    await conn.execute(
+        """
+        WITH c AS (
+            INSERT INTO contacts (display_name)
+            SELECT $2 || '-' || n FROM generate_series(1, 10000) n
+            RETURNING id, display_name
+        ), s AS (
+            INSERT INTO submissions (order_id, buyer_name, quantity, total_amount, currency,
+                                     payment_reference)
+            SELECT $1, $2 || '-' || n, 1, 3000, 'PHP', 'PH-' || $2 || lpad(n::text, 6, '0')
+              FROM generate_series(1, 10000) n
+            RETURNING id, buyer_name
+        ), a AS (
+            INSERT INTO contact_addresses (contact_id, channel, address)
+            SELECT c.id, 'sandbox', 'fan-' || c.display_name FROM c
+        )
+        INSERT INTO submission_contacts (submission_id, contact_id)
+        SELECT s.id, c.id FROM s JOIN c ON c.display_name = s.buyer_name
+        """,
+        order_id,
+        tag,
+    )
+    async with running_app(settings, mode="web") as client:
+        response = await client.post(
+            "/api/notify",
+            headers=AUTH,
+            json={
+                "event": "order_status_update",
+                "data": {"status": "arrived"},
+                "recipients": [{"order_id": str(order_id)}],
+            },
+        )
+        assert response.status_code == 202, response.text
+        messages = response.json()["messages"]
+        assert len(messages) == 10_000
+        assert {m["status"] for m in messages} == {"queued"}
+        assert len({m["address"] for m in messages}) == 10_000
+
+        async def all_enqueued() -> bool:
+            waiting = await client.app.state.services.queue.saq.count("queued")  # type: ignore[attr-defined]
+            return int(waiting) >= 10_000
+
+        await eventually(all_enqueued, timeout=60)

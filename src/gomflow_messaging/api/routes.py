@@ -6,6 +6,7 @@ import uuid
 from dataclasses import asdict
 from typing import Any
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -19,6 +20,8 @@ from gomflow_messaging.idempotency import check_key
 from gomflow_messaging.workflows import linking
 from gomflow_messaging.workflows import notify as notify_workflow
 from gomflow_messaging.workflows.bot import Sender
+
+INLINE_ENQUEUE_LIMIT = 200
 
 
 def _json(data: Any, status_code: int = 200) -> JSONResponse:
@@ -49,8 +52,14 @@ async def notify(request: Request) -> Response:
         idempotency_key=check_key(key) if key is not None else None,
         request_id=request.state.request_id,
     )
-    await notify_workflow.enqueue(svc, result)
-    return _json(result.body, result.status_code)
+    response = _json(result.body, result.status_code)
+    if len(result.to_enqueue) > INLINE_ENQUEUE_LIMIT:
+        # A large fan-out is answered as soon as its rows are committed; the jobs follow
+        # (and if this process dies first, the sweeper enqueues them).
+        response.background = BackgroundTask(notify_workflow.enqueue, svc, result)
+    else:
+        await notify_workflow.enqueue(svc, result)
+    return response
 
 
 async def notifications_test(request: Request) -> Response:

@@ -177,13 +177,19 @@ async def _contact(conn: asyncpg.Connection, *addresses: str, **columns: Any) ->
 
 
 async def _submission_for(conn: asyncpg.Connection, contact_id: uuid.UUID, demo: Any) -> str:
+    # An order of its own, so other tests' fan-outs to the demo orders stay as they were.
+    order_id = await conn.fetchval(
+        "INSERT INTO orders (user_id, title, price, currency, deadline) VALUES"
+        " ($1, 'Test order', 1250, 'PHP', now() + interval '3 days') RETURNING id",
+        uuid.UUID(demo["gom_id"]),
+    )
     submission_id = await conn.fetchval(
         """
         INSERT INTO submissions (order_id, buyer_name, quantity, total_amount, currency,
                                  payment_reference, buyer_platform)
         VALUES ($1, 'Test Buyer', 1, 1250, 'PHP', $2, 'web') RETURNING id
         """,
-        uuid.UUID(demo["orders"]["PHP"]),
+        order_id,
         f"PH-T{uuid.uuid4().hex[:7].upper()}",
     )
     await conn.execute("INSERT INTO submission_contacts VALUES ($1, $2)", submission_id, contact_id)
@@ -271,8 +277,10 @@ async def test_preferences_and_quiet_hours(
 
 
 async def test_ten_thousand_buyers_in_one_call(
-    settings: Settings, conn: asyncpg.Connection
+    make_settings: Any, conn: asyncpg.Connection, redis: Any
 ) -> None:
+    # A queue of its own, emptied afterwards, so no other test's worker inherits 10,000 jobs.
+    settings = make_settings(queue_name=unique_text("fan-out"))
     gom_id = await conn.fetchval("INSERT INTO profiles (name) VALUES ('Big GOM') RETURNING id")
     order_id = await conn.fetchval(
         "INSERT INTO orders (user_id, title, price, currency, deadline)"
@@ -323,3 +331,8 @@ async def test_ten_thousand_buyers_in_one_call(
             return int(waiting) >= 10_000
 
         await eventually(all_enqueued, timeout=60)
+    await conn.execute(
+        "DELETE FROM notifications WHERE id = $1", uuid.UUID(response.json()["notification_id"])
+    )
+    keys = [k async for k in redis.scan_iter(f"saq:{settings.queue_name}:*")]
+    await redis.delete(*keys)

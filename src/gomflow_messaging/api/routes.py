@@ -17,7 +17,7 @@ from gomflow_messaging.api.commands import commands_status
 from gomflow_messaging.api.common import json_body, require_service_secret, services
 from gomflow_messaging.errors import ApiError, ValidationFailed
 from gomflow_messaging.idempotency import check_key
-from gomflow_messaging.workflows import linking
+from gomflow_messaging.workflows import data_rights, linking
 from gomflow_messaging.workflows import notify as notify_workflow
 from gomflow_messaging.workflows.bot import Sender
 
@@ -181,6 +181,25 @@ async def link_tokens(request: Request) -> Response:
     return _json(token, 201)
 
 
+def _contact_id(request: Request) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.path_params["contact_id"])
+    except ValueError:
+        raise ValidationFailed({"id": "must be a UUID"}) from None
+
+
+async def contact_export(request: Request) -> Response:
+    require_service_secret(request)
+    data = await data_rights.export(services(request), _contact_id(request), actor="api")
+    return _json(data)
+
+
+async def contact_erase(request: Request) -> Response:
+    require_service_secret(request)
+    data = await data_rights.erase(services(request), _contact_id(request), actor="api")
+    return _json(data)
+
+
 async def health(request: Request) -> Response:
     report = await health_checks.check(services(request), mode=request.app.state.mode)
     return _json(report, 200 if report["ok"] else 503)
@@ -194,5 +213,7 @@ routes = [
     Route("/api/sandbox/messages", sandbox_messages, methods=["GET"]),
     Route("/api/sandbox/inbound", sandbox_inbound, methods=["POST"]),
     Route("/api/link-tokens", link_tokens, methods=["POST"]),
+    Route("/api/contacts/{contact_id}/export", contact_export, methods=["GET"]),
+    Route("/api/contacts/{contact_id}", contact_erase, methods=["DELETE"]),
     Route("/api/commands/status", commands_status, methods=["GET"]),
 ]

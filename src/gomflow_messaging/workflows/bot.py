@@ -32,7 +32,7 @@ from gomflow_messaging.phones import normalize_phone
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from gomflow_messaging.db import Pool
+    from gomflow_messaging.db import Connection, Pool
 
 log = logging.getLogger(__name__)
 
@@ -294,7 +294,8 @@ class Bot:
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(
                 """
-                UPDATE contact_addresses ca SET last_inbound_at = $3
+                UPDATE contact_addresses ca
+                   SET last_inbound_at = $3, reachable = true, unreachable_reason = NULL
                   FROM contacts c
                  WHERE ca.channel = $1 AND ca.address = $2 AND c.id = ca.contact_id
                 RETURNING c.id, c.locale, c.timezone, c.kind, c.profile_id, c.opted_out_at
@@ -324,6 +325,8 @@ class Bot:
                     )
                     if linked is None:  # another replica created it a moment ago
                         await conn.execute("DELETE FROM contacts WHERE id = $1", contact_id)
+                    elif sender.channel == "whatsapp":
+                        await _link_by_phone(conn, contact_id, sender.address)
                 row = await conn.fetchrow(
                     """
                     SELECT c.id, c.locale, c.timezone, c.kind, c.profile_id, c.opted_out_at
@@ -927,6 +930,11 @@ class Bot:
                 )
                 await conn.execute("DELETE FROM contacts WHERE id = $1", old)
                 ctx.contact_id = target
+        linked_locale = await self.pool.fetchval(
+            "SELECT locale FROM contacts WHERE id = $1", ctx.contact_id
+        )
+        if linked_locale in LOCALES:
+            ctx.locale = linked_locale  # answer in the language of the linked person
         if ctx.gom_id is not None:
             return Reply(
                 _(
@@ -1153,6 +1161,31 @@ class Bot:
                 )
             )
         ]
+
+
+async def _link_by_phone(conn: Connection, contact_id: UUID, phone: str) -> None:
+    """A new WhatsApp contact owns the submissions made (on the web, say) with that number."""
+    rows = await conn.fetch(
+        """
+        SELECT s.id, s.buyer_phone FROM submissions s
+         WHERE right(regexp_replace(s.buyer_phone, '\\D', '', 'g'), 9) = right($1, 9)
+           AND NOT EXISTS (SELECT 1 FROM submission_contacts sc WHERE sc.submission_id = s.id)
+        """,
+        phone,
+    )
+    mine = []
+    for row in rows:
+        try:
+            if normalize_phone(row["buyer_phone"]) == phone:
+                mine.append((row["id"], contact_id))
+        except ValueError:
+            continue
+    if mine:
+        await conn.executemany(
+            "INSERT INTO submission_contacts (submission_id, contact_id) VALUES ($1, $2)"
+            " ON CONFLICT DO NOTHING",
+            mine,
+        )
 
 
 def _parse_command(text: str) -> tuple[str | None, str]:

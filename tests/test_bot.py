@@ -273,3 +273,40 @@ async def test_whatsapp_buyer_owns_web_submissions_with_their_number(
         )
     finally:
         await services.close()
+
+
+async def test_settings_per_kind_quiet_hours_and_time_zone(
+    client: httpx.AsyncClient, conn: asyncpg.Connection
+) -> None:
+    chat = Chat(client)
+    replies = await chat.say("/settings")
+    assert "notify reminders off" in actions(replies)
+    await chat.say("notify reminders off")
+    await chat.say("quiet 22-8")
+    replies = await chat.say("tz kl")
+    contact = await conn.fetchrow(
+        "SELECT c.* FROM contacts c JOIN contact_addresses a ON a.contact_id = c.id"
+        " WHERE a.address = $1",
+        chat.address,
+    )
+    assert contact["timezone"] == "Asia/Kuala_Lumpur"
+    assert (contact["quiet_start"].hour, contact["quiet_end"].hour) == (22, 8)
+    assert (
+        await conn.fetchval(
+            "SELECT enabled FROM contact_preferences WHERE contact_id = $1 AND kind = 'reminders'",
+            contact["id"],
+        )
+        is False
+    )
+    assert "notify reminders on" in actions(replies)
+    assert "22:00-08:00" in texts(replies)
+    # A reminder is now skipped for this person, an order update is not.
+    body = {
+        "event": "custom",
+        "data": {"text": "x"},
+        "recipients": [{"channel": "sandbox", "address": chat.address}],
+    }
+    [entry] = (await client.post("/api/notify", json=body, headers=AUTH)).json()["messages"]
+    assert entry["status"] == "queued"
+    assert "Choose a time zone" in texts(await chat.say("tz mars"))
+    assert "QUIET 22-8" in texts(await chat.say("quiet always"))

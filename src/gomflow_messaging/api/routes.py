@@ -8,6 +8,7 @@ import uuid
 from dataclasses import asdict
 from typing import Any
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -19,9 +20,11 @@ from gomflow_messaging.api.common import json_body, require_service_secret, serv
 from gomflow_messaging.api.proofs import routes as proof_routes
 from gomflow_messaging.errors import ApiError, ValidationFailed
 from gomflow_messaging.idempotency import check_key
-from gomflow_messaging.workflows import linking
+from gomflow_messaging.workflows import data_rights, linking
 from gomflow_messaging.workflows import notify as notify_workflow
 from gomflow_messaging.workflows.bot import IncomingFile, Sender
+
+INLINE_ENQUEUE_LIMIT = 200
 
 
 def _json(data: Any, status_code: int = 200) -> JSONResponse:
@@ -52,8 +55,14 @@ async def notify(request: Request) -> Response:
         idempotency_key=check_key(key) if key is not None else None,
         request_id=request.state.request_id,
     )
-    await notify_workflow.enqueue(svc, result)
-    return _json(result.body, result.status_code)
+    response = _json(result.body, result.status_code)
+    if len(result.to_enqueue) > INLINE_ENQUEUE_LIMIT:
+        # A large fan-out is answered as soon as its rows are committed; the jobs follow
+        # (and if this process dies first, the sweeper enqueues them).
+        response.background = BackgroundTask(notify_workflow.enqueue, svc, result)
+    else:
+        await notify_workflow.enqueue(svc, result)
+    return response
 
 
 async def notifications_test(request: Request) -> Response:
@@ -200,6 +209,25 @@ async def link_tokens(request: Request) -> Response:
     return _json(token, 201)
 
 
+def _contact_id(request: Request) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.path_params["contact_id"])
+    except ValueError:
+        raise ValidationFailed({"id": "must be a UUID"}) from None
+
+
+async def contact_export(request: Request) -> Response:
+    require_service_secret(request)
+    data = await data_rights.export(services(request), _contact_id(request), actor="api")
+    return _json(data)
+
+
+async def contact_erase(request: Request) -> Response:
+    require_service_secret(request)
+    data = await data_rights.erase(services(request), _contact_id(request), actor="api")
+    return _json(data)
+
+
 async def health(request: Request) -> Response:
     report = await health_checks.check(services(request), mode=request.app.state.mode)
     return _json(report, 200 if report["ok"] else 503)
@@ -213,6 +241,8 @@ routes = [
     Route("/api/sandbox/messages", sandbox_messages, methods=["GET"]),
     Route("/api/sandbox/inbound", sandbox_inbound, methods=["POST"]),
     Route("/api/link-tokens", link_tokens, methods=["POST"]),
+    Route("/api/contacts/{contact_id}/export", contact_export, methods=["GET"]),
+    Route("/api/contacts/{contact_id}", contact_erase, methods=["DELETE"]),
     Route("/api/commands/status", commands_status, methods=["GET"]),
     *proof_routes,
 ]

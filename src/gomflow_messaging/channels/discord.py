@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 from gomflow_messaging.channels.base import (
     Button,
     ChannelHealth,
+    DeliveredParts,
     OutboundMessage,
     SendResult,
     split_text,
@@ -62,7 +63,6 @@ MAX_ROWS = 5
 MAX_PER_ROW = 5
 EPHEMERAL = int(hikari.MessageFlag.EPHEMERAL)
 DM_CACHE_TTL = 30 * 24 * 3600
-PROGRESS_TTL = 24 * 3600
 GLOBAL_SCOPE = "discord:global"
 HEALTH_CACHE_SECONDS = 60.0
 CLOSE_GRACE_SECONDS = 5.0
@@ -493,6 +493,7 @@ class DiscordChannel:
         self._download_timeout = download_timeout
         self._redis = redis
         self._prefix = f"{prefix}:discord"
+        self._parts = DeliveredParts(redis, self._prefix)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._health: tuple[float, ChannelHealth] | None = None
 
@@ -535,12 +536,14 @@ class DiscordChannel:
                 address_unreachable=True,
             ) from None
         parts = render_outbound(message)
-        done, last_id = await self._progress(message)
-        if done >= len(parts):
+        done = await self._parts.load(message.message_id) if len(parts) > 1 else {}
+        last_id = done.get(len(parts) - 1, "")
+        if last_id:
             return SendResult(provider_message_id=last_id)
         channel_id = await self._dm_channel(user_id)
-        for index in range(done, len(parts)):
-            part = parts[index]
+        for index, part in enumerate(parts):
+            if index in done:
+                continue
             try:
                 sent = await self._create_message(channel_id, part)
             except PermanentError as exc:
@@ -550,7 +553,8 @@ class DiscordChannel:
                 channel_id = await self._dm_channel(user_id, fresh=True)
                 sent = await self._create_message(channel_id, part)
             last_id = str(sent.id)
-            await self._save_progress(message, index + 1, last_id)
+            if len(parts) > 1:
+                await self._parts.mark(message.message_id, index, last_id)
         return SendResult(provider_message_id=last_id)
 
     async def _create_message(self, channel_id: str, part: Rendered) -> hikari.Message:
@@ -579,27 +583,6 @@ class DiscordChannel:
             with contextlib.suppress(RedisError, OSError):
                 await self._redis.set(key, channel_id, ex=DM_CACHE_TTL)
         return channel_id
-
-    async def _progress(self, message: OutboundMessage) -> tuple[int, str]:
-        """Parts of a split message already delivered by an earlier attempt."""
-        if self._redis is None:
-            return 0, ""
-        try:
-            raw = await self._redis.get(f"{self._prefix}:sent:{message.message_id}")
-        except (RedisError, OSError):
-            return 0, ""
-        if not raw:
-            return 0, ""
-        count, _sep, last_id = (raw.decode() if isinstance(raw, bytes) else str(raw)).partition(":")
-        return (int(count) if count.isdigit() else 0), last_id
-
-    async def _save_progress(self, message: OutboundMessage, count: int, last_id: str) -> None:
-        if self._redis is None:
-            return
-        with contextlib.suppress(RedisError, OSError):
-            await self._redis.set(
-                f"{self._prefix}:sent:{message.message_id}", f"{count}:{last_id}", ex=PROGRESS_TTL
-            )
 
     async def health(self) -> ChannelHealth:
         """Whether the bot token works, asked of Discord at most once a minute.

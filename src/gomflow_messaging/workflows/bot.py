@@ -15,7 +15,7 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -32,7 +32,7 @@ from gomflow_messaging.phones import normalize_phone
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from gomflow_messaging.db import Pool
+    from gomflow_messaging.db import Connection, Pool
     from gomflow_messaging.workflows.payment_proofs import PaymentProofs
 
 log = logging.getLogger(__name__)
@@ -165,6 +165,8 @@ _KEYWORDS = {
     "order": "order",
     "close": "close",
     "notify": "notify",
+    "quiet": "quiet",
+    "tz": "tz",
     "payments": "payments",
     "proof": "proof",
     "approve": "approve",
@@ -223,6 +225,8 @@ class Bot:
             "settings": self._settings,
             "lang": self._lang,
             "notify": self._notify,
+            "quiet": self._quiet,
+            "tz": self._tz,
             "stop": self._stop,
             "cancel": self._cancel,
             "link": self._link,
@@ -333,7 +337,8 @@ class Bot:
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(
                 """
-                UPDATE contact_addresses ca SET last_inbound_at = $3
+                UPDATE contact_addresses ca
+                   SET last_inbound_at = $3, reachable = true, unreachable_reason = NULL
                   FROM contacts c
                  WHERE ca.channel = $1 AND ca.address = $2 AND c.id = ca.contact_id
                 RETURNING c.id, c.locale, c.timezone, c.kind, c.profile_id, c.opted_out_at
@@ -363,6 +368,8 @@ class Bot:
                     )
                     if linked is None:  # another replica created it a moment ago
                         await conn.execute("DELETE FROM contacts WHERE id = $1", contact_id)
+                    elif sender.channel == "whatsapp":
+                        await _link_by_phone(conn, contact_id, sender.address)
                 row = await conn.fetchrow(
                     """
                     SELECT c.id, c.locale, c.timezone, c.kind, c.profile_id, c.opted_out_at
@@ -840,24 +847,105 @@ class Bot:
         return replies
 
     async def _settings(self, ctx: Context, args: str) -> list[Reply]:
+        row = await self.pool.fetchrow(
+            """
+            SELECT c.quiet_start, c.quiet_end,
+                   coalesce((SELECT jsonb_object_agg(p.kind, p.enabled)
+                               FROM contact_preferences p WHERE p.contact_id = c.id),
+                            '{}'::jsonb) AS preferences
+              FROM contacts c WHERE c.id = $1
+            """,
+            ctx.contact_id,
+        )
+        preferences: dict[str, bool] = dict(row["preferences"]) if row else {}
         lang_row = tuple(
             button(("✓ " if code == ctx.locale else "") + LANGUAGE_NAMES[code], f"lang {code}")
             for code in LOCALES
         )
-        notify = (
-            button(_(ctx, "Turn updates on"), "notify on")
-            if ctx.opted_out
-            else button(_(ctx, "Turn updates off"), "notify off")
+        lines = [
+            _(ctx, "Settings"),
+            _(ctx, "Language: {v}", v=LANGUAGE_NAMES[ctx.locale]),
+        ]
+        kind_rows = []
+        if ctx.opted_out:
+            lines.append(_(ctx, "Reminders and updates: {v}", v=_(ctx, "off")))
+            kind_rows.append((button(_(ctx, "Turn updates on"), "notify on"),))
+        else:
+            for kind in _kinds(ctx):
+                on = preferences.get(kind, True)
+                name = self._kind_name(ctx, kind)
+                state = _(ctx, "on") if on else _(ctx, "off")
+                lines.append(f"{name}: {state}")
+                label = (
+                    _(ctx, "Turn {kind} off", kind=name)
+                    if on
+                    else _(ctx, "Turn {kind} on", kind=name)
+                )
+                kind_rows.append((button(label, f"notify {kind} {'off' if on else 'on'}"),))
+            kind_rows.append((button(_(ctx, "Stop everything"), "notify off"),))
+        quiet = (
+            f"{row['quiet_start']:%H:%M}-{row['quiet_end']:%H:%M}"
+            if row and row["quiet_start"] and row["quiet_end"]
+            else _(ctx, "off")
         )
-        state = _(ctx, "off") if ctx.opted_out else _(ctx, "on")
-        text = "\n".join(
-            [
-                _(ctx, "Settings"),
-                _(ctx, "Language: {v}", v=LANGUAGE_NAMES[ctx.locale]),
-                _(ctx, "Reminders and updates: {v}", v=state),
-            ]
+        lines.append(_(ctx, "Quiet hours: {v}", v=quiet))
+        lines.append(_(ctx, "Time zone: {v}", v=ctx.timezone))
+        quiet_row = (
+            button(_(ctx, "Quiet 22:00-08:00"), "quiet 22-8"),
+            button(_(ctx, "No quiet hours"), "quiet off"),
         )
-        return [Reply(text, buttons=(lang_row, (notify,)), private=True)]
+        zone_row = tuple(
+            button(("✓ " if zone == ctx.timezone else "") + label, f"tz {label.lower()}")
+            for label, zone in _ZONES.items()
+        )
+        rows = (lang_row, *kind_rows, quiet_row, zone_row)
+        return [Reply("\n".join(lines), buttons=rows, private=True)]
+
+    def _kind_name(self, ctx: Context, kind: str) -> str:
+        names = {
+            "reminders": _(ctx, "Payment reminders"),
+            "order_updates": _(ctx, "Order updates"),
+            "gom_alerts": _(ctx, "Alerts about my orders"),
+            "summaries": _(ctx, "Daily and weekly summaries"),
+        }
+        return names.get(kind, kind)
+
+    async def _quiet(self, ctx: Context, args: str) -> list[Reply]:
+        """``quiet 22-8`` (hours, local time) or ``quiet off``."""
+        text = args.strip().lower()
+        if text in ("off", "none", "0"):
+            start = end = None
+        else:
+            match = re.fullmatch(r"(\d{1,2})(?::00)?\s*-\s*(\d{1,2})(?::00)?", text)
+            if not match or int(match[1]) > 23 or int(match[2]) > 23 or match[1] == match[2]:
+                return [
+                    Reply(_(ctx, "Send quiet hours like QUIET 22-8, or QUIET OFF."), private=True)
+                ]
+            start, end = time(int(match[1])), time(int(match[2]))
+        await self.pool.execute(
+            "UPDATE contacts SET quiet_start = $2, quiet_end = $3, updated_at = now()"
+            " WHERE id = $1",
+            ctx.contact_id,
+            start,
+            end,
+        )
+        return await self._settings(ctx, "")
+
+    async def _tz(self, ctx: Context, args: str) -> list[Reply]:
+        wanted = args.strip().lower()
+        zone = next(
+            (z for label, z in _ZONES.items() if wanted in (label.lower(), z.lower())), None
+        )
+        if zone is None:
+            choices = ", ".join(_ZONES)
+            return [Reply(_(ctx, "Choose a time zone: {choices}.", choices=choices), private=True)]
+        await self.pool.execute(
+            "UPDATE contacts SET timezone = $2, updated_at = now() WHERE id = $1",
+            ctx.contact_id,
+            zone,
+        )
+        ctx.timezone = zone
+        return await self._settings(ctx, "")
 
     async def _lang(self, ctx: Context, args: str) -> list[Reply]:
         code = normalize_locale(args) if args else ""
@@ -873,10 +961,24 @@ class Bot:
         return [Reply(_(ctx, "Done! I will write to you in English."), private=True)]
 
     async def _notify(self, ctx: Context, args: str) -> list[Reply]:
-        if args.lower() == "on":
+        """``notify on|off`` (everything, like START/STOP) or ``notify <kind> on|off``."""
+        words = args.lower().split()
+        if words == ["on"]:
             return await self._resume(ctx)
-        if args.lower() == "off":
+        if words == ["off"]:
             return await self._stop(ctx, "")
+        if len(words) == 2 and words[0] in _kinds(ctx) and words[1] in ("on", "off"):
+            await self.pool.execute(
+                """
+                INSERT INTO contact_preferences (contact_id, kind, enabled) VALUES ($1, $2, $3)
+                ON CONFLICT (contact_id, kind)
+                DO UPDATE SET enabled = excluded.enabled, updated_at = now()
+                """,
+                ctx.contact_id,
+                words[0],
+                words[1] == "on",
+            )
+            await self._audit(ctx, "preference", f"{words[0]} {words[1]}")
         return await self._settings(ctx, "")
 
     async def _stop(self, ctx: Context, args: str) -> list[Reply]:
@@ -971,6 +1073,11 @@ class Bot:
                 )
                 await conn.execute("DELETE FROM contacts WHERE id = $1", old)
                 ctx.contact_id = target
+        linked_locale = await self.pool.fetchval(
+            "SELECT locale FROM contacts WHERE id = $1", ctx.contact_id
+        )
+        if linked_locale in LOCALES:
+            ctx.locale = linked_locale  # answer in the language of the linked person
         if ctx.gom_id is not None:
             return Reply(
                 _(
@@ -1225,6 +1332,31 @@ class Bot:
         ]
 
 
+async def _link_by_phone(conn: Connection, contact_id: UUID, phone: str) -> None:
+    """A new WhatsApp contact owns the submissions made (on the web, say) with that number."""
+    rows = await conn.fetch(
+        """
+        SELECT s.id, s.buyer_phone FROM submissions s
+         WHERE right(regexp_replace(s.buyer_phone, '\\D', '', 'g'), 9) = right($1, 9)
+           AND NOT EXISTS (SELECT 1 FROM submission_contacts sc WHERE sc.submission_id = s.id)
+        """,
+        phone,
+    )
+    mine = []
+    for row in rows:
+        try:
+            if normalize_phone(row["buyer_phone"]) == phone:
+                mine.append((row["id"], contact_id))
+        except ValueError:
+            continue
+    if mine:
+        await conn.executemany(
+            "INSERT INTO submission_contacts (submission_id, contact_id) VALUES ($1, $2)"
+            " ON CONFLICT DO NOTHING",
+            mine,
+        )
+
+
 def _parse_command(text: str) -> tuple[str | None, str]:
     """``/status@gomflow_bot PH-1`` -> ("status", "PH-1"); a button action works the same."""
     match = re.match(r"^/([A-Za-z_]+)(?:@\w+)?\s*(.*)$", text, re.DOTALL)
@@ -1245,6 +1377,8 @@ def _parse_command(text: str) -> tuple[str | None, str]:
             "close",
             "settings",
             "manage",
+            "quiet",
+            "tz",
             "proof",
             "payments",
             "approve",
@@ -1255,6 +1389,21 @@ def _parse_command(text: str) -> tuple[str | None, str]:
     ):
         return word, rest.strip()
     return None, ""
+
+
+_ZONES = {
+    "Manila": "Asia/Manila",
+    "KL": "Asia/Kuala_Lumpur",
+    "Singapore": "Asia/Singapore",
+    "Jakarta": "Asia/Jakarta",
+    "Bangkok": "Asia/Bangkok",
+}
+
+
+def _kinds(ctx: Context) -> tuple[str, ...]:
+    """The kinds of notification this person can turn off (transactional ones they cannot)."""
+    kinds: tuple[str, ...] = ("reminders", "order_updates")
+    return (*kinds, "gom_alerts", "summaries") if ctx.gom_id is not None else kinds
 
 
 _METHOD_NAMES = {

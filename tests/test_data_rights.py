@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from typing import Any
 
@@ -23,6 +24,7 @@ OUR_TABLES = (
     "submission_details",
     "link_tokens",
     "notifications",
+    "payment_proofs",
 )
 
 
@@ -62,6 +64,16 @@ async def test_export_then_erase_leaves_no_personal_data(
             return bool(status == "sent")
 
         await eventually(sent)
+        receipt = b"\x89PNG\r\n\x1a\n" + f"paid by {name}".encode()
+        response = await client.post(
+            "/api/sandbox/inbound",
+            headers=AUTH,
+            json={
+                "address": address,
+                "file": {"name": "r.png", "content_base64": base64.b64encode(receipt).decode()},
+            },
+        )
+        assert "We received your receipt" in response.json()["replies"][0]["text"]
 
         exported = await client.get(f"/api/contacts/{contact_id}/export", headers=AUTH)
         assert exported.status_code == 200
@@ -71,15 +83,19 @@ async def test_export_then_erase_leaves_no_personal_data(
         assert submission["buyer_name"] == name and submission["delivery_address"] == street
         assert any(name in (m["text"] or "") for m in data["messages"])
         assert any("ring twice" in str(i["detail"]) for i in data["inbound"])
+        [proof] = data["payment_proofs"]
+        assert proof["submission_id"] == submission["id"] and proof["mime"] == "image/png"
 
         erased = await client.delete(f"/api/contacts/{contact_id}", headers=AUTH)
         assert erased.status_code == 200 and erased.json()["erased"] is True
+        assert erased.json()["payment_proofs_deleted"] == 1
         assert (
             await client.get(f"/api/contacts/{contact_id}/export", headers=AUTH)
         ).status_code == 404
 
     for table in OUR_TABLES:
-        for secret in (address, name, street, "ring twice", "+639175558899", str(contact_id)):
+        secrets = (address, name, street, "ring twice", "+639175558899", str(contact_id))
+        for secret in (*secrets, proof["id"], proof["sha256"]):
             if table == "audit_log" and secret == str(contact_id):
                 continue  # the erase request itself names the contact it erased
             found = await conn.fetchval(

@@ -2,7 +2,8 @@
 
 Erasure covers messaging's own tables (the core order tables belong to the core app): the
 contact, their addresses and preferences, what they wrote to the bots (audit detail), the text
-of messages sent to them, their delivery details and chat state. What stays is anonymised:
+of messages sent to them, their delivery details, their payment receipts and chat state.
+What stays is anonymised:
 message rows keep event, channel, status and times (for counts), with no address or text.
 Both requests are themselves recorded in the audit log.
 """
@@ -51,6 +52,13 @@ async def export(services: Services, contact_id: UUID, actor: str) -> dict[str, 
             " sent_at FROM messages WHERE contact_id = $1 ORDER BY created_at",
             contact_id,
         )
+        proofs = await conn.fetch(
+            "SELECT id, submission_id, channel, mime, size, sha256, status, reason, created_at,"
+            " decided_at FROM payment_proofs WHERE contact_id = $1"
+            " OR submission_id = ANY($2::uuid[]) ORDER BY created_at",
+            contact_id,
+            [r["id"] for r in submissions],
+        )
         inbound = await conn.fetch(
             "SELECT at, action, channel, detail FROM audit_log WHERE direction = 'inbound'"
             " AND actor = $1 ORDER BY at",
@@ -68,6 +76,7 @@ async def export(services: Services, contact_id: UUID, actor: str) -> dict[str, 
         "preferences": [dict(r) for r in preferences],
         "submissions": [dict(r) for r in submissions],
         "messages": [dict(r) for r in messages],
+        "payment_proofs": [dict(r) for r in proofs],
         "inbound": [dict(r) for r in inbound],
     }
 
@@ -144,6 +153,21 @@ async def erase(services: Services, contact_id: UUID, actor: str) -> dict[str, A
             ERASED,
         )
         counts: dict[str, Any] = {"messages_anonymised": int(status.split()[-1])}
+        # Receipts (the files, what the agent read, the reasons) go; the decisions' audit
+        # rows keep who decided and when, without detail.
+        proofs = [
+            str(r["id"])
+            for r in await conn.fetch(
+                "DELETE FROM payment_proofs WHERE contact_id = $1"
+                " OR submission_id = ANY($2::uuid[]) RETURNING id",
+                contact_id,
+                submission_ids,
+            )
+        ]
+        await conn.execute(
+            "UPDATE audit_log SET detail = '{}'::jsonb WHERE subject = ANY($1::text[])", proofs
+        )
+        counts["payment_proofs_deleted"] = len(proofs)
         status = await conn.execute(
             "UPDATE audit_log SET actor = $2, subject = NULL, detail = '{}'::jsonb"
             " WHERE actor = $1 OR subject = ANY($3::text[])",

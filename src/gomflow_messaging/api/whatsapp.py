@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.routing import BaseRoute
 
+    from gomflow_messaging.channels.base import Channel
     from gomflow_messaging.settings import Settings
     from gomflow_messaging.workflows.bot import Reply
 
@@ -132,7 +133,7 @@ async def inbound(request: Request) -> Response:
     return _twiml(replies, locale or "en")
 
 
-def _attachment(channel: object, form: ImmutableMultiDict[str, str]) -> IncomingFile | None:
+def _attachment(channel: Channel, form: ImmutableMultiDict[str, str]) -> IncomingFile | None:
     """The message's first attachment, fetched from Twilio with our credentials on demand."""
     count = form.get("NumMedia", "0")
     url = form.get("MediaUrl0", "")

@@ -112,13 +112,17 @@ async def claim(
              WHERE id = $1
                AND ((status = 'queued' AND next_attempt_at <= now())
                     OR (status = 'sending' AND claimed_until < now()))
-            RETURNING id, channel, address, event, locale, body, attempts, contact_id
+            RETURNING id, channel, address, event, locale, body, attempts, contact_id,
+                      created_at, notification_id
         ), attempt AS (
             INSERT INTO delivery_attempts (message_id, attempt, worker)
             SELECT id, attempts, $3 FROM claimed
             RETURNING id
         )
-        SELECT claimed.*, attempt.id AS attempt_id FROM claimed, attempt
+        SELECT claimed.*, attempt.id AS attempt_id,
+               (SELECT request_id FROM notifications n
+                 WHERE n.id = claimed.notification_id) AS request_id
+          FROM claimed, attempt
         """,
         message_id,
         lease_seconds,

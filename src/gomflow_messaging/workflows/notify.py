@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from gomflow_messaging import contacts, idempotency, outbox
+from gomflow_messaging import contacts, idempotency, metrics, outbox
 from gomflow_messaging.errors import ValidationFailed
 from gomflow_messaging.outbox import PlannedMessage
 from gomflow_messaging.settings import CHANNEL_NAMES
@@ -345,6 +345,21 @@ async def deliver_event(
             "request_id": request_id,
             "queued": sum(1 for r in rows if r["status"] == "queued"),
         },
+    )
+    accepted: dict[tuple[str, str], int] = {}
+    for row in rows:
+        accepted[(row["channel"], row["status"])] = (
+            accepted.get((row["channel"], row["status"]), 0) + 1
+        )
+    for (channel, status), count in accepted.items():
+        metrics.ACCEPTED.labels(channel, status).inc(count)
+    log.info(
+        "notification %s (%s, %s): %d message(s), %d queued",
+        notification_id,
+        event,
+        source,
+        len(rows),
+        sum(n for (_, status), n in accepted.items() if status == "queued"),
     )
     response: dict[str, Any] = {
         "notification_id": str(notification_id),

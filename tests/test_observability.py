@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -175,9 +176,21 @@ async def test_request_id_follows_a_message_from_notify_to_delivery(
     stored = await conn.fetchval(
         "SELECT n.request_id FROM notifications n JOIN messages m ON m.notification_id = n.id"
         " WHERE m.id = $1",
-        __import__("uuid").UUID(message_id),
+        uuid.UUID(message_id),
     )
     assert stored == request_id
+    audit = await conn.fetchrow(
+        "SELECT a.actor, a.detail FROM audit_log a JOIN messages m"
+        " ON a.subject = m.notification_id::text WHERE m.id = $1 AND a.action = 'notify'",
+        uuid.UUID(message_id),
+    )
+    assert audit is not None and audit["actor"] == "api"
+    assert audit["detail"] == {
+        "event": "custom",
+        "messages": 1,
+        "queued": 1,
+        "request_id": request_id,
+    }
     lines = [json.loads(line) for line in json_log.getvalue().splitlines()]
     assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
     traced = [line for line in lines if line.get("request_id") == request_id]

@@ -42,11 +42,21 @@ async def create_notification(
     send_at: datetime | None,
     source: str,
     request_id: str | None,
+    audit: dict[str, Any] | None = None,
 ) -> UUID:
+    """The notification row, and its audit row (``audit`` as detail) in the same statement:
+    one round trip fewer on every notify."""
     notification_id: UUID = await conn.fetchval(
         """
-        INSERT INTO notifications (event, data, locale, send_at, source, request_id)
-        VALUES ($1, $2::jsonb, $3, $4, $5, $6) RETURNING id
+        WITH n AS (
+            INSERT INTO notifications (event, data, locale, send_at, source, request_id)
+            VALUES ($1, $2::jsonb, $3, $4, $5, $6) RETURNING id
+        ), audit AS (
+            INSERT INTO audit_log (direction, actor, action, subject, result, detail)
+            SELECT 'admin', $5, 'notify', n.id::text, 'accepted', $7::jsonb
+              FROM n WHERE $7::jsonb IS NOT NULL
+        )
+        SELECT id FROM n
         """,
         event,
         data,
@@ -54,6 +64,7 @@ async def create_notification(
         send_at,
         source,
         request_id,
+        audit,
     )
     return notification_id
 

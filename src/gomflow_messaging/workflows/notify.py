@@ -315,6 +315,12 @@ async def deliver_event(
         send_at=send_at,
         source=source,
         request_id=request_id,
+        audit={
+            "event": event,
+            "messages": len(planned),
+            "request_id": request_id,
+            "queued": sum(1 for p in planned if p.status == "queued"),
+        },
     )
     rows = await outbox.insert_messages(conn, notification_id, planned)
     entries = []
@@ -332,20 +338,6 @@ async def deliver_event(
         if row["status"] == "queued" and row["next_attempt_at"] > now + timedelta(seconds=1):
             entry["send_at"] = row["next_attempt_at"].isoformat()
         entries.append(entry)
-    await conn.execute(
-        """
-        INSERT INTO audit_log (direction, actor, action, subject, result, detail)
-        VALUES ('admin', $1, 'notify', $2, 'accepted', $3::jsonb)
-        """,
-        source,
-        str(notification_id),
-        {
-            "event": event,
-            "messages": len(rows),
-            "request_id": request_id,
-            "queued": sum(1 for r in rows if r["status"] == "queued"),
-        },
-    )
     accepted: dict[tuple[str, str], int] = {}
     for row in rows:
         accepted[(row["channel"], row["status"])] = (

@@ -162,7 +162,9 @@ async def test_status_and_pay_for_a_linked_buyer(client: httpx.AsyncClient) -> N
     assert response.status_code == 201
     code = response.json()["code"]
     chat = Chat(client)
-    assert "linked to your GOMFLOW orders" in texts(await chat.say(f"/start {code}"))
+    # Linked to Andrea, the chat now speaks her language (Filipino).
+    linked = gettext("fil", "This chat is now linked to your GOMFLOW orders.")
+    assert linked in texts(await chat.say(f"/start {code}"))
     status = texts(await chat.say("/status"))
     # The chat now belongs to the demo buyer Andrea, whose language is Filipino.
     assert "PH-DEMO0001" in status and gettext("fil", "waiting for payment") in status
@@ -235,3 +237,76 @@ async def test_unknown_text_gets_the_menu_and_cancel_ends_a_flow(
     await chat.say(f"submit {PHP_ORDER}")
     assert "Cancelled" in texts(await chat.say("/cancel"))
     assert "did not understand" in texts(await chat.say("Ana Cruz"))
+
+
+async def test_whatsapp_buyer_owns_web_submissions_with_their_number(
+    settings: Settings, conn: asyncpg.Connection
+) -> None:
+    from gomflow_messaging.bootstrap import build_services
+    from gomflow_messaging.workflows.bot import Sender
+
+    reference = f"PH-W{uuid.uuid4().hex[:7].upper()}"
+    await conn.execute(
+        """
+        INSERT INTO submissions (order_id, buyer_name, buyer_phone, quantity, total_amount,
+                                 currency, payment_reference, buyer_platform)
+        VALUES ($1, 'Web Buyer', '0917 444 1212', 1, 1250, 'PHP', $2, 'web')
+        """,
+        uuid.UUID(PHP_ORDER),
+        reference,
+    )
+    services = await build_services(settings)
+    try:
+        sender = Sender("whatsapp", "+639174441212", "Web Buyer")
+        replies = await services.bot.handle(sender, "STATUS")
+        assert reference in texts([{"text": r.text} for r in replies])
+        # A stranger with another number sees nothing of it.
+        other = await services.bot.handle(Sender("whatsapp", "+639174441213"), "STATUS")
+        assert reference not in texts([{"text": r.text} for r in other])
+        # Writing again makes an address reachable again (it had blocked us, say).
+        await conn.execute(
+            "UPDATE contact_addresses SET reachable = false WHERE address = $1", sender.address
+        )
+        await services.bot.handle(sender, "hi")
+        assert await conn.fetchval(
+            "SELECT reachable FROM contact_addresses WHERE address = $1", sender.address
+        )
+    finally:
+        await services.close()
+
+
+async def test_settings_per_kind_quiet_hours_and_time_zone(
+    client: httpx.AsyncClient, conn: asyncpg.Connection
+) -> None:
+    chat = Chat(client)
+    replies = await chat.say("/settings")
+    assert "notify reminders off" in actions(replies)
+    await chat.say("notify reminders off")
+    await chat.say("quiet 22-8")
+    replies = await chat.say("tz kl")
+    contact = await conn.fetchrow(
+        "SELECT c.* FROM contacts c JOIN contact_addresses a ON a.contact_id = c.id"
+        " WHERE a.address = $1",
+        chat.address,
+    )
+    assert contact["timezone"] == "Asia/Kuala_Lumpur"
+    assert (contact["quiet_start"].hour, contact["quiet_end"].hour) == (22, 8)
+    assert (
+        await conn.fetchval(
+            "SELECT enabled FROM contact_preferences WHERE contact_id = $1 AND kind = 'reminders'",
+            contact["id"],
+        )
+        is False
+    )
+    assert "notify reminders on" in actions(replies)
+    assert "22:00-08:00" in texts(replies)
+    # A reminder is now skipped for this person, an order update is not.
+    body = {
+        "event": "custom",
+        "data": {"text": "x"},
+        "recipients": [{"channel": "sandbox", "address": chat.address}],
+    }
+    [entry] = (await client.post("/api/notify", json=body, headers=AUTH)).json()["messages"]
+    assert entry["status"] == "queued"
+    assert "Choose a time zone" in texts(await chat.say("tz mars"))
+    assert "QUIET 22-8" in texts(await chat.say("quiet always"))

@@ -177,13 +177,19 @@ async def _contact(conn: asyncpg.Connection, *addresses: str, **columns: Any) ->
 
 
 async def _submission_for(conn: asyncpg.Connection, contact_id: uuid.UUID, demo: Any) -> str:
+    # An order of its own, so other tests' fan-outs to the demo orders stay as they were.
+    order_id = await conn.fetchval(
+        "INSERT INTO orders (user_id, title, price, currency, deadline) VALUES"
+        " ($1, 'Test order', 1250, 'PHP', now() + interval '3 days') RETURNING id",
+        uuid.UUID(demo["gom_id"]),
+    )
     submission_id = await conn.fetchval(
         """
         INSERT INTO submissions (order_id, buyer_name, quantity, total_amount, currency,
                                  payment_reference, buyer_platform)
         VALUES ($1, 'Test Buyer', 1, 1250, 'PHP', $2, 'web') RETURNING id
         """,
-        uuid.UUID(demo["orders"]["PHP"]),
+        order_id,
         f"PH-T{uuid.uuid4().hex[:7].upper()}",
     )
     await conn.execute("INSERT INTO submission_contacts VALUES ($1, $2)", submission_id, contact_id)
@@ -268,3 +274,65 @@ async def test_preferences_and_quiet_hours(
     assert Decimal("1250") == await conn.fetchval(
         "SELECT total_amount FROM submissions WHERE id = $1", uuid.UUID(submission_id)
     )
+
+
+async def test_ten_thousand_buyers_in_one_call(
+    make_settings: Any, conn: asyncpg.Connection, redis: Any
+) -> None:
+    # A queue of its own, emptied afterwards, so no other test's worker inherits 10,000 jobs.
+    settings = make_settings(queue_name=unique_text("fan-out"))
+    gom_id = await conn.fetchval("INSERT INTO profiles (name) VALUES ('Big GOM') RETURNING id")
+    order_id = await conn.fetchval(
+        "INSERT INTO orders (user_id, title, price, currency, deadline)"
+        " VALUES ($1, 'BTS Proof Collector', 3000, 'PHP', now() + interval '3 days') RETURNING id",
+        gom_id,
+    )
+    tag = uuid.uuid4().hex[:6]
+    await conn.execute(
+        """
+        WITH c AS (
+            INSERT INTO contacts (display_name)
+            SELECT $2 || '-' || n FROM generate_series(1, 10000) n
+            RETURNING id, display_name
+        ), s AS (
+            INSERT INTO submissions (order_id, buyer_name, quantity, total_amount, currency,
+                                     payment_reference)
+            SELECT $1, $2 || '-' || n, 1, 3000, 'PHP', 'PH-' || $2 || lpad(n::text, 6, '0')
+              FROM generate_series(1, 10000) n
+            RETURNING id, buyer_name
+        ), a AS (
+            INSERT INTO contact_addresses (contact_id, channel, address)
+            SELECT c.id, 'sandbox', 'fan-' || c.display_name FROM c
+        )
+        INSERT INTO submission_contacts (submission_id, contact_id)
+        SELECT s.id, c.id FROM s JOIN c ON c.display_name = s.buyer_name
+        """,
+        order_id,
+        tag,
+    )
+    async with running_app(settings, mode="web") as client:
+        response = await client.post(
+            "/api/notify",
+            headers=AUTH,
+            json={
+                "event": "order_status_update",
+                "data": {"status": "arrived"},
+                "recipients": [{"order_id": str(order_id)}],
+            },
+        )
+        assert response.status_code == 202, response.text
+        messages = response.json()["messages"]
+        assert len(messages) == 10_000
+        assert {m["status"] for m in messages} == {"queued"}
+        assert len({m["address"] for m in messages}) == 10_000
+
+        async def all_enqueued() -> bool:
+            waiting = await client.app.state.services.queue.saq.count("queued")  # type: ignore[attr-defined]
+            return int(waiting) >= 10_000
+
+        await eventually(all_enqueued, timeout=60)
+    await conn.execute(
+        "DELETE FROM notifications WHERE id = $1", uuid.UUID(response.json()["notification_id"])
+    )
+    keys = [k async for k in redis.scan_iter(f"saq:{settings.queue_name}:*")]
+    await redis.delete(*keys)

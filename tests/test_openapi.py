@@ -87,6 +87,8 @@ async def test_document_describes_the_contract(settings: Settings) -> None:
         "/api/notifications/test",
         "/api/sandbox/messages",
         "/api/link-tokens",
+        "/api/contacts/{contact_id}",
+        "/api/proofs/{proof_id}/image",
         "/webhook/telegram",
         "/webhook/discord",
         settings.webhook_path,

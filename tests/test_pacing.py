@@ -50,3 +50,10 @@ async def test_wait_sleeps_until_the_slot(redis: Redis, prefix: str) -> None:
     for _ in range(3):
         await pacer.wait(limits)
     assert time.monotonic() - started >= 0.38
+
+
+async def test_hold_back_covers_the_burst_too(redis: Redis, prefix: str) -> None:
+    pacer = Pacer(redis, prefix)
+    await pacer.hold_back("chat:9", 2)
+    wait = await pacer.reserve([Limit("chat:9", 1, burst=3)])
+    assert wait == pytest.approx(2, abs=0.1)

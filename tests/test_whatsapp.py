@@ -163,7 +163,7 @@ async def add_contact(pool: Any, phone: str, inbound_hours_ago: float | None) ->
 
 
 async def test_keywords_answer_in_twiml_and_submit_gives_a_payment_reference(
-    wa_settings: Settings, demo: dict[str, Any], conn: Any
+    wa_settings: Settings, twilio: FakeTwilio, demo: dict[str, Any], conn: Any
 ) -> None:
     _typed, phone = new_phone()
     async with running_app(wa_settings, mode="web") as client:
@@ -200,14 +200,16 @@ async def test_keywords_answer_in_twiml_and_submit_gives_a_payment_reference(
             "quantity": 2,
         }
 
-        # A receipt screenshot: until the proof pipeline exists, the answer is how to pay.
+        # A receipt screenshot goes to the payment-proof flow (tests/test_payment_proofs.py).
+        media = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/MM1/Media/ME1"
+        twilio.media[media] = ("image/jpeg", b"\xff\xd8\xff\xe0 a receipt")
         proof = await chat.say(
             "",
             NumMedia="1",
             MediaContentType0="image/jpeg",
-            MediaUrl0=f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/MM1/Media/ME1",
+            MediaUrl0="https://api.twilio.com" + media,
         )
-        assert reference.group(1) in proof[0] and "How to pay" in proof[0]
+        assert f"We received your receipt for {reference.group(1)}" in proof[0]
 
 
 async def test_forged_signature_is_403_and_records_nothing(

@@ -15,6 +15,7 @@ from gomflow_messaging.queue import JobQueue
 from gomflow_messaging.settings import ConfigError
 from gomflow_messaging.workflows import gom_alerts
 from gomflow_messaging.workflows.bot import Bot
+from gomflow_messaging.workflows.payment_proofs import PaymentProofs
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -123,4 +124,5 @@ async def build_services(
         await gom_alerts.on_new_submission(services, submission_id, datetime.now(UTC))
 
     bot.on_submission = submission_created
+    bot.proofs = PaymentProofs(services)
     return services

@@ -135,6 +135,19 @@ class Settings(BaseSettings):
     discord_requests_per_second: float = Field(50.0, gt=0, le=1000)
     #: An interaction not answered by then is deferred (Discord's limit is 3 s).
     discord_answer_deadline_seconds: float = Field(2.0, gt=0, le=2.8)
+    #: Hosts a slash command's attachment may be downloaded from in production (Discord's CDN).
+    discord_attachment_hosts: str = "cdn.discordapp.com,media.discordapp.net"
+
+    # Payment proofs and the Smart Agent (SMART_AGENT_SERVICE_URL, ENABLE_SMART_PAYMENT_...)
+    #: The agent's route for a receipt; the deployment guide tests /api/process-payment.
+    smart_agent_route: str = "/api/process"
+    #: One request's limit; 5xx and timeouts are tried smart_agent_attempts times in all.
+    smart_agent_timeout_seconds: float = Field(20.0, gt=0, le=120)
+    smart_agent_attempts: int = Field(3, ge=1, le=10)
+    #: An agent's match is approved on its own only at or above this score and confidence.
+    smart_agent_auto_approve_threshold: float = Field(0.85, gt=0, le=1)
+    #: How long a signed receipt image URL (for the GOM's chat) stays valid.
+    proof_image_url_ttl_seconds: int = Field(900, ge=30, le=7 * 24 * 3600)
 
     @field_validator("service_secret")
     @classmethod
@@ -262,10 +275,31 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _smart_agent_url(self) -> Settings:
+        # Receipts carry names and account numbers: never in clear text over the internet.
+        url = self.smart_agent_service_url
+        if url and urlsplit(url).scheme not in ("http", "https"):
+            raise ValueError("SMART_AGENT_SERVICE_URL must be an http(s):// URL")
+        if (
+            url
+            and self.enable_smart_payment_detection
+            and self.environment is Environment.production
+            and urlsplit(url).scheme != "https"
+        ):
+            raise ValueError("SMART_AGENT_SERVICE_URL must be https:// in production")
+        if not self.smart_agent_route.startswith("/"):
+            raise ValueError("SMART_AGENT_ROUTE must start with /")
+        return self
+
+    @model_validator(mode="after")
     def _log_format(self) -> Settings:
         if self.log_format is None:
             self.log_format = "json" if self.environment is Environment.production else "text"
         return self
+
+    @property
+    def smart_agent_enabled(self) -> bool:
+        return bool(self.enable_smart_payment_detection and self.smart_agent_service_url)
 
     @property
     def enabled_channels(self) -> list[str]:

@@ -17,7 +17,7 @@ from saq.types import Context
 
 from gomflow_messaging.queue import DELIVER_JOB
 from gomflow_messaging.schedule import cron_jobs
-from gomflow_messaging.workflows import gom_alerts
+from gomflow_messaging.workflows import gom_alerts, payment_proofs
 
 if TYPE_CHECKING:
     from gomflow_messaging.bootstrap import Services
@@ -47,6 +47,12 @@ async def gom_digest(ctx: WorkerContext, *, gom_id: str, window: int) -> dict[st
     return {"folded": sent}
 
 
+async def check_payment_proof(ctx: WorkerContext, *, proof_id: str) -> dict[str, Any]:
+    """SAQ job: the Smart Agent reads one receipt; approved, or on to the GOM."""
+    proofs = payment_proofs.PaymentProofs(ctx["services"])
+    return await proofs.check(uuid.UUID(proof_id))
+
+
 def build_worker(services: Services) -> Worker[WorkerContext]:
     settings = services.settings
 
@@ -55,7 +61,11 @@ def build_worker(services: Services) -> Worker[WorkerContext]:
 
     worker: Worker[WorkerContext] = Worker(
         services.queue.saq,
-        functions={(DELIVER_JOB, deliver), (gom_alerts.DIGEST_JOB, gom_digest)},
+        functions={
+            (DELIVER_JOB, deliver),
+            (gom_alerts.DIGEST_JOB, gom_digest),
+            (payment_proofs.PROOF_JOB, check_payment_proof),
+        },
         cron_jobs=cron_jobs(),
         concurrency=settings.worker_concurrency,
         startup=startup,

@@ -71,6 +71,9 @@ class FakeDiscord:
     callbacks: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     cannot_dm: set[str] = field(default_factory=set)
     unknown_users: set[str] = field(default_factory=set)
+    #: Files users attached (their CDN path -> bytes), served at `attachment_url`.
+    attachments: dict[str, bytes] = field(default_factory=dict)
+    attachment_downloads: int = 0
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(900_000_000_000_000_000)
@@ -84,6 +87,7 @@ class FakeDiscord:
     async def start(self) -> FakeDiscord:
         app = web.Application()
         app.router.add_route("*", "/api/v10/{tail:.*}", self._handle)
+        app.router.add_get("/attachments/{path:.+}", self._attachment)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -110,6 +114,17 @@ class FakeDiscord:
         ``after``: let that many matching requests through first.
         """
         self._faults.append(_Pending(fault, retry_after, path, after))
+
+    def attachment_url(self, path: str) -> str:
+        """Where the CDN serves an attachment (signed query, like Discord's)."""
+        return f"http://127.0.0.1:{self.port}/attachments/{path}?ex=1&is=2&hm=abc"
+
+    async def _attachment(self, request: web.Request) -> web.StreamResponse:
+        self.attachment_downloads += 1
+        data = self.attachments.get(request.match_info["path"])
+        if data is None:
+            return web.Response(status=404, text="Not Found")
+        return web.Response(body=data, content_type="application/octet-stream")
 
     def dm_messages(self, user_id: str) -> list[dict[str, Any]]:
         channel = self.dm_channels.get(user_id)
@@ -504,6 +519,21 @@ def slash(name: str, options: dict[str, str] | None = None, **kw: Any) -> dict[s
         "options": [{"name": k, "type": 3, "value": v} for k, v in (options or {}).items()],
     }
     return interaction(2, data, **kw)
+
+
+def slash_with_file(
+    name: str,
+    option: str,
+    attachment: dict[str, Any],
+    options: dict[str, str] | None = None,
+    **kw: Any,
+) -> dict[str, Any]:
+    """A slash command with an attachment option, resolved as Discord sends it."""
+    payload = slash(name, options, **kw)
+    attachment_id = str(attachment.setdefault("id", new_user_id()))
+    payload["data"]["options"].append({"name": option, "type": 11, "value": attachment_id})
+    payload["data"]["resolved"] = {"attachments": {attachment_id: attachment}}
+    return payload
 
 
 def press(custom_id: str, **kw: Any) -> dict[str, Any]:

@@ -551,7 +551,11 @@ class FakeTelegram:
 
     def _m_getFile(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
         file_id = str(params.get("file_id", ""))
-        path = f"photos/{file_id}.jpg"
+        # A stored file is found by its name without extension: photos/<id>.jpg, docs/<id>.pdf
+        path = next(
+            (p for p in self.files if p.rsplit("/", 1)[-1].rsplit(".", 1)[0] == file_id),
+            f"photos/{file_id}.jpg",
+        )
         if path not in self.files:
             raise ApiFailure(400, "Bad Request: invalid file_id")
         return {

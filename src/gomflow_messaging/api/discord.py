@@ -53,7 +53,7 @@ from gomflow_messaging.channels.discord import (
 )
 from gomflow_messaging.errors import ApiError, ChannelError
 from gomflow_messaging.i18n import gettext, normalize_locale
-from gomflow_messaging.workflows.bot import Form, Reply, Sender
+from gomflow_messaging.workflows.bot import Form, IncomingFile, Reply, Sender
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -76,6 +76,8 @@ CHANNEL_MESSAGE = 4
 DEFERRED_CHANNEL_MESSAGE = 5
 AUTOCOMPLETE_RESULT = 8
 MODAL = 9
+
+ATTACHMENT_OPTION = 11  # an application command option of type ATTACHMENT
 
 MAX_MODAL_TITLE = 45
 MAX_INPUT_LABEL = 45
@@ -191,7 +193,12 @@ class Interaction:
             if not self.settings.enable_slash_commands:
                 return self._notice(self._("Slash commands are turned off here for now."))
             origin = self._command_line()
-            work = functools.partial(bot.handle, sender, origin)
+            upload = self._attachment()
+            if upload is not None:
+                # ``/pay receipt:<file> [reference]``: the payment-proof flow.
+                work = functools.partial(bot.file, sender, upload, origin)
+            else:
+                work = functools.partial(bot.handle, sender, origin)
         elif kind == MESSAGE_COMPONENT:
             if not self.settings.enable_button_interactions:
                 return self._notice(self._("Buttons are turned off here for now."))
@@ -269,11 +276,36 @@ class Interaction:
                 if option.get("options") is not None and "value" not in option:
                     words.append(str(option.get("name", "")))
                     walk(option["options"])
+                elif option.get("type") == ATTACHMENT_OPTION:
+                    continue  # an attachment id: the file goes to the bot separately
                 elif option.get("value") not in (None, ""):
                     words.append(str(option["value"]).strip())
 
         walk(self.data.get("options") or [])
         return " ".join(w for w in words if w)
+
+    def _attachment(self) -> IncomingFile | None:
+        """The command's attachment option, as a file the bot can fetch from Discord's CDN."""
+        ids = [
+            str(option.get("value"))
+            for option in self.data.get("options") or []
+            if option.get("type") == ATTACHMENT_OPTION
+        ]
+        resolved = (self.data.get("resolved") or {}).get("attachments") or {}
+        found = resolved.get(ids[0]) if ids else None
+        if not isinstance(found, dict) or not found.get("url"):
+            return None
+        size = found.get("size")
+        return IncomingFile(
+            name=str(found.get("filename") or "receipt")[:200],
+            mime_type=str(found.get("content_type") or ""),
+            size=size if isinstance(size, int) and size >= 0 else 0,
+            fetch=functools.partial(
+                self.channel.download_attachment,
+                str(found["url"]),
+                self.settings.max_file_size,
+            ),
+        )
 
     def _form_values(self) -> dict[str, str]:
         """Text inputs of a modal: in action rows, or in labels (Discord's newer layout)."""

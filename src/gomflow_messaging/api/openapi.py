@@ -176,6 +176,7 @@ SCHEMAS: dict[str, Any] = {
     },
 }
 
+_CONTACT_ID = {"name": "contact_id", "in": "path", "required": True, "schema": _UUID}
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 _AUTH_ERRORS = {"401": _error("Missing or wrong bearer token")}
 _BODY_ERRORS = {
@@ -370,6 +371,54 @@ def document(settings: Settings) -> dict[str, Any]:
                     ),
                     **_AUTH_ERRORS,
                     **_BODY_ERRORS,
+                },
+            }
+        },
+        "/api/contacts/{contact_id}/export": {
+            "get": {
+                "summary": "Everything kept about a contact (data rights: access)",
+                "security": _BEARER,
+                "parameters": [_CONTACT_ID],
+                "responses": {
+                    "200": _ok("The contact's data", {"type": "object"}),
+                    **_AUTH_ERRORS,
+                    "404": _error("No contact with this id"),
+                    "422": _error("Not a UUID"),
+                },
+            }
+        },
+        "/api/contacts/{contact_id}": {
+            "delete": {
+                "summary": "Erase a contact and what is kept about them (data rights: erasure)",
+                "security": _BEARER,
+                "parameters": [_CONTACT_ID],
+                "responses": {
+                    "200": _ok("What was erased", {"type": "object"}),
+                    **_AUTH_ERRORS,
+                    "404": _error("No contact with this id"),
+                    "422": _error("Not a UUID"),
+                },
+            }
+        },
+        "/api/proofs/{proof_id}/image": {
+            "get": {
+                "summary": "A payment receipt at a signed, short-lived URL (for the GOM's chat)",
+                "parameters": [
+                    {"name": "proof_id", "in": "path", "required": True, "schema": _UUID},
+                    {"name": "exp", "in": "query", "required": True, "schema": {"type": "integer"}},
+                    {"name": "sig", "in": "query", "required": True, "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The image or PDF",
+                        "content": {
+                            "image/*": {"schema": {"type": "string", "format": "binary"}},
+                            "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+                        },
+                    },
+                    "403": _error("The signature is wrong or the link has expired"),
+                    "404": _error("No such receipt"),
+                    "410": _error("The receipt is no longer kept"),
                 },
             }
         },

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
 from dataclasses import asdict
 from typing import Any
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -14,11 +17,14 @@ from gomflow_messaging import health as health_checks
 from gomflow_messaging import outbox
 from gomflow_messaging.api.commands import commands_status
 from gomflow_messaging.api.common import json_body, require_service_secret, services
+from gomflow_messaging.api.proofs import routes as proof_routes
 from gomflow_messaging.errors import ApiError, ValidationFailed
 from gomflow_messaging.idempotency import check_key
-from gomflow_messaging.workflows import linking
+from gomflow_messaging.workflows import data_rights, linking
 from gomflow_messaging.workflows import notify as notify_workflow
-from gomflow_messaging.workflows.bot import Sender
+from gomflow_messaging.workflows.bot import IncomingFile, Sender
+
+INLINE_ENQUEUE_LIMIT = 200
 
 
 def _json(data: Any, status_code: int = 200) -> JSONResponse:
@@ -49,8 +55,14 @@ async def notify(request: Request) -> Response:
         idempotency_key=check_key(key) if key is not None else None,
         request_id=request.state.request_id,
     )
-    await notify_workflow.enqueue(svc, result)
-    return _json(result.body, result.status_code)
+    response = _json(result.body, result.status_code)
+    if len(result.to_enqueue) > INLINE_ENQUEUE_LIMIT:
+        # A large fan-out is answered as soon as its rows are committed; the jobs follow
+        # (and if this process dies first, the sweeper enqueues them).
+        response.background = BackgroundTask(notify_workflow.enqueue, svc, result)
+    else:
+        await notify_workflow.enqueue(svc, result)
+    return response
 
 
 async def notifications_test(request: Request) -> Response:
@@ -133,7 +145,10 @@ async def sandbox_inbound(request: Request) -> Response:
     if not isinstance(body, dict):
         raise ValidationFailed({"body": "must be a JSON object"})
     fields = {}
+    upload = _sandbox_file(body.get("file"))
     for name in ("address", "text"):
+        if name == "text" and upload is not None:
+            continue  # a file may come without a caption
         if not isinstance(body.get(name), str) or not body[name].strip():
             fields[name] = "is required"
     if fields:
@@ -150,9 +165,31 @@ async def sandbox_inbound(request: Request) -> Response:
         replies = await svc.bot.submit_form(
             sender, str(form.get("id", "")), {str(k): str(v) for k, v in form["values"].items()}
         )
+    elif upload is not None:
+        replies = await svc.bot.file(sender, upload, str(body.get("text") or ""))
     else:
         replies = await svc.bot.handle(sender, body["text"])
     return _json({"replies": [asdict(r) for r in replies]})
+
+
+def _sandbox_file(value: Any) -> IncomingFile | None:
+    """``{"name", "mime_type", "content_base64"}``: a file as a sandbox chat sends it."""
+    if value is None:
+        return None
+    try:
+        content = base64.b64decode(str(value["content_base64"]), validate=True)
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        raise ValidationFailed({"file.content_base64": "must be base64"}) from None
+
+    async def fetch() -> bytes:
+        return content
+
+    return IncomingFile(
+        name=str(value.get("name", "receipt"))[:200],
+        mime_type=str(value.get("mime_type", "application/octet-stream"))[:100],
+        size=len(content),
+        fetch=fetch,
+    )
 
 
 async def link_tokens(request: Request) -> Response:
@@ -174,6 +211,25 @@ async def link_tokens(request: Request) -> Response:
     return _json(token, 201)
 
 
+def _contact_id(request: Request) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.path_params["contact_id"])
+    except ValueError:
+        raise ValidationFailed({"id": "must be a UUID"}) from None
+
+
+async def contact_export(request: Request) -> Response:
+    require_service_secret(request)
+    data = await data_rights.export(services(request), _contact_id(request), actor="api")
+    return _json(data)
+
+
+async def contact_erase(request: Request) -> Response:
+    require_service_secret(request)
+    data = await data_rights.erase(services(request), _contact_id(request), actor="api")
+    return _json(data)
+
+
 async def health(request: Request) -> Response:
     report = await health_checks.check(services(request), mode=request.app.state.mode)
     return _json(report, 200 if report["ok"] else 503)
@@ -187,5 +243,8 @@ routes = [
     Route("/api/sandbox/messages", sandbox_messages, methods=["GET"]),
     Route("/api/sandbox/inbound", sandbox_inbound, methods=["POST"]),
     Route("/api/link-tokens", link_tokens, methods=["POST"]),
+    Route("/api/contacts/{contact_id}/export", contact_export, methods=["GET"]),
+    Route("/api/contacts/{contact_id}", contact_erase, methods=["DELETE"]),
     Route("/api/commands/status", commands_status, methods=["GET"]),
+    *proof_routes,
 ]

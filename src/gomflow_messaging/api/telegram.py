@@ -44,7 +44,7 @@ from gomflow_messaging.api.common import services
 from gomflow_messaging.channels.telegram import TelegramChannel, keyboard
 from gomflow_messaging.errors import ApiError, PermanentError, TransientError
 from gomflow_messaging.i18n import gettext, normalize_locale
-from gomflow_messaging.workflows.bot import Reply, Sender
+from gomflow_messaging.workflows.bot import IncomingFile, Reply, Sender
 
 if TYPE_CHECKING:
     from aiogram import Bot as AiogramBot
@@ -199,8 +199,40 @@ async def on_message(message: Message, services: Services, channel: TelegramChan
         return Answer()
     if allowed == "warn":
         return Answer(response=_text(chat_id, _slow_down(user)))
-    replies = await services.bot.handle(_sender(chat_id, user), text)
+    upload = _incoming_file(message, channel, services.settings.max_file_size)
+    if upload is not None and message.chat.type == "private":
+        # A receipt (the caption may name the reference): the payment-proof flow.
+        replies = await services.bot.file(_sender(chat_id, user), upload, message.caption or "")
+    else:
+        replies = await services.bot.handle(_sender(chat_id, user), text)
     return _replies_answer(channel, chat_id, replies)
+
+
+def _incoming_file(message: Message, channel: TelegramChannel, limit: int) -> IncomingFile | None:
+    """A photo (its largest size) or a document, fetched through getFile when needed."""
+    if message.photo:
+        photo = message.photo[-1]
+        file_id, name, mime, size = (
+            photo.file_id,
+            f"{photo.file_unique_id}.jpg",
+            "image/jpeg",
+            photo.file_size or 0,
+        )
+    elif message.document is not None:
+        document = message.document
+        file_id, name, mime, size = (
+            document.file_id,
+            document.file_name or "receipt",
+            document.mime_type or "",
+            document.file_size or 0,
+        )
+    else:
+        return None
+
+    async def fetch() -> bytes:
+        return await channel.download(file_id, limit)
+
+    return IncomingFile(name=name[:200], mime_type=mime, size=size, fetch=fetch)
 
 
 async def on_callback_query(

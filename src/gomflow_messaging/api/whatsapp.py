@@ -24,17 +24,19 @@ from gomflow_messaging.channels.base import split_text
 from gomflow_messaging.channels.whatsapp import (
     FAILURE_REASONS,
     PREFIX,
+    TWILIO_API,
     WhatsAppChannel,
     render_text,
 )
-from gomflow_messaging.errors import ApiError, ValidationFailed
+from gomflow_messaging.errors import ApiError, PermanentError, ValidationFailed
 from gomflow_messaging.phones import normalize_phone
-from gomflow_messaging.workflows.bot import Sender
+from gomflow_messaging.workflows.bot import IncomingFile, Sender
 
 if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.routing import BaseRoute
 
+    from gomflow_messaging.channels.base import Channel
     from gomflow_messaging.settings import Settings
     from gomflow_messaging.workflows.bot import Reply
 
@@ -50,8 +52,6 @@ _RECORDED = {
     "failed": "failed",
     "undelivered": "failed",  # the reason says which
 }
-#: Attachments that start the payment-proof flow: receipts are screenshots or PDFs.
-_PROOF_TYPES = ("image/", "application/pdf")
 
 
 async def _verified_form(request: Request) -> ImmutableMultiDict[str, str]:
@@ -110,12 +110,14 @@ async def inbound(request: Request) -> Response:
         return _twiml([], "en")  # Twilio retried: answered already
     sender = Sender("whatsapp", address, form.get("ProfileName", "")[:100])
     try:
-        # A tap on a template's quick-reply button carries its payload.
-        text = form.get("ButtonPayload") or form.get("Body", "")
-        if _has_proof(form):
-            # The payment-proof pipeline is not built yet: answer with how to pay.
-            text = "pay"
-        replies = await svc.bot.handle(sender, text)
+        upload = _attachment(svc.channels["whatsapp"], form)
+        if upload is not None:
+            # A receipt (the caption may name the reference): the payment-proof flow.
+            replies = await svc.bot.file(sender, upload, form.get("Body", ""))
+        else:
+            # A tap on a template's quick-reply button carries its payload.
+            text = form.get("ButtonPayload") or form.get("Body", "")
+            replies = await svc.bot.handle(sender, text)
         locale = await svc.pool.fetchval(
             "SELECT c.locale FROM contact_addresses ca JOIN contacts c ON c.id = ca.contact_id"
             " WHERE ca.channel = 'whatsapp' AND ca.address = $1",
@@ -131,10 +133,27 @@ async def inbound(request: Request) -> Response:
     return _twiml(replies, locale or "en")
 
 
-def _has_proof(form: ImmutableMultiDict[str, str]) -> bool:
+def _attachment(channel: Channel, form: ImmutableMultiDict[str, str]) -> IncomingFile | None:
+    """The message's first attachment, fetched from Twilio with our credentials on demand."""
     count = form.get("NumMedia", "0")
-    n = min(int(count), 10) if count.isdigit() else 0  # WhatsApp carries at most 10
-    return any(form.get(f"MediaContentType{i}", "").startswith(_PROOF_TYPES) for i in range(n))
+    url = form.get("MediaUrl0", "")
+    if not count.isdigit() or int(count) < 1 or not url:
+        return None
+    assert isinstance(channel, WhatsAppChannel)
+
+    async def fetch() -> bytes:
+        # Our account's credentials go to Twilio's API and nowhere else.
+        if not url.startswith(TWILIO_API + "/"):
+            raise PermanentError("attachment is not on Twilio's API", code="untrusted_url")
+        _content_type, data = await channel.download_media(url)
+        return data
+
+    return IncomingFile(
+        name=url.rsplit("/", 1)[-1][:100],
+        mime_type=form.get("MediaContentType0", ""),
+        size=0,  # Twilio does not say; download_media stops at MAX_FILE_SIZE
+        fetch=fetch,
+    )
 
 
 def _twiml(replies: list[Reply], locale: str) -> Response:

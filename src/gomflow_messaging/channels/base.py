@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from uuid import UUID
+
+from redis.exceptions import RedisError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 
 @dataclass(frozen=True)
@@ -107,3 +112,43 @@ def split_text(text: str, limit: int) -> list[str]:
     if text:
         parts.append(text)
     return parts
+
+
+class DeliveredParts:
+    """Which parts of a split message the platform already accepted, kept in Redis for a day.
+
+    A retry after part 2 failed must not send part 1 again: adapters skip what `load`
+    returns and `mark` each part once accepted. Redis trouble only loses the memory (a
+    retry might then repeat a part); it never fails a send.
+    """
+
+    TTL = 24 * 3600
+
+    def __init__(self, redis: Redis | None, prefix: str) -> None:
+        self._redis = redis
+        self._prefix = prefix
+
+    def _key(self, message_id: UUID | str) -> str:
+        return f"{self._prefix}:parts:{message_id}"
+
+    async def load(self, message_id: UUID | str) -> dict[int, str]:
+        """Part index -> the platform's id for it."""
+        if self._redis is None:
+            return {}
+        try:
+            stored = await self._redis.hgetall(self._key(message_id))  # type: ignore[misc]
+        except (RedisError, OSError):
+            return {}
+        return {int(k): (v.decode() if isinstance(v, bytes) else str(v)) for k, v in stored.items()}
+
+    async def mark(self, message_id: UUID | str, index: int, provider_id: str) -> None:
+        if self._redis is None:
+            return
+        key = self._key(message_id)
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hset(key, str(index), provider_id)
+                pipe.expire(key, self.TTL)
+                await pipe.execute()
+        except (RedisError, OSError):
+            pass

@@ -22,21 +22,25 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 import hikari
+import httpx
 from hikari.impl import MessageActionRowBuilder
 from redis.exceptions import RedisError
 
 from gomflow_messaging.channels.base import (
     Button,
     ChannelHealth,
+    DeliveredParts,
     OutboundMessage,
     SendResult,
     split_text,
 )
 from gomflow_messaging.channels.pacing import Limit, Pacer
 from gomflow_messaging.errors import ChannelError, PermanentError, TransientError
+from gomflow_messaging.settings import Environment
 
 if TYPE_CHECKING:
     from hikari.impl.rest import RESTClientImpl
@@ -59,7 +63,6 @@ MAX_ROWS = 5
 MAX_PER_ROW = 5
 EPHEMERAL = int(hikari.MessageFlag.EPHEMERAL)
 DM_CACHE_TTL = 30 * 24 * 3600
-PROGRESS_TTL = 24 * 3600
 GLOBAL_SCOPE = "discord:global"
 HEALTH_CACHE_SECONDS = 60.0
 CLOSE_GRACE_SECONDS = 5.0
@@ -144,6 +147,17 @@ def map_error(exc: BaseException) -> ChannelError | None:
         return transient("no answer from Discord in time", "timeout")
     if isinstance(exc, aiohttp.ClientError | OSError):
         return transient(f"Discord unreachable: {type(exc).__name__}", "network")
+    # Attachments come from Discord's CDN over plain HTTP (httpx). Never str(exc) here
+    # either: an attachment URL carries its signature.
+    if isinstance(exc, httpx.HTTPStatusError):
+        status = exc.response.status_code
+        if status in (408, 429) or status >= 500:
+            return transient(f"Discord CDN {status}", f"http_{status}")
+        return permanent(f"Discord CDN {status}", f"http_{status}")
+    if isinstance(exc, httpx.TimeoutException):
+        return transient("no answer from Discord's CDN in time", "timeout")
+    if isinstance(exc, httpx.HTTPError):
+        return transient(f"Discord CDN unreachable: {type(exc).__name__}", "network")
     return None
 
 
@@ -313,6 +327,16 @@ def command_builders(commands: Sequence[CommandLike]) -> list[hikari.api.SlashCo
                     max_length=90,
                 )
             )
+        attachment = getattr(command, "attachment", "")
+        if attachment:
+            builder.add_option(
+                hikari.CommandOption(
+                    type=hikari.OptionType.ATTACHMENT,
+                    name=attachment,
+                    description=attachment.capitalize(),
+                    is_required=False,
+                )
+            )
         builder.set_integration_types([hikari.ApplicationIntegrationType.GUILD_INSTALL])
         builder.set_context_types(
             [hikari.ApplicationContextType.GUILD, hikari.ApplicationContextType.BOT_DM]
@@ -459,11 +483,17 @@ class DiscordChannel:
         prefix: str,
         *,
         guild_id: str = "",
+        attachment_hosts: tuple[str, ...] | None = None,
+        download_timeout: float = 10.0,
     ) -> None:
         self.rest = rest
         self.guild_id = guild_id
+        #: Hosts an attachment may come from; None: any (outside production, for fakes).
+        self._attachment_hosts = attachment_hosts
+        self._download_timeout = download_timeout
         self._redis = redis
         self._prefix = f"{prefix}:discord"
+        self._parts = DeliveredParts(redis, self._prefix)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._health: tuple[float, ChannelHealth] | None = None
 
@@ -506,12 +536,14 @@ class DiscordChannel:
                 address_unreachable=True,
             ) from None
         parts = render_outbound(message)
-        done, last_id = await self._progress(message)
-        if done >= len(parts):
+        done = await self._parts.load(message.message_id) if len(parts) > 1 else {}
+        last_id = done.get(len(parts) - 1, "")
+        if last_id:
             return SendResult(provider_message_id=last_id)
         channel_id = await self._dm_channel(user_id)
-        for index in range(done, len(parts)):
-            part = parts[index]
+        for index, part in enumerate(parts):
+            if index in done:
+                continue
             try:
                 sent = await self._create_message(channel_id, part)
             except PermanentError as exc:
@@ -521,7 +553,8 @@ class DiscordChannel:
                 channel_id = await self._dm_channel(user_id, fresh=True)
                 sent = await self._create_message(channel_id, part)
             last_id = str(sent.id)
-            await self._save_progress(message, index + 1, last_id)
+            if len(parts) > 1:
+                await self._parts.mark(message.message_id, index, last_id)
         return SendResult(provider_message_id=last_id)
 
     async def _create_message(self, channel_id: str, part: Rendered) -> hikari.Message:
@@ -550,27 +583,6 @@ class DiscordChannel:
             with contextlib.suppress(RedisError, OSError):
                 await self._redis.set(key, channel_id, ex=DM_CACHE_TTL)
         return channel_id
-
-    async def _progress(self, message: OutboundMessage) -> tuple[int, str]:
-        """Parts of a split message already delivered by an earlier attempt."""
-        if self._redis is None:
-            return 0, ""
-        try:
-            raw = await self._redis.get(f"{self._prefix}:sent:{message.message_id}")
-        except (RedisError, OSError):
-            return 0, ""
-        if not raw:
-            return 0, ""
-        count, _sep, last_id = (raw.decode() if isinstance(raw, bytes) else str(raw)).partition(":")
-        return (int(count) if count.isdigit() else 0), last_id
-
-    async def _save_progress(self, message: OutboundMessage, count: int, last_id: str) -> None:
-        if self._redis is None:
-            return
-        with contextlib.suppress(RedisError, OSError):
-            await self._redis.set(
-                f"{self._prefix}:sent:{message.message_id}", f"{count}:{last_id}", ex=PROGRESS_TTL
-            )
 
     async def health(self) -> ChannelHealth:
         """Whether the bot token works, asked of Discord at most once a minute.
@@ -640,6 +652,44 @@ class DiscordChannel:
             paced=False,
         )
 
+    async def download_attachment(self, url: str, limit: int) -> bytes:
+        """A file attached to a slash command, from Discord's CDN, at most ``limit`` bytes."""
+        parts = urlsplit(url)
+        trusted = parts.scheme in ("http", "https") and (
+            self._attachment_hosts is None
+            or (parts.scheme == "https" and parts.hostname in self._attachment_hosts)
+        )
+        if not trusted:
+            raise PermanentError(
+                "attachment is not on Discord's CDN", code="untrusted_url", platform=PLATFORM
+            )
+        too_large = PermanentError(
+            f"attachment larger than {limit} bytes", code="too_large", platform=PLATFORM
+        )
+        try:
+            async with (
+                httpx.AsyncClient(
+                    timeout=self._download_timeout, follow_redirects=False, trust_env=False
+                ) as client,
+                client.stream("GET", url) as response,
+            ):
+                response.raise_for_status()
+                if int(response.headers.get("content-length") or 0) > limit:
+                    raise too_large
+                data = bytearray()
+                async for chunk in response.aiter_bytes():
+                    data += chunk
+                    if len(data) > limit:
+                        raise too_large
+                return bytes(data)
+        except ChannelError:
+            raise
+        except Exception as exc:
+            error = map_error(exc)
+            if error is None:
+                raise
+            raise error from None
+
     async def command_status(self, expected: Sequence[CommandLike]) -> dict[str, Any]:
         """What the application has registered, fetched from Discord; else what we would."""
         scope = f"guild {self.guild_id}" if self.guild_id else "global"
@@ -682,4 +732,10 @@ def build(settings: Settings, pool: Pool, redis: Redis) -> DiscordChannel:
         redis,
         settings.queue_name,
         guild_id=settings.discord_guild_id,
+        attachment_hosts=tuple(
+            host.strip() for host in settings.discord_attachment_hosts.split(",") if host.strip()
+        )
+        if settings.environment is Environment.production
+        else None,
+        download_timeout=settings.discord_request_timeout_seconds,
     )

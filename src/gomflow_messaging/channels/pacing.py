@@ -37,6 +37,9 @@ for i, key in ipairs(KEYS) do
   tats[i] = tat
   local allowed = tat - (burst - 1) * interval
   if allowed > slot then slot = allowed end
+  -- A retry-after holds the whole scope back, bursts included.
+  local held = tonumber(redis.call('GET', key .. ':held') or 0)
+  if held > slot then slot = held end
 end
 local wait = slot - now
 if wait > max_wait then return '-' .. tostring(wait) end
@@ -55,9 +58,10 @@ _BLOCK = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local until_ = now + tonumber(ARGV[1])
-local tat = tonumber(redis.call('GET', KEYS[1]) or 0)
-if until_ > tat then
-  redis.call('SET', KEYS[1], tostring(until_), 'PX', math.ceil(tonumber(ARGV[1]) * 1000) + 1000)
+local held = tonumber(redis.call('GET', KEYS[1] .. ':held') or 0)
+if until_ > held then
+  redis.call('SET', KEYS[1] .. ':held', tostring(until_),
+             'PX', math.ceil(tonumber(ARGV[1]) * 1000) + 1000)
 end
 return 1
 """

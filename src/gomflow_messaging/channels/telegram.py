@@ -38,14 +38,14 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
-from aiogram.methods import GetMe, SendMessage, SendPhoto, TelegramMethod
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message, User
+from aiogram.methods import GetFile, GetMe, SendMessage, SendPhoto, TelegramMethod
+from aiogram.types import File, InlineKeyboardButton, InlineKeyboardMarkup, Message, User
 from pydantic import ValidationError
-from redis.exceptions import RedisError
 
 from gomflow_messaging.channels.base import (
     Button,
     ChannelHealth,
+    DeliveredParts,
     OutboundMessage,
     SendResult,
     split_text,
@@ -65,7 +65,6 @@ PLATFORM = "telegram"
 MAX_TEXT = 4096
 MAX_CAPTION = 1024
 # A send's parts delivered so far, kept long enough to cover every retry of one message.
-_PARTS_TTL = 2 * 24 * 3600
 _CHAT_ID = re.compile(r"^-?\d{1,20}$")
 _USERNAME = re.compile(r"^@[A-Za-z][A-Za-z0-9_]{3,31}$")
 # Bad requests that say the address itself is dead, not the message.
@@ -241,10 +240,12 @@ class TelegramChannel:
         self._redis = redis
         self._limits = limits or TelegramLimits()
         self._prefix = f"gomflow:telegram:{self.bot.id}"
+        self._parts = DeliveredParts(redis, self._prefix)
         self._pacer = Pacer(redis, self._prefix, max_wait=pace_max_wait)
         self._health_ttl = health_ttl
         self._health: tuple[float, ChannelHealth] | None = None
         self._me: User | None = None
+        self._download_timeout = max(int(request_timeout * 3), 10)
 
     async def start(self) -> None:
         # No network here: start-up must not fail because Telegram is slow right now.
@@ -363,14 +364,8 @@ class TelegramChannel:
     async def _deliver(
         self, chat_id: int | str, methods: list[TelegramMethod[Message]], key: str | None
     ) -> list[str]:
-        done: dict[int, str] = {}
-        parts_key = f"{self._prefix}:parts:{key}"
-        if key is not None and len(methods) > 1:
-            try:
-                stored = await self._redis.hgetall(parts_key)  # type: ignore[misc]
-            except (RedisError, OSError):
-                stored = {}
-            done = {int(k): v.decode() for k, v in stored.items()}
+        remember = key is not None and len(methods) > 1
+        done = await self._parts.load(key) if remember and key is not None else {}
         ids: list[str] = []
         for index, method in enumerate(methods):
             if index in done:
@@ -384,12 +379,8 @@ class TelegramChannel:
                     await self._pacer.hold_back(self._scope(chat_id), exc.retry_after)
                 raise
             ids.append(str(sent.message_id))
-            if key is not None and len(methods) > 1 and index < len(methods) - 1:
-                try:
-                    await self._redis.hset(parts_key, str(index), ids[-1])  # type: ignore[misc]
-                    await self._redis.expire(parts_key, _PARTS_TTL)
-                except (RedisError, OSError):
-                    log.warning("could not remember part %d of %s", index, key)
+            if remember and key is not None and index < len(methods) - 1:
+                await self._parts.mark(key, index, ids[-1])
         return ids
 
     async def migrate_address(self, old: str, new_chat_id: int) -> None:
@@ -424,6 +415,28 @@ class TelegramChannel:
             ) from None
         log.info("telegram chat %s migrated to %s", old, new)
 
+    # -- receiving files -----------------------------------------------------------------
+
+    async def download(self, file_id: str, limit: int) -> bytes:
+        """A file someone sent us (getFile, then the file), refused past ``limit`` bytes."""
+        too_large = PermanentError(
+            f"file larger than {limit} bytes", code="too_large", platform=PLATFORM
+        )
+        found: File = await self.call(GetFile(file_id=file_id))
+        if found.file_size and found.file_size > limit:
+            raise too_large
+        if not found.file_path:
+            raise PermanentError("Telegram gave no file path", code="unavailable")
+        try:
+            buffer = await self.bot.download_file(found.file_path, timeout=self._download_timeout)
+        except Exception as exc:
+            raise translate_error(exc) from None
+        assert buffer is not None
+        data = buffer.read(limit + 1)
+        if len(data) > limit:
+            raise too_large
+        return data
+
     # -- health --------------------------------------------------------------------------
 
     async def me(self) -> User:
@@ -438,6 +451,10 @@ class TelegramChannel:
             return self._health[1]
         try:
             user: User = await self.call(GetMe())
+        except TransientError as exc:
+            # Messages wait in the outbox; Telegram being away does not stop the service,
+            # and restarting it would not bring Telegram back.
+            result = ChannelHealth(ok=True, detail=f"Telegram unreachable now: {exc.code}")
         except ChannelError as exc:
             result = ChannelHealth(ok=False, detail=f"getMe: {exc.code}: {exc.message}")
         else:

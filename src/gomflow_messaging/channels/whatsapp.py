@@ -26,6 +26,7 @@ from twilio.rest import Client
 from gomflow_messaging.channels.base import (
     Button,
     ChannelHealth,
+    DeliveredParts,
     OutboundMessage,
     SendResult,
     split_text,
@@ -167,6 +168,7 @@ class WhatsAppChannel:
         self._from = PREFIX + self.sender
         self._callback = settings.public_base_url + "/webhook/status"
         self._prefix = f"gomflow:{settings.queue_name}"
+        self._parts = DeliveredParts(redis, f"{self._prefix}:whatsapp")
         self._pacer = Pacer(redis, self._prefix)
         self._scope = f"whatsapp:{self.sender}"
         self._limit = Limit(self._scope, settings.whatsapp_messages_per_second)
@@ -279,11 +281,10 @@ class WhatsAppChannel:
         self, message: OutboundMessage, index: int, total: int, fields: dict[str, Any]
     ) -> str:
         # A retry after part 2 failed must not send part 1 again.
-        memo = f"{self._prefix}:whatsapp:part:{message.message_id}:{index}"
         if total > 1:
-            sent = await self._redis.get(memo)
-            if sent:
-                return sent.decode() if isinstance(sent, bytes) else str(sent)
+            done = await self._parts.load(message.message_id)
+            if index in done:
+                return done[index]
         await self._pacer.wait([self._limit])
         try:
             result = await self._client.messages.create_async(
@@ -299,7 +300,7 @@ class WhatsAppChannel:
             raise error from None
         sid = str(result.sid)
         if total > 1:
-            await self._redis.set(memo, sid, ex=86_400)
+            await self._parts.mark(message.message_id, index, sid)
         return sid
 
     # -- media and health ----------------------------------------------------------------

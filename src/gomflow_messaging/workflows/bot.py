@@ -15,7 +15,7 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -32,7 +32,8 @@ from gomflow_messaging.phones import normalize_phone
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from gomflow_messaging.db import Pool
+    from gomflow_messaging.db import Connection, Pool
+    from gomflow_messaging.workflows.payment_proofs import PaymentProofs
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,21 @@ def _no_nul(text: str) -> str:
 
 
 @dataclass(frozen=True)
+class IncomingFile:
+    """A file someone sent in a chat (a receipt); the chat adapter knows how to fetch it.
+
+    ``fetch`` raises only our ChannelError: PermanentError(code="too_large") past
+    MAX_FILE_SIZE, TransientError when the platform cannot serve it now.
+    """
+
+    name: str
+    mime_type: str
+    #: As the platform declared it; 0 when it does not say (WhatsApp).
+    size: int
+    fetch: Callable[[], Awaitable[bytes]]
+
+
+@dataclass(frozen=True)
 class FormField:
     id: str
     label: str
@@ -106,6 +122,8 @@ class CommandInfo:
     gom_only: bool = False
     #: Takes one free-text argument (Discord renders it as an option).
     argument: str = ""
+    #: Takes a file too (Discord renders an attachment option; other chats just send one).
+    attachment: str = ""
 
 
 # Descriptions are English source text; `Bot.menu` translates them.
@@ -115,20 +133,23 @@ COMMANDS: tuple[CommandInfo, ...] = (
     CommandInfo("orders", "Browse open group orders"),
     CommandInfo("submit", "Join a group order", argument="order"),
     CommandInfo("status", "Your orders and payment status", argument="reference"),
-    CommandInfo("pay", "How to pay, and sending your receipt", argument="reference"),
+    CommandInfo(
+        "pay", "How to pay, and sending your receipt", argument="reference", attachment="receipt"
+    ),
     CommandInfo("settings", "Language and notifications"),
     CommandInfo("link", "Link this chat with a code from GOMFLOW", argument="code"),
     CommandInfo("stop", "Stop reminders and updates"),
     CommandInfo("cancel", "Cancel what we are doing"),
     CommandInfo("manage", "Your orders: counts, close an order", gom_only=True),
     CommandInfo("create", "Open a new group order", gom_only=True),
+    CommandInfo("payments", "Payment proofs waiting for your review", gom_only=True),
 )
 
 
 def command_menu(locale: str, *, gom: bool = False) -> list[CommandInfo]:
     """`Bot.menu` without a Bot: for the CLI, which registers commands without a database."""
     return [
-        CommandInfo(c.name, gettext(locale, c.description), c.gom_only, c.argument)
+        CommandInfo(c.name, gettext(locale, c.description), c.gom_only, c.argument, c.attachment)
         for c in COMMANDS
         if gom or not c.gom_only
     ]
@@ -155,6 +176,12 @@ _KEYWORDS = {
     "order": "order",
     "close": "close",
     "notify": "notify",
+    "quiet": "quiet",
+    "tz": "tz",
+    "payments": "payments",
+    "proof": "proof",
+    "approve": "approve",
+    "reject": "reject",
 }
 
 
@@ -196,6 +223,8 @@ class Bot:
         self.clock = clock or (lambda: datetime.now(UTC))
         #: Called after a submission is created (GOM alert, confirmation notifications).
         self.on_submission = on_submission
+        #: Receipts and their review (set by the composition root, which has the services).
+        self.proofs: PaymentProofs | None = None
         self._commands: dict[str, Callable[[Context, str], Awaitable[list[Reply]]]] = {
             "start": self._start,
             "help": self._help,
@@ -207,12 +236,18 @@ class Bot:
             "settings": self._settings,
             "lang": self._lang,
             "notify": self._notify,
+            "quiet": self._quiet,
+            "tz": self._tz,
             "stop": self._stop,
             "cancel": self._cancel,
             "link": self._link,
             "manage": self._manage,
             "close": self._close,
             "create": self._create,
+            "proof": self._proof,
+            "payments": self._payments,
+            "approve": self._approve,
+            "reject": self._reject,
         }
 
     # -- entry points --------------------------------------------------------------------
@@ -236,6 +271,14 @@ class Bot:
         if ctx.state is not None:
             return await self._step(ctx, text)
         return [await self._unknown(ctx)]
+
+    async def file(self, sender: Sender, file: IncomingFile, text: str = "") -> list[Reply]:
+        """A file arrived (a receipt, most likely); ``text`` is its caption, if any."""
+        ctx = await self._context(sender)
+        await self._audit(ctx, "file", f"{file.mime_type} {file.size} bytes")
+        if self.proofs is None:
+            return [Reply(_(ctx, "Sorry, I cannot take files here yet."), private=True)]
+        return await self.proofs.receive(ctx, file, text)
 
     async def submit_form(
         self, sender: Sender, form_id: str, values: dict[str, str]
@@ -307,7 +350,8 @@ class Bot:
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(
                 """
-                UPDATE contact_addresses ca SET last_inbound_at = $3
+                UPDATE contact_addresses ca
+                   SET last_inbound_at = $3, reachable = true, unreachable_reason = NULL
                   FROM contacts c
                  WHERE ca.channel = $1 AND ca.address = $2 AND c.id = ca.contact_id
                 RETURNING c.id, c.locale, c.timezone, c.kind, c.profile_id, c.opted_out_at
@@ -337,6 +381,8 @@ class Bot:
                     )
                     if linked is None:  # another replica created it a moment ago
                         await conn.execute("DELETE FROM contacts WHERE id = $1", contact_id)
+                    elif sender.channel == "whatsapp":
+                        await _link_by_phone(conn, contact_id, sender.address)
                 row = await conn.fetchrow(
                     """
                     SELECT c.id, c.locale, c.timezone, c.kind, c.profile_id, c.opted_out_at
@@ -619,6 +665,11 @@ class Bot:
         state = ctx.state or {}
         if state.get("flow") == "create":
             return await self._create_step(ctx, text)
+        if state.get("flow") == "reject_reason" and self.proofs is not None:
+            await self._clear_state(ctx)
+            if ctx.gom_id is None:
+                return [self._gom_only(ctx)]
+            return await self.proofs.reject(ctx, f"{state.get('proof_id', '')} {text}")
         data = state.get("data", {})
         order = await order_data.find_order(self.pool, data.get("order_id", ""))
         if order is None:
@@ -809,24 +860,105 @@ class Bot:
         return replies
 
     async def _settings(self, ctx: Context, args: str) -> list[Reply]:
+        row = await self.pool.fetchrow(
+            """
+            SELECT c.quiet_start, c.quiet_end,
+                   coalesce((SELECT jsonb_object_agg(p.kind, p.enabled)
+                               FROM contact_preferences p WHERE p.contact_id = c.id),
+                            '{}'::jsonb) AS preferences
+              FROM contacts c WHERE c.id = $1
+            """,
+            ctx.contact_id,
+        )
+        preferences: dict[str, bool] = dict(row["preferences"]) if row else {}
         lang_row = tuple(
             button(("✓ " if code == ctx.locale else "") + LANGUAGE_NAMES[code], f"lang {code}")
             for code in LOCALES
         )
-        notify = (
-            button(_(ctx, "Turn updates on"), "notify on")
-            if ctx.opted_out
-            else button(_(ctx, "Turn updates off"), "notify off")
+        lines = [
+            _(ctx, "Settings"),
+            _(ctx, "Language: {v}", v=LANGUAGE_NAMES[ctx.locale]),
+        ]
+        kind_rows = []
+        if ctx.opted_out:
+            lines.append(_(ctx, "Reminders and updates: {v}", v=_(ctx, "off")))
+            kind_rows.append((button(_(ctx, "Turn updates on"), "notify on"),))
+        else:
+            for kind in _kinds(ctx):
+                on = preferences.get(kind, True)
+                name = self._kind_name(ctx, kind)
+                state = _(ctx, "on") if on else _(ctx, "off")
+                lines.append(f"{name}: {state}")
+                label = (
+                    _(ctx, "Turn {kind} off", kind=name)
+                    if on
+                    else _(ctx, "Turn {kind} on", kind=name)
+                )
+                kind_rows.append((button(label, f"notify {kind} {'off' if on else 'on'}"),))
+            kind_rows.append((button(_(ctx, "Stop everything"), "notify off"),))
+        quiet = (
+            f"{row['quiet_start']:%H:%M}-{row['quiet_end']:%H:%M}"
+            if row and row["quiet_start"] and row["quiet_end"]
+            else _(ctx, "off")
         )
-        state = _(ctx, "off") if ctx.opted_out else _(ctx, "on")
-        text = "\n".join(
-            [
-                _(ctx, "Settings"),
-                _(ctx, "Language: {v}", v=LANGUAGE_NAMES[ctx.locale]),
-                _(ctx, "Reminders and updates: {v}", v=state),
-            ]
+        lines.append(_(ctx, "Quiet hours: {v}", v=quiet))
+        lines.append(_(ctx, "Time zone: {v}", v=ctx.timezone))
+        quiet_row = (
+            button(_(ctx, "Quiet 22:00-08:00"), "quiet 22-8"),
+            button(_(ctx, "No quiet hours"), "quiet off"),
         )
-        return [Reply(text, buttons=(lang_row, (notify,)), private=True)]
+        zone_row = tuple(
+            button(("✓ " if zone == ctx.timezone else "") + label, f"tz {label.lower()}")
+            for label, zone in _ZONES.items()
+        )
+        rows = (lang_row, *kind_rows, quiet_row, zone_row)
+        return [Reply("\n".join(lines), buttons=rows, private=True)]
+
+    def _kind_name(self, ctx: Context, kind: str) -> str:
+        names = {
+            "reminders": _(ctx, "Payment reminders"),
+            "order_updates": _(ctx, "Order updates"),
+            "gom_alerts": _(ctx, "Alerts about my orders"),
+            "summaries": _(ctx, "Daily and weekly summaries"),
+        }
+        return names.get(kind, kind)
+
+    async def _quiet(self, ctx: Context, args: str) -> list[Reply]:
+        """``quiet 22-8`` (hours, local time) or ``quiet off``."""
+        text = args.strip().lower()
+        if text in ("off", "none", "0"):
+            start = end = None
+        else:
+            match = re.fullmatch(r"(\d{1,2})(?::00)?\s*-\s*(\d{1,2})(?::00)?", text)
+            if not match or int(match[1]) > 23 or int(match[2]) > 23 or match[1] == match[2]:
+                return [
+                    Reply(_(ctx, "Send quiet hours like QUIET 22-8, or QUIET OFF."), private=True)
+                ]
+            start, end = time(int(match[1])), time(int(match[2]))
+        await self.pool.execute(
+            "UPDATE contacts SET quiet_start = $2, quiet_end = $3, updated_at = now()"
+            " WHERE id = $1",
+            ctx.contact_id,
+            start,
+            end,
+        )
+        return await self._settings(ctx, "")
+
+    async def _tz(self, ctx: Context, args: str) -> list[Reply]:
+        wanted = args.strip().lower()
+        zone = next(
+            (z for label, z in _ZONES.items() if wanted in (label.lower(), z.lower())), None
+        )
+        if zone is None:
+            choices = ", ".join(_ZONES)
+            return [Reply(_(ctx, "Choose a time zone: {choices}.", choices=choices), private=True)]
+        await self.pool.execute(
+            "UPDATE contacts SET timezone = $2, updated_at = now() WHERE id = $1",
+            ctx.contact_id,
+            zone,
+        )
+        ctx.timezone = zone
+        return await self._settings(ctx, "")
 
     async def _lang(self, ctx: Context, args: str) -> list[Reply]:
         code = normalize_locale(args) if args else ""
@@ -842,10 +974,24 @@ class Bot:
         return [Reply(_(ctx, "Done! I will write to you in English."), private=True)]
 
     async def _notify(self, ctx: Context, args: str) -> list[Reply]:
-        if args.lower() == "on":
+        """``notify on|off`` (everything, like START/STOP) or ``notify <kind> on|off``."""
+        words = args.lower().split()
+        if words == ["on"]:
             return await self._resume(ctx)
-        if args.lower() == "off":
+        if words == ["off"]:
             return await self._stop(ctx, "")
+        if len(words) == 2 and words[0] in _kinds(ctx) and words[1] in ("on", "off"):
+            await self.pool.execute(
+                """
+                INSERT INTO contact_preferences (contact_id, kind, enabled) VALUES ($1, $2, $3)
+                ON CONFLICT (contact_id, kind)
+                DO UPDATE SET enabled = excluded.enabled, updated_at = now()
+                """,
+                ctx.contact_id,
+                words[0],
+                words[1] == "on",
+            )
+            await self._audit(ctx, "preference", f"{words[0]} {words[1]}")
         return await self._settings(ctx, "")
 
     async def _stop(self, ctx: Context, args: str) -> list[Reply]:
@@ -940,6 +1086,11 @@ class Bot:
                 )
                 await conn.execute("DELETE FROM contacts WHERE id = $1", old)
                 ctx.contact_id = target
+        linked_locale = await self.pool.fetchval(
+            "SELECT locale FROM contacts WHERE id = $1", ctx.contact_id
+        )
+        if linked_locale in LOCALES:
+            ctx.locale = linked_locale  # answer in the language of the linked person
         if ctx.gom_id is not None:
             return Reply(
                 _(
@@ -948,6 +1099,32 @@ class Bot:
                 )
             )
         return Reply(_(ctx, "This chat is now linked to your GOMFLOW orders."))
+
+    # -- payment proofs (workflows/payment_proofs.py) -----------------------------------
+
+    async def _proof(self, ctx: Context, args: str) -> list[Reply]:
+        if self.proofs is None:
+            return [Reply(_(ctx, "Sorry, I cannot take files here yet."), private=True)]
+        return await self.proofs.choose(ctx, args)
+
+    async def _payments(self, ctx: Context, args: str) -> list[Reply]:
+        if ctx.gom_id is None or self.proofs is None:
+            return [self._gom_only(ctx)]
+        return await self.proofs.review_list(ctx)
+
+    async def _approve(self, ctx: Context, args: str) -> list[Reply]:
+        if ctx.gom_id is None or self.proofs is None:
+            return [self._gom_only(ctx)]
+        return await self.proofs.approve(ctx, args)
+
+    async def _reject(self, ctx: Context, args: str) -> list[Reply]:
+        if ctx.gom_id is None or self.proofs is None:
+            return [self._gom_only(ctx)]
+        return await self.proofs.reject(ctx, args)
+
+    async def ask_reject_reason(self, ctx: Context, proof_id: str) -> None:
+        """The GOM's next message is the reason a receipt is rejected."""
+        await self._save_state(ctx, {"flow": "reject_reason", "proof_id": proof_id})
 
     # -- GOM commands --------------------------------------------------------------------
 
@@ -1168,6 +1345,31 @@ class Bot:
         ]
 
 
+async def _link_by_phone(conn: Connection, contact_id: UUID, phone: str) -> None:
+    """A new WhatsApp contact owns the submissions made (on the web, say) with that number."""
+    rows = await conn.fetch(
+        """
+        SELECT s.id, s.buyer_phone FROM submissions s
+         WHERE right(regexp_replace(s.buyer_phone, '\\D', '', 'g'), 9) = right($1, 9)
+           AND NOT EXISTS (SELECT 1 FROM submission_contacts sc WHERE sc.submission_id = s.id)
+        """,
+        phone,
+    )
+    mine = []
+    for row in rows:
+        try:
+            if normalize_phone(row["buyer_phone"]) == phone:
+                mine.append((row["id"], contact_id))
+        except ValueError:
+            continue
+    if mine:
+        await conn.executemany(
+            "INSERT INTO submission_contacts (submission_id, contact_id) VALUES ($1, $2)"
+            " ON CONFLICT DO NOTHING",
+            mine,
+        )
+
+
 def _parse_command(text: str) -> tuple[str | None, str]:
     """``/status@gomflow_bot PH-1`` -> ("status", "PH-1"); a button action works the same."""
     match = re.match(r"^/([A-Za-z_]+)(?:@\w+)?\s*(.*)$", text, re.DOTALL)
@@ -1188,12 +1390,33 @@ def _parse_command(text: str) -> tuple[str | None, str]:
             "close",
             "settings",
             "manage",
+            "quiet",
+            "tz",
+            "proof",
+            "payments",
+            "approve",
+            "reject",
         )
         and word == word.lower()
         and (rest or word == text)
     ):
         return word, rest.strip()
     return None, ""
+
+
+_ZONES = {
+    "Manila": "Asia/Manila",
+    "KL": "Asia/Kuala_Lumpur",
+    "Singapore": "Asia/Singapore",
+    "Jakarta": "Asia/Jakarta",
+    "Bangkok": "Asia/Bangkok",
+}
+
+
+def _kinds(ctx: Context) -> tuple[str, ...]:
+    """The kinds of notification this person can turn off (transactional ones they cannot)."""
+    kinds: tuple[str, ...] = ("reminders", "order_updates")
+    return (*kinds, "gom_alerts", "summaries") if ctx.gom_id is not None else kinds
 
 
 _METHOD_NAMES = {

@@ -363,7 +363,12 @@ def _payment_needs_review(v: Values, ctx: RenderContext) -> dict[str, Any]:
         reference=v["reference"],
         amount=_money(v),
     )
-    return _body(_(ctx, "Payment proof to review"), text, color="warning")
+    return _body(
+        _(ctx, "Payment proof to review"),
+        text,
+        color="warning",
+        buttons=[[{"label": _(ctx, "Review payments"), "action": "payments"}]],
+    )
 
 
 def _quota_alert(v: Values, ctx: RenderContext) -> dict[str, Any]:

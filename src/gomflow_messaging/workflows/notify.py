@@ -228,12 +228,15 @@ def plan(
     send_at: datetime | None,
     now: datetime,
 ) -> PlannedMessage:
-    """Pick the first usable address (the rest are fallbacks), or skip and say why."""
+    """Pick the first usable address (the rest are fallbacks), or skip and say why.
+
+    Without a channel order the recipient's own order holds: the chat their submission
+    came from, then their addresses by priority (PRODUCT.md: messages go back there).
+    """
     order: list[str] = list(channel_order or CHANNEL_NAMES)
-    candidates = sorted(
-        (a for a in recipient.addresses if a.channel in order),
-        key=lambda a: order.index(a.channel),
-    )
+    candidates = [a for a in recipient.addresses if a.channel in order]
+    if channel_order:
+        candidates.sort(key=lambda a: order.index(a.channel))
     usable = [a for a in candidates if a.channel in enabled and a.reachable]
 
     def message(

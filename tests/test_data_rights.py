@@ -1,0 +1,124 @@
+"""Data rights: export what we hold about a contact; erase it from messaging's tables."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Any
+
+import asyncpg
+
+from gomflow_messaging.settings import Settings
+from tests.helpers import AUTH, eventually, running_app
+
+PHP_ORDER = "00000000-0000-4000-8000-00000000a001"
+OUR_TABLES = (
+    "contacts",
+    "contact_addresses",
+    "contact_preferences",
+    "submission_contacts",
+    "messages",
+    "delivery_attempts",
+    "audit_log",
+    "sandbox_messages",
+    "submission_details",
+    "link_tokens",
+    "notifications",
+    "payment_proofs",
+)
+
+
+async def test_export_then_erase_leaves_no_personal_data(
+    settings: Settings, demo: dict[str, Any], conn: asyncpg.Connection
+) -> None:
+    address = f"rights-{uuid.uuid4().hex[:8]}"
+    phone, name, street = "0917 555 8899", "Carmina Villanueva", "45 Kalayaan Ave, Quezon City"
+    async with running_app(settings) as client:
+
+        async def say(text: str) -> None:
+            response = await client.post(
+                "/api/sandbox/inbound", headers=AUTH, json={"address": address, "text": text}
+            )
+            assert response.status_code == 200
+
+        for text in (f"submit {PHP_ORDER}", name, phone, "1", street, "ring twice", "confirm"):
+            await say(text)
+        contact_id = await conn.fetchval(
+            "SELECT contact_id FROM contact_addresses WHERE address = $1", address
+        )
+        response = await client.post(
+            "/api/notify",
+            headers=AUTH,
+            json={
+                "event": "custom",
+                "data": {"text": f"Hi {name}, see you!"},
+                "recipients": [{"channel": "sandbox", "address": address}],
+            },
+        )
+        [entry] = response.json()["messages"]
+
+        async def sent() -> bool:
+            status = await conn.fetchval(
+                "SELECT status FROM messages WHERE id = $1", uuid.UUID(entry["id"])
+            )
+            return bool(status == "sent")
+
+        await eventually(sent)
+        receipt = b"\x89PNG\r\n\x1a\n" + f"paid by {name}".encode()
+        response = await client.post(
+            "/api/sandbox/inbound",
+            headers=AUTH,
+            json={
+                "address": address,
+                "file": {"name": "r.png", "content_base64": base64.b64encode(receipt).decode()},
+            },
+        )
+        assert "We received your receipt" in response.json()["replies"][0]["text"]
+
+        exported = await client.get(f"/api/contacts/{contact_id}/export", headers=AUTH)
+        assert exported.status_code == 200
+        data = exported.json()
+        assert data["addresses"][0]["address"] == address
+        [submission] = data["submissions"]
+        assert submission["buyer_name"] == name and submission["delivery_address"] == street
+        assert any(name in (m["text"] or "") for m in data["messages"])
+        assert any("ring twice" in str(i["detail"]) for i in data["inbound"])
+        [proof] = data["payment_proofs"]
+        assert proof["submission_id"] == submission["id"] and proof["mime"] == "image/png"
+
+        erased = await client.delete(f"/api/contacts/{contact_id}", headers=AUTH)
+        assert erased.status_code == 200 and erased.json()["erased"] is True
+        assert erased.json()["payment_proofs_deleted"] == 1
+        assert (
+            await client.get(f"/api/contacts/{contact_id}/export", headers=AUTH)
+        ).status_code == 404
+
+    for table in OUR_TABLES:
+        secrets = (address, name, street, "ring twice", "+639175558899", str(contact_id))
+        for secret in (*secrets, proof["id"], proof["sha256"]):
+            if table == "audit_log" and secret == str(contact_id):
+                continue  # the erase request itself names the contact it erased
+            found = await conn.fetchval(
+                f"SELECT count(*) FROM {table} t WHERE t::text LIKE '%' || $1 || '%'", secret
+            )
+            assert found == 0, f"{secret!r} still in {table}"
+    # Anonymised counts remain: the message row, without address or text.
+    assert (
+        await conn.fetchval("SELECT status FROM messages WHERE id = $1", uuid.UUID(entry["id"]))
+        == "sent"
+    )
+    assert (
+        await conn.fetchval(
+            "SELECT count(*) FROM audit_log WHERE action = 'contact.erase' AND subject = $1",
+            str(contact_id),
+        )
+        == 1
+    )
+
+
+async def test_unknown_contact_is_404_and_auth_required(settings: Settings) -> None:
+    async with running_app(settings, mode="web") as client:
+        missing = uuid.uuid4()
+        assert (await client.delete(f"/api/contacts/{missing}", headers=AUTH)).status_code == 404
+        assert (await client.delete(f"/api/contacts/{missing}")).status_code == 401
+        assert (await client.get("/api/contacts/nope/export", headers=AUTH)).status_code == 422

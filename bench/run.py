@@ -3,6 +3,7 @@
     python bench/run.py                  # all of them (about 8 minutes on 2 cores)
     python bench/run.py drills           # only some: foundation campaign webhook footprint drills
     python bench/run.py --latest ...     # also copy the run to bench/latest.json and latest.png
+    python bench/run.py --report bench/latest.json   # the README table of a saved run
 
 Each figure is compared with a limit measured in the same run on the same machine. The
 summary printed at the end is the table of the README's benchmark section.
@@ -106,7 +107,7 @@ def summary(report: dict[str, Any]) -> str:
         drills = report["drills"]
         rows += ["", "| Drill | Sent | Lost | Duplicated |", "|---|---|---|---|"]
         for name, run in drills.items():
-            if isinstance(run, dict) and "expected" in run:
+            if isinstance(run, dict) and "seconds_to_all_sent" in run:
                 add(
                     name.replace("_", " "),
                     f"{run['sent']}/{run['expected']} (all in {run['seconds_to_all_sent']} s)",
@@ -159,7 +160,13 @@ def main() -> None:
     parser.add_argument(
         "--latest", action="store_true", help="copy to bench/latest.json and bench/latest.png"
     )
+    parser.add_argument(
+        "--report", metavar="JSON", help="run nothing: print the summary of a saved run"
+    )
     args = parser.parse_args()
+    if args.report:
+        print(summary(json.loads(Path(args.report).read_text())))
+        return
     unknown = set(args.names) - set(BENCHMARKS)
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+import asyncpg
 import httpx
 import pytest
 from redis.asyncio import Redis
@@ -200,3 +201,49 @@ async def test_drill_twilio_message_delivered_three_times_is_answered_once(
     answered = [a for a in answers if "<Message>" in a.text]
     assert len(answered) == 1, [a.text for a in answers]
     print("drill: Twilio message delivered 3 times, answered once")
+
+
+async def test_drill_job_held_by_a_killed_worker_is_rescued(
+    settings: Settings, conn: asyncpg.Connection
+) -> None:
+    """A worker killed between taking a job and claiming its message leaves the job 'active'
+    in Redis under the message's key; the sweeper sends it under a fresh key at once instead
+    of waiting for SAQ's own sweep (which took over two minutes in bench/drills.py)."""
+    from saq.job import Status
+    from saq.utils import now
+
+    from gomflow_messaging.bootstrap import build_services
+
+    text = f"held-{campaign_chats(1)[0]}"
+    async with running_app(settings, mode="web") as web:
+        response = await web.post(
+            "/api/notify",
+            json={
+                "event": "custom",
+                "data": {"text": text},
+                "recipients": [{"channel": "sandbox", "address": text}],
+            },
+            headers=AUTH,
+        )
+        assert response.status_code == 202
+    services = await build_services(settings)
+    try:
+        job = await services.queue.saq.dequeue(timeout=2)  # the worker that will die takes it
+        assert job is not None and job.kwargs == {
+            "message_id": response.json()["messages"][0]["id"]
+        }
+        job.worker_id = "killed-worker"
+        job.started = now()  # as the worker did: so SAQ sees nothing stuck for a while
+        await job.update(status=Status.ACTIVE)
+    finally:
+        await services.close()
+    await asyncio.sleep(settings.sweep_grace_seconds)
+    async with running_app(settings):  # a live worker, whose sweeper finds the message
+
+        async def sent() -> Any:
+            return await conn.fetchval(
+                "SELECT deliveries FROM sandbox_messages WHERE payload->>'text' = $1", text
+            )
+
+        assert await eventually(sent, timeout=5) == 1
+    print("drill: job held by a killed worker: sent 1/1, lost 0, duplicated 0")

@@ -277,9 +277,7 @@ class Dispatcher:
         rows = await outbox.stuck_messages(self.pool, self.settings.sweep_grace_seconds, limit)
         if not rows:
             return 0
-        ok, _ = await self.queue.enqueue_many(
-            (row["id"], int(row["attempts"]), None) for row in rows
-        )
+        ok = await self.queue.requeue_many((row["id"], int(row["attempts"])) for row in rows)
         if ok:
             log.info("sweeper re-enqueued %d message(s)", ok)
         return ok

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: dev test lint format bench install services env migrate seed clean i18n
+.PHONY: dev test lint format bench drills install services env migrate seed clean i18n
 
 $(STAMP): pyproject.toml
 	@bash scripts/bootstrap-venv.sh "$(PYTHON)" "$(VENV)"
@@ -56,8 +56,13 @@ i18n:
 			-i $(LOCALES_DIR)/messages.pot -d $(LOCALES_DIR) -l $$lang || exit 1; \
 	done
 
+# Benchmarks and fault drills (about 7 minutes on 2 cores): JSON and a chart per run under
+# bench/results/, the latest also as bench/latest.json and bench/latest.png (see README).
 bench: install services
-	$(PY) bench/run.py
+	$(PY) bench/run.py --latest
+
+drills: install services
+	$(PY) bench/run.py drills
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

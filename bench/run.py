@@ -1,15 +1,188 @@
-"""`make bench`: run every benchmark in bench/ and print their JSON reports."""
+"""`make bench`: every benchmark in one run; JSON and a chart under bench/results/.
+
+    python bench/run.py                  # all of them (about 8 minutes on 2 cores)
+    python bench/run.py drills           # only some: foundation campaign webhook footprint drills
+    python bench/run.py --latest ...     # also copy the run to bench/latest.json and latest.png
+    python bench/run.py --report bench/latest.json   # the README table of a saved run
+
+Each figure is compared with a limit measured in the same run on the same machine. The
+summary printed at the end is the table of the README's benchmark section.
+"""
 
 from __future__ import annotations
 
-import runpy
+import argparse
+import asyncio
+import json
+import shutil
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-BENCHMARKS = ["foundation.py"]
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from bench import chart, common  # noqa: E402
+
+BENCHMARKS = ["foundation", "campaign", "webhook", "footprint", "drills"]
+
+
+def summary(report: dict[str, Any]) -> str:
+    """The README's table: each figure beside its limit and aim."""
+    rows = ["| Figure | Measured | Limit (same run) | Ratio | Aim |", "|---|---|---|---|---|"]
+
+    def add(*cells: Any) -> None:
+        rows.append("| " + " | ".join(str(c) for c in cells) + " |")
+
+    if "foundation" in report:
+        ingest, dispatch = report["foundation"]["ingest"], report["foundation"]["dispatch"]
+        ours, bare = ingest["ours"], ingest["bare_endpoint"]
+        add(
+            f"`/api/notify` ingest ({ours['clients']} clients)",
+            f"{ours['requests_per_second']} req/s, p50 {ours['p50_ms']} ms, "
+            f"p99 {ours['p99_ms']} ms",
+            f"bare Starlette insert + enqueue: {bare['requests_per_second']} req/s, "
+            f"p50 {bare['p50_ms']} ms, p99 {bare['p99_ms']} ms",
+            ingest["vs_bare"]["ratio"],
+            "≥ 0.7",
+        )
+        one, two, noop = dispatch["one_worker"], dispatch["two_workers"], dispatch["saq_noop"]
+        add(
+            "dispatch into the sandbox, 1 worker process",
+            f"{one['messages_per_second']} msg/s, {one['duplicates']} duplicates",
+            f"SAQ no-op jobs: {noop['jobs_per_second']} jobs/s",
+            dispatch["vs_noop"]["ratio"],
+            "≥ 0.5",
+        )
+        add(
+            "dispatch, 2 worker processes",
+            f"{two['messages_per_second']} msg/s, {two['duplicates']} duplicates",
+            f"1 worker: {one['messages_per_second']} msg/s",
+            dispatch["two_vs_one"]["ratio"],
+            "≥ 1.7",
+        )
+    if "campaign" in report:
+        campaign = report["campaign"]
+        for key, label in (
+            ("ours", "campaign, 3,000 chats, 1 worker"),
+            ("peer", "same campaign, python-telegram-bot AIORateLimiter"),
+            ("ours_at_300", "campaign at 300/s, 2 workers (ceiling)"),
+        ):
+            run = campaign.get(key)
+            if not run:
+                continue
+            add(
+                label,
+                f"{run['accepted_per_second']}/s (steady {run['steady_per_second']}/s), "
+                f"429s {run['responses_429']} ({run['share_429'] * 100:.2f} %), "
+                f"lost {run['lost']}, duplicated {run['duplicated']}",
+                f"fake Bot API cap {run['cap_per_second']:.0f}/s",
+                run["rate_vs_cap"],
+                "≥ 0.95, 429s < 1 %, lost 0, dup 0",
+            )
+    if "webhook" in report:
+        webhook = report["webhook"]
+        first, inline = webhook["to_first_reply_at_bot_api"], webhook["answered_in_response"]
+        add(
+            "Telegram webhook → reply at the Bot API (`/orders`)",
+            f"p50 {first['p50_ms']} ms, p99 {first['p99_ms']} ms",
+            f"answer in the webhook response (`/help`): p50 {inline['p50_ms']} ms, "
+            f"p99 {inline['p99_ms']} ms",
+            "",
+            "",
+        )
+    if "footprint" in report:
+        for key, label in (("sandbox_only", "sandbox only"), ("all_channels", "all channels")):
+            data = report["footprint"][key]
+            add(
+                f"`serve`, {label}",
+                f"healthy in {data['start_to_healthy_s']} s, idle RSS {data['idle_rss_mb']} MB",
+                f"{data['rss_aim_mb']} MB",
+                round(data["idle_rss_mb"] / data["rss_aim_mb"], 2),
+                f"< {data['rss_aim_mb']} MB",
+            )
+    if "drills" in report:
+        drills = report["drills"]
+        rows += ["", "| Drill | Sent | Lost | Duplicated |", "|---|---|---|---|"]
+        for name, run in drills.items():
+            if isinstance(run, dict) and "seconds_to_all_sent" in run:
+                add(
+                    name.replace("_", " "),
+                    f"{run['sent']}/{run['expected']} (all in {run['seconds_to_all_sent']} s)",
+                    run["lost"],
+                    run["duplicated"],
+                )
+        hooks = drills.get("webhooks_delivered_3x")
+        if hooks:
+            tg, tw = hooks["telegram_update_x3"], hooks["twilio_message_x3"]
+            add(
+                "Telegram update delivered 3 times", f"{tg['replies']} replies", 0, tg["duplicated"]
+            )
+            add(
+                "Twilio MessageSid delivered 3 times",
+                f"{tw['answered']} answer",
+                0,
+                tw["duplicated"],
+            )
+        key = drills.get("notify_x50_one_key")
+        if key:
+            add(
+                "50 concurrent `/api/notify`, one Idempotency-Key",
+                f"{key['notifications']} notification, {key['sent']} message, answers "
+                f"{key['answers']}",
+                key["lost"],
+                key["duplicated"],
+            )
+    return "\n".join(rows)
+
+
+async def run(names: list[str]) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": common.machine(),
+        "seconds": {},
+    }
+    for name in names:
+        print(f"== {name}", flush=True)
+        started = time.monotonic()
+        module = __import__(f"bench.{name}", fromlist=["main"])
+        report[name] = await module.main()
+        report["seconds"][name] = round(time.monotonic() - started, 1)
+        print(json.dumps(report[name], indent=2), flush=True)
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("names", nargs="*", help=f"some of: {' '.join(BENCHMARKS)}")
+    parser.add_argument(
+        "--latest", action="store_true", help="copy to bench/latest.json and bench/latest.png"
+    )
+    parser.add_argument(
+        "--report", metavar="JSON", help="run nothing: print the summary of a saved run"
+    )
+    args = parser.parse_args()
+    if args.report:
+        print(summary(json.loads(Path(args.report).read_text())))
+        return
+    unknown = set(args.names) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    report = asyncio.run(run(args.names or BENCHMARKS))
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    json_path, png_path = out / f"bench-{stamp}.json", out / f"bench-{stamp}.png"
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    chart.draw(report, png_path)
+    if args.latest:
+        shutil.copy(json_path, HERE / "latest.json")
+        shutil.copy(png_path, HERE / "latest.png")
+    print(f"\nwrote {json_path} and {png_path}\n")
+    print(summary(report))
+
 
 if __name__ == "__main__":
-    here = Path(__file__).parent
-    for name in sys.argv[1:] or BENCHMARKS:
-        print(f"== {name}", flush=True)
-        runpy.run_path(str(here / name), run_name="__main__")
+    main()

@@ -13,12 +13,17 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gomflow_messaging import metrics
+from gomflow_messaging.api import monitoring
 from gomflow_messaging.api.common import error_response
+from gomflow_messaging.api.openapi import openapi_json
 from gomflow_messaging.api.routes import routes
 from gomflow_messaging.bootstrap import Services, build_services, webhook_routes
 from gomflow_messaging.errors import ApiError
+from gomflow_messaging.logs import request_id_var
 from gomflow_messaging.worker import WorkerRunner, new_worker_id
 
 if TYPE_CHECKING:
@@ -48,11 +53,22 @@ class RequestIdMiddleware:
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        token = request_id_var.set(request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
+    if exc.status_code in (401, 403):
+        path = request.url.path
+        platform = metrics.WEBHOOK_PLATFORMS.get(path)
+        if platform is None and path == request.app.state.webhook_path:
+            platform = "whatsapp"
+        if platform is not None:
+            metrics.WEBHOOK_REJECTED.labels(platform).inc()
     return error_response(exc)
 
 
@@ -113,7 +129,12 @@ def create_app(
                 await svc.close()
 
     app = Starlette(
-        routes=[*routes, *webhook_routes(settings)],
+        routes=[
+            *routes,
+            Route("/openapi.json", openapi_json, methods=["GET"]),
+            *monitoring.routes(),
+            *webhook_routes(settings),
+        ],
         middleware=[Middleware(RequestIdMiddleware)],
         exception_handlers={
             ApiError: _api_error,
@@ -123,4 +144,5 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.mode = mode
+    app.state.webhook_path = settings.webhook_path
     return app

@@ -28,14 +28,10 @@ class CommandError(Exception):
     """A failure the user can act on: printed as one line, exit code 1."""
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # SAQ logs every job at INFO; one line per message is noise at campaign scale.
-    logging.getLogger("saq").setLevel(logging.WARNING)
+def _configure_logging(settings: Settings) -> None:
+    from gomflow_messaging import logs
+
+    logs.configure(settings.log_level, settings.log_format or "text", sys.stderr)
 
 
 def _run(coro: Awaitable[Any]) -> Any:
@@ -359,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     try:
         code: int = args.func(settings, args)
     except ConfigError as exc:

@@ -5,14 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
-from gomflow_messaging import outbox
+import asyncpg
+
+from gomflow_messaging import metrics, outbox
 from gomflow_messaging.channels.base import OutboundMessage
 from gomflow_messaging.errors import ChannelError, PermanentError, SkipMessage, TransientError
+from gomflow_messaging.logs import request_id_var
 
 if TYPE_CHECKING:
     from gomflow_messaging.channels.base import Channel
@@ -24,6 +29,18 @@ log = logging.getLogger(__name__)
 
 # A job that runs a little before its row is due (clocks of two machines) waits this long.
 _EARLY_WAIT_LIMIT = 5.0
+
+# Postgres going away for a moment (a restart, a failover, a network blip).
+_DB_GONE = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -40,8 +57,33 @@ class Dispatcher:
         capped: float = min(base, self.settings.dispatch_backoff_max_seconds)
         return capped * random.uniform(0.8, 1.2)
 
+    async def _durably(self, write: Callable[[], Awaitable[T]], deadline: float) -> T:
+        """Record an outcome, retrying while Postgres is away and the lease still holds.
+
+        After a send, losing this write would let the lease run out and the message go
+        out twice; each write is safe to repeat (it only moves a row still 'sending').
+        """
+        pause = 0.1
+        while True:
+            try:
+                return await write()
+            except _DB_GONE as exc:
+                if time.monotonic() + pause > deadline:
+                    raise
+                log.warning("recording an outcome: Postgres away (%s)", type(exc).__name__)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
+
     async def deliver(self, message_id: UUID) -> dict[str, Any]:
+        token = request_id_var.set("")
+        try:
+            return await self._deliver(message_id)
+        finally:
+            request_id_var.reset(token)
+
+    async def _deliver(self, message_id: UUID) -> dict[str, Any]:
         lease = self.settings.dispatch_lease_seconds
+        claimed_at = time.monotonic()
         row = await outbox.claim(self.pool, message_id, lease, self.worker_id)
         if row is None:
             due = await outbox.not_due_until(self.pool, message_id)
@@ -55,9 +97,12 @@ class Dispatcher:
             if row is None:
                 return {"result": "not_claimed"}
 
+        request_id_var.set(row["request_id"] or "")
         attempt = int(row["attempts"])
         attempt_id = int(row["attempt_id"])
         channel_name = row["channel"]
+        # Outcomes must be written before the lease ends, or another worker may resend.
+        deadline = claimed_at + lease * 0.9
         if attempt > self.settings.dispatch_max_attempts:
             await outbox.finish_failed(
                 self.pool,
@@ -90,6 +135,8 @@ class Dispatcher:
                 )
             return await self._give_up(message_id, attempt_id, channel_name, exc)
         except TransientError as exc:
+            if exc.code == "rate_limited":
+                metrics.RATE_LIMITED.labels(channel_name).inc()
             return await self._retry(
                 message_id,
                 attempt,
@@ -97,6 +144,7 @@ class Dispatcher:
                 exc.code or "transient",
                 exc.message,
                 exc.retry_after,
+                channel_name,
             )
         except TimeoutError:
             return await self._retry(
@@ -106,13 +154,36 @@ class Dispatcher:
                 "timeout",
                 f"no answer from {channel_name} within {send_timeout:.0f}s",
                 None,
+                channel_name,
             )
         except Exception as exc:  # an adapter bug must not lose the message
             log.exception("adapter %s raised unexpectedly", channel_name)
             return await self._retry(
-                message_id, attempt, attempt_id, "internal_error", type(exc).__name__, None
+                message_id,
+                attempt,
+                attempt_id,
+                "internal_error",
+                type(exc).__name__,
+                None,
+                channel_name,
             )
-        await outbox.finish_sent(self.pool, message_id, attempt_id, result.provider_message_id)
+        await self._durably(
+            lambda: outbox.finish_sent(
+                self.pool, message_id, attempt_id, result.provider_message_id
+            ),
+            deadline,
+        )
+        latency = (datetime.now(UTC) - row["created_at"]).total_seconds()
+        metrics.MESSAGES.labels(channel_name, "sent").inc()
+        metrics.DELIVERY_LATENCY.labels(channel_name).observe(max(latency, 0.0))
+        log.info(
+            "message %s sent on %s (attempt %d, %.3fs after it was accepted)",
+            message_id,
+            channel_name,
+            attempt,
+            latency,
+            extra={"message_id": str(message_id), "channel": channel_name},
+        )
         return {"result": "sent"}
 
     async def _give_up(
@@ -126,6 +197,7 @@ class Dispatcher:
             self.pool, message_id, attempt_id, reason=reason, error=f"{channel_name}: {exc.message}"
         )
         if moved is not None:
+            metrics.MESSAGES.labels(channel_name, "fallback").inc()
             # A new job key, since the claim counted this attempt.
             await self.queue.enqueue_delivery(message_id, int(moved["attempts"]))
             log.info(
@@ -144,14 +216,17 @@ class Dispatcher:
             await outbox.finish_failed(
                 self.pool, message_id, attempt_id, reason=reason, error=exc.message
             )
+        outcome = "skipped" if skipped else "failed"
+        metrics.MESSAGES.labels(channel_name, outcome).inc()
         log.info(
             "message %s %s on %s: %s",
             message_id,
-            "skipped" if skipped else "failed",
+            outcome,
             channel_name,
             reason,
+            extra={"message_id": str(message_id), "channel": channel_name},
         )
-        return {"result": "skipped" if skipped else "failed", "reason": reason}
+        return {"result": outcome, "reason": reason}
 
     async def _retry(
         self,
@@ -161,12 +236,16 @@ class Dispatcher:
         code: str,
         error: str,
         retry_after: float | None,
+        channel_name: str,
     ) -> dict[str, Any]:
         if attempt >= self.settings.dispatch_max_attempts:
             await outbox.finish_failed(
                 self.pool, message_id, attempt_id, reason=code, error=error, outcome="transient"
             )
+            metrics.MESSAGES.labels(channel_name, "failed").inc()
             return {"result": "failed", "reason": code}
+        metrics.RETRIES.labels(channel_name, code).inc()
+        metrics.MESSAGES.labels(channel_name, "retry").inc()
         delay = self.backoff(attempt)
         if retry_after is not None:
             # The platform named its wait: never sooner, and not much later.
@@ -183,7 +262,14 @@ class Dispatcher:
         if next_at is None:
             return {"result": "lease_lost"}  # another worker took it over meanwhile
         await self.queue.enqueue_delivery(message_id, attempt, next_at)
-        log.info("message %s retry %d in %.1fs (%s)", message_id, attempt, delay, code)
+        log.info(
+            "message %s retry %d in %.1fs (%s)",
+            message_id,
+            attempt,
+            delay,
+            code,
+            extra={"message_id": str(message_id), "channel": channel_name},
+        )
         return {"result": "retry", "delay": round(delay, 3), "code": code}
 
     async def sweep(self, limit: int = 1000) -> int:
@@ -191,9 +277,7 @@ class Dispatcher:
         rows = await outbox.stuck_messages(self.pool, self.settings.sweep_grace_seconds, limit)
         if not rows:
             return 0
-        ok, _ = await self.queue.enqueue_many(
-            (row["id"], int(row["attempts"]), None) for row in rows
-        )
+        ok = await self.queue.requeue_many((row["id"], int(row["attempts"])) for row in rows)
         if ok:
             log.info("sweeper re-enqueued %d message(s)", ok)
         return ok

@@ -42,11 +42,21 @@ async def create_notification(
     send_at: datetime | None,
     source: str,
     request_id: str | None,
+    audit: dict[str, Any] | None = None,
 ) -> UUID:
+    """The notification row, and its audit row (``audit`` as detail) in the same statement:
+    one round trip fewer on every notify."""
     notification_id: UUID = await conn.fetchval(
         """
-        INSERT INTO notifications (event, data, locale, send_at, source, request_id)
-        VALUES ($1, $2::jsonb, $3, $4, $5, $6) RETURNING id
+        WITH n AS (
+            INSERT INTO notifications (event, data, locale, send_at, source, request_id)
+            VALUES ($1, $2::jsonb, $3, $4, $5, $6) RETURNING id
+        ), audit AS (
+            INSERT INTO audit_log (direction, actor, action, subject, result, detail)
+            SELECT 'admin', $5, 'notify', n.id::text, 'accepted', $7::jsonb
+              FROM n WHERE $7::jsonb IS NOT NULL
+        )
+        SELECT id FROM n
         """,
         event,
         data,
@@ -54,30 +64,64 @@ async def create_notification(
         send_at,
         source,
         request_id,
+        audit,
     )
     return notification_id
 
 
-async def insert_messages(
-    conn: Connection, notification_id: UUID, planned: list[PlannedMessage]
-) -> list[asyncpg.Record]:
-    """Insert all messages of a notification in one statement (10k rows stay one round trip)."""
+async def insert_notification(
+    conn: Connection,
+    *,
+    event: str,
+    data: dict[str, Any],
+    locale: str | None,
+    send_at: datetime | None,
+    source: str,
+    request_id: str | None,
+    audit: dict[str, Any],
+    planned: list[PlannedMessage],
+) -> tuple[UUID, list[asyncpg.Record]]:
+    """The notification, its audit row and all its messages in ONE statement: atomic without
+    a transaction, and one round trip for the whole of a notify (found profiling ingest)."""
     if not planned:
-        return []
+        notification_id = await create_notification(
+            conn,
+            event=event,
+            data=data,
+            locale=locale,
+            send_at=send_at,
+            source=source,
+            request_id=request_id,
+            audit=audit,
+        )
+        return notification_id, []
     rows = await conn.fetch(
         """
+        WITH n AS (
+            INSERT INTO notifications (event, data, locale, send_at, source, request_id)
+            VALUES ($1, $2::jsonb, $3, $4, $5, $6) RETURNING id
+        ), audit AS (
+            INSERT INTO audit_log (direction, actor, action, subject, result, detail)
+            SELECT 'admin', $5, 'notify', n.id::text, 'accepted', $7::jsonb FROM n
+        )
         INSERT INTO messages (notification_id, contact_id, channel, address, event, locale,
                               body, status, status_reason, next_attempt_at, routes)
-        SELECT $1, u.contact_id, u.channel, u.address, u.event, u.locale, u.body::jsonb,
+        SELECT n.id, u.contact_id, u.channel, u.address, u.event, u.locale, u.body::jsonb,
                u.status, u.status_reason, coalesce(u.next_attempt_at, now()), u.routes::jsonb
-        FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                    $8::text[], $9::text[], $10::timestamptz[], $11::text[])
+        FROM n, unnest($8::uuid[], $9::text[], $10::text[], $11::text[], $12::text[],
+                       $13::text[], $14::text[], $15::text[], $16::timestamptz[], $17::text[])
              WITH ORDINALITY AS u(contact_id, channel, address, event, locale, body, status,
                                   status_reason, next_attempt_at, routes, n)
         ORDER BY u.n
-        RETURNING id, channel, address, status, status_reason, next_attempt_at
+        RETURNING id, notification_id, channel, address, status, status_reason, next_attempt_at
         """,
-        notification_id,
+        event,
+        data,
+        locale,
+        send_at,
+        source,
+        request_id,
+        audit,
         [p.contact_id for p in planned],
         [p.channel for p in planned],
         [p.address for p in planned],
@@ -89,7 +133,7 @@ async def insert_messages(
         [p.next_attempt_at for p in planned],
         [_json(p.routes) for p in planned],
     )
-    return list(rows)
+    return rows[0]["notification_id"], list(rows)
 
 
 def _json(value: Any) -> str:
@@ -112,13 +156,17 @@ async def claim(
              WHERE id = $1
                AND ((status = 'queued' AND next_attempt_at <= now())
                     OR (status = 'sending' AND claimed_until < now()))
-            RETURNING id, channel, address, event, locale, body, attempts, contact_id
+            RETURNING id, channel, address, event, locale, body, attempts, contact_id,
+                      created_at, notification_id
         ), attempt AS (
             INSERT INTO delivery_attempts (message_id, attempt, worker)
             SELECT id, attempts, $3 FROM claimed
             RETURNING id
         )
-        SELECT claimed.*, attempt.id AS attempt_id FROM claimed, attempt
+        SELECT claimed.*, attempt.id AS attempt_id,
+               (SELECT request_id FROM notifications n
+                 WHERE n.id = claimed.notification_id) AS request_id
+          FROM claimed, attempt
         """,
         message_id,
         lease_seconds,

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -67,8 +68,17 @@ class JobQueue:
         The outbox row is already committed, so the sweeper enqueues it later: a request
         never fails because Redis is down. A job still waiting under the same key is kept.
         """
+        kwargs = self._job(self.job_key(message_id, attempt), message_id, scheduled_at)
+        try:
+            await self.saq.enqueue(DELIVER_JOB, **kwargs)
+        except (RedisError, OSError) as exc:
+            log.warning("enqueue failed, the sweeper will retry: %s", type(exc).__name__)
+            return False
+        return True
+
+    def _job(self, key: str, message_id: UUID, scheduled_at: datetime | None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
-            "key": self.job_key(message_id, attempt),
+            "key": key,
             "timeout": int(self._lease) + 5,
             "retries": 3,
             "retry_delay": 1.0,
@@ -79,12 +89,49 @@ class JobQueue:
         }
         if scheduled_at is not None and scheduled_at.timestamp() > time.time():
             kwargs["scheduled"] = int(scheduled_at.timestamp())
+        return kwargs
+
+    async def requeue(self, message_id: UUID, attempt: int) -> bool:
+        """For the sweeper: enqueue again; if a job under this key is held by a worker that is
+        no longer alive (killed between taking the job and claiming the message), enqueue it
+        under a fresh key instead of waiting minutes for SAQ's own sweep to free it. The
+        claim in Postgres still lets only one job send the message."""
+        key = self.job_key(message_id, attempt)
         try:
-            await self.saq.enqueue(DELIVER_JOB, **kwargs)
+            if await self.saq.enqueue(DELIVER_JOB, **self._job(key, message_id, None)):
+                return True
+            held = await self.saq.job(key)
+            if held is None or not held.worker_id:
+                return True  # waiting its turn in the queue
+            live = await self.redis.zrangebyscore(
+                WORKERS_KEY.format(queue=self.name), time.time(), "+inf"
+            )
+            if held.worker_id.encode() in live:
+                return True  # a live worker has it
+            fresh = f"{key}:{uuid.uuid4().hex[:8]}"
+            await self.saq.enqueue(DELIVER_JOB, **self._job(fresh, message_id, None))
+            log.info(
+                "job %s was held by %s, which is gone: enqueued as %s", key, held.worker_id, fresh
+            )
         except (RedisError, OSError) as exc:
-            log.warning("enqueue failed, the sweeper will retry: %s", type(exc).__name__)
+            log.warning("re-enqueue failed, the sweeper will retry: %s", type(exc).__name__)
             return False
         return True
+
+    async def requeue_many(self, items: Iterable[tuple[UUID, int]]) -> int:
+        """`requeue` in batches of concurrent calls; returns how many Redis took."""
+        ok = 0
+        batch: list[tuple[UUID, int]] = []
+        for item in [*items, None]:
+            if item is not None:
+                batch.append(item)
+            if batch and (item is None or len(batch) >= ENQUEUE_BATCH):
+                results = await asyncio.gather(*(self.requeue(*i) for i in batch))
+                ok += sum(results)
+                if not all(results):
+                    return ok  # Redis is away: the next sweep tries again
+                batch = []
+        return ok
 
     async def enqueue_many(
         self, items: Iterable[tuple[UUID, int, datetime | None]]

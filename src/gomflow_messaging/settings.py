@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     port: int = Field(3000, ge=1, le=65535)
     host: str = "0.0.0.0"
     log_level: str = "INFO"
+    #: One JSON object per line (the default in production) or plain text.
+    log_format: Literal["json", "text"] | None = None
 
     # Core
     database_url: str = "postgresql://postgres@127.0.0.1:5432/gomflow"
@@ -287,6 +289,12 @@ class Settings(BaseSettings):
             raise ValueError("SMART_AGENT_SERVICE_URL must be https:// in production")
         if not self.smart_agent_route.startswith("/"):
             raise ValueError("SMART_AGENT_ROUTE must start with /")
+        return self
+
+    @model_validator(mode="after")
+    def _log_format(self) -> Settings:
+        if self.log_format is None:
+            self.log_format = "json" if self.environment is Environment.production else "text"
         return self
 
     @property

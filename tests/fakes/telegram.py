@@ -181,6 +181,7 @@ class FakeTelegram:
         #: When set, more than this many sends within one second are answered 429.
         self.cap_per_second: float | None = None
         self._faults: list[_Planned] = []
+        self._outage: tuple[FakeFault, float] | None = None
         self._recent_sends: deque[float] = deque()
         self._message_ids = itertools.count(1000)
         self._release = asyncio.Event()
@@ -235,6 +236,11 @@ class FakeTelegram:
                     after,
                 )
             )
+
+    def outage(self, kind: FakeFault, seconds: float) -> None:
+        """Answer every request with this fault for ``seconds`` (a hang lasts until then and
+        ends in a 502: the request is never accepted)."""
+        self._outage = (kind, time.monotonic() + seconds)
 
     def requests(self, method: str | None = None) -> list[ApiCall]:
         return [c for c in self.calls if method is None or c.method == method]
@@ -295,6 +301,12 @@ class FakeTelegram:
         try:
             if token != self.token:
                 raise ApiFailure(401, "Unauthorized")
+            if self._outage is not None and time.monotonic() < self._outage[1]:
+                kind, until = self._outage
+                if kind == "hang":
+                    await asyncio.sleep(until - time.monotonic())
+                    raise ApiFailure(502, "Bad Gateway")
+                self._raise_fault(_Planned(kind))
             fault = self._take_fault(method, call.chat_id)
             if fault is not None:
                 if fault.kind == "hang":

@@ -49,11 +49,30 @@ async def json_body(request: Request) -> Any:
     if len(raw) > MAX_BODY_BYTES:
         raise ApiError(413, "too_large", f"The body is larger than {MAX_BODY_BYTES} bytes.")
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ApiError(
             422, "validation_error", "The body is not valid JSON.", {"body": str(exc)[:200]}
         ) from None
+    if b"\\u0000" in raw and _has_nul(body):
+        # Postgres stores no NUL character in text or jsonb: refuse it here, by name.
+        raise ApiError(
+            422,
+            "validation_error",
+            "The body contains a NUL character (\\u0000), which cannot be stored.",
+            {"body": "must not contain \\u0000"},
+        )
+    return body
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def error_response(exc: ApiError) -> JSONResponse:

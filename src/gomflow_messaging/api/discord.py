@@ -142,6 +142,10 @@ async def interactions(request: Request) -> Response:
     return JSONResponse(answer)
 
 
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 class Interaction:
     """One interaction: parse it, let the bot answer, render the answer for Discord."""
 
@@ -150,10 +154,11 @@ class Interaction:
         self.settings = svc.settings
         self.channel = channel
         self.payload = payload
-        self.data: dict[str, Any] = payload.get("data") or {}
+        # Signed by Discord, yet read defensively: a field of the wrong shape is absent.
+        self.data = _object(payload.get("data"))
         self.token = str(payload.get("token", ""))
-        self.member: dict[str, Any] = payload.get("member") or {}
-        self.user: dict[str, Any] = self.member.get("user") or payload.get("user") or {}
+        self.member = _object(payload.get("member"))
+        self.user = _object(self.member.get("user")) or _object(payload.get("user"))
         self.locale = normalize_locale(payload.get("locale") or payload.get("guild_locale"))
         self.in_guild = bool(payload.get("guild_id"))
 

@@ -115,10 +115,12 @@ async def sandbox_messages(request: Request) -> Response:
     params = request.query_params
     try:
         limit = min(max(int(params.get("limit", "50")), 1), 500)
-        after = int(params.get("after", "0"))
+        after = min(max(int(params.get("after", "0")), 0), 2**63 - 1)
     except ValueError:
-        raise ValidationFailed({"limit": "must be an integer"}) from None
+        raise ValidationFailed({"limit": "and after must be integers"}) from None
     address = params.get("address")
+    if address is not None and "\x00" in address:
+        raise ValidationFailed({"address": "must not contain a NUL character"})
     rows = await svc.pool.fetch(
         """
         SELECT id, message_id, address, payload, deliveries, received_at

@@ -34,6 +34,7 @@ from aiogram.types import (
     Update,
     User,
 )
+from aiogram.types.update import UpdateTypeLookupError
 from redis.exceptions import RedisError
 from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse, Response
@@ -97,6 +98,10 @@ async def webhook(request: Request) -> Response:
     assert isinstance(channel, TelegramChannel)
     try:
         update = Update.model_validate(data, context={"bot": channel.bot})
+        try:
+            update.event_type  # noqa: B018
+        except UpdateTypeLookupError:
+            return JSONResponse({})  # a kind of update newer than this aiogram: nothing to do
         result = await _dispatcher(svc).feed_update(
             channel.bot, update, services=svc, channel=channel
         )

@@ -59,6 +59,17 @@ class Sender:
     #: The chat says this user holds the configured GOM role (Discord guilds).
     gom_role: bool = False
 
+    def __post_init__(self) -> None:
+        # Postgres stores no NUL character; a chat may still carry one.
+        for name in ("address", "name", "language"):
+            value = getattr(self, name)
+            if "\x00" in value:
+                object.__setattr__(self, name, _no_nul(value))
+
+
+def _no_nul(text: str) -> str:
+    return text.replace("\x00", "")
+
 
 @dataclass(frozen=True)
 class IncomingFile:
@@ -249,7 +260,7 @@ class Bot:
     async def handle(self, sender: Sender, text: str) -> list[Reply]:
         """Answer one message, button press or keyword from a chat."""
         ctx = await self._context(sender)
-        text = text.strip()
+        text = _no_nul(text).strip()
         await self._audit(ctx, "message", text[:200])
         name, args = _parse_command(text)
         if name is None and ctx.state is None:
@@ -278,6 +289,8 @@ class Bot:
         self, sender: Sender, form_id: str, values: dict[str, str]
     ) -> list[Reply]:
         """A form (Discord modal) came back filled in."""
+        form_id = _no_nul(form_id)
+        values = {_no_nul(k): _no_nul(v) for k, v in values.items()}
         ctx = await self._context(sender)
         await self._audit(ctx, "form", form_id)
         kind, _sep, ref = form_id.partition(":")
@@ -322,7 +335,7 @@ class Bot:
             opted_out=False,
         )
         found, _total = await order_data.open_orders(self.pool, self.clock(), limit=100)
-        words = query.lower().split()
+        words = _no_nul(query).lower().split()
         cards = []
         for order in found:
             text = self._order_card(ctx, order)

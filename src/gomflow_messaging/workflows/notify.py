@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from gomflow_messaging import contacts, idempotency, outbox
+from gomflow_messaging import contacts, idempotency, metrics, outbox
 from gomflow_messaging.errors import ValidationFailed
 from gomflow_messaging.outbox import PlannedMessage
 from gomflow_messaging.settings import CHANNEL_NAMES
@@ -310,7 +310,7 @@ async def deliver_event(
         except events.MissingData as exc:
             raise ValidationFailed({exc.field: exc.message}) from None
         planned.append(plan(recipient, spec, body, chosen, enabled, channels, when, now))
-    notification_id = await outbox.create_notification(
+    notification_id, rows = await outbox.insert_notification(
         conn,
         event=event,
         data=data,
@@ -318,8 +318,14 @@ async def deliver_event(
         send_at=send_at,
         source=source,
         request_id=request_id,
+        audit={
+            "event": event,
+            "messages": len(planned),
+            "request_id": request_id,
+            "queued": sum(1 for p in planned if p.status == "queued"),
+        },
+        planned=planned,
     )
-    rows = await outbox.insert_messages(conn, notification_id, planned)
     entries = []
     for (index, recipient), row in zip(recipients, rows, strict=True):
         entry: dict[str, Any] = {
@@ -335,19 +341,20 @@ async def deliver_event(
         if row["status"] == "queued" and row["next_attempt_at"] > now + timedelta(seconds=1):
             entry["send_at"] = row["next_attempt_at"].isoformat()
         entries.append(entry)
-    await conn.execute(
-        """
-        INSERT INTO audit_log (direction, actor, action, subject, result, detail)
-        VALUES ('admin', $1, 'notify', $2, 'accepted', $3::jsonb)
-        """,
+    accepted: dict[tuple[str, str], int] = {}
+    for row in rows:
+        accepted[(row["channel"], row["status"])] = (
+            accepted.get((row["channel"], row["status"]), 0) + 1
+        )
+    for (channel, status), count in accepted.items():
+        metrics.ACCEPTED.labels(channel, status).inc(count)
+    log.info(
+        "notification %s (%s, %s): %d message(s), %d queued",
+        notification_id,
+        event,
         source,
-        str(notification_id),
-        {
-            "event": event,
-            "messages": len(rows),
-            "request_id": request_id,
-            "queued": sum(1 for r in rows if r["status"] == "queued"),
-        },
+        len(rows),
+        sum(n for (_, status), n in accepted.items() if status == "queued"),
     )
     response: dict[str, Any] = {
         "notification_id": str(notification_id),
@@ -380,14 +387,12 @@ async def notify(
 ) -> NotifyResult:
     """The API's notify: validate, replay or resolve, and commit; then call `enqueue`."""
     request = parse_request(body)
-    body_hash = idempotency.request_hash(body)
-    async with services.pool.acquire() as conn, conn.transaction():
-        if idempotency_key is not None:
-            replay = await idempotency.begin(conn, "notify", idempotency_key, body_hash)
-            if replay is not None:
-                return NotifyResult(replay[0], replay[1], [])
+    # Hashing a large body costs: only a request with a key needs it.
+    body_hash = idempotency.request_hash(body) if idempotency_key is not None else ""
+
+    async def run(conn: Connection) -> NotifyResult:
         recipients = await resolve_all(conn, request.recipients, services.channels)
-        result = await deliver_event(
+        return await deliver_event(
             conn,
             services,
             event=request.event,
@@ -399,7 +404,17 @@ async def notify(
             source=source,
             request_id=request_id,
         )
-        if idempotency_key is not None:
+
+    async with services.pool.acquire() as conn:
+        if idempotency_key is None:
+            # Reads, then one INSERT statement (atomic by itself): no BEGIN and COMMIT
+            # round trips on the hot path.
+            return await run(conn)
+        async with conn.transaction():
+            replay = await idempotency.begin(conn, "notify", idempotency_key, body_hash)
+            if replay is not None:
+                return NotifyResult(replay[0], replay[1], [])
+            result = await run(conn)
             await idempotency.store(conn, "notify", idempotency_key, body_hash, 202, result.body)
     return result
 

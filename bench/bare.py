@@ -1,0 +1,86 @@
+"""The ingest benchmark's limit: a bare Starlette endpoint doing the same database insert and
+enqueue as `POST /api/notify`, and nothing else (no auth, validation, contacts, rendering,
+audit or idempotency). Run by bench/foundation.py under uvicorn like the real service:
+
+    python bench/bare.py   (PORT, DATABASE_URL, REDIS_URL, QUEUE_NAME, DB_POOL_SIZE)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator
+
+import asyncpg
+import uvicorn
+from redis.asyncio import Redis
+from saq.queue.redis import RedisQueue
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+state: dict[str, object] = {}
+
+
+async def notify(request: Request) -> Response:
+    body = json.loads(await request.body())
+    recipient = body["recipients"][0]
+    pool: asyncpg.Pool = state["pool"]  # type: ignore[assignment]
+    queue: RedisQueue = state["queue"]  # type: ignore[assignment]
+    async with pool.acquire() as conn, conn.transaction():
+        notification_id = await conn.fetchval(
+            "INSERT INTO notifications (event, data) VALUES ($1, $2::jsonb) RETURNING id",
+            body["event"],
+            json.dumps(body["data"]),
+        )
+        message_id = await conn.fetchval(
+            "INSERT INTO messages (notification_id, channel, address, event, body)"
+            " VALUES ($1, $2, $3, $4, $5::jsonb) RETURNING id",
+            notification_id,
+            recipient["channel"],
+            recipient["address"],
+            body["event"],
+            json.dumps(body["data"]),
+        )
+    await queue.enqueue(
+        "deliver",
+        key=f"msg:{message_id}:0",
+        timeout=65,
+        retries=3,
+        retry_delay=1.0,
+        retry_backoff=True,
+        ttl=-1,
+        message_id=str(message_id),
+    )
+    return JSONResponse(
+        {"notification_id": str(notification_id), "messages": [{"id": str(message_id)}]},
+        status_code=202,
+    )
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    pool = await asyncpg.create_pool(
+        os.environ["DATABASE_URL"], min_size=1, max_size=int(os.environ["DB_POOL_SIZE"])
+    )
+    queue = RedisQueue(Redis.from_url(os.environ["REDIS_URL"]), name=os.environ["QUEUE_NAME"])
+    await queue.connect()
+    state.update(pool=pool, queue=queue)
+    yield
+    await queue.disconnect()
+    await pool.close()
+
+
+app = Starlette(routes=[Route("/api/notify", notify, methods=["POST"])], lifespan=lifespan)
+
+if __name__ == "__main__":
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=int(os.environ["PORT"]),
+        log_config=None,
+        access_log=False,
+        log_level="warning",
+    )

@@ -1,0 +1,293 @@
+"""Fault drills, full length, with real processes: `gomflow-messaging web` and `worker` behind
+loopback TCP proxies to Redis and Postgres (so either can be cut as in a restart), sending
+Telegram campaigns to a fake Bot API in this process. Each drill ends with what the platform
+received: sent, lost and duplicated.
+
+- the worker killed with SIGKILL mid-campaign (a new one started at once);
+- Redis flushed (this benchmark's database 10) and cut for 3 s mid-campaign;
+- Postgres cut for 5 s mid-campaign (every connection reset, new ones refused);
+- the platform answering 5xx for 30 s; the platform hanging for 20 s;
+- each webhook delivered three times (Telegram update_id, Twilio MessageSid; Discord does not
+  retry interactions);
+- 50 concurrent POST /api/notify with one Idempotency-Key.
+
+The shared Redis and Postgres servers are not restarted (other work uses them); cutting the
+proxy is what a client sees of a restart. Short versions of each: tests/test_drills.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+from redis.asyncio import Redis
+from twilio.request_validator import RequestValidator
+
+try:
+    from bench import common
+    from bench.campaign import WEBHOOK_SECRET, telegram_env
+except ImportError:  # run as a script
+    import common  # type: ignore[no-redef]
+    from campaign import WEBHOOK_SECRET, telegram_env  # type: ignore[no-redef]
+
+from tests.drill import campaign_chats, notify_bodies, received, tally
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, SENDER, FakeTwilio
+from tests.helpers import TcpProxy
+
+RATE = 100.0  # TELEGRAM_RATE_PER_SECOND: a campaign of 1,000 lasts about 10 s
+CAMPAIGN = int(os.environ.get("BENCH_DRILL_N", "1000"))
+OUTAGE_CAMPAIGN = int(os.environ.get("BENCH_DRILL_OUTAGE_N", "500"))
+SERVER_ERROR_SECONDS = float(os.environ.get("BENCH_DRILL_5XX_SECONDS", "30"))
+HANG_SECONDS = float(os.environ.get("BENCH_DRILL_HANG_SECONDS", "20"))
+PUBLIC = "https://gomflow.example.com"
+
+
+class Drills:
+    def __init__(self, database_url: str, fake: FakeTelegram, twilio: FakeTwilio) -> None:
+        self.database_url = database_url
+        self.fake = fake
+        self.twilio = twilio
+        self.queue = f"bench-drills-{secrets.token_hex(3)}"
+        self.port = common.free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.redis_proxy: TcpProxy | None = None
+        self.pg_proxy: TcpProxy | None = None
+        self.web: Any = None
+        self.worker: Any = None
+        self.log = common.ROOT / "bench" / "results" / f"drills-{self.queue}.log"
+
+    async def start(self) -> None:
+        redis = urlsplit(common.REDIS_URL)
+        pg = urlsplit(self.database_url)
+        self.redis_proxy = await TcpProxy(redis.hostname or "127.0.0.1", redis.port or 6379).start()
+        self.pg_proxy = await TcpProxy(pg.hostname or "127.0.0.1", pg.port or 5432).start()
+        database = self.database_url.replace(
+            f"{pg.hostname}:{pg.port}", f"127.0.0.1:{self.pg_proxy.port}"
+        )
+        self.env = common.env_for(
+            database,
+            self.queue,
+            REDIS_URL=f"redis://127.0.0.1:{self.redis_proxy.port}{redis.path}",
+            PORT=str(self.port),
+            HOST="127.0.0.1",
+            DISPATCH_LEASE_SECONDS="10",
+            DISPATCH_BACKOFF_BASE_SECONDS="1",
+            DISPATCH_BACKOFF_MAX_SECONDS="10",
+            SWEEP_INTERVAL_SECONDS="2",
+            SWEEP_GRACE_SECONDS="5",
+            ENABLE_WHATSAPP="true",
+            TWILIO_ACCOUNT_SID=ACCOUNT_SID,
+            TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+            TWILIO_WHATSAPP_NUMBER=SENDER,
+            TWILIO_API_BASE_URL=self.twilio.base_url,
+            PUBLIC_BASE_URL=PUBLIC,
+            **telegram_env(self.fake, RATE),
+        )
+        self.log.parent.mkdir(exist_ok=True)
+        self.web = common.start(["web"], self.env, self.log)
+        self.worker = common.start(["worker"], self.env, self.log)
+        await common.wait_http(self.base + "/api/health", status=200)
+
+    async def close(self) -> None:
+        for proc in (self.web, self.worker):
+            if proc is not None:
+                await common.astop(proc)
+        for proxy in (self.redis_proxy, self.pg_proxy):
+            if proxy is not None:
+                await proxy.close()
+        await common.forget_queue(self.queue)
+
+    async def campaign(
+        self,
+        n: int,
+        text: str,
+        fault: Callable[[list[str]], Awaitable[None]] | None = None,
+        after: int = 200,
+        timeout: float = 180,
+    ) -> dict[str, Any]:
+        chats = campaign_chats(n)
+        started = time.monotonic()
+        async with httpx.AsyncClient(base_url=self.base, timeout=60) as client:
+            for body in notify_bodies(chats, text):
+                response = await client.post("/api/notify", json=body, headers=common.AUTH)
+                if response.status_code != 202:
+                    raise RuntimeError(f"notify answered {response.status_code}")
+        if fault is not None:
+            deadline = time.monotonic() + 60
+            while received(self.fake, chats) < min(after, n) and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            at = received(self.fake, chats)
+            await fault(chats)
+        else:
+            at = 0
+        deadline = time.monotonic() + timeout
+        while received(self.fake, chats) < n and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        finished = time.monotonic() - started
+        await asyncio.sleep(3)  # a duplicate on its way would land by now
+        return {
+            **tally(self.fake, chats).as_dict(),
+            "fault_after_sent": at,
+            "seconds_to_all_sent": round(finished, 1),
+        }
+
+    # -- the faults --------------------------------------------------------------------------
+
+    async def sigkill(self, chats: list[str]) -> None:
+        self.worker.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(self.worker.wait, 10)
+        self.worker = common.start(["worker"], self.env, self.log)
+
+    async def redis_restart(self, chats: list[str]) -> None:
+        assert self.redis_proxy is not None
+        redis = Redis.from_url(common.REDIS_URL)
+        try:
+            await redis.flushdb()  # the benchmark's own database
+        finally:
+            await redis.aclose()
+        await self.redis_proxy.cut()
+        await asyncio.sleep(3)
+        await self.redis_proxy.restore()
+
+    async def postgres_restart(self, chats: list[str]) -> None:
+        assert self.pg_proxy is not None
+        await self.pg_proxy.cut()
+        await asyncio.sleep(5)
+        await self.pg_proxy.restore()
+
+    async def server_errors(self, chats: list[str]) -> None:
+        self.fake.outage("server_error", SERVER_ERROR_SECONDS)
+
+    async def hangs(self, chats: list[str]) -> None:
+        self.fake.outage("hang", HANG_SECONDS)
+
+    # -- webhooks and idempotency --------------------------------------------------------------
+
+    async def webhooks_three_times(self) -> dict[str, Any]:
+        chat = int(campaign_chats(1)[0])
+        update = {
+            "update_id": chat,
+            "message": {
+                "message_id": 1,
+                "date": int(time.time()),
+                "chat": {"id": chat, "type": "private", "first_name": "Ana"},
+                "from": {"id": chat, "is_bot": False, "first_name": "Ana"},
+                "text": "/orders",
+                "entities": [{"type": "bot_command", "offset": 0, "length": 7}],
+            },
+        }
+        form = {
+            "MessageSid": f"SM{secrets.token_hex(16)}",
+            "From": "whatsapp:+639170000888",
+            "Body": "HELP",
+        }
+        signature = RequestValidator(AUTH_TOKEN).compute_signature(
+            PUBLIC + "/webhooks/whatsapp", form
+        )
+        async with httpx.AsyncClient(base_url=self.base, timeout=30) as client:
+            for _ in range(3):
+                await client.post(
+                    "/webhook/telegram",
+                    json=update,
+                    headers={"X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET},
+                )
+            twiml = [
+                (
+                    await client.post(
+                        "/webhooks/whatsapp", data=form, headers={"X-Twilio-Signature": signature}
+                    )
+                ).text
+                for _ in range(3)
+            ]
+        await asyncio.sleep(2)
+        replies = [c.text for c in self.fake.sent(chat)]
+        answered = sum(1 for body in twiml if "<Message>" in body)
+        return {
+            "telegram_update_x3": {
+                "replies": len(replies),
+                "distinct": len(set(replies)),
+                "duplicated": len(replies) - len(set(replies)),
+            },
+            "twilio_message_x3": {"answered": answered, "duplicated": max(answered - 1, 0)},
+            "discord": "interactions are not retried by Discord (answered within 3 s or lost)",
+        }
+
+    async def concurrent_notify_one_key(self) -> dict[str, Any]:
+        chat = campaign_chats(1)[0]
+        key = f"drill-{secrets.token_hex(8)}"
+        body = notify_bodies([chat], "idempotency drill")[0]
+        headers = {**common.AUTH, "Idempotency-Key": key}
+        async with httpx.AsyncClient(
+            base_url=self.base, timeout=60, limits=httpx.Limits(max_connections=50)
+        ) as client:
+            responses = await asyncio.gather(
+                *(client.post("/api/notify", json=body, headers=headers) for _ in range(50))
+            )
+        codes: dict[str, int] = {}
+        for r in responses:
+            codes[str(r.status_code)] = codes.get(str(r.status_code), 0) + 1
+        deadline = time.monotonic() + 30
+        while received(self.fake, [chat]) < 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(2)
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            notifications = await conn.fetchval(
+                "SELECT count(DISTINCT notification_id) FROM messages WHERE address = $1", chat
+            )
+        finally:
+            await conn.close()
+        return {
+            "answers": codes,
+            "notifications": int(notifications),
+            **tally(self.fake, [chat]).as_dict(),
+        }
+
+
+async def main() -> dict[str, Any]:
+    database_url = await common.make_database(seed=True)
+    fake = await FakeTelegram().start()
+    twilio = await FakeTwilio().start()
+    drills = Drills(database_url, fake, twilio)
+    results: dict[str, Any] = {}
+    try:
+        await drills.start()
+        results["baseline"] = await drills.campaign(CAMPAIGN, "baseline")
+        results["worker_sigkill"] = await drills.campaign(CAMPAIGN, "sigkill", drills.sigkill)
+        results["redis_flushed_and_cut_3s"] = await drills.campaign(
+            CAMPAIGN, "redis", drills.redis_restart
+        )
+        results["postgres_cut_5s"] = await drills.campaign(
+            CAMPAIGN, "postgres", drills.postgres_restart
+        )
+        results[f"platform_5xx_{SERVER_ERROR_SECONDS:.0f}s"] = await drills.campaign(
+            OUTAGE_CAMPAIGN, "5xx", drills.server_errors, after=50
+        )
+        results[f"platform_hangs_{HANG_SECONDS:.0f}s"] = await drills.campaign(
+            OUTAGE_CAMPAIGN, "hang", drills.hangs, after=50
+        )
+        results["webhooks_delivered_3x"] = await drills.webhooks_three_times()
+        results["notify_x50_one_key"] = await drills.concurrent_notify_one_key()
+    finally:
+        await drills.close()
+        await twilio.close()
+        await fake.close()
+        await common.drop_database(database_url)
+    campaigns = [r for r in results.values() if "lost" in r and "expected" in r]
+    results["all_lost"] = sum(r["lost"] for r in campaigns)
+    results["all_duplicated"] = sum(r["duplicated"] for r in campaigns)
+    return results
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(main()), indent=2))

@@ -1,0 +1,514 @@
+"""`GET /openapi.json`: the HTTP contract as an OpenAPI 3.0 document, written by hand.
+
+Hand-written rather than generated, so it says what callers may rely on (every error is
+``{"error": {"code", "message", "fields"}}``); `tests/test_openapi.py` runs schemathesis
+against it so it cannot drift from what the routes answer. Paths that depend on settings
+(Twilio's WEBHOOK_PATH) come from the settings.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.responses import JSONResponse
+
+from gomflow_messaging import __version__
+from gomflow_messaging.api.common import services
+from gomflow_messaging.settings import CHANNEL_NAMES
+from gomflow_messaging.workflows.events import EVENTS
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from gomflow_messaging.settings import Settings
+
+JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": _ref("Error")}}}
+
+
+def _ok(description: str, schema: dict[str, Any], media: str = JSON) -> dict[str, Any]:
+    return {"description": description, "content": {media: {"schema": schema}}}
+
+
+_STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+_UUID = {"type": "string", "format": "uuid"}
+_TIME = {"type": "string", "format": "date-time"}
+_NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message", "fields"],
+                "properties": {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                    "fields": {"type": "object"},
+                },
+            }
+        },
+    },
+    "Recipient": {
+        "oneOf": [
+            {
+                "type": "object",
+                "required": ["channel", "address"],
+                "additionalProperties": False,
+                "properties": {
+                    "channel": {"type": "string", "enum": list(CHANNEL_NAMES)},
+                    "address": {"type": "string", "minLength": 1, "maxLength": 200},
+                },
+            },
+            {
+                "type": "object",
+                "required": ["submission_id"],
+                "additionalProperties": False,
+                "properties": {"submission_id": _UUID},
+            },
+            {
+                "type": "object",
+                "required": ["order_id"],
+                "additionalProperties": False,
+                "properties": {"order_id": _UUID},
+            },
+            {
+                "type": "object",
+                "required": ["gom_id"],
+                "additionalProperties": False,
+                "properties": {"gom_id": _UUID},
+            },
+        ]
+    },
+    "NotifyRequest": {
+        "type": "object",
+        "required": ["event", "recipients"],
+        "additionalProperties": False,
+        "properties": {
+            "event": {
+                "type": "string",
+                "enum": sorted(EVENTS),
+                "description": "`custom` sends `data.text` as is; other events render a "
+                "localised text from `data` (each names the fields it needs in a 422).",
+            },
+            "data": {"type": "object"},
+            "recipients": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 1000,
+                "items": _ref("Recipient"),
+            },
+            "channels": {
+                "type": "array",
+                "uniqueItems": True,
+                "items": {"type": "string", "enum": list(CHANNEL_NAMES)},
+            },
+            "send_at": _TIME,
+            "locale": {"type": "string", "enum": ["en", "fil", "ms"]},
+        },
+    },
+    "NotifyResponse": {
+        "type": "object",
+        "required": ["notification_id", "event", "messages"],
+        "properties": {
+            "notification_id": _UUID,
+            "event": {"type": "string"},
+            "send_at": _NULLABLE_TIME,
+            "messages": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "channel", "address", "status", "recipient"],
+                    "properties": {
+                        "id": _UUID,
+                        "channel": {"type": "string"},
+                        "address": {"type": "string"},
+                        "status": {"type": "string", "enum": ["queued", "skipped"]},
+                        "recipient": {"type": "integer"},
+                        "reason": {"type": "string"},
+                        "send_at": _TIME,
+                    },
+                },
+            },
+        },
+    },
+    "Message": {
+        "type": "object",
+        "required": ["id", "channel", "address", "status", "attempts", "attempt_log"],
+        "properties": {
+            "id": _UUID,
+            "notification_id": {"type": "string", "format": "uuid", "nullable": True},
+            "channel": {"type": "string"},
+            "address": {"type": "string"},
+            "event": {"type": "string"},
+            "status": {
+                "type": "string",
+                "enum": ["queued", "sending", "sent", "delivered", "read", "failed", "skipped"],
+            },
+            "status_reason": {"type": "string", "nullable": True},
+            "attempts": {"type": "integer"},
+            "last_error": {"type": "string", "nullable": True},
+            "created_at": _TIME,
+            "sent_at": _NULLABLE_TIME,
+            "attempt_log": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["ok", "status", "components"],
+        "properties": {
+            "ok": {"type": "boolean"},
+            "status": {"type": "string", "enum": ["ok", "unavailable"]},
+            "version": {"type": "string"},
+            "mode": {"type": "string"},
+            "components": {"type": "object"},
+        },
+    },
+}
+
+_CONTACT_ID = {"name": "contact_id", "in": "path", "required": True, "schema": _UUID}
+_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+_AUTH_ERRORS = {"401": _error("Missing or wrong bearer token")}
+_BODY_ERRORS = {
+    "413": _error("Body too large"),
+    "415": _error("Not sent as application/json"),
+    "422": _error("Not valid: `fields` names each offending field"),
+}
+
+
+def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {JSON: {"schema": schema}}}
+
+
+def _webhook(summary: str, media: str, codes: dict[str, str]) -> dict[str, Any]:
+    responses: dict[str, Any] = {
+        code: {"description": text} if code in ("200", "204") else _error(text)
+        for code, text in codes.items()
+    }
+    responses["404"] = _error("This channel is not enabled on this deployment")
+    responses["413"] = _error("Body too large")
+    return {
+        "post": {
+            "summary": summary,
+            "tags": ["webhooks"],
+            "requestBody": {"required": True, "content": {media: {"schema": {"type": "object"}}}},
+            "responses": responses,
+        }
+    }
+
+
+def document(settings: Settings) -> dict[str, Any]:
+    paths: dict[str, Any] = {
+        "/api/health": {
+            "get": {
+                "summary": "Can the service do its job: database, Redis, a worker, each channel",
+                "responses": {
+                    "200": _ok("Healthy", _ref("Health")),
+                    "503": _ok("Something it needs is away", _ref("Health")),
+                },
+            }
+        },
+        "/api/notify": {
+            "post": {
+                "summary": "An event for recipients: one outbox message per person, answered 202",
+                "security": _BEARER,
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                        "description": "Same key and body: the first answer again, nothing "
+                        "sent twice; other body: 422; while the first runs: 409.",
+                    }
+                ],
+                "requestBody": _json_body(_ref("NotifyRequest")),
+                "responses": {
+                    "202": _ok("Accepted: one entry per message", _ref("NotifyResponse")),
+                    **_AUTH_ERRORS,
+                    "409": _error("A request with this Idempotency-Key is still running"),
+                    **_BODY_ERRORS,
+                },
+            }
+        },
+        "/api/messages/{message_id}": {
+            "get": {
+                "summary": "A message's status, attempts and last error",
+                "security": _BEARER,
+                "parameters": [
+                    {"name": "message_id", "in": "path", "required": True, "schema": _UUID}
+                ],
+                "responses": {
+                    "200": _ok("The message", _ref("Message")),
+                    **_AUTH_ERRORS,
+                    "404": _error("No message with this id"),
+                    "422": _error("Not a UUID"),
+                },
+            }
+        },
+        "/api/notifications/test": {
+            "post": {
+                "summary": "A test message on each channel named, to check a deployment",
+                "security": _BEARER,
+                "requestBody": _json_body(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "addresses": _STRING_MAP,
+                            "address": {"type": "string"},
+                            "locale": {"type": "string", "enum": ["en", "fil", "ms"]},
+                        },
+                    }
+                ),
+                "responses": {
+                    "202": _ok("Accepted", _ref("NotifyResponse")),
+                    **_AUTH_ERRORS,
+                    **_BODY_ERRORS,
+                },
+            }
+        },
+        "/api/sandbox/messages": {
+            "get": {
+                "summary": "What the sandbox channel received, newest first",
+                "security": _BEARER,
+                "parameters": [
+                    {
+                        "name": "address",
+                        "in": "query",
+                        "schema": {"type": "string", "maxLength": 200},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                    },
+                    {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                ],
+                "responses": {
+                    "200": _ok(
+                        "Messages",
+                        {
+                            "type": "object",
+                            "required": ["messages"],
+                            "properties": {"messages": {"type": "array", "items": {}}},
+                        },
+                    ),
+                    **_AUTH_ERRORS,
+                    "404": _error("The sandbox channel is not enabled"),
+                    "422": _error("A parameter is not valid"),
+                },
+            }
+        },
+        "/api/sandbox/inbound": {
+            "post": {
+                "summary": "Talk to the bot as a sandbox chat user",
+                "security": _BEARER,
+                "requestBody": _json_body(
+                    {
+                        "type": "object",
+                        "required": ["address", "text"],
+                        "properties": {
+                            "address": {"type": "string", "minLength": 1},
+                            "text": {"type": "string", "minLength": 1},
+                            "name": {"type": "string"},
+                            "language": {"type": "string"},
+                            "supports_forms": {"type": "boolean"},
+                            "form": {
+                                "type": "object",
+                                "properties": {"id": {"type": "string"}, "values": _STRING_MAP},
+                            },
+                        },
+                    }
+                ),
+                "responses": {
+                    "200": _ok(
+                        "The bot's replies",
+                        {
+                            "type": "object",
+                            "required": ["replies"],
+                            "properties": {"replies": {"type": "array", "items": {}}},
+                        },
+                    ),
+                    **_AUTH_ERRORS,
+                    "404": _error("The sandbox channel is not enabled"),
+                    **_BODY_ERRORS,
+                },
+            }
+        },
+        "/api/link-tokens": {
+            "post": {
+                "summary": "A one-use code linking a chat to a submission's buyer or a GOM",
+                "security": _BEARER,
+                "requestBody": _json_body(
+                    {
+                        "type": "object",
+                        "properties": {"submission_id": _UUID, "gom_id": _UUID},
+                        "description": "Exactly one of the two.",
+                    }
+                ),
+                "responses": {
+                    "201": _ok(
+                        "The code and how to send it on each platform",
+                        {
+                            "type": "object",
+                            "required": ["code", "expires_at", "how"],
+                            "properties": {
+                                "code": {"type": "string"},
+                                "expires_at": _TIME,
+                                "how": _STRING_MAP,
+                            },
+                        },
+                    ),
+                    **_AUTH_ERRORS,
+                    **_BODY_ERRORS,
+                },
+            }
+        },
+        "/api/contacts/{contact_id}/export": {
+            "get": {
+                "summary": "Everything kept about a contact (data rights: access)",
+                "security": _BEARER,
+                "parameters": [_CONTACT_ID],
+                "responses": {
+                    "200": _ok("The contact's data", {"type": "object"}),
+                    **_AUTH_ERRORS,
+                    "404": _error("No contact with this id"),
+                    "422": _error("Not a UUID"),
+                },
+            }
+        },
+        "/api/contacts/{contact_id}": {
+            "delete": {
+                "summary": "Erase a contact and what is kept about them (data rights: erasure)",
+                "security": _BEARER,
+                "parameters": [_CONTACT_ID],
+                "responses": {
+                    "200": _ok("What was erased", {"type": "object"}),
+                    **_AUTH_ERRORS,
+                    "404": _error("No contact with this id"),
+                    "422": _error("Not a UUID"),
+                },
+            }
+        },
+        "/api/proofs/{proof_id}/image": {
+            "get": {
+                "summary": "A payment receipt at a signed, short-lived URL (for the GOM's chat)",
+                "parameters": [
+                    {"name": "proof_id", "in": "path", "required": True, "schema": _UUID},
+                    {"name": "exp", "in": "query", "required": True, "schema": {"type": "integer"}},
+                    {"name": "sig", "in": "query", "required": True, "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The image or PDF",
+                        "content": {
+                            "image/*": {"schema": {"type": "string", "format": "binary"}},
+                            "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+                        },
+                    },
+                    "403": _error("The signature is wrong or the link has expired"),
+                    "404": _error("No such receipt"),
+                    "410": _error("The receipt is no longer kept"),
+                },
+            }
+        },
+        "/api/commands/status": {
+            "get": {
+                "summary": "The bot commands each enabled platform has registered",
+                "security": _BEARER,
+                "responses": {
+                    "200": _ok(
+                        "Per platform",
+                        {
+                            "type": "object",
+                            "required": ["platforms"],
+                            "properties": {"platforms": {"type": "object"}},
+                        },
+                    ),
+                    **_AUTH_ERRORS,
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (text exposition format)",
+                "security": _BEARER,
+                "responses": {
+                    "200": _ok("Metrics", {"type": "string"}, "text/plain"),
+                    **_AUTH_ERRORS,
+                },
+            }
+        },
+        "/webhook/telegram": _webhook(
+            "Telegram updates (X-Telegram-Bot-Api-Secret-Token); each update_id handled once",
+            JSON,
+            {
+                "200": "Handled; the body may carry one Bot API call as the answer",
+                "400": "Not a Telegram update",
+                "401": "Missing or wrong secret token",
+            },
+        ),
+        "/webhook/discord": _webhook(
+            "Discord interactions (Ed25519 X-Signature-Ed25519 over timestamp + body)",
+            JSON,
+            {
+                "200": "The interaction's answer",
+                "400": "Not an interaction",
+                "401": "Signature missing, wrong, or too old",
+            },
+        ),
+        settings.webhook_path: _webhook(
+            "Twilio: incoming WhatsApp messages (X-Twilio-Signature); answered in TwiML",
+            "application/x-www-form-urlencoded",
+            {
+                "200": "TwiML (application/xml); each MessageSid handled once",
+                "403": "Signature does not match",
+                "422": "MessageSid or From missing",
+            },
+        ),
+        "/webhook/status": _webhook(
+            "Twilio status callbacks (X-Twilio-Signature): sent, delivered, read, failed",
+            "application/x-www-form-urlencoded",
+            {
+                "204": "Recorded (or not ours to record)",
+                "403": "Signature does not match",
+                "422": "MessageSid or MessageStatus missing",
+            },
+        ),
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "gomflow-messaging",
+            "version": __version__,
+            "description": "GOMFLOW's messaging service: notifications and chat bots on "
+            "WhatsApp, Telegram and Discord. Errors are always "
+            '`{"error": {"code", "message", "fields"}}`.',
+        },
+        "servers": [{"url": settings.public_base_url}],
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "SERVICE_SECRET (or SERVICE_SECRET_PREVIOUS while rotating)",
+                }
+            },
+        },
+    }
+
+
+async def openapi_json(request: Request) -> Response:
+    return JSONResponse(document(services(request).settings))

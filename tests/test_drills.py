@@ -1,0 +1,249 @@
+"""Fault drills, short: a Telegram campaign through the real dispatcher while something breaks,
+counted at the fake platform. Every drill ends with nothing lost and nothing sent twice.
+
+Also drills, kept where they were written first:
+- the worker killed with SIGKILL mid-batch: tests/test_worker_process.py
+  (test_sigkill_mid_batch_loses_nothing, and SIGTERM beside it);
+- Redis flushed while messages wait / down during notify: tests/test_recovery.py;
+- 50 concurrent /api/notify with one Idempotency-Key: tests/test_idempotency.py
+  (test_fifty_parallel_requests_one_key_make_one_notification).
+The full-length versions (30 s outage, real processes) are `bench/drills.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+import pytest
+from redis.asyncio import Redis
+from twilio.request_validator import RequestValidator
+
+from gomflow_messaging.settings import Settings
+from tests.conftest import REDIS_URL
+from tests.drill import Tally, campaign_chats, notify_bodies, received, tally
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, SENDER, FakeTwilio
+from tests.helpers import AUTH, TcpProxy, eventually, running_app
+
+N = 60
+WEBHOOK_SECRET = "drill-webhook-secret_0123456789"
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    server = await FakeTelegram().start()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+def drill_settings(
+    make_settings: Callable[..., Settings], fake: FakeTelegram
+) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "enable_telegram": True,
+            "telegram_bot_token": fake.token,
+            "telegram_webhook_secret": WEBHOOK_SECRET,
+            "telegram_api_base_url": fake.url,
+            # Slow enough that the fault lands mid-campaign (60 messages in about 1.5 s).
+            "telegram_rate_per_second": 40,
+            "telegram_request_timeout_seconds": 1,
+        }
+        return make_settings(**{**values, **overrides})
+
+    return make
+
+
+async def start_campaign(client: httpx.AsyncClient, chats: list[str], text: str) -> None:
+    for body in notify_bodies(chats, text):
+        response = await client.post("/api/notify", json=body, headers=AUTH)
+        assert response.status_code == 202, response.text
+
+
+async def finish(fake: FakeTelegram, chats: list[str], timeout: float = 30) -> Tally:
+    await eventually(lambda: _all_received(fake, chats), timeout=timeout)
+    await asyncio.sleep(0.3)  # a duplicate still in flight would land by now
+    result = tally(fake, chats)
+    print(f"drill: {result}")
+    return result
+
+
+async def _all_received(fake: FakeTelegram, chats: list[str]) -> bool:
+    return received(fake, chats) == len(chats)
+
+
+async def test_drill_redis_flushed_and_cut_mid_campaign(
+    drill_settings: Callable[..., Settings], fake: FakeTelegram, redis: Redis
+) -> None:
+    target = urlsplit(REDIS_URL)
+    proxy = await TcpProxy(target.hostname or "127.0.0.1", target.port or 6379).start()
+    chats = campaign_chats(N)
+    try:
+        settings = drill_settings(redis_url=f"redis://127.0.0.1:{proxy.port}{target.path}")
+        async with running_app(settings) as client:
+            await start_campaign(client, chats, "redis drill")
+            await eventually(lambda: _at_least(fake, chats, 10))
+            await redis.flushdb()  # every queued job is gone: only the outbox remembers
+            await proxy.cut()  # and Redis is away for a moment, as in a restart
+            assert received(fake, chats) < N, "the fault came too late to test anything"
+            await asyncio.sleep(0.5)
+            await proxy.restore()
+            result = await finish(fake, chats)
+    finally:
+        await proxy.close()
+    assert result == Tally(N, N, 0, 0)
+
+
+async def _at_least(fake: FakeTelegram, chats: list[str], n: int) -> bool:
+    return received(fake, chats) >= n
+
+
+async def test_drill_postgres_cut_mid_campaign(
+    drill_settings: Callable[..., Settings], fake: FakeTelegram, database_url: str
+) -> None:
+    target = urlsplit(database_url)
+    proxy = await TcpProxy(target.hostname or "127.0.0.1", target.port or 5432).start()
+    chats = campaign_chats(N)
+    try:
+        url = database_url.replace(f"{target.hostname}:{target.port}", f"127.0.0.1:{proxy.port}")
+        async with running_app(drill_settings(database_url=url)) as client:
+            await start_campaign(client, chats, "postgres drill")
+            await eventually(lambda: _at_least(fake, chats, 10))
+            await proxy.cut()  # every connection reset, new ones refused: a restart
+            assert received(fake, chats) < N, "the fault came too late to test anything"
+            await asyncio.sleep(1.0)
+            await proxy.restore()
+            result = await finish(fake, chats)
+    finally:
+        await proxy.close()
+    assert result == Tally(N, N, 0, 0)
+
+
+@pytest.mark.parametrize("kind", ["server_error", "hang"])
+async def test_drill_platform_fails_for_a_while(
+    drill_settings: Callable[..., Settings], fake: FakeTelegram, kind: Any
+) -> None:
+    chats = campaign_chats(30)
+    async with running_app(drill_settings()) as client:
+        fake.outage(kind, 2.0)
+        await start_campaign(client, chats, f"{kind} drill")
+        result = await finish(fake, chats)
+    failed = [c for c in fake.calls if c.method == "sendMessage" and c.status >= 500]
+    assert failed, "the platform never failed"
+    assert result == Tally(30, 30, 0, 0)
+
+
+async def test_drill_telegram_update_delivered_three_times_is_answered_once(
+    drill_settings: Callable[..., Settings], fake: FakeTelegram, demo: dict[str, Any]
+) -> None:
+    chat = campaign_chats(1)[0]
+    update = {
+        "update_id": int(chat) * 10,
+        "message": {
+            "message_id": 1,
+            "date": 0,
+            "chat": {"id": int(chat), "type": "private", "first_name": "Ana"},
+            "from": {"id": int(chat), "is_bot": False, "first_name": "Ana"},
+            "text": "/orders",
+            "entities": [{"type": "bot_command", "offset": 0, "length": 7}],
+        },
+    }
+    headers = {"X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET}
+    async with running_app(drill_settings(), mode="web") as client:
+        answers = [
+            await client.post("/webhook/telegram", json=update, headers=headers) for _ in range(3)
+        ]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    replies = fake.sent(chat)
+    # /orders answers with the list, then one card per open order: each exactly once.
+    assert len(replies) >= 2
+    assert len({r.text for r in replies}) == len(replies)
+    print(f"drill: update delivered 3 times, {len(replies)} replies sent once each")
+
+
+async def test_drill_twilio_message_delivered_three_times_is_answered_once(
+    make_settings: Callable[..., Settings], demo: dict[str, Any]
+) -> None:
+    twilio = await FakeTwilio().start()
+    public = "https://gomflow.example.com"
+    settings = make_settings(
+        enable_whatsapp=True,
+        twilio_account_sid=ACCOUNT_SID,
+        twilio_auth_token=AUTH_TOKEN,
+        twilio_whatsapp_number=SENDER,
+        twilio_api_base_url=twilio.base_url,
+        public_base_url=public,
+    )
+    form = {
+        "MessageSid": f"SM{campaign_chats(1)[0]}drill",
+        "From": "whatsapp:+639170000777",
+        "Body": "HELP",
+        "ProfileName": "Ana",
+    }
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(public + "/webhooks/whatsapp", form)
+    try:
+        async with running_app(settings, mode="web") as client:
+            answers = [
+                await client.post(
+                    "/webhooks/whatsapp", data=form, headers={"X-Twilio-Signature": signature}
+                )
+                for _ in range(3)
+            ]
+    finally:
+        await twilio.close()
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    answered = [a for a in answers if "<Message>" in a.text]
+    assert len(answered) == 1, [a.text for a in answers]
+    print("drill: Twilio message delivered 3 times, answered once")
+
+
+async def test_drill_job_held_by_a_killed_worker_is_rescued(
+    settings: Settings, conn: asyncpg.Connection
+) -> None:
+    """A worker killed between taking a job and claiming its message leaves the job 'active'
+    in Redis under the message's key; the sweeper sends it under a fresh key at once instead
+    of waiting for SAQ's own sweep (which took over two minutes in bench/drills.py)."""
+    from saq.job import Status
+    from saq.utils import now
+
+    from gomflow_messaging.bootstrap import build_services
+
+    text = f"held-{campaign_chats(1)[0]}"
+    async with running_app(settings, mode="web") as web:
+        response = await web.post(
+            "/api/notify",
+            json={
+                "event": "custom",
+                "data": {"text": text},
+                "recipients": [{"channel": "sandbox", "address": text}],
+            },
+            headers=AUTH,
+        )
+        assert response.status_code == 202
+    services = await build_services(settings)
+    try:
+        job = await services.queue.saq.dequeue(timeout=2)  # the worker that will die takes it
+        assert job is not None and job.kwargs == {
+            "message_id": response.json()["messages"][0]["id"]
+        }
+        job.worker_id = "killed-worker"
+        job.started = now()  # as the worker did: so SAQ sees nothing stuck for a while
+        await job.update(status=Status.ACTIVE)
+    finally:
+        await services.close()
+    await asyncio.sleep(settings.sweep_grace_seconds)
+    async with running_app(settings):  # a live worker, whose sweeper finds the message
+
+        async def sent() -> Any:
+            return await conn.fetchval(
+                "SELECT deliveries FROM sandbox_messages WHERE payload->>'text' = $1", text
+            )
+
+        assert await eventually(sent, timeout=5) == 1
+    print("drill: job held by a killed worker: sent 1/1, lost 0, duplicated 0")

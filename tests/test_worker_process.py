@@ -34,7 +34,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "ENABLE_SANDBOX": "true",
         "SANDBOX_DELAY_MS": "50",  # 200 messages take seconds: time to kill mid-batch
         "WORKER_CONCURRENCY": str(CONCURRENCY),
-        "DISPATCH_LEASE_SECONDS": "3",
+        "DISPATCH_LEASE_SECONDS": "5",  # a loaded machine must not expire a live lease
         "SWEEP_INTERVAL_SECONDS": "0.5",
         "SWEEP_GRACE_SECONDS": "1",
         "SHUTDOWN_GRACE_SECONDS": "10",

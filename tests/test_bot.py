@@ -310,3 +310,38 @@ async def test_settings_per_kind_quiet_hours_and_time_zone(
     assert entry["status"] == "queued"
     assert "Choose a time zone" in texts(await chat.say("tz mars"))
     assert "QUIET 22-8" in texts(await chat.say("quiet always"))
+
+
+async def test_gom_dashboard_sends_reminders_now_once_an_hour(
+    client: httpx.AsyncClient, conn: asyncpg.Connection
+) -> None:
+    code = (await client.post("/api/link-tokens", headers=AUTH, json={"gom_id": GOM_ID})).json()[
+        "code"
+    ]
+    gom = Chat(client)
+    await gom.say(f"link {code}")
+    dashboard = await gom.say("/dashboard")
+    assert f"remind {PHP_ORDER}" in actions(dashboard) and "payments" in actions(dashboard)
+    before = await conn.fetchval(
+        "SELECT count(*) FROM messages WHERE event = 'payment_reminder'"
+        " AND body->>'text' LIKE '%PH-DEMO0001%'"
+    )
+    sent = texts(await gom.say(f"remind {PHP_ORDER}"))
+    assert "Reminders sent to" in sent
+    assert (
+        await conn.fetchval(
+            "SELECT count(*) FROM messages WHERE event = 'payment_reminder'"
+            " AND body->>'text' LIKE '%PH-DEMO0001%'"
+        )
+        == before + 1
+    )
+    # Miguel (PH-DEMO0002) has paid: no reminder for him.
+    assert (
+        await conn.fetchval(
+            "SELECT count(*) FROM messages WHERE event = 'payment_reminder'"
+            " AND body->>'text' LIKE '%PH-DEMO0002%'"
+        )
+        == 0
+    )
+    assert "less than an hour ago" in texts(await gom.say(f"remind {PHP_ORDER}"))
+    assert "Only a GOM" in texts(await Chat(client).say(f"remind {PHP_ORDER}"))

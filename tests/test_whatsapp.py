@@ -677,3 +677,40 @@ def test_twilio_is_imported_only_when_whatsapp_is_on(database_url: str) -> None:
         "False False []",
         "True True ['/webhook/status', '/webhooks/whatsapp']",
     ]
+
+
+def test_templates_are_managed_from_the_command_line(settings: Settings) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import SECRET
+
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")}
+    env.update(
+        DATABASE_URL=settings.database_url,
+        REDIS_URL=settings.redis_url,
+        SERVICE_SECRET=SECRET,
+        ENVIRONMENT="test",
+    )
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gomflow_messaging", "whatsapp-templates", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    sid = "HX" + "ab12" * 8
+    saved = cli(
+        "set", "payment_reminder", "fil", sid, "--var", "1={order_title}", "--var", "2={reference}"
+    )
+    assert saved.returncode == 0, saved.stderr
+    listed = cli("list")
+    assert f"payment_reminder fil {sid}" in listed.stdout and "{reference}" in listed.stdout
+    wrong = cli("set", "payment_reminder", "fil", sid, "--var", "1={tracking_number}")
+    assert wrong.returncode == 1 and "tracking_number" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
+    assert cli("delete", "payment_reminder", "fil").stdout.strip() == "deleted"

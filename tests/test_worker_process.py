@@ -32,7 +32,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "SERVICE_SECRET": SECRET,
         "QUEUE_NAME": settings.queue_name,
         "ENABLE_SANDBOX": "true",
-        "SANDBOX_DELAY_MS": "20",
+        "SANDBOX_DELAY_MS": "50",  # 200 messages take seconds: time to kill mid-batch
         "WORKER_CONCURRENCY": str(CONCURRENCY),
         "DISPATCH_LEASE_SECONDS": "3",
         "SWEEP_INTERVAL_SECONDS": "0.5",

@@ -13,7 +13,7 @@ from gomflow_messaging import db
 from gomflow_messaging.dispatcher import Dispatcher
 from gomflow_messaging.queue import JobQueue
 from gomflow_messaging.settings import ConfigError
-from gomflow_messaging.workflows import gom_alerts
+from gomflow_messaging.workflows import gom_alerts, reminders
 from gomflow_messaging.workflows.bot import Bot
 from gomflow_messaging.workflows.payment_proofs import PaymentProofs
 
@@ -123,6 +123,10 @@ async def build_services(
     async def submission_created(submission_id: UUID) -> None:
         await gom_alerts.on_new_submission(services, submission_id, datetime.now(UTC))
 
+    async def remind_now(order_id: UUID) -> int:
+        return await reminders.remind_now(services, order_id, datetime.now(UTC))
+
     bot.on_submission = submission_created
+    bot.remind_now = remind_now
     bot.proofs = PaymentProofs(services)
     return services

@@ -207,6 +207,43 @@ def cmd_discord_commands(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_whatsapp_templates(settings: Settings, args: argparse.Namespace) -> int:
+    from gomflow_messaging import db
+    from gomflow_messaging import whatsapp_templates as wt
+
+    async def main() -> str:
+        conn = await db.connect(settings.database_url)
+        try:
+            if args.action == "list":
+                rows = await wt.list_templates(conn)
+                return (
+                    "\n".join(
+                        f"{r['event']} {r['locale']} {r['content_sid']} "
+                        + json.dumps(r["variables"])
+                        for r in rows
+                    )
+                    or "no templates: outside 24 h WhatsApp messages are skipped"
+                )
+            if not args.event or not args.locale:
+                raise CommandError(f"whatsapp-templates {args.action}: give EVENT and LOCALE")
+            if args.action == "delete":
+                gone = await wt.delete_template(conn, args.event, args.locale)
+                return "deleted" if gone else "no such template"
+            if not args.content_sid:
+                raise CommandError("whatsapp-templates set: give the template's CONTENT_SID")
+            await wt.set_template(
+                conn, args.event, args.locale, args.content_sid, wt.parse_variables(args.var)
+            )
+            return f"saved {args.event} {args.locale} {args.content_sid}"
+        except wt.TemplateError as exc:
+            raise CommandError(f"whatsapp-templates {args.action}: {exc}") from None
+        finally:
+            await conn.close()
+
+    print(_run(main()))
+    return 0
+
+
 def cmd_telegram_webhook(settings: Settings, args: argparse.Namespace) -> int:
     from gomflow_messaging import telegram_webhook as tw
 
@@ -283,6 +320,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--drop-pending",
         action="store_true",
         help="with set or delete: discard updates Telegram is still holding for us",
+    )
+    templates = add(
+        "whatsapp-templates",
+        cmd_whatsapp_templates,
+        "List, set or delete the approved WhatsApp Content templates used outside the "
+        "24-hour window (one per event and language; '*' for any event).",
+    )
+    templates.add_argument("action", choices=("list", "set", "delete"), help="what to do")
+    templates.add_argument("event", nargs="?", help="an event name (see README) or *")
+    templates.add_argument("locale", nargs="?", help="en, fil or ms")
+    templates.add_argument("content_sid", nargs="?", help="Twilio's HX... Content SID")
+    templates.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        metavar="N=VALUE",
+        help="a placeholder and its value, e.g. --var 1={order_title} --var 2={reference}",
     )
     job_list = "; ".join(f"{j.name}: {j.help}" for j in JOBS.values())
     run_job = add("run-job", cmd_run_job, f"Run one scheduled job now. Jobs: {job_list}")

@@ -141,6 +141,7 @@ COMMANDS: tuple[CommandInfo, ...] = (
     CommandInfo("stop", "Stop reminders and updates"),
     CommandInfo("cancel", "Cancel what we are doing"),
     CommandInfo("manage", "Your orders: counts, close an order", gom_only=True),
+    CommandInfo("dashboard", "Your orders at a glance: payments, reminders, proofs", gom_only=True),
     CommandInfo("create", "Open a new group order", gom_only=True),
     CommandInfo("payments", "Payment proofs waiting for your review", gom_only=True),
 )
@@ -225,6 +226,8 @@ class Bot:
         self.on_submission = on_submission
         #: Receipts and their review (set by the composition root, which has the services).
         self.proofs: PaymentProofs | None = None
+        #: Reminds an order's unpaid buyers now; returns how many (set by the composition root).
+        self.remind_now: Callable[[UUID], Awaitable[int]] | None = None
         self._commands: dict[str, Callable[[Context, str], Awaitable[list[Reply]]]] = {
             "start": self._start,
             "help": self._help,
@@ -242,7 +245,9 @@ class Bot:
             "cancel": self._cancel,
             "link": self._link,
             "manage": self._manage,
+            "dashboard": self._manage,
             "close": self._close,
+            "remind": self._remind,
             "create": self._create,
             "proof": self._proof,
             "payments": self._payments,
@@ -1148,11 +1153,50 @@ class Bot:
                 _(ctx, "Collected: {v}", v=format_money(entry["collected"], order.currency)),
                 _(ctx, "Deadline: {deadline}", deadline=self._when(ctx, order.deadline)),
             ]
-            actions = (
-                ((button(_(ctx, "Close order"), f"close {order.id}"),),) if order.is_active else ()
-            )
+            actions: tuple[tuple[Button, ...], ...] = ()
+            if order.is_active:
+                row = [button(_(ctx, "Close order"), f"close {order.id}")]
+                if entry["pending"]:
+                    row.insert(0, button(_(ctx, "Remind unpaid buyers"), f"remind {order.id}"))
+                actions = (tuple(row),)
             replies.append(Reply("\n".join(lines), buttons=actions, private=True))
+        replies.append(
+            Reply(
+                _(ctx, "Payment proofs waiting for your review:"),
+                buttons=((button(_(ctx, "Review payments"), "payments"),),),
+                private=True,
+            )
+        )
         return replies
+
+    async def _remind(self, ctx: Context, args: str) -> list[Reply]:
+        """The GOM's "send reminders now": every unpaid buyer of one order, once an hour."""
+        if ctx.gom_id is None:
+            return [self._gom_only(ctx)]
+        order = await order_data.find_order(self.pool, args.split()[0]) if args else None
+        if order is None or order.gom_id != ctx.gom_id:
+            return [Reply(_(ctx, "I could not find that order among yours."), private=True)]
+        if self.remind_now is None:
+            return [Reply(_(ctx, "Reminders cannot be sent from here."), private=True)]
+        fresh = await self.redis.set(f"gomflow:remind-now:{order.id}", "1", ex=3600, nx=True)
+        if not fresh:
+            return [
+                Reply(
+                    _(
+                        ctx,
+                        "Reminders for {title} went out less than an hour ago.",
+                        title=order.title,
+                    ),
+                    private=True,
+                )
+            ]
+        count = await self.remind_now(order.id)
+        await self._audit(ctx, "order.remind", str(order.id))
+        return [
+            Reply(
+                _(ctx, "Reminders sent to {n} buyers who have not paid yet.", n=count), private=True
+            )
+        ]
 
     async def _close(self, ctx: Context, args: str) -> list[Reply]:
         if ctx.gom_id is None:
@@ -1390,6 +1434,8 @@ def _parse_command(text: str) -> tuple[str | None, str]:
             "close",
             "settings",
             "manage",
+            "dashboard",
+            "remind",
             "quiet",
             "tz",
             "proof",

@@ -114,3 +114,37 @@ async def _remind(
             )
         await notify.enqueue(services, result)
     return "sent"
+
+
+async def remind_now(services: Services, order_id: Any, at: datetime) -> int:
+    """A GOM's "send reminders now": every unpaid buyer of the order, honouring STOP and
+    preferences like any reminder. Returns how many reminders were queued."""
+    ids = [
+        str(r["id"])
+        for r in await services.pool.fetch(
+            "SELECT id FROM submissions WHERE order_id = $1 AND status = 'pending' ORDER BY id",
+            order_id,
+        )
+    ]
+    queued: list[str] = []
+    for start in range(0, len(ids), 1000):  # notify takes at most 1000 recipients a call
+        result = await notify.send(
+            services,
+            "payment_reminder",
+            {},
+            [{"submission_id": i} for i in ids[start : start + 1000]],
+            source="gom_remind_now",
+            now=at,
+        )
+        queued += [
+            m["submission_id"]
+            for m in result.body["messages"]
+            if m["status"] == "queued" and "submission_id" in m
+        ]
+    await services.pool.execute(
+        "UPDATE submissions SET last_reminder_sent = $2, reminder_count = reminder_count + 1"
+        " WHERE id = ANY($1::uuid[])",
+        queued,
+        at,
+    )
+    return len(queued)

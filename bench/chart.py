@@ -43,7 +43,7 @@ def draw(report: dict[str, Any], path: Path) -> None:
     ax.barh(names, values, color=colors)
     for y, (value, aim) in enumerate(zip(values, aims, strict=True)):
         ax.plot([aim, aim], [y - 0.4, y + 0.4], color=AIM, linewidth=2)
-        ax.text(value + 0.02, y, f"{value:.2f} (aim {aim})", va="center", fontsize=9)
+        ax.text(value + 0.02, y, f"{value:.3f} (aim {aim})", va="center", fontsize=9)
     ax.set_xlim(0, max([*values, *aims]) * 1.35)
     ax.set_title("Ratios measured in one run (red: aim)")
 
@@ -61,7 +61,6 @@ def draw(report: dict[str, Any], path: Path) -> None:
     ax.bar([x + 0.2 for x in xs], [v["p99_ms"] for _, v in latency], 0.4, label="p99")
     ax.set_xticks(list(xs), labels, rotation=15, fontsize=9)
     ax.set_ylabel("ms")
-    ax.set_yscale("log")
     ax.legend()
     ax.set_title("Latency")
 

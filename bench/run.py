@@ -118,7 +118,10 @@ def summary(report: dict[str, Any]) -> str:
         if hooks:
             tg, tw = hooks["telegram_update_x3"], hooks["twilio_message_x3"]
             add(
-                "Telegram update delivered 3 times", f"{tg['replies']} replies", 0, tg["duplicated"]
+                "Telegram update delivered 3 times",
+                f"handled once: {tg['distinct']} distinct replies of {tg['replies']}",
+                0,
+                tg["duplicated"],
             )
             add(
                 "Twilio MessageSid delivered 3 times",

@@ -33,40 +33,16 @@ class PlannedMessage:
     routes: list[dict[str, str]] = field(default_factory=list)
 
 
-async def create_notification(
-    conn: Connection,
-    *,
-    event: str,
-    data: dict[str, Any],
-    locale: str | None,
-    send_at: datetime | None,
-    source: str,
-    request_id: str | None,
-    audit: dict[str, Any] | None = None,
-) -> UUID:
-    """The notification row, and its audit row (``audit`` as detail) in the same statement:
-    one round trip fewer on every notify."""
-    notification_id: UUID = await conn.fetchval(
-        """
-        WITH n AS (
-            INSERT INTO notifications (event, data, locale, send_at, source, request_id)
-            VALUES ($1, $2::jsonb, $3, $4, $5, $6) RETURNING id
-        ), audit AS (
-            INSERT INTO audit_log (direction, actor, action, subject, result, detail)
-            SELECT 'admin', $5, 'notify', n.id::text, 'accepted', $7::jsonb
-              FROM n WHERE $7::jsonb IS NOT NULL
-        )
-        SELECT id FROM n
-        """,
-        event,
-        data,
-        locale,
-        send_at,
-        source,
-        request_id,
-        audit,
+# The notification and its audit row; both statements below start with it.
+_NOTIFICATION_CTE = """
+    WITH n AS (
+        INSERT INTO notifications (event, data, locale, send_at, source, request_id)
+        VALUES ($1, $2::jsonb, $3, $4, $5, $6) RETURNING id
+    ), audit AS (
+        INSERT INTO audit_log (direction, actor, action, subject, result, detail)
+        SELECT 'admin', $5, 'notify', n.id::text, 'accepted', $7::jsonb FROM n
     )
-    return notification_id
+"""
 
 
 async def insert_notification(
@@ -83,27 +59,13 @@ async def insert_notification(
 ) -> tuple[UUID, list[asyncpg.Record]]:
     """The notification, its audit row and all its messages in ONE statement: atomic without
     a transaction, and one round trip for the whole of a notify (found profiling ingest)."""
+    head = (event, data, locale, send_at, source, request_id, audit)
     if not planned:
-        notification_id = await create_notification(
-            conn,
-            event=event,
-            data=data,
-            locale=locale,
-            send_at=send_at,
-            source=source,
-            request_id=request_id,
-            audit=audit,
-        )
+        notification_id: UUID = await conn.fetchval(_NOTIFICATION_CTE + "SELECT id FROM n", *head)
         return notification_id, []
     rows = await conn.fetch(
-        """
-        WITH n AS (
-            INSERT INTO notifications (event, data, locale, send_at, source, request_id)
-            VALUES ($1, $2::jsonb, $3, $4, $5, $6) RETURNING id
-        ), audit AS (
-            INSERT INTO audit_log (direction, actor, action, subject, result, detail)
-            SELECT 'admin', $5, 'notify', n.id::text, 'accepted', $7::jsonb FROM n
-        )
+        _NOTIFICATION_CTE
+        + """
         INSERT INTO messages (notification_id, contact_id, channel, address, event, locale,
                               body, status, status_reason, next_attempt_at, routes)
         SELECT n.id, u.contact_id, u.channel, u.address, u.event, u.locale, u.body::jsonb,
@@ -115,13 +77,7 @@ async def insert_notification(
         ORDER BY u.n
         RETURNING id, notification_id, channel, address, status, status_reason, next_attempt_at
         """,
-        event,
-        data,
-        locale,
-        send_at,
-        source,
-        request_id,
-        audit,
+        *head,
         [p.contact_id for p in planned],
         [p.channel for p in planned],
         [p.address for p in planned],

@@ -426,13 +426,7 @@ class PaymentProofs:
                 result = await notify.send(
                     self.services,
                     "payment_needs_review",
-                    {
-                        "buyer_name": row["buyer_name"],
-                        "order_title": row["title"],
-                        "amount": str(row["total_amount"]),
-                        "currency": row["currency"],
-                        "reference": row["payment_reference"],
-                    },
+                    _gom_alert_data(row),
                     [{"gom_id": str(row["user_id"])}],
                     source="payment_proofs",
                     now=now,
@@ -778,13 +772,7 @@ class PaymentProofs:
                 await notify.send(
                     self.services,
                     "payment_received",
-                    {
-                        "buyer_name": row["buyer_name"],
-                        "order_title": row["title"],
-                        "amount": str(row["total_amount"]),
-                        "currency": row["currency"],
-                        "reference": row["payment_reference"],
-                    },
+                    _gom_alert_data(row),
                     [{"gom_id": str(row["user_id"])}],
                     source="payment_proofs",
                     now=now,
@@ -825,3 +813,14 @@ async def _audit(
         result,
         detail,
     )
+
+
+def _gom_alert_data(row: asyncpg.Record) -> dict[str, Any]:
+    """What the GOM's payment alerts say about a submission (needs review / received)."""
+    return {
+        "buyer_name": row["buyer_name"],
+        "order_title": row["title"],
+        "amount": str(row["total_amount"]),
+        "currency": row["currency"],
+        "reference": row["payment_reference"],
+    }

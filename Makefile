@@ -49,6 +49,7 @@ I18N_LANGS := fil ms
 
 i18n:
 	$(PYBABEL) extract -F babel.cfg --project=gomflow-messaging --add-comments=Translators: \
+		--no-location --sort-output \
 		--header-comment="# Bot and notification texts of gomflow-messaging; English is the source." \
 		-o $(LOCALES_DIR)/messages.pot src/gomflow_messaging
 	@for lang in $(I18N_LANGS); do \

@@ -21,7 +21,16 @@ import pytest
 
 from gomflow_messaging.demo import BUYERS, GOM_ID, ORDER_PH_ID
 from gomflow_messaging.settings import Settings
-from tests.fakes.discord import APP_ID, TOKEN, FakeDiscord, Signer, modal_submit, new_user_id
+from gomflow_messaging.workflows import events
+from tests.fakes.discord import (
+    APP_ID,
+    TOKEN,
+    FakeDiscord,
+    Signer,
+    modal_submit,
+    new_user_id,
+    slash,
+)
 from tests.fakes.telegram import FakeTelegram
 from tests.helpers import running_app
 from tests.test_payment_proofs import PNG, new_buyer, new_gom, new_order, proofs_of, send_file
@@ -211,6 +220,25 @@ async def test_a_deep_link_from_a_group_runs_the_command_in_the_private_chat(
     assert "link code" not in body["text"]
 
 
+async def test_joining_from_a_group_goes_on_in_the_private_chat(
+    tg_settings: Callable[..., Settings],
+    telegram: FakeTelegram,
+    conn: asyncpg.Connection,
+    demo: dict[str, Any],
+) -> None:
+    group, buyer = new_supergroup(), new_chat()
+    async with running_app(tg_settings(), mode="web") as client:
+        body = await post(
+            client, in_group(message_update(group, "/submit demo-svt-fml", user_id=buyer), group)
+        )
+        assert body == {}
+        assert "What name" in telegram.texts(buyer)[-1]
+        # The conversation is the person's: it goes on where they answer, their own chat.
+        reply = await post(client, message_update(buyer, "Maria Clara"))
+        assert "mobile number" in html.unescape(reply["text"])
+    assert telegram.texts(group) == []
+
+
 # -- duplicates: the person, never a typed phone ---------------------------------------------
 
 
@@ -325,3 +353,55 @@ async def test_discord_modal_in_a_server_judges_the_person_and_answers_privately
     assert again["data"]["flags"] == EPHEMERAL
     alert = await _alert_for(conn, reference)
     assert "Possible duplicate" in alert and DEMO_REFERENCE in alert
+
+
+async def test_discord_server_answers_a_buyers_own_data_ephemerally(
+    make_settings: Callable[..., Settings],
+    discord: FakeDiscord,
+    signer: Signer,
+    demo: dict[str, Any],
+) -> None:
+    settings = make_settings(
+        enable_discord=True,
+        discord_token=TOKEN,
+        discord_client_id=APP_ID,
+        discord_public_key=signer.public_key,
+        discord_api_base_url=discord.base_url,
+    )
+    user = new_user_id()
+
+    async def interact(payload: dict[str, Any]) -> dict[str, Any]:
+        body = json.dumps(payload).encode()
+        response = await client.post("/webhook/discord", content=body, headers=signer.headers(body))
+        assert response.status_code == 200, response.text
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    async with running_app(settings, mode="web") as client:
+        status = await interact(slash("status", user_id=user))
+        settings_answer = await interact(slash("settings", user_id=user))
+        help_answer = await interact(slash("help", user_id=user))
+    assert status["data"]["flags"] == EPHEMERAL
+    assert settings_answer["data"]["flags"] == EPHEMERAL
+    assert help_answer["data"].get("flags", 0) & EPHEMERAL == 0  # public: stays in the channel
+
+
+@pytest.mark.parametrize("locale", ["en", "fil", "ms"])
+def test_the_possible_duplicate_flag_is_optional_and_translated(locale: str) -> None:
+    data = {
+        "buyer_name": "Juan Dela Cruz",
+        "order_title": "SEVENTEEN 'FML' Album",
+        "quantity": 1,
+        "amount": "1250.00",
+        "currency": "PHP",
+        "reference": "PH-NEW00001",
+    }
+    ctx = events.RenderContext(locale=locale)
+    plain = events.render("new_submission", data, ctx)["text"]
+    flagged = events.render(
+        "new_submission", {**data, "possible_duplicate_of": "PH-DEMO0001"}, ctx
+    )["text"]
+    assert "PH-DEMO0001" not in plain
+    line = flagged.removeprefix(plain).strip()
+    assert "PH-DEMO0001" in line
+    assert (line.startswith("Possible duplicate")) == (locale == "en")

@@ -303,22 +303,34 @@ async def discord(signer: Signer) -> AsyncIterator[FakeDiscord]:
     await server.close()
 
 
-async def test_discord_modal_in_a_server_judges_the_person_and_answers_privately(
-    make_settings: Callable[..., Settings],
-    discord: FakeDiscord,
-    signer: Signer,
-    conn: asyncpg.Connection,
-    demo: dict[str, Any],
-) -> None:
-    settings = make_settings(
+@pytest.fixture
+def discord_settings(
+    make_settings: Callable[..., Settings], discord: FakeDiscord, signer: Signer
+) -> Settings:
+    return make_settings(
         enable_discord=True,
         discord_token=TOKEN,
         discord_client_id=APP_ID,
         discord_public_key=signer.public_key,
         discord_api_base_url=discord.base_url,
-        discord_request_timeout_seconds=2,
         gom_alert_digest_threshold=10_000,
     )
+
+
+async def interact(
+    client: httpx.AsyncClient, signer: Signer, payload: dict[str, Any]
+) -> dict[str, Any]:
+    """A signed interaction; Discord's answer in the response."""
+    body = json.dumps(payload).encode()
+    response = await client.post("/webhook/discord", content=body, headers=signer.headers(body))
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+async def test_discord_modal_in_a_server_judges_the_person_and_answers_privately(
+    discord_settings: Settings, signer: Signer, conn: asyncpg.Connection, demo: dict[str, Any]
+) -> None:
     user = new_user_id()
     values = {
         "name": "Bea Cruz",
@@ -328,16 +340,10 @@ async def test_discord_modal_in_a_server_judges_the_person_and_answers_privately
         "notes": "",
     }
 
-    async def submit() -> dict[str, Any]:
-        body = json.dumps(modal_submit(f"submit:{ORDER_PH_ID}", values, user_id=user)).encode()
-        response = await client.post("/webhook/discord", content=body, headers=signer.headers(body))
-        assert response.status_code == 200, response.text
-        answer: dict[str, Any] = response.json()
-        return answer
-
-    async with running_app(settings, mode="web") as client:
-        joined = await submit()
-        again = await submit()
+    form = modal_submit(f"submit:{ORDER_PH_ID}", values, user_id=user)
+    async with running_app(discord_settings, mode="web") as client:
+        joined = await interact(client, signer, form)
+        again = await interact(client, signer, {**form, "id": new_user_id()})
     reference = await conn.fetchval(
         "SELECT payment_reference FROM submissions"
         " WHERE buyer_platform = 'discord' AND buyer_platform_id = $1",
@@ -356,31 +362,13 @@ async def test_discord_modal_in_a_server_judges_the_person_and_answers_privately
 
 
 async def test_discord_server_answers_a_buyers_own_data_ephemerally(
-    make_settings: Callable[..., Settings],
-    discord: FakeDiscord,
-    signer: Signer,
-    demo: dict[str, Any],
+    discord_settings: Settings, signer: Signer, demo: dict[str, Any]
 ) -> None:
-    settings = make_settings(
-        enable_discord=True,
-        discord_token=TOKEN,
-        discord_client_id=APP_ID,
-        discord_public_key=signer.public_key,
-        discord_api_base_url=discord.base_url,
-    )
     user = new_user_id()
-
-    async def interact(payload: dict[str, Any]) -> dict[str, Any]:
-        body = json.dumps(payload).encode()
-        response = await client.post("/webhook/discord", content=body, headers=signer.headers(body))
-        assert response.status_code == 200, response.text
-        answer: dict[str, Any] = response.json()
-        return answer
-
-    async with running_app(settings, mode="web") as client:
-        status = await interact(slash("status", user_id=user))
-        settings_answer = await interact(slash("settings", user_id=user))
-        help_answer = await interact(slash("help", user_id=user))
+    async with running_app(discord_settings, mode="web") as client:
+        status = await interact(client, signer, slash("status", user_id=user))
+        settings_answer = await interact(client, signer, slash("settings", user_id=user))
+        help_answer = await interact(client, signer, slash("help", user_id=user))
     assert status["data"]["flags"] == EPHEMERAL
     assert settings_answer["data"]["flags"] == EPHEMERAL
     assert help_answer["data"].get("flags", 0) & EPHEMERAL == 0  # public: stays in the channel

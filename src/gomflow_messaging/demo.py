@@ -16,11 +16,13 @@ GOM_CONTACT_ID = UUID("00000000-0000-4000-8000-0000000000c1")
 ORDER_PH_ID = UUID("00000000-0000-4000-8000-00000000a001")
 ORDER_MY_ID = UUID("00000000-0000-4000-8000-00000000a002")
 
+# Their phones (+63 917 555 01xx style) are numbers no prompt or placeholder shows as an
+# example: a stranger typing the example must not land on a seeded buyer.
 BUYERS: list[dict[str, Any]] = [
     {
         "id": UUID("00000000-0000-4000-8000-0000000000b1"),
         "name": "Andrea Santos",
-        "phone": "+639171234567",
+        "phone": "+639175550181",
         "locale": "fil",
         "timezone": "Asia/Manila",
         "order": ORDER_PH_ID,
@@ -33,7 +35,7 @@ BUYERS: list[dict[str, Any]] = [
     {
         "id": UUID("00000000-0000-4000-8000-0000000000b2"),
         "name": "Miguel Reyes",
-        "phone": "+639181234567",
+        "phone": "+639185550182",
         "locale": "en",
         "timezone": "Asia/Manila",
         "order": ORDER_PH_ID,
@@ -46,7 +48,7 @@ BUYERS: list[dict[str, Any]] = [
     {
         "id": UUID("00000000-0000-4000-8000-0000000000b3"),
         "name": "Nur Aisyah",
-        "phone": "+60123456789",
+        "phone": "+60125550183",
         "locale": "ms",
         "timezone": "Asia/Kuala_Lumpur",
         "order": ORDER_MY_ID,

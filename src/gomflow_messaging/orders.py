@@ -154,6 +154,27 @@ async def contact_submissions(
     )
 
 
+async def possible_duplicates(pool: Pool, submission_id: UUID) -> list[str]:
+    """Other live submissions to the same order with the same mobile number, for the GOM.
+
+    Compared on the last 9 digits, so ``0917 555 0101`` on the web matches ``+639175550101``
+    from a chat. Only ever shown to the order's GOM, never to a buyer.
+    """
+    rows = await pool.fetch(
+        """
+        SELECT other.payment_reference FROM submissions s
+          JOIN submissions other ON other.order_id = s.order_id AND other.id <> s.id
+         WHERE s.id = $1 AND other.status NOT IN ('cancelled', 'expired', 'failed')
+           AND length(regexp_replace(s.buyer_phone, '\\D', '', 'g')) >= 9
+           AND right(regexp_replace(other.buyer_phone, '\\D', '', 'g'), 9)
+             = right(regexp_replace(s.buyer_phone, '\\D', '', 'g'), 9)
+         ORDER BY other.created_at
+        """,
+        submission_id,
+    )
+    return [r["payment_reference"] for r in rows]
+
+
 def new_reference(currency: str) -> str:
     body = "".join(secrets.choice(_REFERENCE_ALPHABET) for _ in range(8))
     return f"{REFERENCE_PREFIX.get(currency, 'GF')}-{body}"
@@ -201,17 +222,18 @@ async def create_submission(
         )
         if row["max_orders"] is not None and filled + quantity > row["max_orders"]:
             raise SubmissionRefused("quantity_too_high", left=max(row["max_orders"] - filled, 0))
+        # Twice by the same PERSON is refused, saying only their own reference. A typed
+        # phone proves nothing (anyone can type anyone's number, and would lock its owner
+        # out of the order): a match on it is accepted and flagged to the GOM instead
+        # (`possible_duplicates`, in the new-submission alert).
         duplicate = await conn.fetchval(
             """
             SELECT payment_reference FROM submissions s
              WHERE s.order_id = $1 AND s.status NOT IN ('cancelled', 'expired', 'failed')
-               AND (s.buyer_phone = $2
-                    OR s.id IN (SELECT submission_id FROM submission_contacts
-                                 WHERE contact_id = $3))
+               AND s.id IN (SELECT submission_id FROM submission_contacts WHERE contact_id = $2)
              LIMIT 1
             """,
             order_id,
-            buyer_phone,
             contact_id,
         )
         if duplicate:

@@ -173,6 +173,8 @@ class FakeTelegram:
         self.username = username
         self.calls: list[ApiCall] = []
         self.blocked: set[str] = set()
+        #: People who never pressed Start: a bot cannot write to them first.
+        self.never_started: set[str] = set()
         self.unknown_chats: set[str] = set()
         self.migrated: dict[str, int] = {}
         self.files: dict[str, bytes] = {}
@@ -401,6 +403,8 @@ class FakeTelegram:
             raise ApiFailure(400, "Bad Request: chat_id is empty")
         if raw in self.blocked:
             raise ApiFailure(403, "Forbidden: bot was blocked by the user")
+        if raw in self.never_started:
+            raise ApiFailure(403, "Forbidden: bot can't initiate conversation with a user")
         if raw in self.unknown_chats:
             raise ApiFailure(400, "Bad Request: chat not found")
         if raw in self.migrated:

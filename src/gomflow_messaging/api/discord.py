@@ -176,6 +176,11 @@ class Interaction:
             language=str(self.payload.get("locale") or ""),
             supports_forms=True,
             gom_role=bool(role) and role in roles,
+            # In a server the person is member.user; the channel only says where (private
+            # answers there are ephemeral).
+            chat=str(self.payload.get("channel_id") or self.payload.get("guild_id"))
+            if self.in_guild
+            else "",
         )
 
     # -- answering -----------------------------------------------------------------------

@@ -25,6 +25,7 @@ from aiogram import Dispatcher, Router
 from aiogram.methods import AnswerCallbackQuery, AnswerInlineQuery, SendMessage, TelegramMethod
 from aiogram.types import (
     CallbackQuery,
+    Chat,
     ChatMemberUpdated,
     InlineQuery,
     InlineQueryResultArticle,
@@ -44,7 +45,7 @@ from gomflow_messaging.api.common import services
 from gomflow_messaging.channels.telegram import TelegramChannel, keyboard
 from gomflow_messaging.errors import ApiError, PermanentError, TransientError
 from gomflow_messaging.i18n import gettext, normalize_locale
-from gomflow_messaging.workflows.bot import IncomingFile, Reply, Sender
+from gomflow_messaging.workflows.bot import DEEP_LINK_COMMANDS, IncomingFile, Reply, Sender
 
 if TYPE_CHECKING:
     from aiogram import Bot as AiogramBot
@@ -69,6 +70,11 @@ class Answer:
     response: TelegramMethod[Any] | None = None
     chat_id: int | str = 0
     later: list[Reply] = field(default_factory=list)
+    #: Answers for the person alone (written in a group), sent to their private chat.
+    person: int = 0
+    private: list[Reply] = field(default_factory=list)
+    #: Said in the group instead when the person has no private chat with the bot.
+    fallback: str = ""
 
 
 # -- the route -----------------------------------------------------------------------------
@@ -112,8 +118,8 @@ async def webhook(request: Request) -> Response:
     except Exception:
         log.exception("telegram update %s failed", update_id)
         return JSONResponse({})
-    task = BackgroundTask(send_replies, channel, result.chat_id, result.later)
-    return JSONResponse(body, background=task if result.later else None)
+    task = BackgroundTask(send_after, channel, result)
+    return JSONResponse(body, background=task if result.later or result.private else None)
 
 
 async def _first_time(svc: Services, update_id: int) -> bool:
@@ -138,8 +144,11 @@ def method_json(bot: AiogramBot, method: TelegramMethod[Any]) -> dict[str, Any]:
     return body
 
 
-async def send_replies(channel: TelegramChannel, chat_id: int | str, replies: list[Reply]) -> None:
-    """Send replies in order; stop at the first one that cannot go, so none arrives out of turn."""
+async def send_replies(channel: TelegramChannel, chat_id: int | str, replies: list[Reply]) -> bool:
+    """Send replies in order; stop at the first one that cannot go, so none arrives out of turn.
+
+    False when Telegram refused one for good (blocked, or a person who never started the bot).
+    """
     for reply in replies:
         for attempt in (1, 2):
             try:
@@ -149,11 +158,20 @@ async def send_replies(channel: TelegramChannel, chat_id: int | str, replies: li
                 wait = exc.retry_after or 0.0
                 if attempt == 2 or wait > REPLY_RETRY_LIMIT:
                     log.warning("telegram reply to %s dropped: %s", chat_id, exc.code)
-                    return
+                    return True
                 await asyncio.sleep(wait)
             except PermanentError as exc:
                 log.warning("telegram reply to %s refused: %s", chat_id, exc.code)
-                return
+                return False
+    return True
+
+
+async def send_after(channel: TelegramChannel, answer: Answer) -> None:
+    """The replies that did not ride in the webhook response: the group's, then the person's."""
+    if answer.later:
+        await send_replies(channel, answer.chat_id, answer.later)
+    if answer.private and not await send_replies(channel, answer.person, answer.private):
+        await send_replies(channel, answer.chat_id, [Reply(answer.fallback)])
 
 
 # -- the router ----------------------------------------------------------------------------
@@ -176,13 +194,44 @@ def _dispatcher(svc: Services) -> Dispatcher:
     return dispatcher
 
 
-def _sender(chat_id: int, user: User) -> Sender:
+def _sender(user: User, chat: Chat | None = None) -> Sender:
+    """The person is ``from``, never the chat: in a group every member writes from its id.
+
+    A user's private chat with the bot has their user id, so their answers go there.
+    """
     return Sender(
         channel="telegram",
-        address=str(chat_id),
+        address=str(user.id),
         name=user.full_name,
         language=user.language_code or "",
+        chat=str(chat.id) if chat is not None and chat.type != "private" else "",
     )
+
+
+def _for_the_person(answer: Answer, user: User, replies: list[Reply], deep_link: str) -> Answer:
+    """A group's answer: the private replies go to the person, with a fallback for the group."""
+    answer.person = user.id
+    answer.private = [r for r in replies if r.private]
+    answer.fallback = gettext(
+        normalize_locale(user.language_code),
+        "{name}, I answer that in a private chat, so your details stay yours. Open a chat "
+        "with me and press Start: {link}",
+        name=user.full_name,
+        link=deep_link,
+    )
+    return answer
+
+
+async def _deep_link(channel: TelegramChannel, command: str) -> str:
+    """t.me link to the bot; pressing Start there runs ``command`` when it may be carried."""
+    me = await channel.me()
+    link = f"https://t.me/{me.username or ''}"
+    return f"{link}?start={command}" if command in DEEP_LINK_COMMANDS else link
+
+
+def _command_name(text: str) -> str:
+    """``/status@bot PH-1`` or a button's ``status PH-1`` -> "status"."""
+    return text.split(maxsplit=1)[0].lstrip("/").partition("@")[0].lower() if text else ""
 
 
 async def on_message(message: Message, services: Services, channel: TelegramChannel) -> Answer:
@@ -191,7 +240,7 @@ async def on_message(message: Message, services: Services, channel: TelegramChan
         return Answer()
     text = message.text or message.caption or ""
     # In groups, only commands meant for us: everything else is people talking.
-    if message.chat.type != "private" and not await _for_us(text, channel):
+    if message.chat.type != "private" and not await _for_us(text, channel, services):
         return Answer()
     allowed = await inbound_allowed(services, user.id)
     chat_id = message.chat.id
@@ -199,13 +248,20 @@ async def on_message(message: Message, services: Services, channel: TelegramChan
         return Answer()
     if allowed == "warn":
         return Answer(response=_text(chat_id, _slow_down(user)))
+    sender = _sender(user, message.chat)
     upload = _incoming_file(message, channel, services.settings.max_file_size)
-    if upload is not None and message.chat.type == "private":
+    if upload is not None and not sender.in_group:
         # A receipt (the caption may name the reference): the payment-proof flow.
-        replies = await services.bot.file(_sender(chat_id, user), upload, message.caption or "")
+        replies = await services.bot.file(sender, upload, message.caption or "")
     else:
-        replies = await services.bot.handle(_sender(chat_id, user), text)
-    return _replies_answer(channel, chat_id, replies)
+        replies = await services.bot.handle(sender, text)
+    if not sender.in_group:
+        return _replies_answer(channel, chat_id, replies)
+    answer = _replies_answer(channel, chat_id, [r for r in replies if not r.private])
+    if any(r.private for r in replies):
+        link = await _deep_link(channel, _command_name(text))
+        _for_the_person(answer, user, replies, link)
+    return answer
 
 
 def _incoming_file(message: Message, channel: TelegramChannel, limit: int) -> IncomingFile | None:
@@ -248,8 +304,31 @@ async def on_callback_query(
         # A button under an inline-mode message in someone else's chat: answer in private.
         return await _inline_message_press(query, services, channel)
     chat_id = query.message.chat.id
-    replies = await services.bot.handle(_sender(chat_id, query.from_user), query.data)
-    return Answer(response=done, chat_id=chat_id, later=replies)
+    sender = _sender(query.from_user, query.message.chat)
+    replies = await services.bot.handle(sender, query.data)
+    if not sender.in_group:
+        return Answer(response=done, chat_id=chat_id, later=replies)
+    # Pressed in a group: it acts as the presser, and what is theirs goes to them alone.
+    public = [r for r in replies if not r.private]
+    private = [r for r in replies if r.private]
+    if private and await send_replies(channel, query.from_user.id, private):
+        done = AnswerCallbackQuery(
+            callback_query_id=query.id,
+            text=gettext(
+                normalize_locale(query.from_user.language_code),
+                "I answered you in our private chat.",
+            ),
+        )
+    elif private:
+        # Telegram opens a t.me link given as the answer's url: the bot's chat, Start.
+        link = await _deep_link(channel, _command_name(query.data))
+        done = AnswerCallbackQuery(
+            callback_query_id=query.id,
+            text=await _open_a_chat(channel, query.from_user),
+            show_alert=True,
+            url=link,
+        )
+    return Answer(response=done, chat_id=chat_id, later=public)
 
 
 async def _inline_message_press(
@@ -257,24 +336,28 @@ async def _inline_message_press(
 ) -> Answer:
     assert query.data is not None
     user = query.from_user
-    replies = await services.bot.handle(_sender(user.id, user), query.data)
+    replies = await services.bot.handle(_sender(user), query.data)
     try:
         for reply in replies:
             await channel.send_reply(user.id, reply.text, reply.buttons, reply.image_url)
     except PermanentError:
         # They never opened a chat with the bot: a bot cannot write first.
-        me = await channel.me()
-        text = gettext(
-            normalize_locale(user.language_code),
-            "Open a chat with @{bot} and press Start, then try again.",
-            bot=me.username or "",
-        )
+        text = await _open_a_chat(channel, user)
         return Answer(
             response=AnswerCallbackQuery(callback_query_id=query.id, text=text, show_alert=True)
         )
     except TransientError as exc:
         log.warning("telegram reply to %s failed: %s", user.id, exc.code)
     return Answer(response=AnswerCallbackQuery(callback_query_id=query.id))
+
+
+async def _open_a_chat(channel: TelegramChannel, user: User) -> str:
+    me = await channel.me()
+    return gettext(
+        normalize_locale(user.language_code),
+        "Open a chat with @{bot} and press Start, then try again.",
+        bot=me.username or "",
+    )
 
 
 async def on_inline_query(
@@ -286,9 +369,7 @@ async def on_inline_query(
         return Answer(response=nothing)
     if await inbound_allowed(services, query.from_user.id) != "ok":
         return Answer(response=nothing)
-    cards = await services.bot.order_cards(
-        _sender(query.from_user.id, query.from_user), query.query[:64], limit=20
-    )
+    cards = await services.bot.order_cards(_sender(query.from_user), query.query[:64], limit=20)
     results: list[InlineQueryResultUnion] = []
     for card in cards:
         title, _sep, rest = card.text.partition("\n")
@@ -345,13 +426,14 @@ def _replies_answer(channel: TelegramChannel, chat_id: int, replies: list[Reply]
     return Answer(chat_id=chat_id, later=replies)
 
 
-async def _for_us(text: str, channel: TelegramChannel) -> bool:
+async def _for_us(text: str, channel: TelegramChannel, services: Services) -> bool:
     if not text.startswith("/"):
         return False
     command = text.split(maxsplit=1)[0]
     _name, at, bot_name = command.partition("@")
     if not at:
-        return True
+        # A bare command may be another bot's: answer only the ones we have.
+        return services.bot.understands(text)
     me = await channel.me()
     return bot_name.lower() == (me.username or "").lower()
 

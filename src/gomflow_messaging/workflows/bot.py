@@ -14,7 +14,7 @@ import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
@@ -38,6 +38,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONVERSATION_TTL = 3600
+#: Commands a deep link may carry (``/start status``): a group sends people to their own
+#: chat with the bot this way. Never ``start`` or ``link``: their argument is a link code.
+DEEP_LINK_COMMANDS = frozenset(
+    {"status", "pay", "settings", "submit", "manage", "dashboard", "payments", "create"}
+)
 PAGE_SIZE = 5
 MAX_CALLBACK_BYTES = 64
 _BABEL_LOCALE = {"en": "en_PH", "fil": "fil_PH", "ms": "ms_MY"}
@@ -47,7 +52,15 @@ _NO = {"no", "n", "hindi", "tidak", "cancel"}
 
 @dataclass(frozen=True)
 class Sender:
-    """Who wrote, as the chat sees them; ``address`` is where replies go."""
+    """Who wrote (the person) and from where (the chat).
+
+    ``address`` is the PERSON on this channel: the key of their contact, GOM rights, link
+    codes and conversation state, and where their private answers go (a Telegram user id,
+    which is also their private chat's id; a Discord user id; a WhatsApp number). ``chat``
+    is the group it came from (a Telegram group, a Discord server channel), "" for the
+    person's own chat. Every member of a group writes from the same chat, so nothing about
+    who may do what is ever taken from ``chat``.
+    """
 
     channel: str
     address: str
@@ -58,13 +71,19 @@ class Sender:
     supports_forms: bool = False
     #: The chat says this user holds the configured GOM role (Discord guilds).
     gom_role: bool = False
+    #: The group the message came from; "" when it came from the person's own chat.
+    chat: str = ""
 
     def __post_init__(self) -> None:
         # Postgres stores no NUL character; a chat may still carry one.
-        for name in ("address", "name", "language"):
+        for name in ("address", "name", "language", "chat"):
             value = getattr(self, name)
             if "\x00" in value:
                 object.__setattr__(self, name, _no_nul(value))
+
+    @property
+    def in_group(self) -> bool:
+        return bool(self.chat)
 
 
 def _no_nul(text: str) -> str:
@@ -258,11 +277,26 @@ class Bot:
     # -- entry points --------------------------------------------------------------------
 
     async def handle(self, sender: Sender, text: str) -> list[Reply]:
-        """Answer one message, button press or keyword from a chat."""
+        """Answer one message, button press or keyword from a chat.
+
+        In a group only our commands are answered (anything else is people talking, or
+        meant for another bot), and every answer but the public ones (help, open orders)
+        is marked private: the chat adapter sends it to the person, never to the group.
+        """
         ctx = await self._context(sender)
         text = _no_nul(text).strip()
         await self._audit(ctx, "message", text[:200])
         name, args = _parse_command(text)
+        if sender.in_group:
+            if name is None:
+                return []
+            if name not in self._commands:
+                return _private([await self._unknown(ctx)])
+            public = _public_in_group(name, args)
+            if ctx.state is not None and not public and name not in ("cancel", "help"):
+                await self._clear_state(ctx)
+            replies = await self._commands[name](ctx, args)
+            return replies if public else _private(replies)
         if name is None and ctx.state is None:
             word, _sep, rest = text.partition(" ")
             if word.lower() in _KEYWORDS:
@@ -277,13 +311,18 @@ class Bot:
             return await self._step(ctx, text)
         return [await self._unknown(ctx)]
 
+    def understands(self, text: str) -> bool:
+        """Whether ``text`` is one of our commands (a group's ``/cmd`` may be another bot's)."""
+        name, _args = _parse_command(_no_nul(text).strip())
+        return name in self._commands
+
     async def file(self, sender: Sender, file: IncomingFile, text: str = "") -> list[Reply]:
         """A file arrived (a receipt, most likely); ``text`` is its caption, if any."""
         ctx = await self._context(sender)
         await self._audit(ctx, "file", f"{file.mime_type} {file.size} bytes")
         if self.proofs is None:
             return [Reply(_(ctx, "Sorry, I cannot take files here yet."), private=True)]
-        return await self.proofs.receive(ctx, file, text)
+        return _private(await self.proofs.receive(ctx, file, text))
 
     async def submit_form(
         self, sender: Sender, form_id: str, values: dict[str, str]
@@ -293,6 +332,9 @@ class Bot:
         values = {_no_nul(k): _no_nul(v) for k, v in values.items()}
         ctx = await self._context(sender)
         await self._audit(ctx, "form", form_id)
+        return _private(await self._form(ctx, form_id, values))
+
+    async def _form(self, ctx: Context, form_id: str, values: dict[str, str]) -> list[Reply]:
         kind, _sep, ref = form_id.partition(":")
         if kind == "submit":
             order = await order_data.find_order(self.pool, ref)
@@ -430,7 +472,7 @@ class Bot:
             action,
             ctx.sender.channel,
             ctx.sender.address,
-            {"text": what},
+            {"text": what, "chat": ctx.sender.chat} if ctx.sender.in_group else {"text": what},
         )
 
     # -- formatting ----------------------------------------------------------------------
@@ -491,7 +533,8 @@ class Bot:
 
     def _help_text(self, ctx: Context) -> str:
         lines = [_(ctx, "Here is what I can do:")]
-        for info in self.menu(ctx.locale, gom=ctx.gom_id is not None):
+        # A group sees the buyer's menu: who is a GOM there is nobody else's business.
+        for info in self.menu(ctx.locale, gom=ctx.gom_id is not None and not ctx.sender.in_group):
             lines.append(f"/{info.name} - {info.description}")
         if ctx.sender.channel == "whatsapp":
             lines.append(_(ctx, "On WhatsApp, type the word without the slash, e.g. ORDERS."))
@@ -500,9 +543,13 @@ class Bot:
     # -- buyer commands ------------------------------------------------------------------
 
     async def _start(self, ctx: Context, args: str) -> list[Reply]:
+        payload = args.split()[0] if args else ""
+        if payload in DEEP_LINK_COMMANDS:
+            # A deep link from a group ("answered in private: open a chat with me").
+            return await self._commands[payload](ctx, "")
         replies = []
-        if args:
-            replies.append(await self._use_link_token(ctx, args.split()[0]))
+        if payload:
+            replies.append(await self._use_link_token(ctx, payload))
         if ctx.opted_out:
             await self.pool.execute(
                 "UPDATE contacts SET opted_out_at = NULL, updated_at = now() WHERE id = $1",
@@ -1412,6 +1459,15 @@ async def _link_by_phone(conn: Connection, contact_id: UUID, phone: str) -> None
             " ON CONFLICT DO NOTHING",
             mine,
         )
+
+
+def _public_in_group(name: str, args: str) -> bool:
+    """What a group may see: help and the open orders, nobody's own data."""
+    return name in ("help", "orders", "order") or (name == "start" and not args)
+
+
+def _private(replies: list[Reply]) -> list[Reply]:
+    return [r if r.private else replace(r, private=True) for r in replies]
 
 
 def _parse_command(text: str) -> tuple[str | None, str]:

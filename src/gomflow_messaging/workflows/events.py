@@ -328,6 +328,13 @@ def _new_submission(v: Values, ctx: RenderContext) -> dict[str, Any]:
         amount=_money(v),
         reference=v["reference"],
     )
+    if v.get("possible_duplicate_of"):
+        text += "\n" + _(
+            ctx,
+            "Possible duplicate: the same mobile number as {references}. Check before you "
+            "count it twice.",
+            references=v["possible_duplicate_of"],
+        )
     return _body(_(ctx, "New submission"), text)
 
 
@@ -497,7 +504,19 @@ EVENTS: dict[str, EventSpec] = {
             "gom",
             "gom_alerts",
             False,
-            (BUYER_NAME, ORDER_TITLE, QUANTITY, AMOUNT, CURRENCY, REFERENCE),
+            (
+                BUYER_NAME,
+                ORDER_TITLE,
+                QUANTITY,
+                AMOUNT,
+                CURRENCY,
+                REFERENCE,
+                Field(
+                    "possible_duplicate_of",
+                    "references of the order's other submissions with the same mobile number",
+                    required=False,
+                ),
+            ),
             _new_submission,
             "a buyer joined one of the GOM's orders",
         ),

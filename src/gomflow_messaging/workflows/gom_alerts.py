@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
+from gomflow_messaging import orders as order_data
 from gomflow_messaging.money import format_money
 from gomflow_messaging.workflows import notify
 
@@ -44,17 +45,21 @@ async def on_new_submission(services: Services, submission_id: UUID, now: dateti
         await services.queue.redis.expire(key, DIGEST_WINDOW_SECONDS * 3)
     threshold = services.settings.gom_alert_digest_threshold
     if count <= threshold:
+        data: dict[str, Any] = {
+            "buyer_name": row["buyer_name"],
+            "order_title": row["title"],
+            "quantity": row["quantity"],
+            "amount": str(row["total_amount"]),
+            "currency": row["currency"],
+            "reference": row["payment_reference"],
+        }
+        duplicates = await order_data.possible_duplicates(services.pool, submission_id)
+        if duplicates:
+            data["possible_duplicate_of"] = ", ".join(duplicates)
         await notify.send(
             services,
             "new_submission",
-            {
-                "buyer_name": row["buyer_name"],
-                "order_title": row["title"],
-                "quantity": row["quantity"],
-                "amount": str(row["total_amount"]),
-                "currency": row["currency"],
-                "reference": row["payment_reference"],
-            },
+            data,
             [{"gom_id": str(gom_id)}],
             source="gom_alerts",
             now=now,

@@ -336,3 +336,35 @@ async def test_ten_thousand_buyers_in_one_call(
     )
     keys = [k async for k in redis.scan_iter(f"saq:{settings.queue_name}:*")]
     await redis.delete(*keys)
+
+
+async def test_a_submission_made_in_a_telegram_group_is_never_answered_in_the_group(
+    settings: Settings, demo: dict[str, Any], conn: asyncpg.Connection
+) -> None:
+    """Before authority followed the person, a submission could record a group's chat id."""
+    phone = "+639175550199"
+    submission_id = await conn.fetchval(
+        """
+        INSERT INTO submissions (order_id, buyer_name, buyer_phone, buyer_platform,
+                                 buyer_platform_id, quantity, total_amount, currency,
+                                 payment_reference)
+        VALUES ($1, 'Group Member', $2, 'telegram', '-1001234567890', 1, 2500, 'PHP', $3)
+        RETURNING id
+        """,
+        uuid.UUID(demo["orders"]["PHP"]),
+        phone,
+        f"PH-{uuid.uuid4().hex[:8].upper()}",
+    )
+    async with running_app(settings) as client:
+        response = await client.post(
+            "/api/notify",
+            headers=AUTH,
+            json={
+                "event": "payment_reminder",
+                "recipients": [{"submission_id": str(submission_id)}],
+                "channels": ["telegram", "whatsapp"],
+            },
+        )
+    assert response.status_code == 202, response.text
+    sent = [(m["channel"], m["address"]) for m in response.json()["messages"]]
+    assert sent == [("whatsapp", phone)]

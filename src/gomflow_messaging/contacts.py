@@ -41,9 +41,15 @@ class Recipient:
 
 
 def submission_address(platform: str, platform_id: str | None, phone: str | None) -> Address | None:
-    """Where a submission's buyer is reached by default (PRODUCT.md: order data)."""
+    """Where a submission's buyer is reached by default (PRODUCT.md: order data).
+
+    A Telegram group (a negative chat id, as submissions made in a group once recorded) is
+    never a person's address: what is private goes to the buyer's phone instead, or nowhere.
+    """
     if platform in ("telegram", "discord") and platform_id:
-        return Address(platform, platform_id)
+        if not (platform == "telegram" and platform_id.startswith("-")):
+            return Address(platform, platform_id)
+        platform_id = None
     raw = platform_id if platform == "whatsapp" and platform_id else phone
     if not raw:
         return None

@@ -299,7 +299,7 @@ async def test_settings_per_kind_quiet_hours_and_time_zone(
         is False
     )
     assert "notify reminders on" in actions(replies)
-    assert "22:00-08:00" in texts(replies)
+    assert "10:00 PM to 8:00 AM" in texts(replies)
     # A reminder is now skipped for this person, an order update is not.
     body = {
         "event": "custom",

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: dev test lint format bench drills install services env migrate seed clean i18n
+.PHONY: dev test lint format bench drills install services env migrate seed clean i18n i18n-check
 
 $(STAMP): pyproject.toml
 	@bash scripts/bootstrap-venv.sh "$(PYTHON)" "$(VENV)"
@@ -36,6 +36,7 @@ lint: install
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
+	@$(MAKE) --no-print-directory i18n-check
 
 format: install
 	$(VENV)/bin/ruff format src tests bench
@@ -46,6 +47,15 @@ format: install
 PYBABEL ?= $(VENV)/bin/pybabel
 LOCALES_DIR := src/gomflow_messaging/locales
 I18N_LANGS := fil ms
+
+# Compile every catalogue with Babel's checks (formats, placeholders, plural forms) into a
+# scratch folder: a catalogue that gettext tools reject fails here, not in someone's build.
+i18n-check:
+	@out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
+	for lang in $(I18N_LANGS); do \
+		$(PYBABEL) compile --statistics -l $$lang -o "$$out/$$lang.mo" \
+			-i $(LOCALES_DIR)/$$lang/LC_MESSAGES/messages.po || exit 1; \
+	done
 
 i18n:
 	$(PYBABEL) extract -F babel.cfg --project=gomflow-messaging --add-comments=Translators: \

@@ -358,7 +358,7 @@ async def test_anything_but_a_confident_match_goes_to_the_gom(
         assert "no match with this order" in card
     else:
         assert result["match"]["match_score"] == 0.55
-        assert "41% sure" in card and "matches this order at 55%" in card
+        assert "certainty: 41%" in card and "matches this order at 55%" in card
     assert await sandbox_events(conn, buyer_chat) == []  # nothing confirmed, nothing rejected
 
 

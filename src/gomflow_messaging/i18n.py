@@ -2,34 +2,61 @@
 
 English is the source text. A missing or empty translation falls back to English, never to
 a key. Translators edit the .po files; `make i18n` re-extracts new strings into them.
+Times and examples shown to a person follow their language and time zone (`format_moment`,
+`format_clock`, `example_mobile`), so nobody reads UTC or another country's phone number.
 """
 
 from __future__ import annotations
 
 import functools
+import gettext as _gettext
+from collections.abc import Callable
+from datetime import datetime, time
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from babel.dates import format_datetime, format_time
 from babel.messages.pofile import read_po
 
 LOCALES = ("en", "fil", "ms")
 DEFAULT_LOCALE = "en"
 LANGUAGE_NAMES = {"en": "English", "fil": "Filipino", "ms": "Bahasa Melayu"}
+#: The Babel (CLDR) locale for dates and times: our buyers are in the Philippines and Malaysia.
+BABEL_LOCALES = {"en": "en_PH", "fil": "fil_PH", "ms": "ms_MY"}
+#: One 12-hour style everywhere (deadlines, quiet hours): "30 Nov 2026, 5:30 PM" / "5:30 PTG".
+MOMENT_FORMAT = "d MMM yyyy, h:mm a"
+CLOCK_FORMAT = "h:mm a"
+#: Example mobile numbers in each country's usual local writing. Not a seeded demo buyer's
+#: number (a buyer who copies the example must not reach someone else's chat).
+_EXAMPLE_MOBILES = {"PH": "0905 123 4567", "MY": "011-2345 6789"}
+_MALAYSIAN_ZONES = {"Asia/Kuala_Lumpur", "Asia/Kuching"}
 _DIR = Path(__file__).parent / "locales"
+
+#: msgid (singular) -> (the translated forms, the catalogue's plural rule).
+_Plurals = dict[str, tuple[tuple[str, ...], Callable[[int], int]]]
 
 
 @functools.cache
-def _catalog(locale: str) -> dict[str, str]:
+def _read(locale: str) -> tuple[dict[str, str], _Plurals]:
     path = _DIR / locale / "LC_MESSAGES" / "messages.po"
     if not path.exists():
-        return {}
+        return {}, {}
     with path.open("rb") as handle:
         catalog = read_po(handle, locale=locale)
-    return {
-        str(message.id): str(message.string)
-        for message in catalog
-        if message.id and isinstance(message.string, str) and message.string and not message.fuzzy
-    }
+    # The rule comes from the catalogue's own Plural-Forms header, as gettext reads it.
+    rule = _gettext.c2py(catalog.plural_expr)
+    singles: dict[str, str] = {}
+    plurals: _Plurals = {}
+    for message in catalog:
+        if not message.id or message.fuzzy:
+            continue
+        if isinstance(message.id, str):
+            if isinstance(message.string, str) and message.string:
+                singles[message.id] = message.string
+        elif isinstance(message.string, (list, tuple)) and all(message.string):
+            plurals[str(message.id[0])] = (tuple(str(s) for s in message.string), rule)
+    return singles, plurals
 
 
 def normalize_locale(value: str | None) -> str:
@@ -43,5 +70,48 @@ def normalize_locale(value: str | None) -> str:
 
 def gettext(locale: str, message: str, **values: Any) -> str:
     """The translation of ``message`` (English) with ``{placeholders}`` filled in."""
-    text = _catalog(locale).get(message, message) if locale != DEFAULT_LOCALE else message
+    text = _read(locale)[0].get(message, message) if locale != DEFAULT_LOCALE else message
     return text.format(**values) if values else text
+
+
+def ngettext(locale: str, singular: str, plural: str, n: int, /, **values: Any) -> str:
+    """The form of ``singular``/``plural`` (English) that fits the count ``n``, filled in.
+
+    ``n`` only chooses the form; pass the count again as a placeholder value when the text
+    shows it (``ngettext(loc, "{n} buyer", "{n} buyers", n, n=n)``).
+    """
+    entry = _read(locale)[1].get(singular) if locale != DEFAULT_LOCALE else None
+    if entry is None:
+        text = singular if n == 1 else plural
+    else:
+        forms, rule = entry
+        text = forms[min(rule(n), len(forms) - 1)]
+    return text.format(**values) if values else text
+
+
+def format_moment(locale: str, moment: datetime, timezone: str) -> str:
+    """A date and time on the person's clock: ``30 Nov 2026, 5:30 PM`` in their zone."""
+    return format_datetime(
+        moment,
+        MOMENT_FORMAT,
+        tzinfo=ZoneInfo(timezone),
+        locale=BABEL_LOCALES.get(locale, BABEL_LOCALES[DEFAULT_LOCALE]),
+    )
+
+
+def format_clock(locale: str, value: time) -> str:
+    """A time of day (already local, such as quiet hours) in the same 12-hour style."""
+    return format_time(
+        value, CLOCK_FORMAT, locale=BABEL_LOCALES.get(locale, BABEL_LOCALES[DEFAULT_LOCALE])
+    )
+
+
+def example_mobile(locale: str, timezone: str) -> str:
+    """A mobile number to show as an example, from the person's own country.
+
+    The language says it first (Malay: Malaysia, Filipino: the Philippines); for English the
+    time zone decides, since the default zone (Manila) says little about a Malay speaker.
+    """
+    if locale == "ms" or (locale != "fil" and timezone in _MALAYSIAN_ZONES):
+        return _EXAMPLE_MOBILES["MY"]
+    return _EXAMPLE_MOBILES["PH"]

@@ -23,4 +23,4 @@ def normalize_phone(raw: str, region: str | None = None) -> str:
             continue
         if phonenumbers.is_valid_number(number) and phonenumbers.number_type(number) in _MOBILE:
             return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    raise ValueError("is not a valid mobile number (expected e.g. +63 917 123 4567)")
+    raise ValueError("is not a valid mobile number (expected e.g. +63 905 123 4567)")

@@ -21,11 +21,18 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_datetime
-
 from gomflow_messaging import orders as order_data
 from gomflow_messaging.channels.base import Button
-from gomflow_messaging.i18n import LANGUAGE_NAMES, LOCALES, gettext, normalize_locale
+from gomflow_messaging.i18n import (
+    LANGUAGE_NAMES,
+    LOCALES,
+    example_mobile,
+    format_clock,
+    format_moment,
+    gettext,
+    ngettext,
+    normalize_locale,
+)
 from gomflow_messaging.money import format_money
 from gomflow_messaging.phones import normalize_phone
 
@@ -45,7 +52,6 @@ DEEP_LINK_COMMANDS = frozenset(
 )
 PAGE_SIZE = 5
 MAX_CALLBACK_BYTES = 64
-_BABEL_LOCALE = {"en": "en_PH", "fil": "fil_PH", "ms": "ms_MY"}
 _YES = {"confirm", "yes", "y", "oo", "opo", "ya", "ok"}
 _NO = {"no", "n", "hindi", "tidak", "cancel"}
 
@@ -478,10 +484,7 @@ class Bot:
     # -- formatting ----------------------------------------------------------------------
 
     def _when(self, ctx: Context, moment: datetime) -> str:
-        zone = ZoneInfo(ctx.timezone)
-        return format_datetime(
-            moment, "d MMM yyyy, h:mm a", tzinfo=zone, locale=_BABEL_LOCALE[ctx.locale]
-        )
+        return format_moment(ctx.locale, moment, ctx.timezone)
 
     def _order_card(self, ctx: Context, order: order_data.Order) -> str:
         taken = (
@@ -651,7 +654,10 @@ class Bot:
             fields=(
                 FormField("name", _(ctx, "Your name"), max_length=100),
                 FormField(
-                    "phone", _(ctx, "Mobile number"), max_length=20, placeholder="+63 917 123 4567"
+                    "phone",
+                    _(ctx, "Mobile number"),
+                    max_length=20,
+                    placeholder=example_mobile(ctx.locale, ctx.timezone),
                 ),
                 FormField("quantity", _(ctx, "Quantity"), max_length=3, placeholder="1"),
                 FormField("address", _(ctx, "Delivery address"), max_length=300, multiline=True),
@@ -668,7 +674,11 @@ class Bot:
     def _prompt(self, ctx: Context, step: str, order: order_data.Order | None = None) -> str:
         prompts = {
             "name": _(ctx, "What name should the GOM put on your order?"),
-            "phone": _(ctx, "What is your mobile number? (e.g. 0917 123 4567 or +60 12 345 6789)"),
+            "phone": _(
+                ctx,
+                "What is your mobile number? (e.g. {example})",
+                example=example_mobile(ctx.locale, ctx.timezone),
+            ),
             "quantity": _(ctx, "How many would you like? (up to {n})", n=order.remaining)
             if order and order.remaining
             else _(ctx, "How many would you like?"),
@@ -695,7 +705,11 @@ class Bot:
             try:
                 data["phone"] = normalize_phone(text)
             except ValueError:
-                return _(ctx, "That does not look like a mobile number. Try e.g. 0917 123 4567.")
+                return _(
+                    ctx,
+                    "That does not look like a mobile number. Try e.g. {example}.",
+                    example=example_mobile(ctx.locale, ctx.timezone),
+                )
         elif step == "quantity":
             if not text.isdigit() or int(text) < 1:
                 return _(ctx, "Please send a whole number, like 1 or 2.")
@@ -949,14 +963,27 @@ class Bot:
                 kind_rows.append((button(label, f"notify {kind} {'off' if on else 'on'}"),))
             kind_rows.append((button(_(ctx, "Stop everything"), "notify off"),))
         quiet = (
-            f"{row['quiet_start']:%H:%M}-{row['quiet_end']:%H:%M}"
+            _(
+                ctx,
+                "{start} to {end}",
+                start=format_clock(ctx.locale, row["quiet_start"]),
+                end=format_clock(ctx.locale, row["quiet_end"]),
+            )
             if row and row["quiet_start"] and row["quiet_end"]
             else _(ctx, "off")
         )
         lines.append(_(ctx, "Quiet hours: {v}", v=quiet))
         lines.append(_(ctx, "Time zone: {v}", v=ctx.timezone))
         quiet_row = (
-            button(_(ctx, "Quiet 22:00-08:00"), "quiet 22-8"),
+            button(
+                _(
+                    ctx,
+                    "Quiet {start} to {end}",
+                    start=format_clock(ctx.locale, time(22)),
+                    end=format_clock(ctx.locale, time(8)),
+                ),
+                "quiet 22-8",
+            ),
             button(_(ctx, "No quiet hours"), "quiet off"),
         )
         zone_row = tuple(
@@ -1239,11 +1266,14 @@ class Bot:
             ]
         count = await self.remind_now(order.id)
         await self._audit(ctx, "order.remind", str(order.id))
-        return [
-            Reply(
-                _(ctx, "Reminders sent to {n} buyers who have not paid yet.", n=count), private=True
-            )
-        ]
+        sent = ngettext(
+            ctx.locale,
+            "Reminder sent to {n} buyer who has not paid yet.",
+            "Reminders sent to {n} buyers who have not paid yet.",
+            count,
+            n=count,
+        )
+        return [Reply(sent, private=True)]
 
     async def _close(self, ctx: Context, args: str) -> list[Reply]:
         if ctx.gom_id is None:

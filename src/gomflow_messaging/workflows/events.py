@@ -17,16 +17,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from babel.dates import format_datetime
-
-from gomflow_messaging.i18n import gettext
+from gomflow_messaging.i18n import format_moment, gettext, ngettext
 from gomflow_messaging.money import format_money
 
 # What every channel can carry in one message; longer text is refused up front.
 MAX_TEXT_LENGTH = 4096
-_BABEL_LOCALE = {"en": "en_PH", "fil": "fil_PH", "ms": "ms_MY"}
 
 
 class MissingData(Exception):
@@ -59,12 +55,7 @@ class RenderContext:
     order: Mapping[str, Any] | None = None
 
     def when(self, moment: datetime) -> str:
-        return format_datetime(
-            moment,
-            "d MMM yyyy, h:mm a",
-            tzinfo=ZoneInfo(self.timezone),
-            locale=_BABEL_LOCALE.get(self.locale, "en_PH"),
-        )
+        return format_moment(self.locale, moment, self.timezone)
 
 
 def _(ctx: RenderContext, message: str, **values: Any) -> str:
@@ -134,6 +125,14 @@ def _moment(values: Values, name: str) -> datetime:
     if moment.tzinfo is None:
         raise MissingData(f"data.{name}", "must include a time zone offset")
     return moment
+
+
+def _count(values: Values, name: str) -> int:
+    """A count that picks a plural form: a whole number, from JSON as 2 or "2"."""
+    value = values[name]
+    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
+        raise MissingData(f"data.{name}", "must be a whole number")
+    return int(value)
 
 
 def _body(
@@ -339,9 +338,11 @@ def _new_submission(v: Values, ctx: RenderContext) -> dict[str, Any]:
 
 
 def _submissions_digest(v: Values, ctx: RenderContext) -> dict[str, Any]:
-    text = _(
-        ctx,
+    text = ngettext(
+        ctx.locale,
+        "{count} new submission in the last few minutes: {orders}.",
         "{count} new submissions in the last few minutes: {orders}.",
+        _count(v, "count"),
         count=v["count"],
         orders=v["orders"],
     )
@@ -379,9 +380,10 @@ def _payment_needs_review(v: Values, ctx: RenderContext) -> dict[str, Any]:
 
 
 def _quota_alert(v: Values, ctx: RenderContext) -> dict[str, Any]:
+    # Translators: put % only before ) or at the end; "% f" breaks msgfmt.
     text = _(
         ctx,
-        "{order_title} is {percent}% full ({filled} of {max_orders}).",
+        "{order_title}: {filled} of {max_orders} taken ({percent}%).",
         order_title=v["order_title"],
         percent=v["percent"],
         filled=v["filled"],
@@ -393,10 +395,13 @@ def _quota_alert(v: Values, ctx: RenderContext) -> dict[str, Any]:
 
 
 def _deadline_alert(v: Values, ctx: RenderContext) -> dict[str, Any]:
-    text = _(
-        ctx,
-        "{order_title} closes in {hours} h ({deadline}). Paid: {paid}, waiting for payment: "
+    text = ngettext(
+        ctx.locale,
+        "{order_title} closes in {hours} hour ({deadline}). Paid: {paid}, waiting for payment: "
         "{pending}.",
+        "{order_title} closes in {hours} hours ({deadline}). Paid: {paid}, waiting for payment: "
+        "{pending}.",
+        _count(v, "hours"),
         order_title=v["order_title"],
         hours=v["hours"],
         deadline=ctx.when(_moment(v, "deadline")),
@@ -434,9 +439,10 @@ def _custom(v: Values, ctx: RenderContext) -> dict[str, Any]:
 
 
 def _test(v: Values, ctx: RenderContext) -> dict[str, Any]:
-    at = ctx.now.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
     return {
-        "text": _(ctx, "GOMFLOW test message: this channel works. Sent {at} UTC.", at=at),
+        "text": _(
+            ctx, "GOMFLOW test message: this channel works. Sent {at}.", at=ctx.when(ctx.now)
+        ),
         "buttons": [],
         "extra": {},
     }

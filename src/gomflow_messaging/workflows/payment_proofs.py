@@ -512,7 +512,7 @@ class PaymentProofs:
         parts = [
             _(
                 ctx,
-                "Smart Agent: {confidence}% sure of what it read",
+                "Smart Agent's certainty: {confidence}%",
                 confidence=round(float(result.get("confidence") or 0) * 100),
             )
         ]

@@ -314,6 +314,18 @@ async def test_create_max_orders_answer_never_crashes(
     assert "whole number" in texts(await gom.say(answer))
 
 
+@pytest.mark.parametrize("answer", ["0.001", "1e-10", "85.505"])
+async def test_create_price_finer_than_a_centavo_is_refused(
+    sandbox: httpx.AsyncClient, demo: dict[str, Any], answer: str
+) -> None:
+    gom = Chat(sandbox)
+    await gom.say(f"link {await _link_code(sandbox, gom_id=demo['gom_id'])}")
+    await gom.say("/create")
+    await gom.say("Twice Ready To Be")
+    assert "price like 1250" in texts(await gom.say(answer))
+    assert "currency" in texts(await gom.say("85.50"))
+
+
 async def test_quiet_hours_that_start_and_end_together_are_refused(
     sandbox: httpx.AsyncClient,
 ) -> None:

@@ -1290,6 +1290,9 @@ class Bot:
                 price = Decimal(-1)
             if not price.is_finite() or price <= 0 or price > Decimal("1000000"):
                 return _(ctx, "Please send a price like 1250 or 85.50.")
+            if price != price.quantize(Decimal("0.01")):
+                # Prices are kept to the centavo/sen: 0.001 would be stored as a free order.
+                return _(ctx, "Please send a price like 1250 or 85.50.")
             data["price"] = str(price)
         elif step == "currency":
             if text.upper() not in ("PHP", "MYR"):

@@ -302,15 +302,21 @@ async def test_quantity_answer_never_crashes(sandbox: httpx.AsyncClient, answer:
     assert "delivered" in texts(await chat.say("\u0661"))  # an Arabic-Indic one is a 1
 
 
+async def _creating(sandbox: httpx.AsyncClient, gom_id: str, *answers: str) -> Chat:
+    """A newly linked GOM's sandbox chat, in the middle of /create."""
+    gom = Chat(sandbox)
+    await gom.say(f"link {await _link_code(sandbox, gom_id=gom_id)}")
+    for text in ("/create", *answers):
+        await gom.say(text)
+    return gom
+
+
 @pytest.mark.parametrize("answer", ["²", "9" * 5000, "-5", "0"])
 async def test_create_max_orders_answer_never_crashes(
     sandbox: httpx.AsyncClient, demo: dict[str, Any], answer: str
 ) -> None:
-    gom = Chat(sandbox)
-    await gom.say(f"link {await _link_code(sandbox, gom_id=demo['gom_id'])}")
-    await gom.say("/create")
-    for step in ("Twice Ready To Be", "980", "PHP", "2030-01-15 20:00"):
-        await gom.say(step)
+    gom = await _creating(sandbox, demo["gom_id"], "Twice Ready To Be", "980", "PHP")
+    await gom.say("2030-01-15 20:00")
     assert "whole number" in texts(await gom.say(answer))
 
 
@@ -318,10 +324,7 @@ async def test_create_max_orders_answer_never_crashes(
 async def test_create_price_finer_than_a_centavo_is_refused(
     sandbox: httpx.AsyncClient, demo: dict[str, Any], answer: str
 ) -> None:
-    gom = Chat(sandbox)
-    await gom.say(f"link {await _link_code(sandbox, gom_id=demo['gom_id'])}")
-    await gom.say("/create")
-    await gom.say("Twice Ready To Be")
+    gom = await _creating(sandbox, demo["gom_id"], "Twice Ready To Be")
     assert "price like 1250" in texts(await gom.say(answer))
     assert "currency" in texts(await gom.say("85.50"))
 

@@ -46,6 +46,19 @@ async def _link_code(client: httpx.AsyncClient, **owner: str) -> str:
     return code
 
 
+@pytest.fixture
+async def gom_id(conn: asyncpg.Connection) -> str:
+    """A GOM of this test's own: linking chats to the demo GOM would change other tests."""
+    profile = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO profiles (id, name, email, country, timezone)"
+        " VALUES ($1, 'Abuse Test GOM', $2, 'PH', 'Asia/Manila')",
+        profile,
+        f"{profile.hex[:12]}@example.com",
+    )
+    return str(profile)
+
+
 async def _linked(conn: asyncpg.Connection, channel: str, address: str) -> bool:
     profile = await conn.fetchval(
         "SELECT c.profile_id FROM contact_addresses ca JOIN contacts c ON c.id = ca.contact_id"
@@ -97,11 +110,12 @@ async def test_replayed_discord_create_form_opens_one_order(
     signer: Signer,
     conn: asyncpg.Connection,
     demo: dict[str, Any],
+    gom_id: str,
 ) -> None:
     title = f"Replay check {uuid.uuid4().hex[:8]}"
     async with running_app(discord_settings(), mode="web") as client:
         # The same signed request, three times.
-        body, headers = await _signed_create_form(client, signer, demo["gom_id"], title)
+        body, headers = await _signed_create_form(client, signer, gom_id, title)
         answers = [
             (await client.post("/webhook/discord", content=body, headers=headers)).json()
             for _ in range(3)
@@ -120,13 +134,14 @@ async def test_one_discord_interaction_at_two_replicas_at_once_takes_effect_once
     signer: Signer,
     conn: asyncpg.Connection,
     demo: dict[str, Any],
+    gom_id: str,
 ) -> None:
     title = f"Two replicas {uuid.uuid4().hex[:8]}"
     async with (
         running_app(discord_settings(), mode="web") as one,
         running_app(discord_settings(), mode="web") as two,
     ):
-        body, headers = await _signed_create_form(one, signer, demo["gom_id"], title)
+        body, headers = await _signed_create_form(one, signer, gom_id, title)
         answers = await asyncio.gather(
             *(
                 replica.post("/webhook/discord", content=body, headers=headers)
@@ -156,6 +171,7 @@ async def test_discord_link_code_guesses_are_limited_per_person(
     signer: Signer,
     conn: asyncpg.Connection,
     demo: dict[str, Any],
+    gom_id: str,
 ) -> None:
     settings = discord_settings(link_code_max_attempts=5)
     guesser, other = new_user_id(), new_user_id()
@@ -164,7 +180,7 @@ async def test_discord_link_code_guesses_are_limited_per_person(
             await _discord(client, signer, slash("link", {"code": _code()}, user_id=guesser))
             for _ in range(6)
         ]
-        real = await _link_code(client, gom_id=demo["gom_id"])
+        real = await _link_code(client, gom_id=gom_id)
         blocked = await _discord(client, signer, slash("link", {"code": real}, user_id=guesser))
         # Another person is not held back by this one's guesses.
         fine = await _discord(client, signer, slash("link", {"code": real}, user_id=other))
@@ -201,7 +217,7 @@ async def test_whatsapp_flood_gets_the_limit_then_one_slow_down_then_nothing(
 
 
 async def test_whatsapp_link_code_guesses_are_limited(
-    wa_settings: Settings, conn: asyncpg.Connection, demo: dict[str, Any]
+    wa_settings: Settings, conn: asyncpg.Connection, demo: dict[str, Any], gom_id: str
 ) -> None:
     _typed, phone = new_phone()
     async with running_app(wa_settings, mode="web") as client:
@@ -209,7 +225,7 @@ async def test_whatsapp_link_code_guesses_are_limited(
         guesses = [await chat.say(f"LINK {_code()}") for _ in range(5)]
         # START CODE links too, so it counts as a guess.
         warned = await chat.say(f"START {_code()}")
-        real = await _link_code(client, gom_id=demo["gom_id"])
+        real = await _link_code(client, gom_id=gom_id)
         blocked = await chat.say(f"LINK {real}")
         still_served = await chat.say("HELP")
     assert all("not valid" in "\n".join(g) for g in guesses)
@@ -254,7 +270,7 @@ def tg_settings(make_settings: Callable[..., Settings], telegram_fake: FakeTeleg
 
 
 async def test_telegram_start_code_guesses_are_limited_per_person_across_chats(
-    tg_settings: Settings, conn: asyncpg.Connection, demo: dict[str, Any]
+    tg_settings: Settings, conn: asyncpg.Connection, demo: dict[str, Any], gom_id: str
 ) -> None:
     person, neighbour = new_chat(), new_chat()
     group = -(400_000_000 + secrets.randbelow(10**6))
@@ -265,7 +281,7 @@ async def test_telegram_start_code_guesses_are_limited_per_person_across_chats(
             update = message_update(group, f"/start@gomflow_test_bot {_code()}", user_id=person)
             await telegram_post(client, update)
         warned = (await telegram_post(client, message_update(person, f"/start {_code()}"))).json()
-        real = await _link_code(client, gom_id=demo["gom_id"])
+        real = await _link_code(client, gom_id=gom_id)
         blocked = await telegram_post(client, message_update(person, f"/start {real}"))
         other = await telegram_post(client, message_update(neighbour, f"/start {real}"))
     assert TOO_MANY_CODES in shown(warned)
@@ -313,18 +329,18 @@ async def _creating(sandbox: httpx.AsyncClient, gom_id: str, *answers: str) -> C
 
 @pytest.mark.parametrize("answer", ["²", "9" * 5000, "-5", "0"])
 async def test_create_max_orders_answer_never_crashes(
-    sandbox: httpx.AsyncClient, demo: dict[str, Any], answer: str
+    sandbox: httpx.AsyncClient, gom_id: str, answer: str
 ) -> None:
-    gom = await _creating(sandbox, demo["gom_id"], "Twice Ready To Be", "980", "PHP")
+    gom = await _creating(sandbox, gom_id, "Twice Ready To Be", "980", "PHP")
     await gom.say("2030-01-15 20:00")
     assert "whole number" in texts(await gom.say(answer))
 
 
 @pytest.mark.parametrize("answer", ["0.001", "1e-10", "85.505"])
 async def test_create_price_finer_than_a_centavo_is_refused(
-    sandbox: httpx.AsyncClient, demo: dict[str, Any], answer: str
+    sandbox: httpx.AsyncClient, gom_id: str, answer: str
 ) -> None:
-    gom = await _creating(sandbox, demo["gom_id"], "Twice Ready To Be")
+    gom = await _creating(sandbox, gom_id, "Twice Ready To Be")
     assert "price like 1250" in texts(await gom.say(answer))
     assert "currency" in texts(await gom.say("85.50"))
 

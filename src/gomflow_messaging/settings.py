@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     rate_limit_window_ms: int = Field(60_000, gt=0)
     rate_limit_max_messages: int = Field(30, gt=0)
     rate_limit_max_uploads: int = Field(5, gt=0)
+    #: Link-code tries per person (Telegram /start CODE, Discord /link, WhatsApp LINK CODE):
+    #: far tighter than messages, so guessing a code costs more than the code space allows.
+    link_code_max_attempts: int = Field(5, gt=0)
+    link_code_window_seconds: int = Field(900, gt=0)
     # Bot API request timeout; the adapter also keeps it under half the dispatcher's lease.
     telegram_request_timeout_seconds: float = Field(10.0, gt=0)
     # Telegram's send limits: per bot, per chat (with a short burst), per group chat.

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
 
     from gomflow_messaging.bootstrap import Services
+    from gomflow_messaging.db import Pool
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
 
@@ -21,6 +22,21 @@ MAX_BODY_BYTES = 5 * 1024 * 1024
 def services(request: Request) -> Services:
     svc: Services = request.app.state.services
     return svc
+
+
+async def first_time(pool: Pool, platform: str, update_id: str) -> bool:
+    """Record an inbound update's id; False when it came before (a retry or a replay).
+
+    Telegram's ``update_id``, Twilio's ``MessageSid``, Discord's interaction ``id``: the
+    table's primary key makes it once even when two replicas get it at the same moment.
+    """
+    inserted = await pool.fetchval(
+        "INSERT INTO inbound_updates (platform, update_id) VALUES ($1, $2)"
+        " ON CONFLICT DO NOTHING RETURNING 1",
+        platform,
+        update_id,
+    )
+    return inserted is not None
 
 
 def require_service_secret(request: Request) -> None:

@@ -34,7 +34,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import hikari
 from hikari.impl import InteractionMessageBuilder, ModalActionRowBuilder
@@ -43,7 +43,8 @@ from nacl.signing import VerifyKey
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gomflow_messaging.api.common import services
+from gomflow_messaging import ratelimit
+from gomflow_messaging.api.common import first_time, services
 from gomflow_messaging.channels.base import Button
 from gomflow_messaging.channels.discord import (
     EPHEMERAL,
@@ -53,7 +54,7 @@ from gomflow_messaging.channels.discord import (
 )
 from gomflow_messaging.errors import ApiError, ChannelError
 from gomflow_messaging.i18n import gettext, normalize_locale
-from gomflow_messaging.workflows.bot import Form, IncomingFile, Reply, Sender
+from gomflow_messaging.workflows.bot import Form, IncomingFile, Reply, Sender, link_code_attempt
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -137,9 +138,21 @@ async def interactions(request: Request) -> Response:
     if not isinstance(payload, dict):
         raise ApiError(400, "bad_request", "The body is not an interaction.")
     if payload.get("type") == PING:
-        return JSONResponse({"type": PONG})
-    answer = await Interaction(svc, channel, payload).answer()
-    return JSONResponse(answer)
+        return JSONResponse({"type": PONG})  # a replayed ping gets a pong: it changes nothing
+    interaction = Interaction(svc, channel, payload)
+    if payload.get("type") in (APPLICATION_COMMAND, MESSAGE_COMPONENT, MODAL_SUBMIT):
+        # Signed is not once: whoever captured an interaction may post it again within the
+        # five minutes the timestamp allows. Its id is unique, so each takes effect once.
+        interaction_id = payload.get("id")
+        if not _snowflake(interaction_id):
+            return JSONResponse(interaction.expired())
+        if not await first_time(svc.pool, "discord", interaction_id):
+            return JSONResponse(interaction.handled_already())
+    return JSONResponse(await interaction.answer())
+
+
+def _snowflake(value: Any) -> TypeGuard[str]:
+    return isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20
 
 
 def _object(value: Any) -> dict[str, Any]:
@@ -185,19 +198,42 @@ class Interaction:
 
     # -- answering -----------------------------------------------------------------------
 
+    def expired(self) -> dict[str, Any]:
+        return self.notice(self._("This has expired. Send /help to start again."))
+
+    def handled_already(self) -> dict[str, Any]:
+        """The answer to a replay: private, and it changes nothing."""
+        return self.notice(gettext(self.locale, "This was handled already."))
+
     async def answer(self) -> dict[str, Any]:
         kind = self.payload.get("type")
         if kind == AUTOCOMPLETE:
             return {"type": AUTOCOMPLETE_RESULT, "data": {"choices": []}}
         if not self.user.get("id") or not self.token:
-            return self._notice(self._("This has expired. Send /help to start again."))
+            return self.expired()
+        line = ""
+        if kind == APPLICATION_COMMAND:
+            line = self._command_line()
+        elif kind == MESSAGE_COMPONENT:
+            line = str(self.data.get("custom_id", ""))
+        allowed, limit = await ratelimit.inbound(
+            self.svc.queue.redis,
+            self.settings,
+            "discord",
+            str(self.user["id"]),
+            link_attempt=link_code_attempt(line),
+        )
+        if allowed != "ok":
+            # Over a limit the answer is the same private notice each time, not silence:
+            # Discord shows an unanswered interaction as failed, and this one costs nothing.
+            return self.notice(ratelimit.refusal(self.settings, limit, self.locale))
         bot = self.svc.bot
         sender = self.sender
         work: Callable[[], Awaitable[list[Reply]]]
         if kind == APPLICATION_COMMAND:
             if not self.settings.enable_slash_commands:
-                return self._notice(self._("Slash commands are turned off here for now."))
-            origin = self._command_line()
+                return self.notice(self._("Slash commands are turned off here for now."))
+            origin = line
             upload = self._attachment()
             if upload is not None:
                 # ``/pay receipt:<file> [reference]``: the payment-proof flow.
@@ -206,17 +242,17 @@ class Interaction:
                 work = functools.partial(bot.handle, sender, origin)
         elif kind == MESSAGE_COMPONENT:
             if not self.settings.enable_button_interactions:
-                return self._notice(self._("Buttons are turned off here for now."))
-            origin = str(self.data.get("custom_id", ""))
+                return self.notice(self._("Buttons are turned off here for now."))
+            origin = line
             work = functools.partial(bot.handle, sender, origin)
         elif kind == MODAL_SUBMIT:
             if not self.settings.enable_modal_interactions:
-                return self._notice(self._("Forms are turned off here for now."))
+                return self.notice(self._("Forms are turned off here for now."))
             origin = ""
             form_id = str(self.data.get("custom_id", ""))
             work = functools.partial(bot.submit_form, sender, form_id, self._form_values())
         else:
-            return self._notice(self._("This has expired. Send /help to start again."))
+            return self.expired()
 
         task = asyncio.create_task(self._run(work))
         done, _pending = await asyncio.wait(
@@ -333,7 +369,7 @@ class Interaction:
 
     # -- rendering -----------------------------------------------------------------------
 
-    def _notice(self, text: str) -> dict[str, Any]:
+    def notice(self, text: str) -> dict[str, Any]:
         return self._message(CHANNEL_MESSAGE, Rendered(content=text, ephemeral=True))
 
     def _message(self, kind: int, part: Rendered) -> dict[str, Any]:

@@ -14,15 +14,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gomflow_messaging import health as health_checks
-from gomflow_messaging import outbox
+from gomflow_messaging import outbox, ratelimit
 from gomflow_messaging.api.commands import commands_status
 from gomflow_messaging.api.common import json_body, require_service_secret, services
 from gomflow_messaging.api.proofs import routes as proof_routes
 from gomflow_messaging.errors import ApiError, ValidationFailed
+from gomflow_messaging.i18n import normalize_locale
 from gomflow_messaging.idempotency import check_key
 from gomflow_messaging.workflows import data_rights, linking
 from gomflow_messaging.workflows import notify as notify_workflow
-from gomflow_messaging.workflows.bot import IncomingFile, Sender
+from gomflow_messaging.workflows.bot import IncomingFile, Reply, Sender, link_code_attempt
 
 INLINE_ENQUEUE_LIMIT = 200
 
@@ -160,6 +161,17 @@ async def sandbox_inbound(request: Request) -> Response:
         language=str(body.get("language", "")),
         supports_forms=bool(body.get("supports_forms", False)),
     )
+    text = str(body.get("text") or "")
+    allowed, limit = await ratelimit.inbound(
+        svc.queue.redis,
+        svc.settings,
+        "sandbox",
+        sender.address,
+        link_attempt=link_code_attempt(text),
+    )
+    if allowed != "ok":
+        refusal = Reply(ratelimit.refusal(svc.settings, limit, normalize_locale(sender.language)))
+        return _json({"replies": [asdict(refusal)] if allowed == "warn" else []})
     form = body.get("form")
     if isinstance(form, dict) and isinstance(form.get("values"), dict):
         replies = await svc.bot.submit_form(

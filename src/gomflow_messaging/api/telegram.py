@@ -17,9 +17,8 @@ import html
 import json
 import logging
 import secrets
-import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from aiogram import Dispatcher, Router
 from aiogram.methods import AnswerCallbackQuery, AnswerInlineQuery, SendMessage, TelegramMethod
@@ -36,16 +35,22 @@ from aiogram.types import (
     User,
 )
 from aiogram.types.update import UpdateTypeLookupError
-from redis.exceptions import RedisError
 from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gomflow_messaging.api.common import services
+from gomflow_messaging import ratelimit
+from gomflow_messaging.api.common import first_time, services
 from gomflow_messaging.channels.telegram import TelegramChannel, keyboard
 from gomflow_messaging.errors import ApiError, PermanentError, TransientError
 from gomflow_messaging.i18n import gettext, normalize_locale
-from gomflow_messaging.workflows.bot import DEEP_LINK_COMMANDS, IncomingFile, Reply, Sender
+from gomflow_messaging.workflows.bot import (
+    DEEP_LINK_COMMANDS,
+    IncomingFile,
+    Reply,
+    Sender,
+    link_code_attempt,
+)
 
 if TYPE_CHECKING:
     from aiogram import Bot as AiogramBot
@@ -98,7 +103,7 @@ async def webhook(request: Request) -> Response:
     update_id = data.get("update_id") if isinstance(data, dict) else None
     if not isinstance(update_id, int) or isinstance(update_id, bool):
         raise ApiError(400, "bad_request", "The body is not a Telegram update.")
-    if not await _first_time(svc, update_id):
+    if not await first_time(svc.pool, "telegram", str(update_id)):
         return JSONResponse({})
     channel = svc.channels["telegram"]
     assert isinstance(channel, TelegramChannel)
@@ -120,15 +125,6 @@ async def webhook(request: Request) -> Response:
         return JSONResponse({})
     task = BackgroundTask(send_after, channel, result)
     return JSONResponse(body, background=task if result.later or result.private else None)
-
-
-async def _first_time(svc: Services, update_id: int) -> bool:
-    inserted = await svc.pool.fetchval(
-        "INSERT INTO inbound_updates (platform, update_id) VALUES ('telegram', $1)"
-        " ON CONFLICT DO NOTHING RETURNING 1",
-        str(update_id),
-    )
-    return inserted is not None
 
 
 def method_json(bot: AiogramBot, method: TelegramMethod[Any]) -> dict[str, Any]:
@@ -242,12 +238,12 @@ async def on_message(message: Message, services: Services, channel: TelegramChan
     # In groups, only commands meant for us: everything else is people talking.
     if message.chat.type != "private" and not await _for_us(text, channel, services):
         return Answer()
-    allowed = await inbound_allowed(services, user.id)
+    allowed, kind = await inbound_allowed(services, user.id, text)
     chat_id = message.chat.id
     if allowed == "silent":
         return Answer()
     if allowed == "warn":
-        return Answer(response=_text(chat_id, _slow_down(user)))
+        return Answer(response=_text(chat_id, _slow_down(services, user, kind)))
     sender = _sender(user, message.chat)
     upload = _incoming_file(message, channel, services.settings.max_file_size)
     if upload is not None and not sender.in_group:
@@ -295,10 +291,12 @@ async def on_callback_query(
     query: CallbackQuery, services: Services, channel: TelegramChannel
 ) -> Answer:
     done = AnswerCallbackQuery(callback_query_id=query.id)
-    allowed = await inbound_allowed(services, query.from_user.id)
+    allowed, kind = await inbound_allowed(services, query.from_user.id, query.data or "")
     if allowed != "ok" or not query.data:
         if allowed == "warn":
-            done = AnswerCallbackQuery(callback_query_id=query.id, text=_slow_down(query.from_user))
+            done = AnswerCallbackQuery(
+                callback_query_id=query.id, text=_slow_down(services, query.from_user, kind)
+            )
         return Answer(response=done)
     if query.message is None:
         # A button under an inline-mode message in someone else's chat: answer in private.
@@ -367,7 +365,7 @@ async def on_inline_query(
     nothing = AnswerInlineQuery(inline_query_id=query.id, results=[], cache_time=60)
     if not services.settings.enable_inline_payments:
         return Answer(response=nothing)
-    if await inbound_allowed(services, query.from_user.id) != "ok":
+    if (await inbound_allowed(services, query.from_user.id, ""))[0] != "ok":
         return Answer(response=nothing)
     cards = await services.bot.order_cards(_sender(query.from_user), query.query[:64], limit=20)
     results: list[InlineQueryResultUnion] = []
@@ -442,37 +440,21 @@ def _text(chat_id: int, text: str) -> SendMessage:
     return SendMessage(chat_id=chat_id, text=html.escape(text, quote=False), parse_mode="HTML")
 
 
-def _slow_down(user: User) -> str:
-    return gettext(
-        normalize_locale(user.language_code),
-        "You are sending messages very fast. Please wait a minute, then try again.",
+def _slow_down(svc: Services, user: User, kind: ratelimit.Kind) -> str:
+    return ratelimit.refusal(svc.settings, kind, normalize_locale(user.language_code))
+
+
+async def inbound_allowed(
+    svc: Services, user_id: int, text: str
+) -> tuple[ratelimit.Verdict, ratelimit.Kind]:
+    """The person's budgets (``from.id``: in a group every member shares the chat id)."""
+    return await ratelimit.inbound(
+        svc.queue.redis,
+        svc.settings,
+        "telegram",
+        str(user_id),
+        link_attempt=link_code_attempt(text),
     )
-
-
-# -- incoming limits -----------------------------------------------------------------------
-
-
-async def inbound_allowed(svc: Services, user_id: int) -> Literal["ok", "warn", "silent"]:
-    """RATE_LIMIT_MAX_MESSAGES per RATE_LIMIT_WINDOW_MS per person, counted in Redis.
-
-    The first update over the limit gets one polite answer; the rest of that window gets
-    silence. When Redis is down we let people through rather than ignore everyone.
-    """
-    window = svc.settings.rate_limit_window_ms
-    slot = int(time.time() * 1000) // window
-    key = f"gomflow:telegram:inbound:{user_id}:{slot}"
-    try:
-        async with svc.queue.redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.pexpire(key, window)
-            count, _ok = await pipe.execute()
-    except (RedisError, OSError):
-        log.warning("inbound rate limit unavailable (Redis)")
-        return "ok"
-    limit = svc.settings.rate_limit_max_messages
-    if count <= limit:
-        return "ok"
-    return "warn" if count == limit + 1 else "silent"
 
 
 routes = [Route("/webhook/telegram", webhook, methods=["POST"])]

@@ -18,8 +18,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
-from gomflow_messaging import outbox
-from gomflow_messaging.api.common import services
+from gomflow_messaging import outbox, ratelimit
+from gomflow_messaging.api.common import first_time, services
 from gomflow_messaging.channels.base import split_text
 from gomflow_messaging.channels.whatsapp import (
     FAILURE_REASONS,
@@ -30,15 +30,15 @@ from gomflow_messaging.channels.whatsapp import (
 )
 from gomflow_messaging.errors import ApiError, PermanentError, ValidationFailed
 from gomflow_messaging.phones import normalize_phone
-from gomflow_messaging.workflows.bot import IncomingFile, Sender
+from gomflow_messaging.workflows.bot import IncomingFile, Reply, Sender, link_code_attempt
 
 if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.routing import BaseRoute
 
     from gomflow_messaging.channels.base import Channel
+    from gomflow_messaging.db import Pool
     from gomflow_messaging.settings import Settings
-    from gomflow_messaging.workflows.bot import Reply
 
 log = logging.getLogger(__name__)
 
@@ -101,28 +101,32 @@ async def inbound(request: Request) -> Response:
         raise ValidationFailed(
             {name: "is required" for name, ok in (("MessageSid", sid), ("From", address)) if not ok}
         )
-    first = await svc.pool.fetchval(
-        "INSERT INTO inbound_updates (platform, update_id) VALUES ('whatsapp', $1)"
-        " ON CONFLICT DO NOTHING RETURNING 1",
-        sid,
-    )
-    if not first:
+    if not await first_time(svc.pool, "whatsapp", sid):
         return _twiml([], "en")  # Twilio retried: answered already
     sender = Sender("whatsapp", address, form.get("ProfileName", "")[:100])
+    # A tap on a template's quick-reply button carries its payload.
+    text = form.get("ButtonPayload") or form.get("Body", "")
+    allowed, kind = await ratelimit.inbound(
+        svc.queue.redis,
+        svc.settings,
+        "whatsapp",
+        address,
+        link_attempt=link_code_attempt(text),
+    )
+    if allowed != "ok":
+        # Over a limit: one answer, then an empty response, so nothing more is billed.
+        if allowed == "silent":
+            return _twiml([], "en")
+        locale = await _locale(svc.pool, address)
+        return _twiml([Reply(ratelimit.refusal(svc.settings, kind, locale))], locale)
     try:
         upload = _attachment(svc.channels["whatsapp"], form)
         if upload is not None:
             # A receipt (the caption may name the reference): the payment-proof flow.
             replies = await svc.bot.file(sender, upload, form.get("Body", ""))
         else:
-            # A tap on a template's quick-reply button carries its payload.
-            text = form.get("ButtonPayload") or form.get("Body", "")
             replies = await svc.bot.handle(sender, text)
-        locale = await svc.pool.fetchval(
-            "SELECT c.locale FROM contact_addresses ca JOIN contacts c ON c.id = ca.contact_id"
-            " WHERE ca.channel = 'whatsapp' AND ca.address = $1",
-            address,
-        )
+        locale = await _locale(svc.pool, address)
     except BaseException:
         # Let Twilio's retry be handled, not dropped as a duplicate.
         with contextlib.suppress(Exception):
@@ -130,7 +134,16 @@ async def inbound(request: Request) -> Response:
                 "DELETE FROM inbound_updates WHERE platform = 'whatsapp' AND update_id = $1", sid
             )
         raise
-    return _twiml(replies, locale or "en")
+    return _twiml(replies, locale)
+
+
+async def _locale(pool: Pool, address: str) -> str:
+    locale = await pool.fetchval(
+        "SELECT c.locale FROM contact_addresses ca JOIN contacts c ON c.id = ca.contact_id"
+        " WHERE ca.channel = 'whatsapp' AND ca.address = $1",
+        address,
+    )
+    return str(locale or "en")
 
 
 def _attachment(channel: Channel, form: ImmutableMultiDict[str, str]) -> IncomingFile | None:

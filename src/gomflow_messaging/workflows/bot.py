@@ -574,10 +574,13 @@ class Bot:
         return [Reply(self._help_text(ctx), buttons=self._main_buttons(ctx))]
 
     async def _orders(self, ctx: Context, args: str) -> list[Reply]:
-        page = int(args) if args.isdigit() else 1
+        # Anything but a page that exists (0, -1, "abc", a huge number) shows the first page.
+        page = _whole_number(args) or 1
         found, total = await order_data.open_orders(
             self.pool, self.clock(), offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE
         )
+        if not found and page > 1:
+            return await self._orders(ctx, "1")
         if not found:
             return [Reply(_(ctx, "There are no open orders right now. Check again soon!"))]
         pages = (total + PAGE_SIZE - 1) // PAGE_SIZE
@@ -711,12 +714,13 @@ class Bot:
                     example=example_mobile(ctx.locale, ctx.timezone),
                 )
         elif step == "quantity":
-            if not text.isdigit() or int(text) < 1:
+            quantity = _whole_number(text)
+            if quantity is None or quantity < 1:
                 return _(ctx, "Please send a whole number, like 1 or 2.")
             limit = order.remaining if order.remaining is not None else 99
-            if int(text) > limit:
+            if quantity > limit:
                 return _(ctx, "Only {n} left; please send a smaller number.", n=limit)
-            data["quantity"] = int(text)
+            data["quantity"] = quantity
         elif step == "address":
             if not 5 <= len(text) <= 300:
                 return _(ctx, "Please send the full delivery address (5 to 300 characters).")
@@ -1009,7 +1013,12 @@ class Bot:
             start = end = None
         else:
             match = re.fullmatch(r"(\d{1,2})(?::00)?\s*-\s*(\d{1,2})(?::00)?", text)
-            if not match or int(match[1]) > 23 or int(match[2]) > 23 or match[1] == match[2]:
+            if (
+                not match
+                or int(match[1]) > 23
+                or int(match[2]) > 23
+                or int(match[1]) == int(match[2])
+            ):
                 return [
                     Reply(_(ctx, "Send quiet hours like QUIET 22-8, or QUIET OFF."), private=True)
                 ]
@@ -1358,6 +1367,9 @@ class Bot:
                 price = Decimal(-1)
             if not price.is_finite() or price <= 0 or price > Decimal("1000000"):
                 return _(ctx, "Please send a price like 1250 or 85.50.")
+            if price != price.quantize(Decimal("0.01")):
+                # Prices are kept to the centavo/sen: 0.001 would be stored as a free order.
+                return _(ctx, "Please send a price like 1250 or 85.50.")
             data["price"] = str(price)
         elif step == "currency":
             if text.upper() not in ("PHP", "MYR"):
@@ -1374,9 +1386,10 @@ class Bot:
                 return _(ctx, "The deadline must be at least an hour from now.")
             data["deadline"] = moment.isoformat()
         elif step == "max_orders":
-            if not text.isdigit() or not 1 <= int(text) <= 100_000:
+            max_orders = _whole_number(text)
+            if max_orders is None or not 1 <= max_orders <= 100_000:
                 return _(ctx, "Please send a whole number, like 1 or 2.")
-            data["max_orders"] = int(text)
+            data["max_orders"] = max_orders
         return ""
 
     async def _create_step(self, ctx: Context, text: str) -> list[Reply]:
@@ -1498,6 +1511,32 @@ def _public_in_group(name: str, args: str) -> bool:
 
 def _private(replies: list[Reply]) -> list[Reply]:
     return [r if r.private else replace(r, private=True) for r in replies]
+
+
+def link_code_attempt(text: str) -> bool:
+    """Whether a message tries a link code (``/start CODE``, ``/link CODE``, ``LINK CODE``).
+
+    Chats count these apart, per person, under a tighter limit than other messages.
+    """
+    text = _no_nul(text).strip()
+    name, args = _parse_command(text)
+    if name is None:
+        word, _sep, rest = text.partition(" ")
+        name, args = _KEYWORDS.get(word.lower()), rest.strip()
+    return name in ("start", "link") and bool(args)
+
+
+def _whole_number(text: str) -> int | None:
+    """A non-negative whole number as typed, or None.
+
+    Digits of any script count (int() reads them), but not "²" (a digit int() refuses), a
+    sign, or more than 9 digits (no page or quantity is that big, and int() refuses
+    thousands of digits).
+    """
+    text = text.strip()
+    if not 0 < len(text) <= 9 or not all(c.isdecimal() for c in text):
+        return None
+    return int(text)
 
 
 def _parse_command(text: str) -> tuple[str | None, str]:

@@ -30,7 +30,7 @@ from uuid import UUID
 
 from redis.exceptions import RedisError
 
-from gomflow_messaging import contacts
+from gomflow_messaging import contacts, ratelimit
 from gomflow_messaging import orders as order_data
 from gomflow_messaging.channels.base import Button
 from gomflow_messaging.errors import ChannelError, PermanentError
@@ -147,17 +147,17 @@ class PaymentProofs:
     # -- buyer: a receipt arrives --------------------------------------------------------
 
     async def receive(self, ctx: Context, file: IncomingFile, caption: str = "") -> list[Reply]:
-        if not await self._upload_allowed(ctx):
-            return [
-                Reply(
-                    _(
-                        ctx,
-                        "You have sent many files in a short time. Please wait a few minutes, "
-                        "then send your receipt again.",
-                    ),
-                    private=True,
-                )
-            ]
+        allowed = await ratelimit.hit(
+            self.services.queue.redis,
+            self.settings,
+            "uploads",
+            ctx.sender.channel,
+            ctx.sender.address,
+        )
+        if allowed == "silent":
+            return []
+        if allowed == "warn":
+            return [Reply(ratelimit.refusal(self.settings, "uploads", ctx.locale), private=True)]
         rows = await order_data.contact_submissions(
             self.pool, ctx.contact_id, ctx.sender.channel, ctx.sender.address
         )
@@ -227,21 +227,6 @@ class PaymentProofs:
         if proof_id is None:
             return [Reply(_(ctx, "Please send your receipt again."), private=True)]
         return await self._submitted(ctx, proof_id, target)
-
-    async def _upload_allowed(self, ctx: Context) -> bool:
-        """RATE_LIMIT_MAX_UPLOADS per RATE_LIMIT_WINDOW_MS per sender, counted in Redis."""
-        window = self.settings.rate_limit_window_ms
-        slot = int(time.time() * 1000) // window
-        key = f"gomflow:uploads:{ctx.sender.channel}:{ctx.sender.address}:{slot}"
-        try:
-            async with self.services.queue.redis.pipeline(transaction=True) as pipe:
-                pipe.incr(key)
-                pipe.pexpire(key, window)
-                count, _ok = await pipe.execute()
-        except (RedisError, OSError):
-            log.warning("upload limit unavailable (Redis)")
-            return True
-        return int(count) <= self.settings.rate_limit_max_uploads
 
     async def _read(self, ctx: Context, file: IncomingFile) -> tuple[str, bytes, str]:
         """The file's bytes and its real type, or the problem to tell the sender."""

@@ -20,9 +20,10 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from gomflow_messaging.channels.discord import command_builders
-from gomflow_messaging.settings import Settings
+from gomflow_messaging.settings import Environment, Settings
 from gomflow_messaging.smart_agent import judge
 from gomflow_messaging.workflows.bot import command_menu
 from gomflow_messaging.workflows.payment_proofs import image_url, sniff
@@ -463,6 +464,28 @@ async def test_a_proof_whose_agent_job_was_lost_is_swept(
         "payment_needs_review",
         "payment_received",
     ]
+
+
+async def test_doctor_asks_the_agent_and_warns_when_it_holds_the_service_secret(
+    make_settings: Callable[..., Settings], agent: FakeSmartAgent
+) -> None:
+    from gomflow_messaging import doctor
+
+    settings = make_settings(smart_agent_service_url=agent.url)
+    findings = {f.name: f for f in await doctor.run(settings)}
+    assert findings["smart agent"].ok and "healthy" in findings["smart agent"].detail
+    assert "smart agent credential" not in findings  # not production
+    agent.healthy = False
+    [found] = [f for f in await doctor.run(settings) if f.name == "smart agent"]
+    assert not found.ok and "http_503" in found.detail
+
+    production = settings.model_copy(update={"environment": Environment.production})
+    warning = doctor.agent_credential(production)
+    assert warning is not None and warning.ok and warning.warning
+    assert "SMART_AGENT_API_KEY" in warning.detail
+    assert "[WARN] smart agent credential" in doctor.report([warning])
+    keyed = production.model_copy(update={"smart_agent_api_key": SecretStr(AGENT_KEY)})
+    assert doctor.agent_credential(keyed) is None
 
 
 # -- buyer side: whose submission, which file ----------------------------------------------

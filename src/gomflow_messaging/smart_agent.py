@@ -163,7 +163,8 @@ class SmartAgent:
             body = {}
         status = body.get("status") if isinstance(body, dict) else None
         if response.status_code != 200 or status != "healthy":
-            raise AgentUnavailable(f"http_{response.status_code}", str(status or "no status"))
+            code = f"http_{response.status_code}"
+            raise AgentUnavailable(code, f"{code}, status {status or 'not given'}")
         return "healthy"
 
     async def _process(self, fields: dict[str, str], receipt: Receipt) -> dict[str, Any]:

@@ -86,6 +86,7 @@ class FakeSmartAgent:
         self._closing.set()
         if self._runner is not None:
             await self._runner.cleanup()
+            self._runner = None
 
     async def _health(self, request: web.Request) -> web.StreamResponse:
         if self.healthy:

@@ -315,9 +315,7 @@ async def test_send_at_waits(settings: Settings) -> None:
 
 async def test_test_endpoint_sends_on_each_enabled_channel(settings: Settings) -> None:
     async with running_app(settings) as client:
-        response = await client.post(
-            "/api/notifications/test", json={"test_message": True}, headers=AUTH
-        )
+        response = await client.post("/api/notifications/test", json={}, headers=AUTH)
         assert response.status_code == 422
         assert "addresses" in response.json()["error"]["fields"]
         response = await client.post(
@@ -334,6 +332,55 @@ async def test_test_endpoint_sends_on_each_enabled_channel(settings: Settings) -
         [got] = response.json()["messages"]
         assert got["payload"]["locale"] == "ms"
         assert got["payload"]["text"].startswith("Mesej ujian GOMFLOW")
+
+
+async def test_the_seed_guides_own_checks_work_as_written(settings: Settings) -> None:
+    """Step 7.2 posts {"test_message": true} (no address); its monitoring section asks
+    GET /api/commands/status without auth. Both answer, and nobody is messaged."""
+    async with running_app(settings) as client:
+        before = (
+            await client.get("/api/sandbox/messages", params={"limit": 1}, headers=AUTH)
+        ).json()["messages"]
+        after_id = before[0]["id"] if before else 0
+        response = await client.post(
+            "/api/notifications/test", json={"test_message": True}, headers=AUTH
+        )
+        assert response.status_code == 200, response.text
+        found = response.json()
+        assert found["ok"] is True and found["status"] == "ok"
+        assert found["test_message"]["status"] == "sent"
+        components = found["components"]
+        assert components["database"]["ok"] and components["redis"]["ok"]
+        assert components["worker"]["live"] >= 1 and components["channels"]["sandbox"]["ok"]
+        # The only message went to the sandbox's own check address.
+        sent = (
+            await client.get("/api/sandbox/messages", params={"after": after_id}, headers=AUTH)
+        ).json()["messages"]
+        ours = [m for m in sent if m["message_id"] == found["test_message"]["id"]]
+        assert [m["address"] for m in ours] == ["deployment-check"]
+
+        response = await client.get("/api/commands/status")
+        assert response.status_code == 200
+        public = response.json()
+        names = {c["name"] for c in public["commands"]}
+        assert {"orders", "status", "pay", "help", "payments"} <= names
+        assert all(set(c) == {"name", "description", "gom_only"} for c in public["commands"])
+        assert public["platforms"] == ["sandbox"]
+
+
+async def test_the_deployment_check_says_when_no_worker_takes_the_message(
+    make_settings: Any,
+) -> None:
+    settings = make_settings(queue_name=unique_text("no-worker-check"))
+    async with running_app(settings, mode="web") as client:
+        response = await client.post(
+            "/api/notifications/test", json={"test_message": True}, headers=AUTH
+        )
+    assert response.status_code == 200
+    found = response.json()
+    assert (found["ok"], found["status"]) == (False, "degraded")
+    assert found["test_message"]["status"] == "queued"
+    assert found["components"]["worker"] == {"ok": False, "live": 0}
 
 
 async def test_sandbox_listing_is_404_when_disabled(make_settings: Any) -> None:

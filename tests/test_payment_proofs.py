@@ -20,9 +20,10 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from gomflow_messaging.channels.discord import command_builders
-from gomflow_messaging.settings import Settings
+from gomflow_messaging.settings import Environment, Settings
 from gomflow_messaging.smart_agent import judge
 from gomflow_messaging.workflows.bot import command_menu
 from gomflow_messaging.workflows.payment_proofs import image_url, sniff
@@ -184,6 +185,9 @@ def sandbox_address(kind: str) -> str:
     return f"pp-{kind}-{uuid.uuid4().hex[:10]}"
 
 
+AGENT_KEY = "agent-key-" + "k" * 32
+
+
 @pytest.fixture
 async def agent() -> AsyncIterator[FakeSmartAgent]:
     fake = await FakeSmartAgent(secret=SECRET).start()
@@ -206,6 +210,7 @@ def test_files_are_recognised_by_their_first_bytes() -> None:
 
 
 def test_the_agent_is_trusted_only_for_a_confident_match_of_this_submission() -> None:
+    """Scores as the real agent sends them: match_score 0-100, confidences 0-1."""
     ours, other = uuid.uuid4(), uuid.uuid4()
 
     def answer(**change: Any) -> dict[str, Any]:
@@ -213,31 +218,41 @@ def test_the_agent_is_trusted_only_for_a_confident_match_of_this_submission() ->
             "submission_id": str(ours),
             "buyer_name": OTHER_BUYER,
             "payment_reference": OTHER_REFERENCE,
-            "match_score": 0.95,
-            "confidence": 0.9,
+            "match_score": 95,
+            "confidence": 0.855,
             "auto_approve": True,
             "reasons": ["amount matches"],
         }
         match.update(change.pop("match", {}))
         extraction = {"confidence": 0.9, "payments_found": 1, "requires_review": False}
         extraction.update(change.pop("extraction", {}))
-        return {"success": True, "data": {"extraction": extraction, "matches": [match], **change}}
+        matches = [match, *change.pop("others", [])]
+        return {"success": True, "data": {"extraction": extraction, "matches": matches, **change}}
 
     assert judge(answer(), ours, 0.85).auto_approve
+    assert judge(answer(match={"match_score": 85}), ours, 0.85).auto_approve
+    assert not judge(answer(match={"match_score": 84.9}), ours, 0.85).auto_approve
     assert not judge(answer(match={"submission_id": str(other)}), ours, 0.85).auto_approve
-    assert not judge(answer(match={"match_score": 0.8}), ours, 0.85).auto_approve
-    assert not judge(answer(extraction={"confidence": 0.5}), ours, 0.85).auto_approve
+    assert not judge(answer(extraction={"confidence": 0.84}), ours, 0.85).auto_approve
     assert not judge(answer(extraction={"requires_review": True}), ours, 0.85).auto_approve
     assert not judge(answer(review_required=True), ours, 0.85).auto_approve
     assert not judge(answer(match={"auto_approve": "true"}), ours, 0.85).auto_approve
-    assert not judge(answer(match={"match_score": 95}), ours, 0.85).auto_approve  # not 0..1
+    assert not judge(answer(match={"auto_approve": False}), ours, 0.85).auto_approve
+    assert not judge(answer(match={"match_score": 0.95}), ours, 0.85).auto_approve  # 0-100
+    assert not judge(answer(match={"match_score": "95"}), ours, 0.85).auto_approve
+    assert not judge(answer(match={"match_score": 950}), ours, 0.85).auto_approve
     assert not judge({"success": True, "data": {"matches": "x"}}, ours, 0.85).auto_approve
-    assert judge(answer(match={"match_score": 0.9}), ours, 0.9).auto_approve
+    assert judge(answer(match={"match_score": 90}), ours, 0.9).auto_approve
+    # Another submission the agent would approve too: whose payment is it? The GOM decides.
+    rival = {"submission_id": str(other), "match_score": 96, "auto_approve": True}
+    assert not judge(answer(others=[rival]), ours, 0.85).auto_approve
     # Other buyers' names and references are never kept.
     kept = judge(answer(match={"submission_id": str(other)}), ours, 0.85).summary
     assert kept["match"] is None and kept["other_matches"] == 1
     assert OTHER_BUYER not in json.dumps(kept) and OTHER_REFERENCE not in json.dumps(kept)
-    assert OTHER_BUYER not in json.dumps(judge(answer(), ours, 0.85).summary)
+    kept = judge(answer(others=[{**rival, "buyer_name": "Bea"}]), ours, 0.85).summary
+    assert kept["match"]["match_score"] == 95 and kept["other_matches"] == 1
+    assert OTHER_BUYER not in json.dumps(kept) and "Bea" not in json.dumps(kept)
 
 
 def test_pay_takes_a_receipt_attachment_and_payments_is_a_gom_command() -> None:
@@ -273,7 +288,8 @@ async def test_agent_approves_the_right_submission_and_everyone_hears(
     gom_id = await new_gom(conn, ("sandbox", gom_chat))
     order_id = await new_order(conn, gom_id)
     buyer = await new_buyer(conn, order_id, ("sandbox", buyer_chat))
-    settings = make_settings(smart_agent_service_url=agent.url)
+    agent.secret = AGENT_KEY  # this agent's deployment has a key of its own
+    settings = make_settings(smart_agent_service_url=agent.url, smart_agent_api_key=AGENT_KEY)
     async with running_app(settings, mode="serve") as client:
         replies = await send_file(client, buyer_chat, PNG)
         assert "We are checking it now" in texts(replies)
@@ -291,21 +307,35 @@ async def test_agent_approves_the_right_submission_and_everyone_hears(
     assert [event for event, _text in buyer_heard] == ["payment_confirmed"]
     assert "We received your payment of ₱2,500.00" in buyer_heard[0][1]
     assert [event for event, _text in gom_heard] == ["payment_received"]
-    [sent] = agent.requests
-    assert sent.authorization == f"Bearer {SECRET}"
-    assert sent.fields == {
-        "platform": "web",
+    # As written, the agent refuses any multipart expected_amount (z.number() does not
+    # coerce strings); asked again without the amount, it reads the receipt.
+    refused, sent = agent.requests
+    assert (refused.status, sent.status) == (400, 200)
+    assert refused.fields == {
+        "platform": "web",  # a sandbox chat: the agent knows no "sandbox"
         "submission_id": str(buyer["submission_id"]),
         "order_id": str(order_id),
         "expected_amount": "2500.00",
         "currency": "PHP",
     }
+    assert sent.fields == {
+        "platform": "web",
+        "submission_id": str(buyer["submission_id"]),
+        "order_id": str(order_id),
+    }
+    # Its own credential, never the service's master secret.
+    assert {r.authorization for r in agent.requests} == {f"Bearer {AGENT_KEY}"}
     assert sent.image == PNG and sent.content_type == "image/png"
     [proof] = await proofs_of(conn, buyer["submission_id"])
     assert (proof["status"], proof["decided_by"]) == ("approved", "smart_agent")
     assert proof["content"] is None  # AUTO_DELETE_PROCESSED_IMAGES
     assert proof["sha256"] == hashlib.sha256(PNG).hexdigest()
-    assert proof["agent_result"]["match"]["auto_approve"] is True
+    kept = proof["agent_result"]
+    assert kept["match"]["auto_approve"] is True and kept["match"]["match_score"] == 95
+    assert kept["refused_first"] == ["Invalid request data: Expected number, received string"]
+    # The agent named another buyer too (62 points): a count is all we keep of them.
+    assert kept["other_matches"] == 1
+    assert OTHER_BUYER not in json.dumps(kept) and OTHER_REFERENCE not in json.dumps(kept)
     audit = await conn.fetchrow(
         "SELECT actor, result, detail FROM audit_log WHERE subject = $1", str(proof["id"])
     )
@@ -314,7 +344,7 @@ async def test_agent_approves_the_right_submission_and_everyone_hears(
     assert audit["detail"]["after"] == {"proof": "approved", "submission": "paid"}
 
 
-@pytest.mark.parametrize("mode", ["low_confidence", "other_submission", "error", "hang"])
+@pytest.mark.parametrize("mode", ["low_confidence", "other_submission", "refuse", "error", "hang"])
 async def test_anything_but_a_confident_match_goes_to_the_gom(
     mode: str,
     make_settings: Callable[..., Settings],
@@ -351,15 +381,118 @@ async def test_anything_but_a_confident_match_goes_to_the_gom(
             "status": "unavailable",
             "error": "http_500" if mode == "error" else "timeout",
         }
-        assert len(agent.requests) == 2  # retried once, then given up
+        # Refused with the amount, then the bare form tried twice (once retried).
+        assert agent.requests[0].status == 400
+        assert len(agent.requests) == 3
+        assert "Smart Agent: no answer" in card
+    elif mode == "refuse":
+        # A 400 is the agent refusing this request: asked once more without the
+        # numeric context, then the GOM reviews, with the agent's reasons recorded.
+        first, second = agent.requests
+        assert "expected_amount" in first.fields and "currency" in first.fields
+        assert "expected_amount" not in second.fields and "currency" not in second.fields
+        assert result == {
+            "status": "refused",
+            "reasons": [
+                "Invalid request data: Expected number, received string",
+                "Invalid request data: Required",
+            ],
+        }
         assert "Smart Agent: no answer" in card
     elif mode == "other_submission":
         assert result["match"] is None and result["other_matches"] == 1
         assert "no match with this order" in card
     else:
-        assert result["match"]["match_score"] == 0.55
+        assert result["match"]["match_score"] == 55
         assert "certainty: 41%" in card and "matches this order at 55%" in card
     assert await sandbox_events(conn, buyer_chat) == []  # nothing confirmed, nothing rejected
+
+
+async def insert_waiting_proof(
+    conn: asyncpg.Connection, buyer: dict[str, Any], age_seconds: float
+) -> uuid.UUID:
+    """A receipt stored for the agent whose job never reached (or left) Redis."""
+    proof_id: uuid.UUID = await conn.fetchval(
+        """
+        INSERT INTO payment_proofs (submission_id, contact_id, channel, content, mime, size,
+                                    sha256, status, created_at)
+        VALUES ($1, $2, 'sandbox', $3, 'image/png', $4, $5, 'pending_review',
+                now() - make_interval(secs => $6))
+        RETURNING id
+        """,
+        buyer["submission_id"],
+        buyer["contact_id"],
+        PNG,
+        len(PNG),
+        hashlib.sha256(PNG).hexdigest(),
+        age_seconds,
+    )
+    return proof_id
+
+
+async def test_a_proof_whose_agent_job_was_lost_is_swept(
+    make_settings: Callable[..., Settings], conn: asyncpg.Connection, agent: FakeSmartAgent
+) -> None:
+    """As the outbox sweeper does for messages: after the grace period a proof still waiting
+    for the agent is enqueued again; one that has waited an hour goes to the GOM instead."""
+    gom_chat = sandbox_address("gom")
+    gom_id = await new_gom(conn, ("sandbox", gom_chat))
+    order_id = await new_order(conn, gom_id)
+    lost = await new_buyer(conn, order_id, ("sandbox", sandbox_address("lost")))
+    stale = await new_buyer(conn, order_id, ("sandbox", sandbox_address("stale")), name="Bea")
+    lost_proof = await insert_waiting_proof(conn, lost, 60)
+    stale_proof = await insert_waiting_proof(conn, stale, 7200)
+    settings = make_settings(smart_agent_service_url=agent.url)
+    async with running_app(settings, mode="serve"):
+
+        async def decided() -> bool:
+            rows = await conn.fetch(
+                "SELECT id, status, checked_at FROM payment_proofs WHERE id = ANY($1)",
+                [lost_proof, stale_proof],
+            )
+            return all(r["checked_at"] is not None for r in rows)
+
+        await eventually(decided)
+
+        async def both_heard() -> list[tuple[str, str]] | None:
+            heard = await sandbox_events(conn, gom_chat)
+            return heard if len(heard) >= 2 else None
+
+        gom_heard = await eventually(both_heard)
+    [approved] = await proofs_of(conn, lost["submission_id"])
+    assert (approved["status"], approved["decided_by"]) == ("approved", "smart_agent")
+    [waiting] = await proofs_of(conn, stale["submission_id"])
+    assert waiting["status"] == "pending_review"
+    assert waiting["agent_result"] == {"status": "unavailable", "error": "no_answer"}
+    # (Receipts other tests left waiting in this database are swept to this agent too.)
+    asked = {r.fields["submission_id"] for r in agent.requests}
+    assert str(lost["submission_id"]) in asked and str(stale["submission_id"]) not in asked
+    assert sorted(event for event, _text in gom_heard) == [
+        "payment_needs_review",
+        "payment_received",
+    ]
+
+
+async def test_doctor_asks_the_agent_and_warns_when_it_holds_the_service_secret(
+    make_settings: Callable[..., Settings], agent: FakeSmartAgent
+) -> None:
+    from gomflow_messaging import doctor
+
+    settings = make_settings(smart_agent_service_url=agent.url)
+    findings = {f.name: f for f in await doctor.run(settings)}
+    assert findings["smart agent"].ok and "healthy" in findings["smart agent"].detail
+    assert "smart agent credential" not in findings  # not production
+    agent.healthy = False
+    [found] = [f for f in await doctor.run(settings) if f.name == "smart agent"]
+    assert not found.ok and "http_503" in found.detail
+
+    production = settings.model_copy(update={"environment": Environment.production})
+    warning = doctor.agent_credential(production)
+    assert warning is not None and warning.ok and warning.warning
+    assert "SMART_AGENT_API_KEY" in warning.detail
+    assert "[WARN] smart agent credential" in doctor.report([warning])
+    keyed = production.model_copy(update={"smart_agent_api_key": SecretStr(AGENT_KEY)})
+    assert doctor.agent_credential(keyed) is None
 
 
 # -- buyer side: whose submission, which file ----------------------------------------------

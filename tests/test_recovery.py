@@ -8,11 +8,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
+import httpx
 from redis.asyncio import Redis
 
 from gomflow_messaging.settings import Settings
 from tests.conftest import REDIS_URL, unique_text
-from tests.helpers import AUTH, TcpProxy, eventually, running_app
+from tests.fakes.smart_agent import FakeSmartAgent
+from tests.helpers import AUTH, SECRET, TcpProxy, eventually, running_app
 
 
 def batch(text: str, n: int) -> dict[str, Any]:
@@ -81,22 +83,85 @@ async def test_health_is_200_with_a_live_worker(settings: Settings) -> None:
     async with running_app(settings) as client:
 
         async def healthy() -> Any:
-            response = await client.get("/api/health")
+            response = await client.get("/api/health", headers=AUTH)
             return response if response.status_code == 200 else None
 
         response = await eventually(healthy)
+        assert response.json()["status"] == "ok"
         components = response.json()["components"]
         assert components["database"]["ok"] and components["redis"]["ok"]
         assert components["worker"]["live"] >= 1
         assert components["channels"]["sandbox"]["ok"]
+        assert components["smart_agent"] == {"ok": True, "detail": "not used"}
+        # Railway asks without the secret: whether each part works, and nothing it names.
+        bare = (await client.get("/api/health")).json()
+        assert bare["status"] == "ok"
+        assert bare["components"] == {
+            "database": {"ok": True},
+            "redis": {"ok": True},
+            "worker": {"ok": True},
+            "smart_agent": {"ok": True},
+            "channels": {"sandbox": {"ok": True}},
+        }
+        assert "version" not in bare
 
 
-async def test_health_is_503_without_any_worker(make_settings: Any) -> None:
+async def test_a_web_replica_without_a_worker_is_degraded_not_down(make_settings: Any) -> None:
+    """A web service's job is to accept: split web and worker services deploy on Railway."""
     settings = make_settings(queue_name=unique_text("no-workers"))
     async with running_app(settings, mode="web") as client:
-        response = await client.get("/api/health")
-        assert response.status_code == 503
+        response = await client.get("/api/health", headers=AUTH)
+        assert response.status_code == 200
+        assert response.json()["status"] == "degraded"
         assert response.json()["components"]["worker"] == {"ok": False, "live": 0}
+        bare = await client.get("/api/health")
+        assert bare.status_code == 200
+        assert bare.json()["components"]["worker"] == {"ok": False}  # no count
+
+
+async def test_serve_without_a_live_worker_is_503(make_settings: Any) -> None:
+    """`serve` carries its own worker: if it is not alive, this process cannot do its job."""
+    from gomflow_messaging.app import create_app
+    from gomflow_messaging.bootstrap import build_services
+
+    settings = make_settings(queue_name=unique_text("dead-worker"))
+    services = await build_services(settings)
+    app = create_app(settings, mode="serve", services=services)
+    app.state.services = services  # the lifespan (and so the worker) never runs
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://test"
+        ) as client:
+            response = await client.get("/api/health")
+        assert response.status_code == 503
+        assert response.json()["status"] == "unavailable"
+        assert response.json()["components"]["worker"] == {"ok": False}
+    finally:
+        await services.close()
+
+
+async def test_the_smart_agent_down_is_degraded(make_settings: Any) -> None:
+    agent = await FakeSmartAgent(secret=SECRET).start()
+    try:
+        settings = make_settings(smart_agent_service_url=agent.url)
+        async with running_app(settings) as client:
+            response = await eventually(lambda: _status(client, 200))
+            assert response.json()["status"] == "ok"
+            agent.healthy = False
+            response = await client.get("/api/health", headers=AUTH)
+            assert response.status_code == 200
+            assert response.json()["status"] == "degraded"
+            assert response.json()["components"]["smart_agent"] == {
+                "ok": False,
+                "error": "http_503",
+            }
+        await agent.close()
+        async with running_app(settings) as client:
+            response = await eventually(lambda: _status(client, 200))
+            assert response.json()["status"] == "degraded"
+            assert response.json()["components"]["smart_agent"] == {"ok": False}
+    finally:
+        await agent.close()
 
 
 async def test_health_is_503_when_postgres_is_unreachable(

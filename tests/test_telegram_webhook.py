@@ -496,6 +496,8 @@ async def test_block_and_unblock_follow_the_chat(
 
 
 async def test_health_reports_the_bot(client: httpx.AsyncClient) -> None:
-    body = (await client.get("/api/health")).json()
+    # Only to whoever has the secret: the health check without auth names no bot.
+    assert "gomflow_test_bot" not in (await client.get("/api/health")).text
+    body = (await client.get("/api/health", headers=AUTH)).json()
     assert body["components"]["channels"]["telegram"]["ok"] is True
     assert body["components"]["channels"]["telegram"]["detail"] == "@gomflow_test_bot"

@@ -1,4 +1,5 @@
-"""`doctor`: checks the settings, Postgres, Redis and each enabled channel; says what is wrong."""
+"""`doctor`: checks the settings, Postgres, Redis, each enabled channel and the Smart Agent;
+says what is wrong, and warns about what works but should not stay so."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from urllib.parse import urlsplit
 from gomflow_messaging import db
 from gomflow_messaging.bootstrap import build_channel
 from gomflow_messaging.queue import redis_client
+from gomflow_messaging.settings import Environment
+from gomflow_messaging.smart_agent import SmartAgent
 
 if TYPE_CHECKING:
     from gomflow_messaging.settings import Settings
@@ -21,6 +24,26 @@ class Finding:
     name: str
     ok: bool
     detail: str
+    #: Works, but should not stay so (printed as WARN; doctor still passes).
+    warning: bool = False
+
+
+def agent_credential(settings: Settings) -> Finding | None:
+    """In production the agent should not hold SERVICE_SECRET, which opens this whole API."""
+    if (
+        settings.smart_agent_enabled
+        and settings.environment is Environment.production
+        and settings.smart_agent_api_key is None
+    ):
+        return Finding(
+            "smart agent credential",
+            True,
+            "SMART_AGENT_API_KEY is unset, so the agent is sent SERVICE_SECRET, which also "
+            "opens this service's API (contact exports included); give the agent a key of "
+            "its own",
+            warning=True,
+        )
+    return None
 
 
 def where(url: str) -> str:
@@ -76,9 +99,19 @@ async def run(settings: Settings) -> list[Finding]:
             await client.aclose()
         return f"Redis {info.get('redis_version')} at {where(settings.redis_url)}"
 
-    findings.append(await _step("postgres", postgres))
-    findings.append(await _step("redis", redis))
-    if not findings[1].ok:
+    credential = agent_credential(settings)
+    if credential is not None:
+        findings.append(credential)
+    postgres_found = await _step("postgres", postgres)
+    findings += [postgres_found, await _step("redis", redis)]
+    if settings.smart_agent_enabled:
+
+        async def smart_agent() -> str:
+            status = await SmartAgent(settings).health()
+            return f"{status} at {where(settings.smart_agent_service_url)}"
+
+        findings.append(await _step("smart agent", smart_agent))
+    if not postgres_found.ok:
         return findings
     pool = await db.create_pool(settings.database_url, max_size=2)
     shared_redis = redis_client(settings.redis_url)
@@ -106,7 +139,8 @@ async def run(settings: Settings) -> list[Finding]:
 def report(findings: list[Finding]) -> str:
     lines = []
     for f in findings:
-        lines.append(f"[{'ok' if f.ok else 'FAIL'}] {f.name}: {f.detail}")
+        label = "FAIL" if not f.ok else "WARN" if f.warning else "ok"
+        lines.append(f"[{label}] {f.name}: {f.detail}")
     bad = [f.name for f in findings if not f.ok]
     lines.append("all checks passed" if not bad else f"problems: {', '.join(bad)}")
     return "\n".join(lines)

@@ -1,4 +1,11 @@
-"""Health: can this service do its job? Database, Redis, a live worker, each channel."""
+"""Health: can this service do its job? Database, Redis, a live worker, each channel, the agent.
+
+Down (503) is this process unable to do its own job: no Postgres, no Redis, or (``serve``)
+no live worker. A ``web`` replica's job is to accept: without a worker it is degraded (200),
+so split web and worker services deploy on Railway. A platform or the Smart Agent being
+unreachable is degraded too: messages wait in the outbox and receipts go to the GOM.
+Without the service secret the answer names nothing (no bot, app, account or worker count).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from gomflow_messaging import __version__
+from gomflow_messaging.smart_agent import AgentUnavailable, SmartAgent
 
 if TYPE_CHECKING:
     from gomflow_messaging.bootstrap import Services
@@ -64,25 +72,53 @@ async def _channel(services: Services, name: str) -> dict[str, Any]:
     return {"ok": result.ok, "detail": result.detail}
 
 
-async def check(services: Services, *, mode: str) -> dict[str, Any]:
+async def _smart_agent(services: Services) -> dict[str, Any]:
+    if not services.settings.smart_agent_enabled:
+        return {"ok": True, "detail": "not used"}
+    try:
+        detail = await _timed(SmartAgent(services.settings).health())
+    except AgentUnavailable as exc:
+        return {"ok": False, "error": exc.code}
+    except Exception as exc:
+        return {"ok": False, "error": type(exc).__name__}
+    return {"ok": True, "detail": detail}
+
+
+async def check(services: Services, *, mode: str, detailed: bool = True) -> dict[str, Any]:
+    """``detailed`` (the caller gave the secret): each component's own words and counts."""
     names = list(services.channels)
-    database, redis, worker, *channel_results = await asyncio.gather(
+    database, redis, worker, agent, *channel_results = await asyncio.gather(
         _database(services),
         _redis(services),
         _worker(services),
+        _smart_agent(services),
         *(_channel(services, name) for name in names),
     )
     channels = dict(zip(names, channel_results, strict=True))
-    ok = database["ok"] and redis["ok"] and worker["ok"] and all(c["ok"] for c in channels.values())
+    down = not (database["ok"] and redis["ok"]) or (mode != "web" and not worker["ok"])
+    whole = worker["ok"] and agent["ok"] and all(c["ok"] for c in channels.values())
+    status = "unavailable" if down else "ok" if whole else "degraded"
+    components: dict[str, Any] = {
+        "database": database,
+        "redis": redis,
+        "worker": worker,
+        "smart_agent": agent,
+        "channels": channels,
+    }
+    if not detailed:
+        return {"ok": not down, "status": status, "mode": mode, "components": _bare(components)}
     return {
-        "ok": ok,
-        "status": "ok" if ok else "unavailable",
+        "ok": not down,
+        "status": status,
         "version": __version__,
         "mode": mode,
-        "components": {
-            "database": database,
-            "redis": redis,
-            "worker": worker,
-            "channels": channels,
-        },
+        "components": components,
+    }
+
+
+def _bare(components: dict[str, Any]) -> dict[str, Any]:
+    """Only whether each part works: its detail may name a bot, an app or an account."""
+    return {
+        name: {"ok": part["ok"]} if "ok" in part else _bare(part)
+        for name, part in components.items()
     }

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from saq import CronJob
 
-from gomflow_messaging.workflows import gom_alerts, reminders
+from gomflow_messaging.workflows import gom_alerts, payment_proofs, reminders
 
 if TYPE_CHECKING:
     from gomflow_messaging.bootstrap import Services
@@ -29,6 +29,11 @@ class ScheduledJob:
 async def sweep_outbox(services: Services, at: datetime) -> dict[str, Any]:
     """Re-enqueue messages whose job was lost (Redis flushed, worker killed)."""
     return {"re_enqueued": await services.dispatcher.sweep()}
+
+
+async def sweep_payment_proofs(services: Services, at: datetime) -> dict[str, Any]:
+    """Ask the Smart Agent again about receipts whose job was lost; after an hour, the GOM."""
+    return await payment_proofs.PaymentProofs(services).sweep()
 
 
 async def purge_expired(services: Services, at: datetime) -> dict[str, Any]:
@@ -70,6 +75,12 @@ JOBS: dict[str, ScheduledJob] = {
         ),
         ScheduledJob("gom-summaries", "0 * * * *", gom_summaries, gom_summaries.__doc__ or ""),
         ScheduledJob("sweep-outbox", "* * * * *", sweep_outbox, sweep_outbox.__doc__ or ""),
+        ScheduledJob(
+            "sweep-payment-proofs",
+            "* * * * *",
+            sweep_payment_proofs,
+            sweep_payment_proofs.__doc__ or "",
+        ),
         ScheduledJob("purge-expired", "17 * * * *", purge_expired, purge_expired.__doc__ or ""),
     )
 }

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     core_api_url: str = "https://gomflow-core.vercel.app"
     payment_service_url: str = ""
     smart_agent_service_url: str = ""
+    #: The Smart Agent's own credential (Bearer); unset, SERVICE_SECRET is sent as the seed
+    #: guide's deployments expect, though that secret also opens this service's own API.
+    smart_agent_api_key: SecretStr | None = None
     public_base_url: str = "http://localhost:3000"
 
     # Queue and dispatcher
@@ -160,7 +163,7 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 32 characters")
         return value
 
-    @field_validator("service_secret_previous", mode="before")
+    @field_validator("service_secret_previous", "smart_agent_api_key", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value

@@ -1,13 +1,20 @@
 """The Smart Agent: a receipt goes out as multipart, its answer is trusted for one submission only.
 
-``POST SMART_AGENT_SERVICE_URL + SMART_AGENT_ROUTE`` (Bearer SERVICE_SECRET) with ``image``,
-``platform``, ``submission_id``, ``order_id``, ``expected_amount`` and ``currency``. The
-agent answers ``{"success", "data": {"extraction": {"confidence", "payments_found",
-"requires_review"}, "matches": [{"submission_id", "match_score", "confidence",
-"auto_approve", "reasons", ...}], "review_required"}}``. Its matches may name other
-buyers: `judge` keeps only what concerns the submission we asked about, so nothing about
-anyone else is stored or shown. Timeouts and 5xx are retried (tenacity); every failure
-leaves as `AgentUnavailable`, and the proof then goes to the GOM.
+``POST SMART_AGENT_SERVICE_URL + SMART_AGENT_ROUTE`` (Bearer SMART_AGENT_API_KEY, or
+SERVICE_SECRET when that is unset) with ``image``, ``platform`` (``whatsapp``, ``telegram``,
+``discord`` or ``web``), ``submission_id``, ``order_id``, ``expected_amount`` and
+``currency``. The agent answers ``{"success", "data": {"extraction": {"confidence" (0-1),
+"payments_found", "requires_review"}, "matches": [{"submission_id", "match_score" (0-100),
+"confidence" (0-1), "auto_approve", "reasons", ...}], "review_required"}}``. Its matches may
+name other buyers: `judge` keeps only what concerns the submission we asked about, so
+nothing about anyone else is stored or shown.
+
+The agent validates its form with zod, and ``z.number()`` does not coerce the strings a
+multipart form carries: as written it refuses (400) any request with ``expected_amount``.
+A 400 is the agent refusing THIS request, not the agent being away: we ask once more
+without the optional numeric context, and a second refusal leaves as `AgentRefused` with
+the agent's reasons. Timeouts and 5xx are retried (tenacity); they leave as
+`AgentUnavailable`. Either way the proof then goes to the GOM.
 """
 
 from __future__ import annotations
@@ -45,6 +52,20 @@ class AgentUnavailable(Exception):
         self.code = code
 
 
+class AgentRefused(AgentUnavailable):
+    """The agent answered 400 to the request with and without the numeric context."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__("refused", "; ".join(reasons))
+        self.reasons = reasons
+
+
+class _Refused(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class _Retry(Exception):
     """A 5xx or a timeout: worth another attempt."""
 
@@ -67,25 +88,86 @@ class Receipt:
     currency: str
 
 
+#: The platforms the agent's schema accepts; a receipt from elsewhere (the sandbox, the
+#: web) is sent as ``web``, since anything else is refused.
+AGENT_PLATFORMS = ("whatsapp", "telegram", "discord", "web")
+
+
+#: What the agent's upload filter takes by default (its ALLOWED_IMAGE_TYPES); it answers
+#: anything else (a PDF, HEIC) with a 500, so such receipts go straight to the GOM.
+AGENT_TYPES = ("image/jpeg", "image/png", "image/webp")
+
+
+def agent_platform(channel: str) -> str:
+    return channel if channel in AGENT_PLATFORMS else "web"
+
+
+def credential(settings: Settings) -> str:
+    """SMART_AGENT_API_KEY; the shared SERVICE_SECRET only while the agent has no key of its own."""
+    key = settings.smart_agent_api_key or settings.service_secret
+    return key.get_secret_value()
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The agent's JSON, and why it refused the first form when it did."""
+
+    body: dict[str, Any]
+    refused: list[str]
+
+
 class SmartAgent:
     def __init__(self, settings: Settings) -> None:
-        self.url = settings.smart_agent_service_url.rstrip("/") + settings.smart_agent_route
-        self._secret = settings.service_secret.get_secret_value()
+        self.base_url = settings.smart_agent_service_url.rstrip("/")
+        self.url = self.base_url + settings.smart_agent_route
+        self._secret = credential(settings)
         self._timeout = settings.smart_agent_timeout_seconds
         self._attempts = settings.smart_agent_attempts
         self._production = settings.environment is Environment.production
 
-    async def process(self, receipt: Receipt) -> dict[str, Any]:
-        """The agent's answer as JSON; raises AgentUnavailable for anything else."""
+    async def process(self, receipt: Receipt) -> Answer:
+        """The agent's answer; raises AgentRefused or AgentUnavailable for anything else."""
         if self._production and urlsplit(self.url).scheme != "https":
             raise AgentUnavailable("insecure", "the Smart Agent must be reached over https")
         fields = {
-            "platform": receipt.platform,
+            "platform": agent_platform(receipt.platform),
             "submission_id": str(receipt.submission_id),
             "order_id": str(receipt.order_id),
             "expected_amount": str(receipt.expected_amount),
             "currency": receipt.currency,
         }
+        try:
+            return Answer(await self._process(fields, receipt), [])
+        except _Refused as first:
+            log.warning("smart agent refused the request: %s; asking without the amount", first)
+            # The amount (and its currency) only help the agent rank candidates; without
+            # them it still reads the receipt and matches this submission.
+            bare = {k: v for k, v in fields.items() if k not in ("expected_amount", "currency")}
+            try:
+                return Answer(await self._process(bare, receipt), [first.reason])
+            except _Refused as second:
+                raise AgentRefused([first.reason, second.reason]) from None
+
+    async def health(self) -> str:
+        """``GET /api/health``: the agent's status word; raises AgentUnavailable if not healthy."""
+        try:
+            async with httpx.AsyncClient(
+                timeout=min(self._timeout, 5.0), follow_redirects=False, trust_env=False
+            ) as client:
+                response = await client.get(self.base_url + "/api/health")
+        except httpx.HTTPError as exc:
+            raise AgentUnavailable(f"network: {type(exc).__name__}") from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        status = body.get("status") if isinstance(body, dict) else None
+        if response.status_code != 200 or status != "healthy":
+            code = f"http_{response.status_code}"
+            raise AgentUnavailable(code, f"{code}, status {status or 'not given'}")
+        return "healthy"
+
+    async def _process(self, fields: dict[str, str], receipt: Receipt) -> dict[str, Any]:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._attempts),
             wait=wait_exponential(multiplier=0.2, max=2.0),
@@ -123,6 +205,8 @@ class SmartAgent:
 
 
 def _answer(response: httpx.Response) -> dict[str, Any]:
+    if response.status_code == 400:
+        raise _Refused(_refusal(response))
     if response.status_code >= 400:
         raise AgentUnavailable(f"http_{response.status_code}")
     try:
@@ -134,15 +218,34 @@ def _answer(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
-def _fraction(value: Any) -> float:
-    """A score in [0, 1]; anything else counts as no confidence at all."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return 0.0
+def _refusal(response: httpx.Response) -> str:
+    """The agent's own words for a 400 (about our request, never about a buyer), kept short."""
     try:
-        number = float(value)
+        body = response.json()
     except ValueError:
+        return "http_400"
+    if not isinstance(body, dict):
+        return "http_400"
+    words = [str(body[k])[:200] for k in ("error", "message") if body.get(k)]
+    return ": ".join(words) or "http_400"
+
+
+def _number(value: Any, top: float) -> float:
+    """A number in [0, top]; anything else (a string, a bool, out of range) counts as 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return 0.0
-    return number if 0.0 <= number <= 1.0 else 0.0
+    number = float(value)
+    return number if 0.0 <= number <= top else 0.0
+
+
+def _fraction(value: Any) -> float:
+    """A confidence: 0-1 on the agent's scale."""
+    return _number(value, 1.0)
+
+
+def _score(value: Any) -> float:
+    """A match score: 0-100 on the agent's scale."""
+    return _number(value, 100.0)
 
 
 def _amount(value: Any) -> str | None:
@@ -163,7 +266,13 @@ class Verdict:
 
 
 def judge(answer: dict[str, Any], submission_id: UUID, threshold: float) -> Verdict:
-    """Approve on the agent's word only for a confident match of THIS submission."""
+    """Approve on the agent's word only for a confident match of THIS submission.
+
+    ``threshold`` (SMART_AGENT_AUTO_APPROVE_THRESHOLD) applies on each number's own scale:
+    the match score (0-100) at least ``threshold x 100``, the reading's confidence (0-1) at
+    least ``threshold``, and the agent itself must say auto_approve. Another submission the
+    agent would approve as well makes the payment ambiguous: the GOM decides.
+    """
     data = answer.get("data") if isinstance(answer.get("data"), dict) else answer
     assert isinstance(data, dict)
     extraction = data.get("extraction") if isinstance(data.get("extraction"), dict) else {}
@@ -178,7 +287,7 @@ def judge(answer: dict[str, Any], submission_id: UUID, threshold: float) -> Verd
         given = ours.get("reasons")
         reasons: list[Any] = given if isinstance(given, list) else []
         match = {
-            "match_score": _fraction(ours.get("match_score")),
+            "match_score": _score(ours.get("match_score")),
             "confidence": _fraction(ours.get("confidence")),
             "auto_approve": ours.get("auto_approve") is True,
             "reasons": [str(r)[:200] for r in reasons[:MAX_REASONS]],
@@ -200,11 +309,13 @@ def judge(answer: dict[str, Any], submission_id: UUID, threshold: float) -> Verd
         summary["amount_read"] = _amount(first.get("amount"))
         if first.get("currency") in ("PHP", "MYR"):
             summary["currency_read"] = first["currency"]
+    rivals = [m for m in matches if m is not ours and m.get("auto_approve") is True]
     auto = (
         match is not None
         and match["auto_approve"]
-        and match["match_score"] >= threshold
+        and match["match_score"] >= threshold * 100
         and confidence >= threshold
         and not requires_review
+        and not rivals
     )
     return Verdict(auto_approve=auto, summary=summary)

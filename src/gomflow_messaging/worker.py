@@ -117,6 +117,14 @@ class WorkerRunner:
             ),
             asyncio.create_task(
                 _every(
+                    services.settings.sweep_interval_seconds,
+                    "proof sweeper",
+                    payment_proofs.PaymentProofs(services).sweep,
+                ),
+                name="proof-sweeper",
+            ),
+            asyncio.create_task(
+                _every(
                     HEARTBEAT_SECONDS,
                     "heartbeat",
                     lambda: services.queue.beat(worker_id, HEARTBEAT_SECONDS * 3),

@@ -168,7 +168,7 @@ SCHEMAS: dict[str, Any] = {
         "required": ["ok", "status", "components"],
         "properties": {
             "ok": {"type": "boolean"},
-            "status": {"type": "string", "enum": ["ok", "unavailable"]},
+            "status": {"type": "string", "enum": ["ok", "degraded", "unavailable"]},
             "version": {"type": "string"},
             "mode": {"type": "string"},
             "components": {"type": "object"},
@@ -211,7 +211,8 @@ def document(settings: Settings) -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/api/health": {
             "get": {
-                "summary": "Can the service do its job: database, Redis, a worker, each channel",
+                "summary": "Can the service do its job: database, Redis, a worker, each channel, "
+                "the Smart Agent; details (bot, app, counts) only with the Bearer secret",
                 "responses": {
                     "200": _ok("Healthy", _ref("Health")),
                     "503": _ok("Something it needs is away", _ref("Health")),
@@ -267,10 +268,25 @@ def document(settings: Settings) -> dict[str, Any]:
                             "addresses": _STRING_MAP,
                             "address": {"type": "string"},
                             "locale": {"type": "string", "enum": ["en", "fil", "ms"]},
+                            "test_message": {"type": "boolean"},
                         },
                     }
                 ),
                 "responses": {
+                    "200": _ok(
+                        '{"test_message": true} without addresses: the deployment checked, '
+                        "nobody messaged",
+                        {
+                            "type": "object",
+                            "required": ["ok", "status", "components"],
+                            "properties": {
+                                "ok": {"type": "boolean"},
+                                "status": {"type": "string"},
+                                "components": {"type": "object"},
+                                "test_message": {"type": "object"},
+                            },
+                        },
+                    ),
                     "202": _ok("Accepted", _ref("NotifyResponse")),
                     **_AUTH_ERRORS,
                     **_BODY_ERRORS,
@@ -424,18 +440,19 @@ def document(settings: Settings) -> dict[str, Any]:
         },
         "/api/commands/status": {
             "get": {
-                "summary": "The bot commands each enabled platform has registered",
-                "security": _BEARER,
+                "summary": "The bot commands; with the Bearer secret, what each platform has "
+                "registered",
+                "security": [{}, *_BEARER],
                 "responses": {
                     "200": _ok(
-                        "Per platform",
+                        "Without the secret: the enabled platforms' names and the public "
+                        "command list; with it: per platform",
                         {
                             "type": "object",
                             "required": ["platforms"],
-                            "properties": {"platforms": {"type": "object"}},
+                            "properties": {"platforms": {}, "commands": {"type": "array"}},
                         },
                     ),
-                    **_AUTH_ERRORS,
                 },
             }
         },

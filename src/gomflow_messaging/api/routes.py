@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import time
 import uuid
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -25,7 +27,13 @@ from gomflow_messaging.workflows import data_rights, linking
 from gomflow_messaging.workflows import notify as notify_workflow
 from gomflow_messaging.workflows.bot import IncomingFile, Reply, Sender, link_code_attempt
 
+if TYPE_CHECKING:
+    from gomflow_messaging.bootstrap import Services
+
 INLINE_ENQUEUE_LIMIT = 200
+#: The sandbox address the deployment check writes to, and how long it waits for a worker.
+DEPLOYMENT_CHECK_ADDRESS = "deployment-check"
+DEPLOYMENT_CHECK_SECONDS = 5.0
 
 
 def _json(data: Any, status_code: int = 200) -> JSONResponse:
@@ -67,12 +75,15 @@ async def notify(request: Request) -> Response:
 
 
 async def notifications_test(request: Request) -> Response:
-    """Send the localised test message on each channel named, to check a deployment."""
+    """Send the localised test message on each channel named, to check a deployment;
+    ``{"test_message": true}`` without addresses checks it without messaging anyone."""
     require_service_secret(request)
     body = await json_body(request)
     svc = services(request)
     if not isinstance(body, dict):
         raise ValidationFailed({"body": "must be a JSON object"})
+    if body.get("test_message") is True and "address" not in body and "addresses" not in body:
+        return _json(await _deployment_check(request, svc, body))
     addresses = body.get("addresses")
     if isinstance(body.get("address"), str):
         addresses = {name: body["address"] for name in svc.channels}
@@ -94,6 +105,54 @@ async def notifications_test(request: Request) -> Response:
     )
     await notify_workflow.enqueue(svc, result)
     return _json(result.body, result.status_code)
+
+
+async def _deployment_check(request: Request, svc: Services, body: dict[str, Any]) -> Any:
+    """What the seed guide's step 7.2 asks: Postgres, the queue (Redis and a live worker),
+    each enabled channel's credentials and reach (its health check), the Smart Agent, and,
+    when the sandbox is on, one test message through the whole pipeline to the sandbox."""
+    message_id: uuid.UUID | None = None
+    if "sandbox" in svc.channels:
+        payload: dict[str, Any] = {
+            "event": "test",
+            "recipients": [{"channel": "sandbox", "address": DEPLOYMENT_CHECK_ADDRESS}],
+        }
+        if "locale" in body:
+            payload["locale"] = body["locale"]
+        result = await notify_workflow.notify(
+            svc, payload, request_id=request.state.request_id, source="test"
+        )
+        await notify_workflow.enqueue(svc, result)
+        [entry] = result.body["messages"]
+        message_id = uuid.UUID(str(entry["id"]))
+    # While the worker takes the message: the rest of the deployment.
+    report = await health_checks.check(svc, mode=request.app.state.mode)
+    found: dict[str, Any] = {
+        "ok": report["status"] == "ok",
+        "status": report["status"],
+        "mode": report["mode"],
+        "components": report["components"],
+    }
+    if message_id is not None:
+        status = await _settled(svc, message_id)
+        sent = status in ("sent", "delivered", "read")
+        found["test_message"] = {"ok": sent, "id": str(message_id), "status": status}
+        if not sent:
+            found["ok"] = False
+            found["status"] = "unavailable" if report["status"] == "unavailable" else "degraded"
+    return found
+
+
+async def _settled(svc: Services, message_id: uuid.UUID) -> str:
+    """The message's status once the worker is done with it, or as it is after a while."""
+    deadline = time.monotonic() + DEPLOYMENT_CHECK_SECONDS
+    status = "queued"
+    while True:
+        message = await outbox.get_message(svc.pool, message_id)
+        status = str(message["status"]) if message else "missing"
+        if status not in ("queued", "sending") or time.monotonic() > deadline:
+            return status
+        await asyncio.sleep(0.1)
 
 
 async def message_status(request: Request) -> Response:
@@ -242,8 +301,19 @@ async def contact_erase(request: Request) -> Response:
     return _json(data)
 
 
+def _has_secret(request: Request) -> bool:
+    try:
+        require_service_secret(request)
+    except ApiError:
+        return False
+    return True
+
+
 async def health(request: Request) -> Response:
-    report = await health_checks.check(services(request), mode=request.app.state.mode)
+    """No auth (Railway's check); details, which name bots and accounts, only with the secret."""
+    report = await health_checks.check(
+        services(request), mode=request.app.state.mode, detailed=_has_secret(request)
+    )
     return _json(report, 200 if report["ok"] else 503)
 
 

@@ -36,7 +36,14 @@ from gomflow_messaging.channels.base import Button
 from gomflow_messaging.errors import ChannelError, PermanentError
 from gomflow_messaging.i18n import gettext
 from gomflow_messaging.money import REFERENCE_PREFIX, format_money
-from gomflow_messaging.smart_agent import AgentUnavailable, Receipt, SmartAgent, judge
+from gomflow_messaging.smart_agent import (
+    AGENT_TYPES,
+    AgentRefused,
+    AgentUnavailable,
+    Receipt,
+    SmartAgent,
+    judge,
+)
 from gomflow_messaging.workflows import events, notify
 from gomflow_messaging.workflows.bot import Reply, button
 
@@ -54,6 +61,8 @@ PROOF_JOB = "check_payment_proof"
 #: A receipt waiting for the buyer to say which order it pays is kept this long.
 CHOICE_SECONDS = 3600
 REVIEW_PAGE = 10
+#: A proof the agent has not answered about in this long goes to the GOM's review.
+AGENT_GIVE_UP_SECONDS = 3600
 MAX_REASON = 300
 #: Our payment references in a caption (``PH-7KQ2M9XA``); a bank's or e-wallet's own
 #: transaction numbers there are not ours and are ignored.
@@ -319,22 +328,56 @@ class PaymentProofs:
         if not self.settings.smart_agent_enabled:
             await self.to_review(proof_id, {"status": "not_used"})
             return False
-        per_try = self.settings.smart_agent_timeout_seconds + 5
         try:
-            await self.services.queue.saq.enqueue(
-                PROOF_JOB,
-                key=f"proof:{proof_id}",
-                timeout=int(per_try * self.settings.smart_agent_attempts) + 30,
-                retries=2,
-                retry_delay=2.0,
-                ttl=-1,
-                proof_id=str(proof_id),
-            )
+            await self._enqueue_check(proof_id)
         except (RedisError, OSError) as exc:
             log.warning("proof %s not queued for the agent (%s)", proof_id, type(exc).__name__)
             await self.to_review(proof_id, {"status": "unavailable", "error": "queue"})
             return False
         return True
+
+    async def _enqueue_check(self, proof_id: UUID) -> bool:
+        """The agent's job, keyed by proof: False when one is already waiting or running."""
+        per_try = self.settings.smart_agent_timeout_seconds + 5
+        job = await self.services.queue.saq.enqueue(
+            PROOF_JOB,
+            key=f"proof:{proof_id}",
+            timeout=int(per_try * self.settings.smart_agent_attempts) + 30,
+            retries=2,
+            retry_delay=2.0,
+            ttl=-1,
+            proof_id=str(proof_id),
+        )
+        return job is not None
+
+    async def sweep(self, limit: int = 200) -> dict[str, int]:
+        """Proofs still waiting for the agent whose job is gone (Redis lost it, a process died
+        between storing the receipt and enqueueing, every retry failed) are asked again, as
+        the outbox sweeper does for messages; one still waiting after AGENT_GIVE_UP_SECONDS
+        goes to the GOM instead, so no receipt waits forever and the agent is not asked
+        about the same one without end."""
+        rows = await self.pool.fetch(
+            """
+            SELECT id, created_at < now() - make_interval(secs => $2) AS expired
+              FROM payment_proofs
+             WHERE status = 'pending_review' AND checked_at IS NULL
+               AND created_at <= now() - make_interval(secs => $1)
+             ORDER BY created_at LIMIT $3
+            """,
+            self.settings.sweep_grace_seconds,
+            AGENT_GIVE_UP_SECONDS,
+            limit,
+        )
+        re_enqueued = given_up = 0
+        for row in rows:
+            if row["expired"]:
+                await self.to_review(row["id"], {"status": "unavailable", "error": "no_answer"})
+                given_up += 1
+            elif await self._enqueue_check(row["id"]):
+                re_enqueued += 1
+        if re_enqueued or given_up:
+            log.info("proof sweeper: %d re-enqueued, %d to the GOM", re_enqueued, given_up)
+        return {"re_enqueued": re_enqueued, "given_up": given_up}
 
     # -- the Smart Agent (the job) -------------------------------------------------------
 
@@ -352,16 +395,18 @@ class PaymentProofs:
         if row is None or row["status"] != "pending_review" or row["checked_at"] is not None:
             return {"skipped": True}
         summary: dict[str, Any]
-        if not self.settings.smart_agent_enabled or row["content"] is None:
+        if (
+            not self.settings.smart_agent_enabled
+            or row["content"] is None
+            or row["mime"] not in AGENT_TYPES
+        ):
             summary = {"status": "not_used"}
         else:
             receipt = Receipt(
                 content=bytes(row["content"]),
                 filename="receipt" + _EXTENSIONS.get(row["mime"], ""),
                 mime=row["mime"],
-                platform=row["channel"]
-                if row["channel"] in ("whatsapp", "telegram", "discord")
-                else "web",
+                platform=row["channel"],
                 submission_id=row["submission_id"],
                 order_id=row["order_id"],
                 expected_amount=row["total_amount"],
@@ -369,14 +414,21 @@ class PaymentProofs:
             )
             try:
                 answer = await SmartAgent(self.settings).process(receipt)
+            except AgentRefused as exc:
+                log.warning("smart agent refused proof %s: %s", proof_id, exc)
+                summary = {"status": "refused", "reasons": exc.reasons}
             except AgentUnavailable as exc:
                 log.warning("smart agent unavailable for proof %s: %s", proof_id, exc.code)
                 summary = {"status": "unavailable", "error": exc.code}
             else:
                 verdict = judge(
-                    answer, row["submission_id"], self.settings.smart_agent_auto_approve_threshold
+                    answer.body,
+                    row["submission_id"],
+                    self.settings.smart_agent_auto_approve_threshold,
                 )
                 summary = verdict.summary
+                if answer.refused:
+                    summary["refused_first"] = answer.refused
                 if verdict.auto_approve and row["submission_status"] == "pending":
                     outcome = await self.decide(
                         proof_id,
@@ -489,7 +541,7 @@ class PaymentProofs:
             return _(ctx, "Smart Agent: still reading it")
         result = result or {}
         status = result.get("status")
-        if status == "unavailable":
+        if status in ("unavailable", "refused"):
             return _(ctx, "Smart Agent: no answer; please check it yourself")
         if status != "answered":
             return _(ctx, "Smart Agent: not used; please check it yourself")
@@ -517,7 +569,7 @@ class PaymentProofs:
                 _(
                     ctx,
                     "matches this order at {score}%",
-                    score=round(float(match.get("match_score") or 0) * 100),
+                    score=round(float(match.get("match_score") or 0)),
                 )
             )
         else:

@@ -14,7 +14,7 @@ import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 CONVERSATION_TTL = 3600
 PAGE_SIZE = 5
+CARD_PAGE_SIZE = 10
 MAX_CALLBACK_BYTES = 64
 _BABEL_LOCALE = {"en": "en_PH", "fil": "fil_PH", "ms": "ms_MY"}
 _YES = {"confirm", "yes", "y", "oo", "opo", "ya", "ok"}
@@ -58,6 +59,11 @@ class Sender:
     supports_forms: bool = False
     #: The chat says this user holds the configured GOM role (Discord guilds).
     gom_role: bool = False
+    #: The chat shows several order cards in one message (Discord embeds), so a list
+    #: comes as one Reply with ``cards`` and a longer page.
+    supports_cards: bool = False
+    #: People type keywords here, not slash commands (WhatsApp): ``ORDERS``, not ``/orders``.
+    keywords: bool = False
 
     def __post_init__(self) -> None:
         # Postgres stores no NUL character; a chat may still carry one.
@@ -106,6 +112,17 @@ class Form:
 
 
 @dataclass(frozen=True)
+class Card:
+    """One order as a chat with rich cards shows it (a Discord embed): fields, not lines."""
+
+    title: str
+    #: (label, value) pairs, translated.
+    fields: tuple[tuple[str, str], ...]
+    #: The card's own action (join this order), shown with it.
+    button: Button | None = None
+
+
+@dataclass(frozen=True)
 class Reply:
     text: str
     buttons: tuple[tuple[Button, ...], ...] = ()
@@ -113,6 +130,8 @@ class Reply:
     form: Form | None = None
     #: Only the sender should see it (Discord ephemeral); other chats are private anyway.
     private: bool = False
+    #: Cards shown in the same message, for chats with ``Sender.supports_cards``.
+    cards: tuple[Card, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -124,6 +143,11 @@ class CommandInfo:
     argument: str = ""
     #: Takes a file too (Discord renders an attachment option; other chats just send one).
     attachment: str = ""
+    #: What to type as the argument (shown while typing it on Discord; 1-100 characters).
+    argument_help: str = ""
+    attachment_help: str = ""
+    #: The argument is offered as choices while it is typed (Discord autocomplete).
+    suggest: bool = False
 
 
 # Descriptions are English source text; `Bot.menu` translates them.
@@ -131,13 +155,36 @@ COMMANDS: tuple[CommandInfo, ...] = (
     CommandInfo("start", "Welcome and main menu"),
     CommandInfo("help", "What I can do"),
     CommandInfo("orders", "Browse open group orders"),
-    CommandInfo("submit", "Join a group order", argument="order"),
-    CommandInfo("status", "Your orders and payment status", argument="reference"),
     CommandInfo(
-        "pay", "How to pay, and sending your receipt", argument="reference", attachment="receipt"
+        "submit",
+        "Join a group order",
+        argument="order",
+        argument_help="The order to join: type part of its title or code",
+        suggest=True,
+    ),
+    CommandInfo(
+        "status",
+        "Your orders and payment status",
+        argument="reference",
+        argument_help="One of your payment references, e.g. PH-AB12CD34 (optional)",
+        suggest=True,
+    ),
+    CommandInfo(
+        "pay",
+        "How to pay, and sending your receipt",
+        argument="reference",
+        attachment="receipt",
+        argument_help="The payment reference you are paying for (optional)",
+        attachment_help="A screenshot or PDF of your payment",
+        suggest=True,
     ),
     CommandInfo("settings", "Language and notifications"),
-    CommandInfo("link", "Link this chat with a code from GOMFLOW", argument="code"),
+    CommandInfo(
+        "link",
+        "Link this chat with a code from GOMFLOW",
+        argument="code",
+        argument_help="The link code from your GOMFLOW page, e.g. AB12CD34EF",
+    ),
     CommandInfo("stop", "Stop reminders and updates"),
     CommandInfo("cancel", "Cancel what we are doing"),
     CommandInfo("manage", "Your orders: counts, close an order", gom_only=True),
@@ -149,8 +196,17 @@ COMMANDS: tuple[CommandInfo, ...] = (
 
 def command_menu(locale: str, *, gom: bool = False) -> list[CommandInfo]:
     """`Bot.menu` without a Bot: for the CLI, which registers commands without a database."""
+
+    def tr(text: str) -> str:
+        return gettext(locale, text) if text else ""
+
     return [
-        CommandInfo(c.name, gettext(locale, c.description), c.gom_only, c.argument, c.attachment)
+        replace(
+            c,
+            description=tr(c.description),
+            argument_help=tr(c.argument_help),
+            attachment_help=tr(c.attachment_help),
+        )
         for c in COMMANDS
         if gom or not c.gom_only
     ]
@@ -188,6 +244,12 @@ _KEYWORDS = {
 
 def _(ctx: Context, message: str, **values: Any) -> str:
     return gettext(ctx.locale, message, **values)
+
+
+def _command(ctx: Context, name: str, argument: str = "") -> str:
+    """A command as this chat's people type it: ``/orders`` or, in a keyword chat, ``ORDERS``."""
+    word = name.upper() if ctx.sender.keywords else f"/{name}"
+    return f"{word} {argument}" if argument else word
 
 
 @dataclass
@@ -228,6 +290,9 @@ class Bot:
         self.proofs: PaymentProofs | None = None
         #: Reminds an order's unpaid buyers now; returns how many (set by the composition root).
         self.remind_now: Callable[[UUID], Awaitable[int]] | None = None
+        #: A chat became a GOM's (True: linked) or stopped being served as one (False: STOP),
+        #: so its chat can show or hide the GOM commands (set by the composition root).
+        self.on_gom_chat: Callable[[Sender, bool], Awaitable[None]] | None = None
         self._commands: dict[str, Callable[[Context, str], Awaitable[list[Reply]]]] = {
             "start": self._start,
             "help": self._help,
@@ -348,6 +413,42 @@ class Bot:
         """The command list in a language (Telegram's setMyCommands, Discord's sync)."""
         return command_menu(locale, gom=gom)
 
+    async def order_choices(self, typed: str, limit: int = 25) -> list[tuple[str, str]]:
+        """Open orders whose title or code holds what is being typed: (shown, value) pairs.
+
+        For suggestions while typing (Discord autocomplete): reads only, records nothing.
+        """
+        found = await order_data.search_open_orders(
+            self.pool, self.clock(), _no_nul(typed)[:100], limit
+        )
+        return [
+            (f"{o.title} · {format_money(o.price, o.currency)}"[:100], o.slug or str(o.id))
+            for o in found
+        ]
+
+    async def reference_choices(
+        self, sender: Sender, typed: str, *, unpaid_only: bool = False, limit: int = 25
+    ) -> list[tuple[str, str]]:
+        """The sender's OWN payment references holding what is being typed, never others'."""
+        contact_id = await self.pool.fetchval(
+            "SELECT contact_id FROM contact_addresses WHERE channel = $1 AND address = $2",
+            sender.channel,
+            sender.address,
+        )
+        rows = await order_data.contact_submissions(
+            self.pool, contact_id or UUID(int=0), sender.channel, sender.address
+        )
+        wanted = _no_nul(typed).strip().lower()
+        choices = []
+        for r in rows:
+            if unpaid_only and r["status"] != "pending":
+                continue
+            reference = r["payment_reference"]
+            if wanted and wanted not in f"{reference} {r['title']}".lower():
+                continue
+            choices.append((f"{reference} · {r['title']}"[:100], reference))
+        return choices[:limit]
+
     # -- context and state ---------------------------------------------------------------
 
     async def _context(self, sender: Sender) -> Context:
@@ -436,10 +537,26 @@ class Bot:
     # -- formatting ----------------------------------------------------------------------
 
     def _when(self, ctx: Context, moment: datetime) -> str:
+        """A moment in the person's zone, naming the zone: a deadline is never ambiguous."""
         zone = ZoneInfo(ctx.timezone)
         return format_datetime(
-            moment, "d MMM yyyy, h:mm a", tzinfo=zone, locale=_BABEL_LOCALE[ctx.locale]
+            moment, "d MMM yyyy, h:mm a zzzz", tzinfo=zone, locale=_BABEL_LOCALE[ctx.locale]
         )
+
+    def _order_fields(self, ctx: Context, order: order_data.Order) -> list[tuple[str, str]]:
+        taken = (
+            f"{order.filled} / {order.max_orders}"
+            if order.max_orders is not None
+            else str(order.filled)
+        )
+        fields = [
+            (_(ctx, "Price"), format_money(order.price, order.currency)),
+            (_(ctx, "Deadline"), self._when(ctx, order.deadline)),
+            (_(ctx, "Taken"), taken),
+        ]
+        if order.slug:
+            fields.append((_(ctx, "Code"), order.slug))
+        return fields
 
     def _order_card(self, ctx: Context, order: order_data.Order) -> str:
         taken = (
@@ -492,9 +609,11 @@ class Bot:
     def _help_text(self, ctx: Context) -> str:
         lines = [_(ctx, "Here is what I can do:")]
         for info in self.menu(ctx.locale, gom=ctx.gom_id is not None):
-            lines.append(f"/{info.name} - {info.description}")
-        if ctx.sender.channel == "whatsapp":
-            lines.append(_(ctx, "On WhatsApp, type the word without the slash, e.g. ORDERS."))
+            argument = ""
+            if ctx.sender.keywords and info.name in ("submit", "link"):
+                # What follows the keyword, as people type it: "SUBMIT <code>".
+                argument = "<" + _(ctx, "code") + ">"
+            lines.append(f"{_command(ctx, info.name, argument)} - {info.description}")
         return "\n".join(lines)
 
     # -- buyer commands ------------------------------------------------------------------
@@ -509,6 +628,8 @@ class Bot:
                 ctx.contact_id,
             )
             ctx.opted_out = False
+            if ctx.gom_id is not None:
+                await self._gom_chat(ctx, True)
             replies.append(Reply(_(ctx, "Welcome back! Reminders and updates are on again.")))
         # Translators: {name} is empty or the buyer's name after a space: "Hi Ana!".
         greeting = _(
@@ -524,14 +645,32 @@ class Bot:
         return [Reply(self._help_text(ctx), buttons=self._main_buttons(ctx))]
 
     async def _orders(self, ctx: Context, args: str) -> list[Reply]:
-        page = int(args) if args.isdigit() else 1
+        page = int(args) if args.isdigit() and int(args) > 0 else 1
+        # A chat with cards shows a page as one message: up to 10 (Discord's embeds).
+        size = CARD_PAGE_SIZE if ctx.sender.supports_cards else PAGE_SIZE
         found, total = await order_data.open_orders(
-            self.pool, self.clock(), offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE
+            self.pool, self.clock(), offset=(page - 1) * size, limit=size
         )
         if not found:
             return [Reply(_(ctx, "There are no open orders right now. Check again soon!"))]
-        pages = (total + PAGE_SIZE - 1) // PAGE_SIZE
-        replies = [Reply(_(ctx, "Open orders (page {page} of {pages}):", page=page, pages=pages))]
+        pages = (total + size - 1) // size
+        header = _(ctx, "Open orders (page {page} of {pages}):", page=page, pages=pages)
+        nav = []
+        if page > 1:
+            nav.append(button(_(ctx, "Previous"), f"orders {page - 1}"))
+        if page < pages:
+            nav.append(button(_(ctx, "Next"), f"orders {page + 1}"))
+        if ctx.sender.supports_cards:
+            cards = tuple(
+                Card(
+                    order.title,
+                    tuple(self._order_fields(ctx, order)),
+                    button(_(ctx, "Join {title}", title=order.title)[:80], f"submit {order.id}"),
+                )
+                for order in found
+            )
+            return [Reply(header, buttons=(tuple(nav),) if nav else (), cards=cards)]
+        replies = [Reply(header)]
         for order in found:
             replies.append(
                 Reply(
@@ -539,11 +678,6 @@ class Bot:
                     buttons=((button(_(ctx, "Join this order"), f"submit {order.id}"),),),
                 )
             )
-        nav = []
-        if page > 1:
-            nav.append(button(_(ctx, "Previous"), f"orders {page - 1}"))
-        if page < pages:
-            nav.append(button(_(ctx, "Next"), f"orders {page + 1}"))
         if nav:
             replies.append(Reply(_(ctx, "More orders:"), buttons=(tuple(nav),)))
         return replies
@@ -1007,6 +1141,8 @@ class Bot:
             self.clock(),
         )
         await self._audit(ctx, "opt_out", "stop")
+        if ctx.gom_id is not None:
+            await self._gom_chat(ctx, False)
         return [
             Reply(
                 _(
@@ -1023,6 +1159,8 @@ class Bot:
             ctx.contact_id,
         )
         await self._audit(ctx, "opt_in", "start")
+        if ctx.opted_out and ctx.gom_id is not None:
+            await self._gom_chat(ctx, True)
         return [Reply(_(ctx, "Welcome back! Reminders and updates are on again."))]
 
     async def _cancel(self, ctx: Context, args: str) -> list[Reply]:
@@ -1097,6 +1235,7 @@ class Bot:
         if linked_locale in LOCALES:
             ctx.locale = linked_locale  # answer in the language of the linked person
         if ctx.gom_id is not None:
+            await self._gom_chat(ctx, True)
             return Reply(
                 _(
                     ctx,
@@ -1104,6 +1243,14 @@ class Bot:
                 )
             )
         return Reply(_(ctx, "This chat is now linked to your GOMFLOW orders."))
+
+    async def _gom_chat(self, ctx: Context, gom: bool) -> None:
+        if self.on_gom_chat is None:
+            return
+        try:
+            await self.on_gom_chat(ctx.sender, gom)
+        except Exception:  # the link (or STOP) stands even when the chat's menu cannot follow
+            log.exception("GOM chat menu change failed for %s", ctx.sender.channel)
 
     # -- payment proofs (workflows/payment_proofs.py) -----------------------------------
 

@@ -260,6 +260,14 @@ async def test_submit_with_an_order_code_opens_the_form_at_once(
     assert answer["data"]["custom_id"] == f"submit:{ORDER_PH_ID}"
 
 
+async def test_texts_name_commands_as_discord_users_type_them(
+    discord_settings: Callable[..., Settings], signer: Signer
+) -> None:
+    async with running_app(discord_settings(), mode="web") as client:
+        answer = (await post(client, signer, slash("status", user_id=new_user_id()))).json()
+    assert "Send /orders to browse." in answer["data"]["content"]  # not WhatsApp's ORDERS
+
+
 async def test_a_buyer_name_with_markdown_is_inert_in_the_goms_discord_card(
     discord_settings: Callable[..., Settings],
     signer: Signer,

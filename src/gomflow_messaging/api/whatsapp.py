@@ -108,7 +108,7 @@ async def inbound(request: Request) -> Response:
     )
     if not first:
         return _twiml([], "en")  # Twilio retried: answered already
-    sender = Sender("whatsapp", address, form.get("ProfileName", "")[:100])
+    sender = Sender("whatsapp", address, form.get("ProfileName", "")[:100], keywords=True)
     try:
         upload = _attachment(svc.channels["whatsapp"], form)
         if upload is not None:

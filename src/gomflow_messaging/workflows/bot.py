@@ -150,7 +150,8 @@ class CommandInfo:
     suggest: bool = False
 
 
-# Descriptions are English source text; `Bot.menu` translates them.
+# Descriptions are English source text; `Bot.menu` translates them. ``gettext("en", ...)``
+# is that source text too, marked so that `make i18n` extracts the options' help.
 COMMANDS: tuple[CommandInfo, ...] = (
     CommandInfo("start", "Welcome and main menu"),
     CommandInfo("help", "What I can do"),
@@ -159,14 +160,14 @@ COMMANDS: tuple[CommandInfo, ...] = (
         "submit",
         "Join a group order",
         argument="order",
-        argument_help="The order to join: type part of its title or code",
+        argument_help=gettext("en", "The order to join: type part of its title or code"),
         suggest=True,
     ),
     CommandInfo(
         "status",
         "Your orders and payment status",
         argument="reference",
-        argument_help="One of your payment references, e.g. PH-AB12CD34 (optional)",
+        argument_help=gettext("en", "One of your payment references, e.g. PH-AB12CD34 (optional)"),
         suggest=True,
     ),
     CommandInfo(
@@ -174,8 +175,8 @@ COMMANDS: tuple[CommandInfo, ...] = (
         "How to pay, and sending your receipt",
         argument="reference",
         attachment="receipt",
-        argument_help="The payment reference you are paying for (optional)",
-        attachment_help="A screenshot or PDF of your payment",
+        argument_help=gettext("en", "The payment reference you are paying for (optional)"),
+        attachment_help=gettext("en", "A screenshot or PDF of your payment"),
         suggest=True,
     ),
     CommandInfo("settings", "Language and notifications"),
@@ -183,7 +184,7 @@ COMMANDS: tuple[CommandInfo, ...] = (
         "link",
         "Link this chat with a code from GOMFLOW",
         argument="code",
-        argument_help="The link code from your GOMFLOW page, e.g. AB12CD34EF",
+        argument_help=gettext("en", "The link code from your GOMFLOW page, e.g. AB12CD34EF"),
     ),
     CommandInfo("stop", "Stop reminders and updates"),
     CommandInfo("cancel", "Cancel what we are doing"),
@@ -685,7 +686,15 @@ class Bot:
     async def _order(self, ctx: Context, args: str) -> list[Reply]:
         order = await order_data.find_order(self.pool, args) if args else None
         if order is None:
-            return [Reply(_(ctx, "I could not find that order. Send ORDERS to see open ones."))]
+            return [
+                Reply(
+                    _(
+                        ctx,
+                        "I could not find that order. Send {command} to see open ones.",
+                        command=_command(ctx, "orders"),
+                    )
+                )
+            ]
         text = self._order_card(ctx, order)
         if order.description:
             text += "\n\n" + order.description
@@ -701,7 +710,15 @@ class Bot:
             return [Reply(_(ctx, "Which order would you like to join?"), buttons=rows)]
         order = await order_data.find_order(self.pool, args.split()[0])
         if order is None:
-            return [Reply(_(ctx, "I could not find that order. Send ORDERS to see open ones."))]
+            return [
+                Reply(
+                    _(
+                        ctx,
+                        "I could not find that order. Send {command} to see open ones.",
+                        command=_command(ctx, "orders"),
+                    )
+                )
+            ]
         refusal = self._refusal_before_start(ctx, order)
         if refusal:
             return [Reply(refusal)]
@@ -919,8 +936,9 @@ class Bot:
             ),
             "duplicate": _(
                 ctx,
-                "You already joined this order (reference {ref}). Send STATUS to see it.",
+                "You already joined this order (reference {ref}). Send {command} to see it.",
                 ref=refused.values.get("reference", ""),
+                command=_command(ctx, "status"),
             ),
         }
         return texts.get(refused.reason, refused.reason)
@@ -958,7 +976,11 @@ class Bot:
         if not rows:
             return [
                 Reply(
-                    _(ctx, "You have not joined any order yet. Send ORDERS to browse."),
+                    _(
+                        ctx,
+                        "You have not joined any order yet. Send {command} to browse.",
+                        command=_command(ctx, "orders"),
+                    ),
                     buttons=((button(_(ctx, "Open orders"), "orders"),),),
                 )
             ]
@@ -1147,8 +1169,9 @@ class Bot:
             Reply(
                 _(
                     ctx,
-                    "You will not get reminders or updates any more. Send START to "
+                    "You will not get reminders or updates any more. Send {command} to "
                     "turn them back on.",
+                    command=_command(ctx, "start"),
                 )
             )
         ]
@@ -1175,7 +1198,12 @@ class Bot:
         if not args:
             return [
                 Reply(
-                    _(ctx, "Send LINK followed by the code from GOMFLOW, e.g. LINK AB12CD34."),
+                    _(
+                        ctx,
+                        "Send {command} followed by the code from GOMFLOW, e.g. {example}.",
+                        command=_command(ctx, "link"),
+                        example=_command(ctx, "link", "AB12CD34"),
+                    ),
                     private=True,
                 )
             ]
@@ -1239,7 +1267,9 @@ class Bot:
             return Reply(
                 _(
                     ctx,
-                    "This chat is now linked to your GOM profile. Send MANAGE to see your orders.",
+                    "This chat is now linked to your GOM profile. Send {command} to see your "
+                    "orders.",
+                    command=_command(ctx, "manage"),
                 )
             )
         return Reply(_(ctx, "This chat is now linked to your GOMFLOW orders."))
@@ -1285,7 +1315,16 @@ class Bot:
             return [self._gom_only(ctx)]
         entries = await order_data.gom_orders(self.pool, ctx.gom_id)
         if not entries:
-            return [Reply(_(ctx, "You have no orders yet. Send CREATE to open one."), private=True)]
+            return [
+                Reply(
+                    _(
+                        ctx,
+                        "You have no orders yet. Send {command} to open one.",
+                        command=_command(ctx, "create"),
+                    ),
+                    private=True,
+                )
+            ]
         replies = []
         for entry in entries:
             order: order_data.Order = entry["order"]

@@ -240,22 +240,8 @@ async def test_gom_command_is_refused_for_a_buyer(client: httpx.AsyncClient) -> 
 async def test_gom_links_with_a_start_token_and_manages(
     client: httpx.AsyncClient, fake: FakeTelegram, conn: asyncpg.Connection
 ) -> None:
-    profile = uuid.uuid4()
-    await conn.execute(
-        "INSERT INTO profiles (id, name, email, country, timezone)"
-        " VALUES ($1, 'Test GOM', $2, 'PH', 'Asia/Manila')",
-        profile,
-        f"{profile.hex[:8]}@example.com",
-    )
-    token = unique_text("tok")
-    await conn.execute(
-        "INSERT INTO link_tokens (token, profile_id, expires_at) VALUES ($1, $2, $3)",
-        token,
-        profile,
-        datetime.now(UTC) + timedelta(hours=1),
-    )
     chat = new_chat()
-    await post(client, message_update(chat, f"/start {token}"))
+    await post(client, message_update(chat, f"/start {await _gom_link_token(conn)}"))
     assert "linked to your GOM profile" in fake.texts(chat)[0]
     body = (await post(client, message_update(chat, "/manage"))).json()
     assert "You have no orders yet" in shown(body)
@@ -265,7 +251,7 @@ async def _gom_link_token(conn: asyncpg.Connection) -> str:
     profile = uuid.uuid4()
     await conn.execute(
         "INSERT INTO profiles (id, name, email, country, timezone)"
-        " VALUES ($1, 'Menu GOM', $2, 'PH', 'Asia/Manila')",
+        " VALUES ($1, 'Test GOM', $2, 'PH', 'Asia/Manila')",
         profile,
         f"{profile.hex[:8]}@example.com",
     )

@@ -12,7 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from gomflow_messaging.channels.base import Button, OutboundMessage
-from gomflow_messaging.channels.discord import DiscordChannel, build, render_cards
+from gomflow_messaging.channels.discord import DiscordChannel, action_rows, build, render_cards
 from gomflow_messaging.channels.pacing import Limit, Pacer
 from gomflow_messaging.errors import PermanentError, TransientError
 from gomflow_messaging.settings import ConfigError, Settings, load_settings
@@ -271,3 +271,13 @@ async def test_many_long_cards_fit_discords_embed_limits(
     assert sent[0]["content"] == "Open orders:"
     ids = [b["custom_id"] for body in sent for row in body["components"] for b in row["components"]]
     assert ids == [f"submit {n}" for n in range(12)] + ["orders 2"]
+
+
+def test_more_than_five_button_rows_are_packed_not_cut() -> None:
+    rows = tuple(
+        (Button(f"A{n}", action=f"a {n}"), Button(f"B{n}", action=f"b {n}")) for n in range(8)
+    )
+    built = action_rows(rows)
+    assert len(built) == 4  # 16 buttons, 5 to a row
+    actions = [c.custom_id for row in built for c in row.components]
+    assert actions == [a for n in range(8) for a in (f"a {n}", f"b {n}")]

@@ -215,11 +215,13 @@ def action_rows(buttons: Sequence[Sequence[Button]]) -> tuple[MessageActionRowBu
     A button's custom id is its action (a command line the bot understands), so a button
     keeps working after a restart and on any replica. An action repeated in one message
     is dropped: Discord refuses duplicate custom ids, and it would do the same thing.
+    More than 5 rows (settings: languages, kinds, quiet hours, zones) are packed 5 to a
+    row rather than cut, so no choice goes missing.
     """
-    rows: list[MessageActionRowBuilder] = []
+    rows: list[list[Button]] = []
     seen: set[str] = set()
     for row in buttons:
-        builder = MessageActionRowBuilder()
+        kept: list[Button] = []
         for item in row:
             key = item.url or item.action
             if not key or key in seen:
@@ -228,9 +230,17 @@ def action_rows(buttons: Sequence[Sequence[Button]]) -> tuple[MessageActionRowBu
                 log.warning("button action too long for Discord, dropped: %r", item.action[:120])
                 continue
             seen.add(key)
-            if len(builder.components) == MAX_PER_ROW:
-                rows.append(builder)
-                builder = MessageActionRowBuilder()
+            kept.append(item)
+        rows += [kept[i : i + MAX_PER_ROW] for i in range(0, len(kept), MAX_PER_ROW)]
+    if len(rows) > MAX_ROWS:
+        every = [item for row in rows for item in row]
+        rows = [every[i : i + MAX_PER_ROW] for i in range(0, len(every), MAX_PER_ROW)]
+    if len(rows) > MAX_ROWS:
+        log.warning("%d button rows for Discord; the last %d dropped", len(rows), len(rows) - 5)
+    built = []
+    for row in rows[:MAX_ROWS]:
+        builder = MessageActionRowBuilder()
+        for item in row:
             label = item.label[:MAX_LABEL] or "…"
             if item.url:
                 builder.add_link_button(item.url, label=label)
@@ -238,11 +248,8 @@ def action_rows(buttons: Sequence[Sequence[Button]]) -> tuple[MessageActionRowBu
                 builder.add_interactive_button(
                     hikari.ButtonStyle.SECONDARY, item.action, label=label
                 )
-        if builder.components:
-            rows.append(builder)
-    if len(rows) > MAX_ROWS:
-        log.warning("%d button rows for Discord; the last %d dropped", len(rows), len(rows) - 5)
-    return tuple(rows[:MAX_ROWS])
+        built.append(builder)
+    return tuple(built)
 
 
 def colour_of(hint: Any) -> int | None:

@@ -8,7 +8,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -66,6 +66,31 @@ def discord_settings(
         return make_settings(**{**values, **overrides})
 
     return make
+
+
+@pytest.fixture
+async def open_order(
+    conn: asyncpg.Connection,
+) -> AsyncIterator[Callable[..., Awaitable[uuid.UUID]]]:
+    """Opens orders for one test and closes them after it, so other tests' lists stay as
+    they expect (the database is shared by the whole run)."""
+    made: list[uuid.UUID] = []
+
+    async def make(gom_id: uuid.UUID, title: str, days: int = 20) -> uuid.UUID:
+        order_id: uuid.UUID = await conn.fetchval(
+            "INSERT INTO orders (user_id, title, price, currency, deadline, slug, max_orders)"
+            " VALUES ($1, $2, 99, 'PHP', now() + make_interval(days => $3), $4, 10)"
+            " RETURNING id",
+            gom_id,
+            title,
+            days,
+            unique_text("order"),
+        )
+        made.append(order_id)
+        return order_id
+
+    yield make
+    await conn.execute("UPDATE orders SET is_active = false WHERE id = ANY($1::uuid[])", made)
 
 
 async def post(
@@ -192,16 +217,10 @@ async def test_orders_page_past_ten_with_a_next_button_that_survives_a_restart(
     discord_settings: Callable[..., Settings],
     signer: Signer,
     demo: dict[str, Any],
-    conn: asyncpg.Connection,
+    open_order: Callable[..., Awaitable[uuid.UUID]],
 ) -> None:
     for n in range(11):
-        await conn.execute(
-            "INSERT INTO orders (user_id, title, price, currency, deadline, slug, max_orders)"
-            " VALUES ($1, $2, 99, 'PHP', now() + interval '20 days', $3, 10)",
-            demo["gom_id"],
-            f"Paging test {n} " + "x" * 200,
-            unique_text("page"),
-        )
+        await open_order(demo["gom_id"], f"Paging test {n} " + "x" * 200)
     user = new_user_id()
     async with running_app(discord_settings(), mode="web") as client:
         first = (await post(client, signer, slash("orders", user_id=user))).json()["data"]
@@ -274,6 +293,7 @@ async def test_a_buyer_name_with_markdown_is_inert_in_the_goms_discord_card(
     fake: FakeDiscord,
     conn: asyncpg.Connection,
     demo: dict[str, Any],
+    open_order: Callable[..., Awaitable[uuid.UUID]],
 ) -> None:
     gom_user, buyer = new_user_id(), new_user_id()
     profile = uuid.uuid4()
@@ -283,13 +303,7 @@ async def test_a_buyer_name_with_markdown_is_inert_in_the_goms_discord_card(
         profile,
         f"{profile.hex[:8]}@example.com",
     )
-    order_id = await conn.fetchval(
-        "INSERT INTO orders (user_id, title, price, currency, deadline, slug, max_orders)"
-        " VALUES ($1, 'Safe _title_', 500, 'PHP', now() + interval '3 days', $2, 20)"
-        " RETURNING id",
-        profile,
-        unique_text("esc"),
-    )
+    order_id = await open_order(profile, "Safe _title_")
     token = f"E{gom_user[-7:]}"
     await conn.execute(
         "INSERT INTO link_tokens (token, profile_id, expires_at)"

@@ -12,10 +12,11 @@ import pytest
 from redis.asyncio import Redis
 
 from gomflow_messaging.channels.base import Button, OutboundMessage
-from gomflow_messaging.channels.discord import DiscordChannel, build
+from gomflow_messaging.channels.discord import DiscordChannel, action_rows, build, render_cards
 from gomflow_messaging.channels.pacing import Limit, Pacer
 from gomflow_messaging.errors import PermanentError, TransientError
 from gomflow_messaging.settings import ConfigError, Settings, load_settings
+from gomflow_messaging.workflows.bot import Card
 from tests.fakes.discord import APP_ID, TOKEN, FakeDiscord, new_user_id
 from tests.helpers import AUTH, SECRET, eventually, running_app
 
@@ -247,3 +248,36 @@ def test_bad_public_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("DISCORD_GUILD_ID", "my-guild")
     with pytest.raises(ConfigError, match="DISCORD_GUILD_ID: must be a Discord id"):
         load_settings(_env_file=None)
+
+
+async def test_many_long_cards_fit_discords_embed_limits(
+    channel: DiscordChannel, fake: FakeDiscord
+) -> None:
+    cards = [
+        Card(
+            f"Order {n} " + "t" * 240,
+            (("Notes", "n" * 1000), ("Price", "₱1,250.00")),
+            Button(f"Join {n}", action=f"submit {n}"),
+        )
+        for n in range(12)
+    ]
+    parts = render_cards("Open orders:", cards, ((Button("Next", action="orders 2"),),))
+    # Twelve cards of about 1,260 characters: four to a message, within 6,000.
+    assert [len(p.embeds) for p in parts] == [4, 4, 4]
+    for part in parts:
+        await channel.follow_up("itok-cards", part)  # the fake refuses what Discord would
+    sent = [body for _method, body in fake.follow_ups("itok-cards")]
+    assert len(sent) == 3
+    assert sent[0]["content"] == "Open orders:"
+    ids = [b["custom_id"] for body in sent for row in body["components"] for b in row["components"]]
+    assert ids == [f"submit {n}" for n in range(12)] + ["orders 2"]
+
+
+def test_more_than_five_button_rows_are_packed_not_cut() -> None:
+    rows = tuple(
+        (Button(f"A{n}", action=f"a {n}"), Button(f"B{n}", action=f"b {n}")) for n in range(8)
+    )
+    built = action_rows(rows)
+    assert len(built) == 4  # 16 buttons, 5 to a row
+    actions = [c.custom_id for row in built for c in row.components]
+    assert actions == [a for n in range(8) for a in (f"a {n}", f"b {n}")]

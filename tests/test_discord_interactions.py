@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -17,12 +19,14 @@ from gomflow_messaging import cli
 from gomflow_messaging.demo import ORDER_PH_ID
 from gomflow_messaging.settings import Settings
 from gomflow_messaging.workflows.bot import command_menu
+from tests.conftest import unique_text
 from tests.fakes.discord import (
     APP_ID,
     TOKEN,
     FakeDiscord,
     Signer,
-    check_components,
+    autocomplete,
+    check_message,
     modal_submit,
     new_user_id,
     press,
@@ -62,6 +66,31 @@ def discord_settings(
         return make_settings(**{**values, **overrides})
 
     return make
+
+
+@pytest.fixture
+async def open_order(
+    conn: asyncpg.Connection,
+) -> AsyncIterator[Callable[..., Awaitable[uuid.UUID]]]:
+    """Opens orders for one test and closes them after it, so other tests' lists stay as
+    they expect (the database is shared by the whole run)."""
+    made: list[uuid.UUID] = []
+
+    async def make(gom_id: uuid.UUID, title: str, days: int = 20) -> uuid.UUID:
+        order_id: uuid.UUID = await conn.fetchval(
+            "INSERT INTO orders (user_id, title, price, currency, deadline, slug, max_orders)"
+            " VALUES ($1, $2, 99, 'PHP', now() + make_interval(days => $3), $4, 10)"
+            " RETURNING id",
+            gom_id,
+            title,
+            days,
+            unique_text("order"),
+        )
+        made.append(order_id)
+        return order_id
+
+    yield make
+    await conn.execute("UPDATE orders SET is_active = false WHERE id = ANY($1::uuid[])", made)
 
 
 async def post(
@@ -160,7 +189,7 @@ async def test_status_command_answers_privately_with_the_buyers_order(
     assert "BLACKPINK" not in other.json()["data"]["content"]  # never someone else's order
 
 
-async def test_orders_command_answers_then_follows_up_with_buttons(
+async def test_orders_is_one_message_of_embeds_with_join_buttons(
     discord_settings: Callable[..., Settings],
     signer: Signer,
     fake: FakeDiscord,
@@ -168,16 +197,148 @@ async def test_orders_command_answers_then_follows_up_with_buttons(
 ) -> None:
     payload = slash("orders", user_id=new_user_id())
     async with running_app(discord_settings(), mode="web") as client:
-        response = await post(client, signer, payload)
-        answer = response.json()
-        assert answer["type"] == 4
-        assert answer["data"]["content"].startswith("Open orders")
-        follow_ups = await eventually(lambda: _async(fake.follow_ups(payload["token"])))
-    ids = [cid for _method, message in follow_ups for cid in custom_ids(message)]
-    assert f"submit {ORDER_PH_ID}" in ids
-    assert all(method == "POST" for method, _message in follow_ups)
-    for _method, message in follow_ups:
-        assert check_components(message.get("components") or []) == []
+        answer = (await post(client, signer, payload)).json()
+    assert answer["type"] == 4
+    data = answer["data"]
+    assert data["content"].startswith("Open orders")
+    assert check_message(data) == []
+    assert 1 <= len(data["embeds"]) <= 10
+    card = next(e for e in data["embeds"] if "SEVENTEEN" in e["title"])
+    fields = {f["name"]: f["value"] for f in card["fields"]}
+    assert fields["Price"] == "₱1,250.00"
+    # The deadline names its zone (the buyer's; Manila unless they chose another).
+    assert fields["Deadline"].endswith("Philippine Standard Time")
+    assert re.fullmatch(r"\d+ / 50", fields["Taken"])
+    assert f"submit {ORDER_PH_ID}" in custom_ids(data)
+    assert fake.follow_ups(payload["token"]) == []  # one message, nothing after it
+
+
+async def test_orders_page_past_ten_with_a_next_button_that_survives_a_restart(
+    discord_settings: Callable[..., Settings],
+    signer: Signer,
+    demo: dict[str, Any],
+    open_order: Callable[..., Awaitable[uuid.UUID]],
+) -> None:
+    for n in range(11):
+        await open_order(demo["gom_id"], f"Paging test {n} " + "x" * 200)
+    user = new_user_id()
+    async with running_app(discord_settings(), mode="web") as client:
+        first = (await post(client, signer, slash("orders", user_id=user))).json()["data"]
+    assert check_message(first) == []
+    assert len(first["embeds"]) == 10
+    assert "orders 2" in custom_ids(first)
+    async with running_app(discord_settings(), mode="web") as other:  # another process
+        second = (await post(other, signer, press("orders 2", user_id=user))).json()["data"]
+    assert check_message(second) == []
+    assert second["content"].startswith("Open orders (page 2 of")
+    assert second["embeds"]
+    assert "orders 1" in custom_ids(second)
+    assert not {e["title"] for e in first["embeds"]} & {e["title"] for e in second["embeds"]}
+
+
+async def test_autocomplete_suggests_open_orders_and_only_the_buyers_own_references(
+    discord_settings: Callable[..., Settings], signer: Signer, demo: dict[str, Any]
+) -> None:
+    buyer = "800000000000000003"  # the demo's Discord buyer, reference MY-DEMO0003
+    stranger = new_user_id()
+    async with running_app(discord_settings(), mode="web") as client:
+        orders = (
+            await post(client, signer, autocomplete("submit", "order", "lightst", user_id=buyer))
+        ).json()
+        mine = (
+            await post(client, signer, autocomplete("status", "reference", "", user_id=buyer))
+        ).json()
+        others = (
+            await post(
+                client, signer, autocomplete("status", "reference", "DEMO", user_id=stranger)
+            )
+        ).json()
+        unpaid = (
+            await post(client, signer, autocomplete("pay", "reference", "my-", user_id=buyer))
+        ).json()
+    assert orders["type"] == 8
+    assert orders["data"]["choices"] == [
+        {"name": "BLACKPINK Lightstick v2 · RM 85.00", "value": "demo-bp-lightstick"}
+    ]
+    assert [c["value"] for c in mine["data"]["choices"]] == ["MY-DEMO0003"]
+    assert "BLACKPINK" in mine["data"]["choices"][0]["name"]
+    assert others == {"type": 8, "data": {"choices": []}}  # never another buyer's reference
+    assert [c["value"] for c in unpaid["data"]["choices"]] == ["MY-DEMO0003"]
+    for answer in (orders, mine, unpaid):
+        assert len(answer["data"]["choices"]) <= 25
+        assert all(1 <= len(c["name"]) <= 100 for c in answer["data"]["choices"])
+
+
+async def test_submit_with_an_order_code_opens_the_form_at_once(
+    discord_settings: Callable[..., Settings], signer: Signer, demo: dict[str, Any]
+) -> None:
+    payload = slash("submit", {"order": "demo-svt-fml"}, user_id=new_user_id())
+    async with running_app(discord_settings(), mode="web") as client:
+        answer = (await post(client, signer, payload)).json()
+    assert answer["type"] == 9
+    assert answer["data"]["custom_id"] == f"submit:{ORDER_PH_ID}"
+
+
+async def test_texts_name_commands_as_discord_users_type_them(
+    discord_settings: Callable[..., Settings], signer: Signer
+) -> None:
+    async with running_app(discord_settings(), mode="web") as client:
+        answer = (await post(client, signer, slash("status", user_id=new_user_id()))).json()
+    assert "Send /orders to browse." in answer["data"]["content"]  # not WhatsApp's ORDERS
+
+
+async def test_a_buyer_name_with_markdown_is_inert_in_the_goms_discord_card(
+    discord_settings: Callable[..., Settings],
+    signer: Signer,
+    fake: FakeDiscord,
+    conn: asyncpg.Connection,
+    demo: dict[str, Any],
+    open_order: Callable[..., Awaitable[uuid.UUID]],
+) -> None:
+    gom_user, buyer = new_user_id(), new_user_id()
+    profile = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO profiles (id, name, email, country, timezone)"
+        " VALUES ($1, 'Escaping GOM', $2, 'PH', 'Asia/Manila')",
+        profile,
+        f"{profile.hex[:8]}@example.com",
+    )
+    order_id = await open_order(profile, "Safe _title_")
+    token = f"E{gom_user[-7:]}"
+    await conn.execute(
+        "INSERT INTO link_tokens (token, profile_id, expires_at)"
+        " VALUES ($1, $2, now() + interval '1 hour')",
+        token,
+        profile,
+    )
+    evil = "[Payment VERIFIED](https://evil.example) **@everyone** <@&123>"
+    values = {
+        "name": evil,
+        "phone": "0917 555 0" + buyer[-3:],
+        "quantity": "1",
+        "address": "12 Rizal Ave, Quezon City",
+        "notes": "",
+    }
+    async with running_app(discord_settings(), mode="serve") as client:
+        await post(client, signer, slash("link", {"code": token}, user_id=gom_user))
+        done = await post(client, signer, modal_submit(f"submit:{order_id}", values, user_id=buyer))
+        assert done.json()["type"] == 4
+        [card] = await eventually(lambda: _async(fake.dm_messages(gom_user)))
+    [sent] = [
+        c.body
+        for c in fake.calls_to("POST", r"/channels/\d+/messages")
+        if c.path == f"/channels/{fake.dm_channels[gom_user]}/messages"
+    ]
+    assert sent["allowed_mentions"]["parse"] == []
+    texts = [card["content"]] + [
+        e.get(k) or "" for e in card["embeds"] for k in ("title", "description")
+    ]
+    text = "\n".join(texts)
+    # Markdown that Discord would render: a masked link, bold, a role mention, a ping.
+    for live in (r"(?<!\\)\]\(", r"(?<!\\)\*\*", r"(?<!\\)<@", r"@everyone"):
+        assert not re.search(live, text), live
+    # Shown as typed: the brackets and stars escaped, @everyone broken by a zero-width space.
+    assert "\\[Payment VERIFIED\\](https://evil.example) \\*\\*@\u200beveryone\\*\\*" in text
 
 
 async def test_button_opens_modal_and_its_submission_creates_the_order_row(
@@ -225,20 +386,12 @@ async def test_button_opens_modal_and_its_submission_creates_the_order_row(
 async def test_button_still_works_after_a_restart(
     discord_settings: Callable[..., Settings],
     signer: Signer,
-    fake: FakeDiscord,
     demo: dict[str, Any],
 ) -> None:
     user = new_user_id()
-    payload = slash("orders", user_id=user)
     async with running_app(discord_settings(), mode="web") as client:
-        await post(client, signer, payload)
-        follow_ups = await eventually(lambda: _async(fake.follow_ups(payload["token"])))
-    action = next(
-        cid
-        for _m, message in follow_ups
-        for cid in custom_ids(message)
-        if cid == f"submit {ORDER_PH_ID}"
-    )
+        listed = (await post(client, signer, slash("orders", user_id=user))).json()["data"]
+    action = next(cid for cid in custom_ids(listed) if cid == f"submit {ORDER_PH_ID}")
     async with running_app(discord_settings(), mode="web") as fresh:  # a new process
         answer = (await post(fresh, signer, press(action, user_id=user))).json()
     assert answer["type"] == 9
@@ -260,11 +413,10 @@ async def test_every_menu_command_gets_a_valid_answer(
             assert answer["type"] in (4, 9), info.name
             if answer["type"] == 4:
                 assert 0 < len(answer["data"]["content"]) <= 2000, info.name
-                assert check_components(answer["data"].get("components") or []) == []
+                assert check_message(answer["data"]) == [], info.name
     # Every follow-up (sent after the answers; closing the app waits for them) passed
     # the fake's checks of Discord's rules.
     tried = fake.calls_to("POST", rf"/webhooks/{APP_ID}/[^/]+")
-    assert tried
     assert len(tried) == len(fake.webhook_messages)
 
 
@@ -445,11 +597,16 @@ async def test_cli_sync_overwrites_the_guild_commands(
     assert [c["name"] for c in put.body] == expected
     status = next(c for c in put.body if c["name"] == "status")
     [option] = status["options"]
-    assert {k: option[k] for k in ("type", "name", "required")} == {
+    assert {k: option[k] for k in ("type", "name", "required", "autocomplete")} == {
         "type": 3,
         "name": "reference",
         "required": False,
+        "autocomplete": True,
     }
+    assert option["description"].startswith("One of your payment references")
+    submit = next(c for c in put.body if c["name"] == "submit")
+    assert submit["options"][0]["autocomplete"] is True
+    assert "title or code" in submit["options"][0]["description"]
     assert status["contexts"] == [0, 1]
     assert "global" not in fake.commands
 

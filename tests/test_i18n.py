@@ -237,9 +237,9 @@ def test_times_are_on_the_person_clock_never_utc() -> None:
     assert not [t for t in template if re.search(r"\b([01]\d|2[0-3]):[0-5]\d\b", t)]
     now = datetime(2026, 11, 30, 9, 30, tzinfo=UTC)
     sent = render("test", {}, RenderContext(locale="ms", timezone="Asia/Kuala_Lumpur", now=now))
-    assert sent["text"].endswith("Dihantar 30 Nov 2026, 5:30 PTG.")
+    assert sent["text"].endswith("Dihantar 30 Nov 2026, 5:30 PTG Waktu Malaysia.")
     sent = render("test", {}, RenderContext(locale="en", timezone="Asia/Manila", now=now))
-    assert sent["text"].endswith("Sent 30 Nov 2026, 5:30 PM.")
+    assert sent["text"].endswith("Sent 30 Nov 2026, 5:30 PM Philippine Standard Time.")
 
 
 def test_example_numbers_come_from_the_person_country() -> None:

@@ -240,6 +240,14 @@ async def test_gom_command_is_refused_for_a_buyer(client: httpx.AsyncClient) -> 
 async def test_gom_links_with_a_start_token_and_manages(
     client: httpx.AsyncClient, fake: FakeTelegram, conn: asyncpg.Connection
 ) -> None:
+    chat = new_chat()
+    await post(client, message_update(chat, f"/start {await _gom_link_token(conn)}"))
+    assert "linked to your GOM profile" in fake.texts(chat)[0]
+    body = (await post(client, message_update(chat, "/manage"))).json()
+    assert "You have no orders yet" in shown(body)
+
+
+async def _gom_link_token(conn: asyncpg.Connection) -> str:
     profile = uuid.uuid4()
     await conn.execute(
         "INSERT INTO profiles (id, name, email, country, timezone)"
@@ -254,11 +262,50 @@ async def test_gom_links_with_a_start_token_and_manages(
         profile,
         datetime.now(UTC) + timedelta(hours=1),
     )
+    return token
+
+
+async def test_a_linked_gom_chat_gets_the_gom_commands_in_its_menu_until_stop(
+    client: httpx.AsyncClient, fake: FakeTelegram, conn: asyncpg.Connection
+) -> None:
     chat = new_chat()
-    await post(client, message_update(chat, f"/start {token}"))
+    scope = {"type": "chat", "chat_id": chat}
+    fake.fail_next("rate_limited", retry_after=1, method="setMyCommands")  # retried
+    await post(client, message_update(chat, f"/start {await _gom_link_token(conn)}"))
+    assert "linked to your GOM profile" in fake.texts(chat)[0]
+
+    async def published() -> dict[str, Any] | None:
+        menus = _menus(fake, scope)
+        return menus if all(menus.values()) else None
+
+    async def removed() -> bool:
+        return not any(_menus(fake, scope).values())
+
+    menus = await eventually(published)
+    for language, commands in menus.items():
+        names = [c["command"] for c in commands]
+        assert {"manage", "dashboard", "create", "payments", "orders"} <= set(names), language
+    assert menus["tl"] != menus[""] and menus["ms"] != menus[""]  # translated
+    # Only this chat: the menu everyone sees was not given the GOM commands.
+    assert fake.commands_for({"type": "default"}) is None
+
+    await post(client, message_update(chat, "/stop"))
+    await eventually(removed)
+
+
+async def test_a_gom_menu_that_cannot_be_set_does_not_undo_the_link(
+    client: httpx.AsyncClient, fake: FakeTelegram, conn: asyncpg.Connection
+) -> None:
+    chat = new_chat()
+    fake.fail_next("chat_not_found", method="setMyCommands")
+    await post(client, message_update(chat, f"/start {await _gom_link_token(conn)}"))
     assert "linked to your GOM profile" in fake.texts(chat)[0]
     body = (await post(client, message_update(chat, "/manage"))).json()
     assert "You have no orders yet" in shown(body)
+
+
+def _menus(fake: FakeTelegram, scope: dict[str, Any]) -> dict[str, Any]:
+    return {language: fake.commands_for(scope, language) for language in ("", "tl", "ms")}
 
 
 # -- the webhook's guarantees --------------------------------------------------------------

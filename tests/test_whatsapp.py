@@ -244,6 +244,23 @@ async def test_forged_signature_is_403_and_records_nothing(
     assert not await conn.fetchval("SELECT count(*) FROM audit_log WHERE subject = $1", phone)
 
 
+async def test_help_lists_keywords_as_whatsapp_users_type_them(wa_settings: Settings) -> None:
+    _typed, phone = new_phone()
+    async with running_app(wa_settings, mode="web") as client:
+        chat = Chat(client, phone)
+        [help_text] = await chat.say("HELP")
+        [unknown] = await chat.say("SUBMIT no-such-order")
+        [empty] = await chat.say("STATUS")
+    lines = help_text.splitlines()
+    for keyword in ("ORDERS - ", "SUBMIT <code> - ", "STATUS - ", "PAY - ", "STOP - "):
+        assert any(line.startswith(keyword) for line in lines), keyword
+    # Nothing a WhatsApp user would have to type with a slash, anywhere in the answers.
+    for text in (help_text, unknown, empty):
+        assert not re.search(r"(^|\s)/[a-z]", text), text
+    assert "Send ORDERS to see open ones." in unknown
+    assert "Send ORDERS to browse." in empty
+
+
 async def test_duplicate_message_sid_is_handled_once(wa_settings: Settings, conn: Any) -> None:
     _typed, phone = new_phone()
     async with running_app(wa_settings, mode="web") as client:

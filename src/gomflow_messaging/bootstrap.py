@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from gomflow_messaging.channels.base import Channel
     from gomflow_messaging.settings import Settings
+    from gomflow_messaging.workflows.bot import Sender
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,16 @@ async def build_services(
     async def remind_now(order_id: UUID) -> int:
         return await reminders.remind_now(services, order_id, datetime.now(UTC))
 
+    async def gom_chat(sender: Sender, gom: bool) -> None:
+        channel = channels.get(sender.channel)
+        if sender.channel == "telegram" and channel is not None:
+            # Imported here: Telegram's module only when that channel is on.
+            from gomflow_messaging.telegram_webhook import change_gom_menu
+
+            change_gom_menu(channel, sender.address, gom)
+
     bot.on_submission = submission_created
     bot.remind_now = remind_now
+    bot.on_gom_chat = gom_chat
     bot.proofs = PaymentProofs(services)
     return services

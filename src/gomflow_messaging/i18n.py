@@ -24,8 +24,9 @@ DEFAULT_LOCALE = "en"
 LANGUAGE_NAMES = {"en": "English", "fil": "Filipino", "ms": "Bahasa Melayu"}
 #: The Babel (CLDR) locale for dates and times: our buyers are in the Philippines and Malaysia.
 BABEL_LOCALES = {"en": "en_PH", "fil": "fil_PH", "ms": "ms_MY"}
-#: One 12-hour style everywhere (deadlines, quiet hours): "30 Nov 2026, 5:30 PM" / "5:30 PTG".
-MOMENT_FORMAT = "d MMM yyyy, h:mm a"
+#: One 12-hour style everywhere (deadlines, quiet hours): "30 Nov 2026, 5:30 PM Philippine
+#: Standard Time" / "5:30 PTG"; a moment names its zone, so a deadline is never ambiguous.
+MOMENT_FORMAT = "d MMM yyyy, h:mm a zzzz"
 CLOCK_FORMAT = "h:mm a"
 #: Example mobile numbers in each country's usual local writing. Not a seeded demo buyer's
 #: number (a buyer who copies the example must not reach someone else's chat).

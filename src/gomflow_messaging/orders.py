@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -84,6 +85,23 @@ async def open_orders(
     )
     total = rows[0]["total"] if rows else 0
     return [Order.from_row(r) for r in rows], int(total)
+
+
+async def search_open_orders(pool: Pool, now: datetime, text: str, limit: int) -> list[Order]:
+    """Open orders whose title or code contains ``text`` (any case), soonest deadline first."""
+    pattern = "%" + re.sub(r"([\\%_])", r"\\\1", text.strip()) + "%"
+    rows = await pool.fetch(
+        f"""
+        SELECT {ORDER_COLUMNS} FROM orders o
+         WHERE o.is_active AND o.deadline > $1
+           AND (o.title ILIKE $2 OR coalesce(o.slug, '') ILIKE $2)
+         ORDER BY o.deadline, o.id LIMIT $3
+        """,
+        now,
+        pattern,
+        limit,
+    )
+    return [Order.from_row(r) for r in rows]
 
 
 async def find_order(pool: Pool, ref: str) -> Order | None:

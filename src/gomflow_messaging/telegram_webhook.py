@@ -1,27 +1,51 @@
-"""`telegram-webhook set|info|delete`: register our webhook and command menus with Telegram."""
+"""`telegram-webhook set|info|delete`: register our webhook and command menus with Telegram.
+
+Also the menu of a linked GOM's chat: the GOM commands, in that chat only (a chat scope),
+published when the chat is linked and removed on STOP.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from typing import TYPE_CHECKING, Any, cast
 
-from aiogram.methods import DeleteWebhook, GetWebhookInfo, SetMyCommands, SetWebhook
-from aiogram.types import BotCommand
+from aiogram.methods import (
+    DeleteMyCommands,
+    DeleteWebhook,
+    GetWebhookInfo,
+    SetMyCommands,
+    SetWebhook,
+    TelegramMethod,
+)
+from aiogram.types import BotCommand, BotCommandScopeChat
 
-from gomflow_messaging.channels.telegram import make_bot, translate_error
-from gomflow_messaging.errors import ChannelError
+from gomflow_messaging.channels.telegram import (
+    TelegramChannel,
+    make_bot,
+    parse_chat_id,
+    translate_error,
+)
+from gomflow_messaging.errors import ChannelError, TransientError
 from gomflow_messaging.workflows.bot import Bot as ChatBot
 
 if TYPE_CHECKING:
     from aiogram import Bot
 
+    from gomflow_messaging.channels.base import Channel
     from gomflow_messaging.settings import Settings
+
+log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/webhook/telegram"
 # Telegram wants two-letter ISO 639-1 codes: Filipino is "tl" there. The default list
 # (no code) is English, for everyone whose app language has no list of its own.
 MENU_LANGUAGES: tuple[tuple[str | None, str], ...] = ((None, "en"), ("tl", "fil"), ("ms", "ms"))
 _SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+# A GOM chat's menu is tried this many times; a 429's retry-after is waited up to the cap.
+MENU_ATTEMPTS = 3
+MENU_MAX_WAIT_SECONDS = 10.0
 
 
 class WebhookError(Exception):
@@ -41,13 +65,52 @@ def allowed_updates(settings: Settings) -> list[str]:
     return updates
 
 
-def menu(locale: str) -> list[BotCommand]:
+def menu(locale: str, *, gom: bool = False) -> list[BotCommand]:
     # The menu is static text; the chat bot reads no data to list it.
     chat_bot = ChatBot(cast(Any, None), cast(Any, None))
     return [
         BotCommand(command=info.name, description=info.description[:256])
-        for info in chat_bot.menu(locale)
+        for info in chat_bot.menu(locale, gom=gom)
     ]
+
+
+def change_gom_menu(channel: Channel, address: str, gom: bool) -> None:
+    """Show (``gom``) or hide the GOM commands in one chat's menu, after the answer goes.
+
+    Failures are logged, never raised: the link or STOP that asked for it stands, and the
+    commands work when typed whatever the menu shows.
+    """
+    if isinstance(channel, TelegramChannel):
+        channel.spawn(_gom_menu(channel, address, gom))
+
+
+async def _gom_menu(channel: TelegramChannel, address: str, gom: bool) -> None:
+    method: TelegramMethod[bool]
+    try:
+        scope = BotCommandScopeChat(chat_id=parse_chat_id(address))
+        for language_code, locale in MENU_LANGUAGES:
+            if gom:
+                method = SetMyCommands(
+                    commands=menu(locale, gom=True), scope=scope, language_code=language_code
+                )
+            else:
+                method = DeleteMyCommands(scope=scope, language_code=language_code)
+            await _call_with_retries(channel, method)
+    except (ChannelError, ValueError) as exc:
+        reason = exc.code if isinstance(exc, ChannelError) else "bad_address"
+        log.warning("GOM menu of telegram chat %s not changed: %s", address, reason)
+
+
+async def _call_with_retries(channel: TelegramChannel, method: TelegramMethod[bool]) -> None:
+    for attempt in range(1, MENU_ATTEMPTS + 1):
+        try:
+            await channel.call(method)
+            return
+        except TransientError as exc:
+            wait = exc.retry_after if exc.retry_after is not None else 0.5 * 2**attempt
+            if attempt == MENU_ATTEMPTS or wait > MENU_MAX_WAIT_SECONDS:
+                raise
+            await asyncio.sleep(wait)
 
 
 def _bot(settings: Settings) -> Bot:

@@ -351,7 +351,7 @@ class FakeDiscord:
             return _error(404, 10003, "Unknown Channel")
         if user_id in self.cannot_dm:
             return _error(403, 50007, "Cannot send messages to this user")
-        problems = _check_message(body or {})
+        problems = check_message(body or {})
         if problems:
             return _error(400, 50035, "Invalid Form Body: " + "; ".join(problems))
         message = self._message(channel_id, body)
@@ -371,7 +371,7 @@ class FakeDiscord:
     async def _follow_up(
         self, request: web.Request, body: Any, app_id: str, token: str
     ) -> web.StreamResponse:
-        problems = _check_message(body or {})
+        problems = check_message(body or {})
         if problems:
             return _error(400, 50035, "Invalid Form Body: " + "; ".join(problems))
         self.webhook_messages.append(("POST", token, body or {}))
@@ -380,7 +380,7 @@ class FakeDiscord:
     async def _edit_original(
         self, request: web.Request, body: Any, app_id: str, token: str
     ) -> web.StreamResponse:
-        problems = _check_message(body or {})
+        problems = check_message(body or {})
         if problems:
             return _error(400, 50035, "Invalid Form Body: " + "; ".join(problems))
         self.webhook_messages.append(("PATCH", token, body or {}))
@@ -419,18 +419,33 @@ def check_components(rows: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
-def _check_message(body: dict[str, Any]) -> list[str]:
+def check_message(body: dict[str, Any]) -> list[str]:
     problems = []
     if len(body.get("content") or "") > 2000:
         problems.append("content: must be 2000 or fewer in length")
     embeds = body.get("embeds") or []
     if len(embeds) > 10:
         problems.append("embeds: at most 10")
+    total = 0
     for embed in embeds:
         if len(embed.get("description") or "") > 4096:
             problems.append("embeds.description: must be 4096 or fewer in length")
         if len(embed.get("title") or "") > 256:
             problems.append("embeds.title: must be 256 or fewer in length")
+        fields = embed.get("fields") or []
+        if len(fields) > 25:
+            problems.append("embeds.fields: at most 25")
+        for item in fields:
+            if not 1 <= len(item.get("name") or "") <= 256:
+                problems.append("embeds.fields.name: must be 1-256 in length")
+            if not 1 <= len(item.get("value") or "") <= 1024:
+                problems.append("embeds.fields.value: must be 1-1024 in length")
+        texts = [embed.get("title"), embed.get("description")]
+        texts += [(embed.get("footer") or {}).get("text"), (embed.get("author") or {}).get("name")]
+        texts += [t for item in fields for t in (item.get("name"), item.get("value"))]
+        total += sum(len(t or "") for t in texts)
+    if total > 6000:
+        problems.append("embeds: the total of their text must be 6000 or fewer")
     if not (body.get("content") or embeds or body.get("components")):
         problems.append("Cannot send an empty message")
     problems += check_components(body.get("components") or [])
@@ -454,6 +469,14 @@ def _check_commands(body: Any) -> list[str]:
         for option in command.get("options") or []:
             if not re.fullmatch(r"[-_a-z0-9]{1,32}", option.get("name", "")):
                 problems.append(f"{name}: option name {option.get('name')!r} invalid")
+            if not 1 <= len(option.get("description", "")) <= 100:
+                problems.append(f"{name}: option description must be 1-100 characters")
+            if option.get("autocomplete"):
+                # Only string, integer and number options autocomplete, and not with choices.
+                if option.get("type") not in (3, 4, 10):
+                    problems.append(f"{name}: autocomplete on an option of type {option['type']}")
+                if option.get("choices"):
+                    problems.append(f"{name}: autocomplete and choices are exclusive")
     return problems
 
 
@@ -536,6 +559,16 @@ def slash_with_file(
     return payload
 
 
+def autocomplete(
+    name: str, focused: str, typed: str, others: dict[str, str] | None = None, **kw: Any
+) -> dict[str, Any]:
+    """What Discord sends while an autocomplete option is typed (type 4)."""
+    options = [{"name": k, "type": 3, "value": v} for k, v in (others or {}).items()]
+    options.append({"name": focused, "type": 3, "value": typed, "focused": True})
+    data = {"id": "400000000000000001", "name": name, "type": 1, "options": options}
+    return interaction(4, data, **kw)
+
+
 def press(custom_id: str, **kw: Any) -> dict[str, Any]:
     return interaction(3, {"custom_id": custom_id, "component_type": 2}, **kw)
 
@@ -597,11 +630,17 @@ class DiscordHarness:
         await self.fake.close()
 
 
+def visible(text: str) -> str:
+    """What Discord shows of escaped markdown: a backslash before punctuation is not shown."""
+    return re.sub(r"\\([^0-9A-Za-z\s])", r"\1", text)
+
+
 def received_of(address: str, message: dict[str, Any]) -> Received:
-    texts = [message.get("content") or ""]
+    texts = [visible(message.get("content") or "")]
     image = ""
     for embed in message.get("embeds") or []:
-        texts.append("\n".join(t for t in (embed.get("title"), embed.get("description")) if t))
+        parts = (embed.get("title"), embed.get("description"))
+        texts.append("\n".join(visible(t) for t in parts if t))
         image = image or (embed.get("image") or {}).get("url", "")
     return Received(
         address=address,

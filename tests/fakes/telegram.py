@@ -46,6 +46,16 @@ _JSON_FIELDS = {
     "button",
     "media",
 }
+# BotCommandScope types and the fields each takes.
+_SCOPE_FIELDS: dict[str, set[str]] = {
+    "default": set(),
+    "all_private_chats": set(),
+    "all_group_chats": set(),
+    "all_chat_administrators": set(),
+    "chat": {"chat_id"},
+    "chat_administrators": {"chat_id"},
+    "chat_member": {"chat_id", "user_id"},
+}
 _SENDS = {"sendMessage", "sendPhoto", "sendDocument", "sendMediaGroup"}
 _TAGS = {
     "b",
@@ -546,12 +556,40 @@ class FakeTelegram:
                 raise ApiFailure(400, "Bad Request: BOT_COMMAND_INVALID")
             if not 1 <= len(str(command.get("description", ""))) <= 256:
                 raise ApiFailure(400, "Bad Request: BOT_COMMAND_DESCRIPTION_INVALID")
+        key = self._commands_key(params)
+        self.commands[key] = commands
+        return True
+
+    def _m_deleteMyCommands(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        self.commands.pop(self._commands_key(params), None)
+        return True
+
+    def _m_getMyCommands(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        return self.commands.get(self._commands_key(params), [])
+
+    def _commands_key(self, params: dict[str, Any]) -> tuple[str, str]:
+        """A command list's (scope, language), checked as the Bot API checks them."""
         language = str(params.get("language_code", "") or "")
         if language and not re.fullmatch(r"[a-z]{2}", language):
             raise ApiFailure(400, "Bad Request: LANG_CODE_INVALID")
-        scope = json.dumps(params.get("scope") or {"type": "default"}, sort_keys=True)
-        self.commands[(scope, language)] = commands
-        return True
+        scope = params.get("scope") or {"type": "default"}
+        if not isinstance(scope, dict) or scope.get("type") not in _SCOPE_FIELDS:
+            raise ApiFailure(400, "Bad Request: unsupported bot command scope type")
+        needed = _SCOPE_FIELDS[scope["type"]]
+        if set(scope) - needed - {"type"}:
+            raise ApiFailure(400, "Bad Request: can't parse BotCommandScope JSON object")
+        if "chat_id" in needed:
+            chat = self._chat(scope)  # an unknown chat: "chat not found", as for a send
+            scope = {**scope, "chat_id": chat["id"]}
+            if scope["type"] == "chat_member" and not str(scope.get("user_id", "")).isdigit():
+                raise ApiFailure(400, "Bad Request: user not found")
+        return json.dumps(scope, sort_keys=True), language
+
+    def commands_for(
+        self, scope: dict[str, Any], language: str = ""
+    ) -> list[dict[str, Any]] | None:
+        """The command list set for a scope and language, or None when there is none."""
+        return self.commands.get((json.dumps(scope, sort_keys=True), language))
 
     def _m_getFile(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
         file_id = str(params.get("file_id", ""))

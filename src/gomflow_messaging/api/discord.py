@@ -50,6 +50,7 @@ from gomflow_messaging.channels.discord import (
     EPHEMERAL,
     DiscordChannel,
     Rendered,
+    render_cards,
     render_text,
 )
 from gomflow_messaging.errors import ApiError, ChannelError
@@ -84,6 +85,7 @@ MAX_MODAL_TITLE = 45
 MAX_INPUT_LABEL = 45
 MAX_PLACEHOLDER = 100
 MAX_INPUTS = 5
+MAX_CHOICES = 25
 
 
 @functools.lru_cache(maxsize=4)
@@ -159,6 +161,16 @@ def _object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _flat_options(options: Any) -> list[dict[str, Any]]:
+    """A command's options with its sub-commands' options, as a flat list."""
+    flat: list[dict[str, Any]] = []
+    for option in options if isinstance(options, list) else []:
+        if isinstance(option, dict):
+            flat.append(option)
+            flat += _flat_options(option.get("options"))
+    return flat
+
+
 class Interaction:
     """One interaction: parse it, let the bot answer, render the answer for Discord."""
 
@@ -194,6 +206,7 @@ class Interaction:
             chat=str(self.payload.get("channel_id") or self.payload.get("guild_id"))
             if self.in_guild
             else "",
+            supports_cards=True,
         )
 
     # -- answering -----------------------------------------------------------------------
@@ -208,7 +221,7 @@ class Interaction:
     async def answer(self) -> dict[str, Any]:
         kind = self.payload.get("type")
         if kind == AUTOCOMPLETE:
-            return {"type": AUTOCOMPLETE_RESULT, "data": {"choices": []}}
+            return {"type": AUTOCOMPLETE_RESULT, "data": {"choices": await self._choices()}}
         if not self.user.get("id") or not self.token:
             return self.expired()
         line = ""
@@ -276,6 +289,37 @@ class Interaction:
             "type": DEFERRED_CHANNEL_MESSAGE,
             "data": {"flags": EPHEMERAL if self.in_guild else 0},
         }
+
+    async def _choices(self) -> list[dict[str, str]]:
+        """Suggestions for the option being typed, answered in the response within 3 s.
+
+        ``order``: open orders whose title or code matches; ``reference``: the invoking
+        person's own references only. Too slow or failing: no suggestions, never an error.
+        """
+        focused = next(
+            (o for o in _flat_options(self.data.get("options")) if o.get("focused")), None
+        )
+        if focused is None or not self.user.get("id"):
+            return []
+        typed = str(focused.get("value") or "")
+        bot = self.svc.bot
+        found: Awaitable[list[tuple[str, str]]]
+        if focused.get("name") == "order":
+            found = bot.order_choices(typed, MAX_CHOICES)
+        elif focused.get("name") == "reference":
+            unpaid = self.data.get("name") == "pay"
+            found = bot.reference_choices(self.sender, typed, unpaid_only=unpaid, limit=MAX_CHOICES)
+        else:
+            return []
+        try:
+            async with asyncio.timeout(self.settings.discord_answer_deadline_seconds):
+                pairs = await found
+        except Exception:
+            log.warning("discord autocomplete gave no choices: %s", self._describe(), exc_info=True)
+            return []
+        return [{"name": name[:100] or value, "value": value[:100]} for name, value in pairs][
+            :MAX_CHOICES
+        ]
 
     async def _run(self, work: Callable[[], Awaitable[list[Reply]]]) -> list[Reply]:
         try:
@@ -422,7 +466,12 @@ class Interaction:
                     buttons = ((Button(self._("Open the form"), action=origin),), *buttons)
                 else:
                     text = f"{text}\n{self._('Forms are turned off here for now.')}"
-            parts += render_text(text, buttons, image_url=reply.image_url, ephemeral=reply.private)
+            if reply.cards:
+                parts += render_cards(text, reply.cards, buttons, ephemeral=reply.private)
+            else:
+                parts += render_text(
+                    text, buttons, image_url=reply.image_url, ephemeral=reply.private
+                )
         return parts
 
 

@@ -103,7 +103,7 @@ async def inbound(request: Request) -> Response:
         )
     if not await first_time(svc.pool, "whatsapp", sid):
         return _twiml([], "en")  # Twilio retried: answered already
-    sender = Sender("whatsapp", address, form.get("ProfileName", "")[:100])
+    sender = Sender("whatsapp", address, form.get("ProfileName", "")[:100], keywords=True)
     # A tap on a template's quick-reply button carries its payload.
     text = form.get("ButtonPayload") or form.get("Body", "")
     allowed, kind = await ratelimit.inbound(

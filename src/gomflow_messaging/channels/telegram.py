@@ -10,11 +10,12 @@ part one. Every aiogram or HTTP failure becomes our TransientError or PermanentE
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +65,7 @@ log = logging.getLogger(__name__)
 PLATFORM = "telegram"
 MAX_TEXT = 4096
 MAX_CAPTION = 1024
+CLOSE_GRACE_SECONDS = 5.0
 # A send's parts delivered so far, kept long enough to cover every retry of one message.
 _CHAT_ID = re.compile(r"^-?\d{1,20}$")
 _USERNAME = re.compile(r"^@[A-Za-z][A-Za-z0-9_]{3,31}$")
@@ -246,13 +248,25 @@ class TelegramChannel:
         self._health: tuple[float, ChannelHealth] | None = None
         self._me: User | None = None
         self._download_timeout = max(int(request_timeout * 3), 10)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         # No network here: start-up must not fail because Telegram is slow right now.
         return None
 
     async def close(self) -> None:
+        if self._tasks:
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=CLOSE_GRACE_SECONDS)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         await self.bot.session.close()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run work after an answer has gone (a chat's menu); close() waits for it a little."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def validate_address(self, address: str) -> str:
         parse_chat_id(address)

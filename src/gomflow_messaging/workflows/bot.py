@@ -51,6 +51,7 @@ DEEP_LINK_COMMANDS = frozenset(
     {"status", "pay", "settings", "submit", "manage", "dashboard", "payments", "create"}
 )
 PAGE_SIZE = 5
+CARD_PAGE_SIZE = 10
 MAX_CALLBACK_BYTES = 64
 _YES = {"confirm", "yes", "y", "oo", "opo", "ya", "ok"}
 _NO = {"no", "n", "hindi", "tidak", "cancel"}
@@ -79,6 +80,11 @@ class Sender:
     gom_role: bool = False
     #: The group the message came from; "" when it came from the person's own chat.
     chat: str = ""
+    #: The chat shows several order cards in one message (Discord embeds), so a list
+    #: comes as one Reply with ``cards`` and a longer page.
+    supports_cards: bool = False
+    #: People type keywords here, not slash commands (WhatsApp): ``ORDERS``, not ``/orders``.
+    keywords: bool = False
 
     def __post_init__(self) -> None:
         # Postgres stores no NUL character; a chat may still carry one.
@@ -131,6 +137,17 @@ class Form:
 
 
 @dataclass(frozen=True)
+class Card:
+    """One order as a chat with rich cards shows it (a Discord embed): fields, not lines."""
+
+    title: str
+    #: (label, value) pairs, translated.
+    fields: tuple[tuple[str, str], ...]
+    #: The card's own action (join this order), shown with it.
+    button: Button | None = None
+
+
+@dataclass(frozen=True)
 class Reply:
     text: str
     buttons: tuple[tuple[Button, ...], ...] = ()
@@ -138,6 +155,8 @@ class Reply:
     form: Form | None = None
     #: Only the sender should see it (Discord ephemeral); other chats are private anyway.
     private: bool = False
+    #: Cards shown in the same message, for chats with ``Sender.supports_cards``.
+    cards: tuple[Card, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -149,20 +168,49 @@ class CommandInfo:
     argument: str = ""
     #: Takes a file too (Discord renders an attachment option; other chats just send one).
     attachment: str = ""
+    #: What to type as the argument (shown while typing it on Discord; 1-100 characters).
+    argument_help: str = ""
+    attachment_help: str = ""
+    #: The argument is offered as choices while it is typed (Discord autocomplete).
+    suggest: bool = False
 
 
-# Descriptions are English source text; `Bot.menu` translates them.
+# Descriptions are English source text; `Bot.menu` translates them. ``gettext("en", ...)``
+# is that source text too, marked so that `make i18n` extracts the options' help.
 COMMANDS: tuple[CommandInfo, ...] = (
     CommandInfo("start", "Welcome and main menu"),
     CommandInfo("help", "What I can do"),
     CommandInfo("orders", "Browse open group orders"),
-    CommandInfo("submit", "Join a group order", argument="order"),
-    CommandInfo("status", "Your orders and payment status", argument="reference"),
     CommandInfo(
-        "pay", "How to pay, and sending your receipt", argument="reference", attachment="receipt"
+        "submit",
+        "Join a group order",
+        argument="order",
+        argument_help=gettext("en", "The order to join: type part of its title or code"),
+        suggest=True,
+    ),
+    CommandInfo(
+        "status",
+        "Your orders and payment status",
+        argument="reference",
+        argument_help=gettext("en", "One of your payment references, e.g. PH-AB12CD34 (optional)"),
+        suggest=True,
+    ),
+    CommandInfo(
+        "pay",
+        "How to pay, and sending your receipt",
+        argument="reference",
+        attachment="receipt",
+        argument_help=gettext("en", "The payment reference you are paying for (optional)"),
+        attachment_help=gettext("en", "A screenshot or PDF of your payment"),
+        suggest=True,
     ),
     CommandInfo("settings", "Language and notifications"),
-    CommandInfo("link", "Link this chat with a code from GOMFLOW", argument="code"),
+    CommandInfo(
+        "link",
+        "Link this chat with a code from GOMFLOW",
+        argument="code",
+        argument_help=gettext("en", "The link code from your GOMFLOW page, e.g. AB12CD34EF"),
+    ),
     CommandInfo("stop", "Stop reminders and updates"),
     CommandInfo("cancel", "Cancel what we are doing"),
     CommandInfo("manage", "Your orders: counts, close an order", gom_only=True),
@@ -174,8 +222,17 @@ COMMANDS: tuple[CommandInfo, ...] = (
 
 def command_menu(locale: str, *, gom: bool = False) -> list[CommandInfo]:
     """`Bot.menu` without a Bot: for the CLI, which registers commands without a database."""
+
+    def tr(text: str) -> str:
+        return gettext(locale, text) if text else ""
+
     return [
-        CommandInfo(c.name, gettext(locale, c.description), c.gom_only, c.argument, c.attachment)
+        replace(
+            c,
+            description=tr(c.description),
+            argument_help=tr(c.argument_help),
+            attachment_help=tr(c.attachment_help),
+        )
         for c in COMMANDS
         if gom or not c.gom_only
     ]
@@ -213,6 +270,12 @@ _KEYWORDS = {
 
 def _(ctx: Context, message: str, **values: Any) -> str:
     return gettext(ctx.locale, message, **values)
+
+
+def _command(ctx: Context, name: str, argument: str = "") -> str:
+    """A command as this chat's people type it: ``/orders`` or, in a keyword chat, ``ORDERS``."""
+    word = name.upper() if ctx.sender.keywords else f"/{name}"
+    return f"{word} {argument}" if argument else word
 
 
 @dataclass
@@ -253,6 +316,9 @@ class Bot:
         self.proofs: PaymentProofs | None = None
         #: Reminds an order's unpaid buyers now; returns how many (set by the composition root).
         self.remind_now: Callable[[UUID], Awaitable[int]] | None = None
+        #: A chat became a GOM's (True: linked) or stopped being served as one (False: STOP),
+        #: so its chat can show or hide the GOM commands (set by the composition root).
+        self.on_gom_chat: Callable[[Sender, bool], Awaitable[None]] | None = None
         self._commands: dict[str, Callable[[Context, str], Awaitable[list[Reply]]]] = {
             "start": self._start,
             "help": self._help,
@@ -396,6 +462,42 @@ class Bot:
         """The command list in a language (Telegram's setMyCommands, Discord's sync)."""
         return command_menu(locale, gom=gom)
 
+    async def order_choices(self, typed: str, limit: int = 25) -> list[tuple[str, str]]:
+        """Open orders whose title or code holds what is being typed: (shown, value) pairs.
+
+        For suggestions while typing (Discord autocomplete): reads only, records nothing.
+        """
+        found = await order_data.search_open_orders(
+            self.pool, self.clock(), _no_nul(typed)[:100], limit
+        )
+        return [
+            (f"{o.title} · {format_money(o.price, o.currency)}"[:100], o.slug or str(o.id))
+            for o in found
+        ]
+
+    async def reference_choices(
+        self, sender: Sender, typed: str, *, unpaid_only: bool = False, limit: int = 25
+    ) -> list[tuple[str, str]]:
+        """The sender's OWN payment references holding what is being typed, never others'."""
+        contact_id = await self.pool.fetchval(
+            "SELECT contact_id FROM contact_addresses WHERE channel = $1 AND address = $2",
+            sender.channel,
+            sender.address,
+        )
+        rows = await order_data.contact_submissions(
+            self.pool, contact_id or UUID(int=0), sender.channel, sender.address
+        )
+        wanted = _no_nul(typed).strip().lower()
+        choices = []
+        for r in rows:
+            if unpaid_only and r["status"] != "pending":
+                continue
+            reference = r["payment_reference"]
+            if wanted and wanted not in f"{reference} {r['title']}".lower():
+                continue
+            choices.append((f"{reference} · {r['title']}"[:100], reference))
+        return choices[:limit]
+
     # -- context and state ---------------------------------------------------------------
 
     async def _context(self, sender: Sender) -> Context:
@@ -486,6 +588,21 @@ class Bot:
     def _when(self, ctx: Context, moment: datetime) -> str:
         return format_moment(ctx.locale, moment, ctx.timezone)
 
+    def _order_fields(self, ctx: Context, order: order_data.Order) -> list[tuple[str, str]]:
+        taken = (
+            f"{order.filled} / {order.max_orders}"
+            if order.max_orders is not None
+            else str(order.filled)
+        )
+        fields = [
+            (_(ctx, "Price"), format_money(order.price, order.currency)),
+            (_(ctx, "Deadline"), self._when(ctx, order.deadline)),
+            (_(ctx, "Taken"), taken),
+        ]
+        if order.slug:
+            fields.append((_(ctx, "Code"), order.slug))
+        return fields
+
     def _order_card(self, ctx: Context, order: order_data.Order) -> str:
         taken = (
             _(ctx, "{filled} of {max} taken", filled=order.filled, max=order.max_orders)
@@ -538,9 +655,11 @@ class Bot:
         lines = [_(ctx, "Here is what I can do:")]
         # A group sees the buyer's menu: who is a GOM there is nobody else's business.
         for info in self.menu(ctx.locale, gom=ctx.gom_id is not None and not ctx.sender.in_group):
-            lines.append(f"/{info.name} - {info.description}")
-        if ctx.sender.channel == "whatsapp":
-            lines.append(_(ctx, "On WhatsApp, type the word without the slash, e.g. ORDERS."))
+            argument = ""
+            if ctx.sender.keywords and info.name in ("submit", "link"):
+                # What follows the keyword, as people type it: "SUBMIT <code>".
+                argument = "<" + _(ctx, "code") + ">"
+            lines.append(f"{_command(ctx, info.name, argument)} - {info.description}")
         return "\n".join(lines)
 
     # -- buyer commands ------------------------------------------------------------------
@@ -559,6 +678,8 @@ class Bot:
                 ctx.contact_id,
             )
             ctx.opted_out = False
+            if ctx.gom_id is not None:
+                await self._gom_chat(ctx, True)
             replies.append(Reply(_(ctx, "Welcome back! Reminders and updates are on again.")))
         # Translators: {name} is empty or the buyer's name after a space: "Hi Ana!".
         greeting = _(
@@ -576,15 +697,33 @@ class Bot:
     async def _orders(self, ctx: Context, args: str) -> list[Reply]:
         # Anything but a page that exists (0, -1, "abc", a huge number) shows the first page.
         page = _whole_number(args) or 1
+        # A chat with cards shows a page as one message: up to 10 (Discord's embeds).
+        size = CARD_PAGE_SIZE if ctx.sender.supports_cards else PAGE_SIZE
         found, total = await order_data.open_orders(
-            self.pool, self.clock(), offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE
+            self.pool, self.clock(), offset=(page - 1) * size, limit=size
         )
         if not found and page > 1:
             return await self._orders(ctx, "1")
         if not found:
             return [Reply(_(ctx, "There are no open orders right now. Check again soon!"))]
-        pages = (total + PAGE_SIZE - 1) // PAGE_SIZE
-        replies = [Reply(_(ctx, "Open orders (page {page} of {pages}):", page=page, pages=pages))]
+        pages = (total + size - 1) // size
+        header = _(ctx, "Open orders (page {page} of {pages}):", page=page, pages=pages)
+        nav = []
+        if page > 1:
+            nav.append(button(_(ctx, "Previous"), f"orders {page - 1}"))
+        if page < pages:
+            nav.append(button(_(ctx, "Next"), f"orders {page + 1}"))
+        if ctx.sender.supports_cards:
+            cards = tuple(
+                Card(
+                    order.title,
+                    tuple(self._order_fields(ctx, order)),
+                    button(_(ctx, "Join {title}", title=order.title)[:80], f"submit {order.id}"),
+                )
+                for order in found
+            )
+            return [Reply(header, buttons=(tuple(nav),) if nav else (), cards=cards)]
+        replies = [Reply(header)]
         for order in found:
             replies.append(
                 Reply(
@@ -592,11 +731,6 @@ class Bot:
                     buttons=((button(_(ctx, "Join this order"), f"submit {order.id}"),),),
                 )
             )
-        nav = []
-        if page > 1:
-            nav.append(button(_(ctx, "Previous"), f"orders {page - 1}"))
-        if page < pages:
-            nav.append(button(_(ctx, "Next"), f"orders {page + 1}"))
         if nav:
             replies.append(Reply(_(ctx, "More orders:"), buttons=(tuple(nav),)))
         return replies
@@ -604,7 +738,15 @@ class Bot:
     async def _order(self, ctx: Context, args: str) -> list[Reply]:
         order = await order_data.find_order(self.pool, args) if args else None
         if order is None:
-            return [Reply(_(ctx, "I could not find that order. Send ORDERS to see open ones."))]
+            return [
+                Reply(
+                    _(
+                        ctx,
+                        "I could not find that order. Send {command} to see open ones.",
+                        command=_command(ctx, "orders"),
+                    )
+                )
+            ]
         text = self._order_card(ctx, order)
         if order.description:
             text += "\n\n" + order.description
@@ -620,7 +762,15 @@ class Bot:
             return [Reply(_(ctx, "Which order would you like to join?"), buttons=rows)]
         order = await order_data.find_order(self.pool, args.split()[0])
         if order is None:
-            return [Reply(_(ctx, "I could not find that order. Send ORDERS to see open ones."))]
+            return [
+                Reply(
+                    _(
+                        ctx,
+                        "I could not find that order. Send {command} to see open ones.",
+                        command=_command(ctx, "orders"),
+                    )
+                )
+            ]
         refusal = self._refusal_before_start(ctx, order)
         if refusal:
             return [Reply(refusal)]
@@ -850,8 +1000,9 @@ class Bot:
             ),
             "duplicate": _(
                 ctx,
-                "You already joined this order (reference {ref}). Send STATUS to see it.",
+                "You already joined this order (reference {ref}). Send {command} to see it.",
                 ref=refused.values.get("reference", ""),
+                command=_command(ctx, "status"),
             ),
         }
         return texts.get(refused.reason, refused.reason)
@@ -889,7 +1040,11 @@ class Bot:
         if not rows:
             return [
                 Reply(
-                    _(ctx, "You have not joined any order yet. Send ORDERS to browse."),
+                    _(
+                        ctx,
+                        "You have not joined any order yet. Send {command} to browse.",
+                        command=_command(ctx, "orders"),
+                    ),
                     buttons=((button(_(ctx, "Open orders"), "orders"),),),
                 )
             ]
@@ -1090,12 +1245,15 @@ class Bot:
             self.clock(),
         )
         await self._audit(ctx, "opt_out", "stop")
+        if ctx.gom_id is not None:
+            await self._gom_chat(ctx, False)
         return [
             Reply(
                 _(
                     ctx,
-                    "You will not get reminders or updates any more. Send START to "
+                    "You will not get reminders or updates any more. Send {command} to "
                     "turn them back on.",
+                    command=_command(ctx, "start"),
                 )
             )
         ]
@@ -1106,6 +1264,8 @@ class Bot:
             ctx.contact_id,
         )
         await self._audit(ctx, "opt_in", "start")
+        if ctx.opted_out and ctx.gom_id is not None:
+            await self._gom_chat(ctx, True)
         return [Reply(_(ctx, "Welcome back! Reminders and updates are on again."))]
 
     async def _cancel(self, ctx: Context, args: str) -> list[Reply]:
@@ -1120,7 +1280,12 @@ class Bot:
         if not args:
             return [
                 Reply(
-                    _(ctx, "Send LINK followed by the code from GOMFLOW, e.g. LINK AB12CD34."),
+                    _(
+                        ctx,
+                        "Send {command} followed by the code from GOMFLOW, e.g. {example}.",
+                        command=_command(ctx, "link"),
+                        example=_command(ctx, "link", "AB12CD34"),
+                    ),
                     private=True,
                 )
             ]
@@ -1180,13 +1345,24 @@ class Bot:
         if linked_locale in LOCALES:
             ctx.locale = linked_locale  # answer in the language of the linked person
         if ctx.gom_id is not None:
+            await self._gom_chat(ctx, True)
             return Reply(
                 _(
                     ctx,
-                    "This chat is now linked to your GOM profile. Send MANAGE to see your orders.",
+                    "This chat is now linked to your GOM profile. Send {command} to see your "
+                    "orders.",
+                    command=_command(ctx, "manage"),
                 )
             )
         return Reply(_(ctx, "This chat is now linked to your GOMFLOW orders."))
+
+    async def _gom_chat(self, ctx: Context, gom: bool) -> None:
+        if self.on_gom_chat is None:
+            return
+        try:
+            await self.on_gom_chat(ctx.sender, gom)
+        except Exception:  # the link (or STOP) stands even when the chat's menu cannot follow
+            log.exception("GOM chat menu change failed for %s", ctx.sender.channel)
 
     # -- payment proofs (workflows/payment_proofs.py) -----------------------------------
 
@@ -1221,7 +1397,16 @@ class Bot:
             return [self._gom_only(ctx)]
         entries = await order_data.gom_orders(self.pool, ctx.gom_id)
         if not entries:
-            return [Reply(_(ctx, "You have no orders yet. Send CREATE to open one."), private=True)]
+            return [
+                Reply(
+                    _(
+                        ctx,
+                        "You have no orders yet. Send {command} to open one.",
+                        command=_command(ctx, "create"),
+                    ),
+                    private=True,
+                )
+            ]
         replies = []
         for entry in entries:
             order: order_data.Order = entry["order"]

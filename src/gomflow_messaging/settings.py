@@ -64,6 +64,22 @@ class Settings(BaseSettings):
     sweep_grace_seconds: float = Field(30.0, ge=0)
     shutdown_grace_seconds: int = Field(20, ge=0)
 
+    # Bounded input (api/limits.py): bodies over these are refused (413) before they are read.
+    #: Any route not named below (/api/notify, ...).
+    max_request_body_bytes: int = Field(1_048_576, ge=1024)
+    #: Telegram updates are JSON of a few KiB (a message of 4,096 characters, its entities).
+    max_telegram_update_bytes: int = Field(262_144, ge=1024)
+    #: Discord interactions, resolved users and messages included, are tens of KiB.
+    max_discord_interaction_bytes: int = Field(262_144, ge=1024)
+    #: Twilio's form-encoded webhooks (a message of 1,600 characters and its fields).
+    max_twilio_form_bytes: int = Field(65_536, ge=1024)
+    #: A body still arriving after this is cut with 408 (slow clients hold no connection).
+    body_read_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    #: uvicorn: more connections and requests at once than this are answered 503.
+    http_limit_concurrency: int = Field(1000, ge=10)
+    #: uvicorn: an idle keep-alive connection is closed after this.
+    http_keep_alive_seconds: int = Field(5, ge=1, le=300)
+
     # Workflows
     #: Hours before the deadline at which unpaid buyers are reminded, e.g. "48,24,12,6,2".
     reminder_offsets_hours: str = "24"

@@ -115,5 +115,5 @@ async def test_nul_characters_are_refused_not_a_500(settings: Settings) -> None:
         listing = await client.get(
             "/api/sandbox/messages", params={"address": "a\x00", "after": 2**70}, headers=AUTH
         )
-    assert notify.status_code == 422 and "body" in notify.json()["error"]["fields"]
+    assert notify.status_code == 422 and "data.text" in notify.json()["error"]["fields"]
     assert listing.status_code == 422

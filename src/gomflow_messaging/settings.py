@@ -103,6 +103,10 @@ class Settings(BaseSettings):
     twilio_whatsapp_number: str = ""
     twilio_api_base_url: str = ""
     webhook_path: str = "/webhooks/whatsapp"
+    #: Hosts a buyer's media may be fetched from after Twilio's API redirects (https only).
+    twilio_media_hosts: str = (
+        "api.twilio.com,mms.twiliocdn.com,media.twiliocdn.com,s3-external-1.amazonaws.com"
+    )
     twilio_timeout_seconds: float = Field(15.0, gt=0, le=120)
     #: Twilio's per-sender WhatsApp throughput, shared by every worker.
     whatsapp_messages_per_second: float = Field(80.0, gt=0, le=1000)
@@ -151,7 +155,8 @@ class Settings(BaseSettings):
     discord_requests_per_second: float = Field(50.0, gt=0, le=1000)
     #: An interaction not answered by then is deferred (Discord's limit is 3 s).
     discord_answer_deadline_seconds: float = Field(2.0, gt=0, le=2.8)
-    #: Hosts a slash command's attachment may be downloaded from in production (Discord's CDN).
+    #: Hosts (or host:port) a slash command's attachment may be downloaded from (Discord's
+    #: CDN), in every environment; tests name their fake's 127.0.0.1:port here.
     discord_attachment_hosts: str = "cdn.discordapp.com,media.discordapp.net"
 
     # Payment proofs and the Smart Agent (SMART_AGENT_SERVICE_URL, ENABLE_SMART_PAYMENT_...)

@@ -39,7 +39,7 @@ def test_api_matches_its_openapi_document(make_settings: Callable[..., Settings]
     """Every operation, bounded examples each; all failures are reported together."""
     # With its worker, so that health is 200 (a 503 counts as a server error).
     app = create_app(make_settings(), mode="serve")
-    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app, headers=AUTH)
     failures: list[str] = []
     operations = calls = 0
     try:
@@ -77,7 +77,9 @@ def test_api_matches_its_openapi_document(make_settings: Callable[..., Settings]
 
 async def test_document_describes_the_contract(settings: Settings) -> None:
     async with running_app(settings, mode="web") as client:
-        response = await client.get("/openapi.json")
+        anonymous = await client.get("/openapi.json")
+        response = await client.get("/openapi.json", headers=AUTH)
+    assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "unauthorized"
     assert response.status_code == 200
     paths = response.json()["paths"]
     for path in (

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import logging
 import time
 import uuid
 from typing import Any
@@ -14,9 +13,9 @@ from typing import Any
 import asyncpg
 import uvicorn
 
-from gomflow_messaging import logs
 from gomflow_messaging.settings import Settings
 from tests.helpers import AUTH, SECRET, running_app
+from tests.test_observability import json_log  # noqa: F401 - the fixture
 
 BASIC = {"Authorization": "Basic " + base64.b64encode(f"ops:{SECRET}".encode()).decode()}
 
@@ -100,21 +99,10 @@ async def test_erase_takes_the_address_out_of_stored_idempotent_answers(
     assert address not in replay.text
 
 
-def test_json_logs_carry_no_terminal_colour_codes() -> None:
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
-    stream = io.StringIO()
-    logs.configure("INFO", "json", stream)
-    try:
-        # uvicorn's own start-up line, logged with ANSI codes in its ``color_message`` extra.
-        config = uvicorn.Config(app=lambda *a: None, host="127.0.0.1", port=0, log_config=None)
-        config.bind_socket().close()
-    finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in saved[0]:
-            root.addHandler(handler)
-        root.setLevel(saved[1])
-    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+def test_json_logs_carry_no_terminal_colour_codes(json_log: io.StringIO) -> None:  # noqa: F811
+    # uvicorn's own start-up line, logged with ANSI codes in its ``color_message`` extra.
+    config = uvicorn.Config(app=lambda *a: None, host="127.0.0.1", port=0, log_config=None)
+    config.bind_socket().close()
+    lines = [json.loads(line) for line in json_log.getvalue().splitlines()]
     assert any("Uvicorn running on" in line["message"] for line in lines), lines
-    assert "\x1b" not in stream.getvalue() and "\\u001b" not in stream.getvalue()
+    assert "\x1b" not in json_log.getvalue() and "\\u001b" not in json_log.getvalue()

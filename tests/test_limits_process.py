@@ -8,6 +8,7 @@ with 413 before it is read, and the process's peak resident memory (VmHWM) grows
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -137,3 +138,33 @@ async def test_a_trickling_body_is_cut_with_408_and_its_connection_closed(
         assert outcome.status == 408, outcome
         assert json.loads(outcome.body)["error"]["code"] == "request_timeout"
         assert outcome.sent < 1000
+
+
+async def test_endless_headers_are_refused_before_they_fill_memory(
+    serve: tuple[int, int],
+) -> None:
+    pid, port = serve
+    before = memory_kb(pid)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /webhook/discord HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    answer = bytearray()
+
+    async def read() -> None:
+        with contextlib.suppress(ConnectionError):
+            while chunk := await reader.read(65536):
+                answer.extend(chunk)
+
+    reading = asyncio.create_task(read())
+    sent = 0
+    with contextlib.suppress(ConnectionError):
+        async with asyncio.timeout(60):
+            while sent < FLOOD and not reading.done():
+                writer.write(b"X-Pad: " + b"a" * 65_000 + b"\r\n")
+                await writer.drain()
+                sent += 65_009
+    await asyncio.wait_for(reading, 30)
+    writer.close()
+    after = memory_kb(pid)
+    assert answer.startswith(b"HTTP/1.1 400 "), bytes(answer[:200])
+    assert sent < FLOOD
+    assert after["VmHWM"] - before["VmHWM"] < MAX_GROWTH_KB

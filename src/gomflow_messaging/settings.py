@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     http_limit_concurrency: int = Field(1000, ge=10)
     #: uvicorn: an idle keep-alive connection is closed after this.
     http_keep_alive_seconds: int = Field(5, ge=1, le=300)
+    #: uvicorn's HTTP parser: h11 bounds the request line and headers (below); httptools is
+    #: faster but keeps headers of any size, so use it only behind a proxy that bounds them.
+    http_parser: Literal["h11", "httptools"] = "h11"
+    #: h11: request line and headers larger than this are refused (400) before the app runs.
+    http_max_header_bytes: int = Field(65_536, ge=4096, le=1_048_576)
 
     # Workflows
     #: Hours before the deadline at which unpaid buyers are reminded, e.g. "48,24,12,6,2".

@@ -32,6 +32,13 @@ class Outcome:
     sent: int  # body bytes written before the server answered or closed
 
 
+async def read_until_closed(reader: asyncio.StreamReader, into: bytearray) -> None:
+    """What the server answers, until it closes (or resets) the connection."""
+    with contextlib.suppress(ConnectionError):
+        while chunk := await reader.read(65536):
+            into.extend(chunk)
+
+
 def _status(raw: bytes) -> tuple[int, bytes]:
     head, _, body = raw.partition(b"\r\n\r\n")
     parts = head.split(b" ", 2)
@@ -61,13 +68,7 @@ async def post(
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
     answer = bytearray()
-
-    async def read() -> None:
-        with contextlib.suppress(ConnectionError):
-            while chunk := await reader.read(65536):
-                answer.extend(chunk)
-
-    reading = asyncio.create_task(read())
+    reading = asyncio.create_task(read_until_closed(reader, answer))
     sent = 0
     payload = b"[" * block
     try:

@@ -25,7 +25,14 @@ from gomflow_messaging.settings import Settings
 from tests.fakes.discord import FakeDiscord, Signer
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import FakeTwilio
-from tests.flood import WEBHOOKS, all_channels_env, flood_webhooks, memory_kb, post
+from tests.flood import (
+    WEBHOOKS,
+    all_channels_env,
+    flood_webhooks,
+    memory_kb,
+    post,
+    read_until_closed,
+)
 from tests.helpers import AUTH, SECRET, eventually
 
 MIB = 1024 * 1024
@@ -148,13 +155,7 @@ async def test_endless_headers_are_refused_before_they_fill_memory(
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"POST /webhook/discord HTTP/1.1\r\nHost: 127.0.0.1\r\n")
     answer = bytearray()
-
-    async def read() -> None:
-        with contextlib.suppress(ConnectionError):
-            while chunk := await reader.read(65536):
-                answer.extend(chunk)
-
-    reading = asyncio.create_task(read())
+    reading = asyncio.create_task(read_until_closed(reader, answer))
     sent = 0
     with contextlib.suppress(ConnectionError):
         async with asyncio.timeout(60):

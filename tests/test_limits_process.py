@@ -166,6 +166,8 @@ async def test_endless_headers_are_refused_before_they_fill_memory(
     await asyncio.wait_for(reading, 30)
     writer.close()
     after = memory_kb(pid)
-    assert answer.startswith(b"HTTP/1.1 400 "), bytes(answer[:200])
+    # uvicorn answers 400 and closes at once; with input still unread the close is a reset,
+    # which can overtake the answer. Either way the server stopped reading.
+    assert not answer or answer.startswith(b"HTTP/1.1 400 "), bytes(answer[:200])
     assert sent < FLOOD
     assert after["VmHWM"] - before["VmHWM"] < MAX_GROWTH_KB

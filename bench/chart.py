@@ -44,7 +44,7 @@ def draw(report: dict[str, Any], path: Path) -> None:
     for y, (value, aim) in enumerate(zip(values, aims, strict=True)):
         ax.plot([aim, aim], [y - 0.4, y + 0.4], color=AIM, linewidth=2)
         ax.text(value + 0.02, y, f"{value:.3f} (aim {aim})", va="center", fontsize=9)
-    ax.set_xlim(0, max([*values, *aims]) * 1.35)
+    ax.set_xlim(0, max([*values, *aims, 1.0]) * 1.35)  # 1.0: a run with no ratio at all
     ax.set_title("Ratios measured in one run (red: aim)")
 
     ax = axes[1]

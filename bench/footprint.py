@@ -15,14 +15,13 @@ from typing import Any
 
 try:
     from bench import common
-    from bench.campaign import telegram_env
 except ImportError:  # run as a script
     import common  # type: ignore[no-redef]
-    from campaign import telegram_env  # type: ignore[no-redef]
 
-from tests.fakes.discord import APP_ID, TOKEN, FakeDiscord, Signer
+from tests.fakes.discord import FakeDiscord, Signer
 from tests.fakes.telegram import FakeTelegram
-from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, SENDER, FakeTwilio
+from tests.fakes.twilio import FakeTwilio
+from tests.flood import all_channels_env
 
 RUNS = int(os.environ.get("BENCH_FOOTPRINT_RUNS", "3"))
 IDLE_SECONDS = 3.0
@@ -59,19 +58,7 @@ async def main() -> dict[str, Any]:
     discord = await FakeDiscord(public_key=signer.public_key).start()
     queue = f"bench-footprint-{secrets.token_hex(3)}"
     base = common.env_for(database_url, queue, LOG_LEVEL="WARNING")
-    channels = {
-        **telegram_env(telegram, 30),
-        "ENABLE_WHATSAPP": "true",
-        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-        "TWILIO_WHATSAPP_NUMBER": SENDER,
-        "TWILIO_API_BASE_URL": twilio.base_url,
-        "ENABLE_DISCORD": "true",
-        "DISCORD_TOKEN": TOKEN,
-        "DISCORD_CLIENT_ID": APP_ID,
-        "DISCORD_PUBLIC_KEY": signer.public_key,
-        "DISCORD_API_BASE_URL": discord.base_url,
-    }
+    channels = all_channels_env(telegram, twilio, discord, signer)
     try:
         sandbox = await measure(base)
         everything = await measure({**base, **channels})

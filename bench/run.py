@@ -1,7 +1,8 @@
 """`make bench`: every benchmark in one run; JSON and a chart under bench/results/.
 
     python bench/run.py                  # all of them (about 8 minutes on 2 cores)
-    python bench/run.py drills           # only some: foundation campaign webhook footprint drills
+    python bench/run.py drills           # only some: foundation campaign webhook footprint
+                                         # flood drills
     python bench/run.py --latest ...     # also copy the run to bench/latest.json and latest.png
     python bench/run.py --report bench/latest.json   # the README table of a saved run
 
@@ -26,7 +27,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from bench import chart, common  # noqa: E402
 
-BENCHMARKS = ["foundation", "campaign", "webhook", "footprint", "drills"]
+BENCHMARKS = ["foundation", "campaign", "webhook", "footprint", "flood", "drills"]
 
 
 def summary(report: dict[str, Any]) -> str:
@@ -103,6 +104,16 @@ def summary(report: dict[str, Any]) -> str:
                 round(data["idle_rss_mb"] / data["rss_aim_mb"], 2),
                 f"< {data['rss_aim_mb']} MB",
             )
+    if "flood" in report:
+        flood = report["flood"]
+        add(
+            f"{flood['body_mib']} MiB unsigned to each webhook ({flood['requests']} requests)",
+            f"answers {flood['answers']}, at most {flood['max_sent_mib']} MiB sent, "
+            f"peak RSS +{flood['peak_rss_growth_mb']} MB",
+            f"{flood['limit_mb']} MB",
+            round(flood["peak_rss_growth_mb"] / flood["limit_mb"], 2),
+            f"< {flood['limit_mb']} MB",
+        )
     if "drills" in report:
         drills = report["drills"]
         rows += ["", "| Drill | Sent | Lost | Duplicated |", "|---|---|---|---|"]

@@ -867,6 +867,7 @@ def discord_settings(fake: FakeDiscord, signer: Signer) -> dict[str, Any]:
         "discord_public_key": signer.public_key,
         "discord_api_base_url": fake.base_url,
         "discord_request_timeout_seconds": 2,
+        "discord_attachment_hosts": f"127.0.0.1:{fake.port}",
     }
 
 

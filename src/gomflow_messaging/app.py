@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gomflow_messaging import metrics
 from gomflow_messaging.api import monitoring
 from gomflow_messaging.api.common import error_response
+from gomflow_messaging.api.limits import BodyLimitMiddleware, BodyLimits
 from gomflow_messaging.api.openapi import openapi_json
 from gomflow_messaging.api.routes import routes
 from gomflow_messaging.bootstrap import Services, build_services, webhook_routes
@@ -135,7 +136,10 @@ def create_app(
             *monitoring.routes(),
             *webhook_routes(settings),
         ],
-        middleware=[Middleware(RequestIdMiddleware)],
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(BodyLimitMiddleware, limits=BodyLimits.from_settings(settings)),
+        ],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,

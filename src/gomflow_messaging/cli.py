@@ -72,6 +72,11 @@ def _serve(settings: Settings, mode: Literal["serve", "web"]) -> int:
                     proxy_headers=True,
                     forwarded_allow_ips="*",
                     timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+                    # Bodies are bounded by api/limits.py; these bound connections and headers.
+                    limit_concurrency=settings.http_limit_concurrency,
+                    timeout_keep_alive=settings.http_keep_alive_seconds,
+                    http=settings.http_parser,
+                    h11_max_incomplete_event_size=settings.http_max_header_bytes,
                 )
             )
             await server.serve()

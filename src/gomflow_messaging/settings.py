@@ -67,6 +67,27 @@ class Settings(BaseSettings):
     sweep_grace_seconds: float = Field(30.0, ge=0)
     shutdown_grace_seconds: int = Field(20, ge=0)
 
+    # Bounded input (api/limits.py): bodies over these are refused (413) before they are read.
+    #: Any route not named below (/api/notify, ...).
+    max_request_body_bytes: int = Field(1_048_576, ge=1024)
+    #: Telegram updates are JSON of a few KiB (a message of 4,096 characters, its entities).
+    max_telegram_update_bytes: int = Field(262_144, ge=1024)
+    #: Discord interactions, resolved users and messages included, are tens of KiB.
+    max_discord_interaction_bytes: int = Field(262_144, ge=1024)
+    #: Twilio's form-encoded webhooks (a message of 1,600 characters and its fields).
+    max_twilio_form_bytes: int = Field(65_536, ge=1024)
+    #: A body still arriving after this is cut with 408 (slow clients hold no connection).
+    body_read_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    #: uvicorn: more connections and requests at once than this are answered 503.
+    http_limit_concurrency: int = Field(1000, ge=10)
+    #: uvicorn: an idle keep-alive connection is closed after this.
+    http_keep_alive_seconds: int = Field(5, ge=1, le=300)
+    #: uvicorn's HTTP parser: h11 bounds the request line and headers (below); httptools is
+    #: faster but keeps headers of any size, so use it only behind a proxy that bounds them.
+    http_parser: Literal["h11", "httptools"] = "h11"
+    #: h11: request line and headers larger than this are refused (400) before the app runs.
+    http_max_header_bytes: int = Field(65_536, ge=4096, le=1_048_576)
+
     # Workflows
     #: Hours before the deadline at which unpaid buyers are reminded, e.g. "48,24,12,6,2".
     reminder_offsets_hours: str = "24"
@@ -90,6 +111,10 @@ class Settings(BaseSettings):
     twilio_whatsapp_number: str = ""
     twilio_api_base_url: str = ""
     webhook_path: str = "/webhooks/whatsapp"
+    #: Hosts a buyer's media may be fetched from after Twilio's API redirects (https only).
+    twilio_media_hosts: str = (
+        "api.twilio.com,mms.twiliocdn.com,media.twiliocdn.com,s3-external-1.amazonaws.com"
+    )
     twilio_timeout_seconds: float = Field(15.0, gt=0, le=120)
     #: Twilio's per-sender WhatsApp throughput, shared by every worker.
     whatsapp_messages_per_second: float = Field(80.0, gt=0, le=1000)
@@ -142,7 +167,8 @@ class Settings(BaseSettings):
     discord_requests_per_second: float = Field(50.0, gt=0, le=1000)
     #: An interaction not answered by then is deferred (Discord's limit is 3 s).
     discord_answer_deadline_seconds: float = Field(2.0, gt=0, le=2.8)
-    #: Hosts a slash command's attachment may be downloaded from in production (Discord's CDN).
+    #: Hosts (or host:port) a slash command's attachment may be downloaded from (Discord's
+    #: CDN), in every environment; tests name their fake's 127.0.0.1:port here.
     discord_attachment_hosts: str = "cdn.discordapp.com,media.discordapp.net"
 
     # Payment proofs and the Smart Agent (SMART_AGENT_SERVICE_URL, ENABLE_SMART_PAYMENT_...)

@@ -60,6 +60,8 @@ class FakeTwilio:
     errors_for: dict[str, tuple[int, int]] = field(default_factory=dict)
     #: Media path -> (content type, bytes), served with auth.
     media: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    #: Media path -> where Twilio redirects it (its CDN, with a short-lived URL), with auth.
+    media_redirects: dict[str, str] = field(default_factory=dict)
     unauthorized: int = 0
     base_url: str = ""
 
@@ -174,6 +176,8 @@ class FakeTwilio:
     async def _media(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return self._error(401, 20003, "Authenticate")
+        if request.path in self.media_redirects:
+            raise web.HTTPTemporaryRedirect(self.media_redirects[request.path])
         found = self.media.get(request.path)
         if found is None:
             return self._error(404, 20404, "The requested resource was not found")

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -44,7 +43,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gomflow_messaging import ratelimit
-from gomflow_messaging.api.common import first_time, services
+from gomflow_messaging.api.common import first_time, parse_json, services
 from gomflow_messaging.channels.base import Button
 from gomflow_messaging.channels.discord import (
     EPHEMERAL,
@@ -134,7 +133,7 @@ async def interactions(request: Request) -> Response:
         time.time(),
     )
     try:
-        payload = json.loads(body)
+        payload = parse_json(body)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "bad_request", "The body is not valid JSON.") from None
     if not isinstance(payload, dict):

@@ -9,7 +9,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlsplit
 
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -32,8 +33,8 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(body, media_type=content_type)
 
 
-def _authorized(header: str, secrets: list[bytes]) -> bool:
-    """Bearer <secret>, or Basic with the secret as password (any user name)."""
+def _authorized(header: str, secrets: list[bytes]) -> Literal["bearer", "basic", ""]:
+    """Bearer <secret>, or Basic with the secret as password (any user name): which one."""
     scheme, _, credentials = header.partition(" ")
     credentials = credentials.strip()
     if scheme.lower() == "bearer":
@@ -42,14 +43,40 @@ def _authorized(header: str, secrets: list[bytes]) -> bool:
         try:
             decoded = base64.b64decode(credentials, validate=True)
         except (binascii.Error, ValueError):
-            return False
+            return ""
         supplied = decoded.partition(b":")[2]
     else:
-        return False
+        return ""
     valid = False
     for secret in secrets:
         valid |= hmac.compare_digest(supplied, secret)
-    return bool(supplied) and valid
+    if not (supplied and valid):
+        return ""
+    return "bearer" if scheme.lower() == "bearer" else "basic"
+
+
+def _same_origin(headers: dict[bytes, bytes]) -> bool:
+    """The request comes from a page of this service, not from another site's form or script.
+
+    A browser replays cached Basic credentials on any request to us, a cross-site form post
+    included; it also says where the request comes from (Sec-Fetch-Site, else Origin), which
+    a page on another site cannot forge.
+    """
+    site = headers.get(b"sec-fetch-site")
+    if site is not None:
+        return site == b"same-origin"
+    origin = headers.get(b"origin")
+    if origin is None:
+        return False
+    return urlsplit(origin.decode("latin-1")).netloc.encode("latin-1") == headers.get(b"host")
+
+
+def _refuse(status: int, code: str, message: str, headers: dict[str, str]) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message, "fields": {}}},
+        status_code=status,
+        headers=headers,
+    )
 
 
 class SaqUi:
@@ -74,18 +101,29 @@ class SaqUi:
         svc: Services = scope["app"].state.services
         headers = dict(scope["headers"])
         header = headers.get(b"authorization", b"").decode("latin-1")
-        if not _authorized(header, svc.settings.service_secrets()):
-            response = JSONResponse(
-                {
-                    "error": {
-                        "code": "unauthorized",
-                        "message": "The SAQ dashboard needs the service secret "
-                        "(Bearer, or as the password of Basic auth).",
-                        "fields": {},
-                    }
-                },
-                status_code=401,
-                headers={"WWW-Authenticate": 'Basic realm="gomflow-messaging", charset="UTF-8"'},
+        scheme = _authorized(header, svc.settings.service_secrets())
+        if not scheme:
+            response = _refuse(
+                401,
+                "unauthorized",
+                "The SAQ dashboard needs the service secret "
+                "(Bearer, or as the password of Basic auth).",
+                {"WWW-Authenticate": 'Basic realm="gomflow-messaging", charset="UTF-8"'},
+            )
+            await response(scope, receive, send)
+            return
+        if (
+            scheme == "basic"
+            and scope["method"] not in ("GET", "HEAD", "OPTIONS")
+            and not _same_origin(headers)
+        ):
+            # Retry and abort change jobs: with a browser's Basic credentials, only from here.
+            response = _refuse(
+                403,
+                "cross_site",
+                "Changes through the SAQ dashboard must come from its own page "
+                "(or carry the secret as a Bearer token).",
+                {},
             )
             await response(scope, receive, send)
             return

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import JSONResponse
 
 from gomflow_messaging import __version__
-from gomflow_messaging.api.common import services
+from gomflow_messaging.api.common import require_service_secret, services
 from gomflow_messaging.settings import CHANNEL_NAMES
 from gomflow_messaging.workflows.events import EVENTS
 
@@ -528,4 +528,7 @@ def document(settings: Settings) -> dict[str, Any]:
 
 
 async def openapi_json(request: Request) -> Response:
+    # The document names every route, webhook path (WEBHOOK_PATH) and setting-shaped limit:
+    # a map for whoever probes the service, so it is for holders of the secret only.
+    require_service_secret(request)
     return JSONResponse(document(services(request).settings))

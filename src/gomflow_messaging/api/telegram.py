@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import html
-import json
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gomflow_messaging import ratelimit
-from gomflow_messaging.api.common import first_time, services
+from gomflow_messaging.api.common import first_time, parse_json, services
 from gomflow_messaging.channels.telegram import TelegramChannel, keyboard
 from gomflow_messaging.errors import ApiError, PermanentError, TransientError
 from gomflow_messaging.i18n import gettext, normalize_locale
@@ -97,7 +96,7 @@ async def webhook(request: Request) -> Response:
     if len(raw) > MAX_UPDATE_BYTES:
         raise ApiError(413, "too_large", f"An update is at most {MAX_UPDATE_BYTES} bytes.")
     try:
-        data = json.loads(raw)
+        data = parse_json(raw)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "bad_request", "The body is not JSON.") from None
     update_id = data.get("update_id") if isinstance(data, dict) else None

@@ -9,6 +9,8 @@ from uuid import UUID
 from redis.exceptions import RedisError
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from redis.asyncio import Redis
 
 
@@ -96,6 +98,16 @@ class Channel(Protocol):
     def validate_address(self, address: str) -> str:
         """Return the normalised address or raise ValueError with a reason."""
         ...
+
+
+async def read_at_most(chunks: AsyncIterator[bytes], limit: int, too_large: Exception) -> bytes:
+    """A downloaded file, refused (``too_large``) the moment it passes ``limit`` bytes."""
+    data = bytearray()
+    async for chunk in chunks:
+        data += chunk
+        if len(data) > limit:
+            raise too_large
+    return bytes(data)
 
 
 def split_text(text: str, limit: int) -> list[str]:

@@ -37,6 +37,7 @@ from gomflow_messaging.channels.base import (
     DeliveredParts,
     OutboundMessage,
     SendResult,
+    read_at_most,
     split_text,
 )
 from gomflow_messaging.channels.pacing import Limit, Pacer
@@ -607,13 +608,16 @@ class DiscordChannel:
         prefix: str,
         *,
         guild_id: str = "",
-        attachment_hosts: tuple[str, ...] | None = None,
+        attachment_hosts: tuple[str, ...] = ("cdn.discordapp.com", "media.discordapp.net"),
+        attachment_http: bool = False,
         download_timeout: float = 10.0,
     ) -> None:
         self.rest = rest
         self.guild_id = guild_id
-        #: Hosts an attachment may come from; None: any (outside production, for fakes).
+        #: Hosts (or host:port) an attachment may come from, in every environment.
         self._attachment_hosts = attachment_hosts
+        #: Plain http too (a fake CDN on loopback in tests); https only in production.
+        self._attachment_http = attachment_http
         self._download_timeout = download_timeout
         self._redis = redis
         self._prefix = f"{prefix}:discord"
@@ -778,12 +782,7 @@ class DiscordChannel:
 
     async def download_attachment(self, url: str, limit: int) -> bytes:
         """A file attached to a slash command, from Discord's CDN, at most ``limit`` bytes."""
-        parts = urlsplit(url)
-        trusted = parts.scheme in ("http", "https") and (
-            self._attachment_hosts is None
-            or (parts.scheme == "https" and parts.hostname in self._attachment_hosts)
-        )
-        if not trusted:
+        if not _on_hosts(url, self._attachment_hosts, allow_http=self._attachment_http):
             raise PermanentError(
                 "attachment is not on Discord's CDN", code="untrusted_url", platform=PLATFORM
             )
@@ -800,12 +799,7 @@ class DiscordChannel:
                 response.raise_for_status()
                 if int(response.headers.get("content-length") or 0) > limit:
                     raise too_large
-                data = bytearray()
-                async for chunk in response.aiter_bytes():
-                    data += chunk
-                    if len(data) > limit:
-                        raise too_large
-                return bytes(data)
+                return await read_at_most(response.aiter_bytes(), limit, too_large)
         except ChannelError:
             raise
         except Exception as exc:
@@ -849,6 +843,24 @@ def _same_commands(registered: list[dict[str, Any]], wanted: list[dict[str, Any]
     return key(registered) == key(wanted)
 
 
+def _on_hosts(url: str, hosts: tuple[str, ...], *, allow_http: bool) -> bool:
+    """``url`` is on one of ``hosts`` (a bare host, any port; or host:port, that port only).
+
+    A download is never redirected (httpx follows none here), so this host is the one read.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "https" and not (allow_http and parts.scheme == "http"):
+        return False
+    try:
+        port = parts.port
+    except ValueError:
+        return False
+    host = (parts.hostname or "").lower()
+    if not host or parts.username is not None or parts.password is not None:
+        return False
+    return host in hosts or (port is not None and f"{host}:{port}" in hosts)
+
+
 def build(settings: Settings, pool: Pool, redis: Redis) -> DiscordChannel:
     pacer = Pacer(redis, settings.queue_name)
     return DiscordChannel(
@@ -857,9 +869,10 @@ def build(settings: Settings, pool: Pool, redis: Redis) -> DiscordChannel:
         settings.queue_name,
         guild_id=settings.discord_guild_id,
         attachment_hosts=tuple(
-            host.strip() for host in settings.discord_attachment_hosts.split(",") if host.strip()
-        )
-        if settings.environment is Environment.production
-        else None,
+            host.strip().lower()
+            for host in settings.discord_attachment_hosts.split(",")
+            if host.strip()
+        ),
+        attachment_http=settings.environment is not Environment.production,
         download_timeout=settings.discord_request_timeout_seconds,
     )

@@ -18,6 +18,7 @@ import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
@@ -49,6 +50,7 @@ from gomflow_messaging.channels.base import (
     DeliveredParts,
     OutboundMessage,
     SendResult,
+    read_at_most,
     split_text,
 )
 from gomflow_messaging.channels.pacing import Limit, Pacer
@@ -441,15 +443,38 @@ class TelegramChannel:
             raise too_large
         if not found.file_path:
             raise PermanentError("Telegram gave no file path", code="unavailable")
+        api = self.bot.session.api
+        url = api.file_url(self.bot.token, found.file_path)
+        # Files come from the Bot API server (TELEGRAM_API_BASE_URL) and nowhere else: not
+        # from a path that names another host, and not through a redirect (aiogram's own
+        # download_file follows redirects and buffers the whole file).
+        if urlsplit(url).netloc != urlsplit(api.base).netloc:
+            raise PermanentError("file is not on the Bot API server", code="untrusted_url")
         try:
-            buffer = await self.bot.download_file(found.file_path, timeout=self._download_timeout)
+            assert isinstance(self.bot.session, AiohttpSession)
+            session = await self.bot.session.create_session()
+            async with session.get(
+                url,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=self._download_timeout),
+            ) as response:
+                if response.status == 429 or response.status >= 500:
+                    raise TransientError(
+                        f"file download: HTTP {response.status}",
+                        code=f"http_{response.status}",
+                        platform=PLATFORM,
+                    )
+                if response.status != 200:
+                    raise PermanentError(
+                        f"file download: HTTP {response.status}",
+                        code="unavailable",
+                        platform=PLATFORM,
+                    )
+                if (response.content_length or 0) > limit:
+                    raise too_large
+                return await read_at_most(response.content.iter_chunked(65536), limit, too_large)
         except Exception as exc:
             raise translate_error(exc) from None
-        assert buffer is not None
-        data = buffer.read(limit + 1)
-        if len(data) > limit:
-            raise too_large
-        return data
 
     # -- health --------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import logging
 import re
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
@@ -22,6 +23,7 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
+from yarl import URL
 
 from gomflow_messaging.channels.base import (
     Button,
@@ -29,6 +31,7 @@ from gomflow_messaging.channels.base import (
     DeliveredParts,
     OutboundMessage,
     SendResult,
+    read_at_most,
     split_text,
 )
 from gomflow_messaging.channels.pacing import Limit, Pacer
@@ -45,6 +48,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TWILIO_API = "https://api.twilio.com"
+#: Twilio redirects a media URL once, to its CDN; more hops than this are refused.
+MAX_MEDIA_REDIRECTS = 3
 PREFIX = "whatsapp:"
 
 #: Twilio error codes we act on: our reason code, and whether the number is gone for good.
@@ -306,41 +311,62 @@ class WhatsAppChannel:
     # -- media and health ----------------------------------------------------------------
 
     async def download_media(self, url: str) -> tuple[str, bytes]:
-        """A buyer's attachment (``MediaUrl0``): Twilio serves it only with our credentials."""
+        """A buyer's attachment (``MediaUrl0``): Twilio serves it only with our credentials.
+
+        Twilio answers with a redirect to its media CDN; each hop is followed by hand, only to
+        TWILIO_MEDIA_HOSTS, and the credentials go to the first (Twilio's API) alone.
+        """
         assert self._http is not None
         limit = self._settings.max_file_size
+        too_large = PermanentError(
+            f"attachment larger than {limit} bytes", code="too_large", platform=self.name
+        )
+        target = self._http.rewrite(url)
+        headers = {"Authorization": aiohttp.encode_basic_auth(self._sid, self._token)}
+        timeout = aiohttp.ClientTimeout(total=self._settings.twilio_timeout_seconds * 2)
         try:
-            async with self._http.session.get(
-                self._http.rewrite(url),
-                headers={"Authorization": aiohttp.encode_basic_auth(self._sid, self._token)},
-                timeout=aiohttp.ClientTimeout(total=self._settings.twilio_timeout_seconds * 2),
-            ) as response:
-                if response.status == 429 or response.status >= 500:
-                    raise HttpStatusError(
-                        response.status,
-                        _retry_after(response.headers.get("Retry-After")),
-                        "media download",
-                    )
-                if response.status >= 400:
-                    raise TwilioRestException(response.status, url, "media download failed")
-                if (response.content_length or 0) > limit:
-                    raise PermanentError(
-                        f"attachment larger than {limit} bytes",
-                        code="too_large",
-                        platform=self.name,
-                    )
-                data = await response.content.read(limit + 1)
-                if len(data) > limit:
-                    raise PermanentError(
-                        f"attachment larger than {limit} bytes",
-                        code="too_large",
-                        platform=self.name,
-                    )
-                return response.content_type, data
+            for _hop in range(MAX_MEDIA_REDIRECTS + 1):
+                async with self._http.session.get(
+                    target, headers=headers, timeout=timeout, allow_redirects=False
+                ) as response:
+                    if response.status in (301, 302, 303, 307, 308):
+                        target = str(response.url.join(URL(response.headers.get("Location", ""))))
+                        if not self._media_host(target):
+                            raise PermanentError(
+                                "attachment redirected off Twilio's hosts",
+                                code="untrusted_url",
+                                platform=self.name,
+                            )
+                        headers = {}
+                        continue
+                    if response.status == 429 or response.status >= 500:
+                        raise HttpStatusError(
+                            response.status,
+                            _retry_after(response.headers.get("Retry-After")),
+                            "media download",
+                        )
+                    if response.status >= 400:
+                        raise TwilioRestException(response.status, url, "media download failed")
+                    if (response.content_length or 0) > limit:
+                        raise too_large
+                    chunks = response.content.iter_chunked(65536)
+                    return response.content_type, await read_at_most(chunks, limit, too_large)
+            raise PermanentError(
+                "attachment redirected too many times", code="untrusted_url", platform=self.name
+            )
         except ChannelError:
             raise
         except Exception as exc:
             raise self._error(exc) from None
+
+    def _media_host(self, url: str) -> bool:
+        """Twilio's media hosts (TWILIO_MEDIA_HOSTS), or the API base tests point elsewhere."""
+        parts = urlsplit(url)
+        allowed = {h.strip().lower() for h in self._settings.twilio_media_hosts.split(",")}
+        base = urlsplit(self._http.base_url) if self._http and self._http.base_url else None
+        if base is not None and (parts.scheme, parts.netloc) == (base.scheme, base.netloc):
+            return True
+        return parts.scheme == "https" and (parts.hostname or "").lower() in allowed
 
     async def health(self) -> ChannelHealth:
         """Fetches the account (cached a minute): wrong credentials make the channel unusable."""

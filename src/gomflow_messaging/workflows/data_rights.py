@@ -131,7 +131,7 @@ async def erase(services: Services, contact_id: UUID, actor: str) -> dict[str, A
         values = [a for _, a in addresses]
         # Message rows stay for counts (event, channel, status, times): no text, no address.
         # One still waiting is not sent any more.
-        status = await conn.execute(
+        anonymised = await conn.fetch(
             """
             UPDATE messages m
                SET body = jsonb_build_object('erased', true), last_error = NULL,
@@ -145,6 +145,7 @@ async def erase(services: Services, contact_id: UUID, actor: str) -> dict[str, A
                                         ELSE m.status_reason END
              WHERE m.contact_id = $1 OR m.notification_id = ANY($2::uuid[])
                 OR (m.channel, m.address) IN (SELECT * FROM unnest($3::text[], $4::text[]))
+            RETURNING m.id, m.address = $5 AS address_erased
             """,
             contact_id,
             personal,
@@ -152,7 +153,40 @@ async def erase(services: Services, contact_id: UUID, actor: str) -> dict[str, A
             values,
             ERASED,
         )
-        counts: dict[str, Any] = {"messages_anonymised": int(status.split()[-1])}
+        counts: dict[str, Any] = {"messages_anonymised": len(anonymised)}
+        # /api/notify keeps its answers for a day (Idempotency-Key replays), and they name
+        # each message's address: the same addresses go from them, the rest stays replayable.
+        await conn.execute(
+            """
+            WITH gone AS (
+                SELECT e.value AS entry, e.ordinality AS i, k.scope, k.key
+                  FROM idempotency_keys k,
+                       jsonb_array_elements(
+                           CASE WHEN jsonb_typeof(k.response -> 'messages') = 'array'
+                                THEN k.response -> 'messages' ELSE '[]'::jsonb END
+                       ) WITH ORDINALITY AS e
+            ), scrubbed AS (
+                SELECT scope, key,
+                       jsonb_agg(CASE WHEN entry ->> 'id' = ANY($1::text[])
+                                        OR (entry ->> 'channel', entry ->> 'address') IN
+                                           (SELECT * FROM unnest($2::text[], $3::text[]))
+                                      THEN entry || jsonb_build_object('address', $4::text)
+                                      ELSE entry END ORDER BY i) AS messages,
+                       bool_or(entry ->> 'id' = ANY($1::text[])
+                               OR (entry ->> 'channel', entry ->> 'address') IN
+                                  (SELECT * FROM unnest($2::text[], $3::text[]))) AS touched
+                  FROM gone GROUP BY scope, key
+            )
+            UPDATE idempotency_keys k
+               SET response = jsonb_set(k.response, '{messages}', s.messages)
+              FROM scrubbed s
+             WHERE s.touched AND (k.scope, k.key) = (s.scope, s.key)
+            """,
+            [str(r["id"]) for r in anonymised if r["address_erased"]],
+            channels,
+            values,
+            ERASED,
+        )
         # Receipts (the files, what the agent read, the reasons) go; the decisions' audit
         # rows keep who decided and when, without detail.
         proofs = [

@@ -21,6 +21,8 @@ class Finding:
     name: str
     ok: bool
     detail: str
+    #: Works, but probably not what was meant (production with the sandbox, say): no failure.
+    warning: bool = False
 
 
 def where(url: str) -> str:
@@ -47,6 +49,7 @@ async def run(settings: Settings) -> list[Finding]:
             f"{', '.join(settings.enabled_channels) or 'none'}",
         )
     ]
+    findings += [Finding("settings", True, text, warning=True) for text in settings.warnings()]
 
     async def postgres() -> str:
         conn = await db.connect(settings.database_url)
@@ -78,7 +81,7 @@ async def run(settings: Settings) -> list[Finding]:
 
     findings.append(await _step("postgres", postgres))
     findings.append(await _step("redis", redis))
-    if not findings[1].ok:
+    if not findings[-2].ok:
         return findings
     pool = await db.create_pool(settings.database_url, max_size=2)
     shared_redis = redis_client(settings.redis_url)
@@ -106,7 +109,10 @@ async def run(settings: Settings) -> list[Finding]:
 def report(findings: list[Finding]) -> str:
     lines = []
     for f in findings:
-        lines.append(f"[{'ok' if f.ok else 'FAIL'}] {f.name}: {f.detail}")
+        mark = "FAIL" if not f.ok else "warn" if f.warning else "ok"
+        lines.append(f"[{mark}] {f.name}: {f.detail}")
     bad = [f.name for f in findings if not f.ok]
-    lines.append("all checks passed" if not bad else f"problems: {', '.join(bad)}")
+    warned = sum(f.warning for f in findings)
+    passed = "all checks passed" + (f" ({warned} warning{'s' * (warned > 1)})" if warned else "")
+    lines.append(passed if not bad else f"problems: {', '.join(bad)}")
     return "\n".join(lines)

@@ -1,0 +1,252 @@
+"""A deployer's first hour: the CLI as typed, production's checks, and Redis going away."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import gomflow_messaging
+from gomflow_messaging.settings import PLACEHOLDER_SECRET, ConfigError, load_settings
+from tests.conftest import REDIS_URL
+from tests.helpers import SECRET
+
+# This worktree's code, not whatever the virtualenv has installed.
+SRC = str(Path(gomflow_messaging.__file__).resolve().parents[1])
+
+
+def _env(**values: str) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    return {**keep, "PYTHONPATH": SRC, "SERVICE_SECRET": SECRET, "ENVIRONMENT": "test", **values}
+
+
+def cli(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    # cwd: an empty folder, so no developer's .env is read.
+    return subprocess.run(
+        [sys.executable, "-m", "gomflow_messaging", *args],
+        env=_env(**env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+# -- the command line ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("action", ["info", "delete"])
+def test_telegram_webhook_without_settings_is_one_line(tmp_path: Path, action: str) -> None:
+    # As .env.example leaves them: present but empty.
+    result = cli(
+        "telegram-webhook", action, cwd=tmp_path, TELEGRAM_BOT_TOKEN="", TELEGRAM_WEBHOOK_SECRET=""
+    )
+    assert result.returncode == 1
+    assert "TELEGRAM_BOT_TOKEN is not set" in one_line(result)
+    assert result.stdout == ""
+
+
+def test_doctor_exit_codes(tmp_path: Path, database_url: str) -> None:
+    good = cli("doctor", cwd=tmp_path, DATABASE_URL=database_url, REDIS_URL=REDIS_URL)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert good.stdout.strip().endswith("all checks passed")
+
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+    bad = cli("doctor", cwd=tmp_path, DATABASE_URL=database_url, REDIS_URL=closed)
+    assert bad.returncode == 1
+    assert "[FAIL] redis" in bad.stdout and bad.stdout.strip().endswith("problems: redis")
+
+    invalid = cli("doctor", cwd=tmp_path, DATABASE_URL="mysql://nope")
+    assert invalid.returncode == 2
+    assert "DATABASE_URL" in one_line(invalid)
+
+
+def test_deleting_a_missing_whatsapp_template_fails(tmp_path: Path, database_url: str) -> None:
+    result = cli(
+        "whatsapp-templates",
+        "delete",
+        "payment_reminder",
+        "ms",
+        cwd=tmp_path,
+        DATABASE_URL=database_url,
+    )
+    assert result.returncode == 1
+    assert one_line(result) == (
+        "gomflow-messaging: whatsapp-templates delete: no template for payment_reminder ms"
+        " (see `whatsapp-templates list`)"
+    )
+
+
+# -- production ----------------------------------------------------------------------------
+
+
+def test_production_refuses_the_placeholder_secret(tmp_path: Path) -> None:
+    result = cli("serve", cwd=tmp_path, ENVIRONMENT="production", SERVICE_SECRET=PLACEHOLDER_SECRET)
+    assert result.returncode == 2
+    line = one_line(result)
+    assert "SERVICE_SECRET" in line and "placeholder" in line
+    # The same secret outside production is a developer's .env: it runs.
+    assert load_settings(_env_file=None, service_secret=PLACEHOLDER_SECRET)
+
+
+def test_the_placeholder_is_what_env_example_has() -> None:
+    example = Path(SRC).parent / ".env.example"
+    assert f"SERVICE_SECRET={PLACEHOLDER_SECRET}\n" in example.read_text()
+
+
+def test_production_warns_about_the_sandbox_and_no_channel(
+    tmp_path: Path, database_url: str
+) -> None:
+    with pytest.raises(ConfigError):
+        load_settings(_env_file=None, environment="production", service_secret=PLACEHOLDER_SECRET)
+    settings = load_settings(
+        _env_file=None, environment="production", service_secret=SECRET, enable_sandbox=True
+    )
+    assert [w.split(" ")[0] for w in settings.warnings()] == ["ENABLE_SANDBOX", "no"]
+    assert load_settings(_env_file=None, service_secret=SECRET).warnings() == []
+
+    env = {
+        "ENVIRONMENT": "production",
+        "ENABLE_SANDBOX": "true",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": REDIS_URL,
+    }
+    doctor = cli("doctor", cwd=tmp_path, **env)
+    assert doctor.returncode == 0, doctor.stdout
+    assert "[warn] settings: ENABLE_SANDBOX is true in production" in doctor.stdout
+    assert "[warn] settings: no channel is enabled" in doctor.stdout
+    assert doctor.stdout.strip().endswith("all checks passed (2 warnings)")
+
+    # At start: the same two warnings, before anything else goes wrong.
+    with served(tmp_path, PORT=str(free_port()), LOG_FORMAT="text", **env) as log:
+        text = wait_for_line(log, "ready")
+    assert "WARNING" in text and "ENABLE_SANDBOX is true in production" in text
+    assert "no channel is enabled" in text
+
+
+# -- Redis away ----------------------------------------------------------------------------
+
+
+class served:
+    """`gomflow-messaging serve` in its own process, its log in a file."""
+
+    def __init__(self, cwd: Path, **env: str) -> None:
+        self.cwd = cwd
+        self.env = env
+        self.log = cwd / f"serve-{time.monotonic_ns()}.log"
+
+    def __enter__(self) -> Path:
+        self._out = self.log.open("w")
+        # A queue of its own: no other run's jobs are taken.
+        env = {"QUEUE_NAME": f"gomflow-deployer-{os.getpid()}-{time.monotonic_ns()}", **self.env}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gomflow_messaging", "serve"],
+            env=_env(**env),
+            cwd=self.cwd,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+        )
+        return self.log
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self._out.close()
+
+
+def wait_for_line(log: Path, needle: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text()
+        if needle in text:
+            return text
+        time.sleep(0.1)
+    raise AssertionError(f"{needle!r} not logged within {timeout}s:\n{log.read_text()}")
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[tuple[int, list[str]]]:
+    """A redis-server of this test's own on a free port (no disk), and how to start it."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    argv += ["--appendonly", "no", "--dir", str(tmp_path)]
+    yield port, argv
+    subprocess.run(["redis-cli", "-p", str(port), "shutdown", "nosave"], capture_output=True)
+
+
+def _outage_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if "gomflow_messaging.outage" in line]
+
+
+def test_serve_without_redis_logs_one_line_then_one_per_interval(
+    tmp_path: Path, database_url: str
+) -> None:
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+    env = {"DATABASE_URL": database_url, "REDIS_URL": closed, "OUTAGE_WARNING_SECONDS": "2"}
+    with served(tmp_path, PORT=str(free_port()), LOG_FORMAT="text", **env) as log:
+        wait_for_line(log, "Redis unreachable at")
+        time.sleep(7)
+        text = log.read_text()
+    assert "Traceback" not in text
+    outage = _outage_lines(text)
+    assert len([line for line in outage if "Redis unreachable at" in line]) == 1
+    repeats = [line for line in outage if "still unreachable" in line]
+    # Seven seconds at one reminder per two: a handful, never one per failed attempt.
+    assert 1 <= len(repeats) <= 5, outage
+    assert len(text.splitlines()) < 25, text
+
+
+def test_redis_stopped_under_serve_then_back(
+    tmp_path: Path, database_url: str, private_redis: tuple[int, list[str]]
+) -> None:
+    port, argv = private_redis
+    redis = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    env = {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": f"redis://127.0.0.1:{port}/0",
+        "OUTAGE_WARNING_SECONDS": "2",
+    }
+    with served(tmp_path, PORT=str(free_port()), LOG_FORMAT="text", **env) as log:
+        wait_for_line(log, "ready")
+        time.sleep(1)
+        redis.terminate()
+        redis.wait(10)
+        wait_for_line(log, "Redis unreachable at")
+        time.sleep(6)
+        redis = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+        text = wait_for_line(log, "Redis reachable again")
+    redis.terminate()
+    redis.wait(10)
+    assert "Traceback" not in text
+    outage = _outage_lines(text)
+    assert len([line for line in outage if "Redis unreachable at" in line]) == 1
+    assert 1 <= len([line for line in outage if "still unreachable" in line]) <= 6, outage
+    assert len(text.splitlines()) < 30, text

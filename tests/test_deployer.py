@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -250,3 +251,78 @@ def test_redis_stopped_under_serve_then_back(
     assert len([line for line in outage if "Redis unreachable at" in line]) == 1
     assert 1 <= len([line for line in outage if "still unreachable" in line]) <= 6, outage
     assert len(text.splitlines()) < 30, text
+
+
+# -- make dev's services -------------------------------------------------------------------
+
+ROOT = Path(SRC).parent
+SYSTEM_CONFIGS = sorted(Path("/etc/postgresql").glob("*/*/*.conf"))
+
+
+def test_ensure_services_starts_private_servers_and_stop_stops_them(tmp_path: Path) -> None:
+    has_pg_ctl = shutil.which("pg_ctl") or list(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    if shutil.which("redis-server") is None or not has_pg_ctl:
+        pytest.skip("Postgres or Redis programs are not installed")
+    # Postgres runs as the postgres user when we are root: a folder it can reach.
+    data = Path(tempfile.mkdtemp(prefix="gomflow-services-", dir="/tmp"))
+    data.chmod(0o755)
+    pg_port, redis_port = free_port(), free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")},
+        "GOMFLOW_DATA_DIR": str(data / "data"),
+        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{pg_port}/gomflow_private",
+        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "PY": sys.executable,
+    }
+    before = {p: p.read_bytes() for p in SYSTEM_CONFIGS}
+
+    def script(name: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", str(ROOT / "scripts" / name)],
+            env=env,
+            cwd=tmp_path,  # no .env there: the environment's URLs are used
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    try:
+        started = script("ensure-services.sh")
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert f"starting the private cluster on 127.0.0.1:{pg_port}" in started.stdout
+        assert f"private server on 127.0.0.1:{redis_port}" in started.stdout
+        assert "created database gomflow_private" in started.stdout
+        ping = subprocess.run(
+            ["redis-cli", "-p", str(redis_port), "ping"], capture_output=True, text=True
+        )
+        assert ping.stdout.strip() == "PONG"
+        query = [sys.executable, "-c", _SELECT_ONE, env["DATABASE_URL"]]
+        assert subprocess.run(query, capture_output=True, text=True).stdout.strip() == "1"
+
+        again = script("ensure-services.sh")
+        assert again.returncode == 0 and "reachable" in again.stdout, again.stderr
+
+        stopped = script("stop-services.sh")
+        assert stopped.returncode == 0, stopped.stderr
+        assert "stopped the private cluster" in stopped.stdout
+        assert "stopped the private server" in stopped.stdout
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", pg_port), 1).close()
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", redis_port), 1).close()
+        assert "nothing to stop" in script("stop-services.sh").stdout
+    finally:
+        script("stop-services.sh")
+        shutil.rmtree(data, ignore_errors=True)
+    # The machine's own cluster: not a byte of its configuration changed.
+    assert {p: p.read_bytes() for p in SYSTEM_CONFIGS} == before
+
+
+_SELECT_ONE = """
+import asyncio, sys, asyncpg
+async def main():
+    conn = await asyncpg.connect(sys.argv[1])
+    print(await conn.fetchval("SELECT 1"))
+    await conn.close()
+asyncio.run(main())
+"""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -13,11 +14,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 import gomflow_messaging
 from gomflow_messaging.settings import PLACEHOLDER_SECRET, ConfigError, load_settings
-from tests.conftest import REDIS_URL
+from tests.conftest import ADMIN_URL, REDIS_URL, TEST_DB_PREFIX, drop_stale_test_databases
 from tests.helpers import SECRET
 
 # This worktree's code, not whatever the virtualenv has installed.
@@ -326,3 +328,31 @@ async def main():
     await conn.close()
 asyncio.run(main())
 """
+
+
+# -- test databases of killed runs ---------------------------------------------------------
+
+
+async def test_killed_runs_databases_are_dropped_and_live_ones_kept() -> None:
+    gone = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await gone.wait()
+    alive = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import time; time.sleep(60)"
+    )
+    stale = f"{TEST_DB_PREFIX}{gone.pid}_dead01"
+    running = f"{TEST_DB_PREFIX}{alive.pid}_live01"
+    other = f"{TEST_DB_PREFIX}notapid"
+    admin = await asyncpg.connect(ADMIN_URL)
+    try:
+        for name in (stale, running, other):
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        dropped = await drop_stale_test_databases(admin)
+        left = {r[0] for r in await admin.fetch("SELECT datname FROM pg_database")}
+        assert stale in dropped and stale not in left
+        assert running in left and other in left
+    finally:
+        alive.kill()
+        await alive.wait()
+        for name in (stale, running, other):
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await admin.close()

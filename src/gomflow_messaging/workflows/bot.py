@@ -438,7 +438,7 @@ class Bot:
     def _when(self, ctx: Context, moment: datetime) -> str:
         zone = ZoneInfo(ctx.timezone)
         return format_datetime(
-            moment, "d MMM yyyy, h:mm a", tzinfo=zone, locale=_BABEL_LOCALE[ctx.locale]
+            moment, "d MMM yyyy, h:mm a ZZZZ", tzinfo=zone, locale=_BABEL_LOCALE[ctx.locale]
         )
 
     def _order_card(self, ctx: Context, order: order_data.Order) -> str:

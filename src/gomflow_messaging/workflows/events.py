@@ -61,7 +61,9 @@ class RenderContext:
     def when(self, moment: datetime) -> str:
         return format_datetime(
             moment,
-            "d MMM yyyy, h:mm a",
+            # With its zone (GMT+08:00): a buyer abroad, or a GOM in Manila reading about
+            # Kuala Lumpur, must not guess which clock a deadline is on.
+            "d MMM yyyy, h:mm a ZZZZ",
             tzinfo=ZoneInfo(self.timezone),
             locale=_BABEL_LOCALE.get(self.locale, "en_PH"),
         )
@@ -401,7 +403,17 @@ def _deadline_alert(v: Values, ctx: RenderContext) -> dict[str, Any]:
 
 def _gom_summary(v: Values, ctx: RenderContext) -> dict[str, Any]:
     title = _(ctx, "Daily summary") if v["period"] == "daily" else _(ctx, "Weekly summary")
-    lines = [
+    lines = []
+    if v.get("since") and v.get("until"):
+        lines.append(
+            _(
+                ctx,
+                "From {since} to {until}",
+                since=ctx.when(_moment(v, "since")),
+                until=ctx.when(_moment(v, "until")),
+            )
+        )
+    lines += [
         _(ctx, "New submissions: {n}", n=v["new_submissions"]),
         _(ctx, "Payments: {n}", n=v["payments"]),
         _(ctx, "Collected: {v}", v=v["collected"]),
@@ -568,6 +580,8 @@ EVENTS: dict[str, EventSpec] = {
                 Field("payments", "count"),
                 Field("collected", "amounts collected, formatted"),
                 Field("attention", "orders near deadline or quota", required=False),
+                Field("since", "start of the period, ISO-8601", required=False),
+                Field("until", "end of the period, ISO-8601", required=False),
             ),
             _gom_summary,
             "the GOM's daily or weekly summary",

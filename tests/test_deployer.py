@@ -13,14 +13,15 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 
 import gomflow_messaging
-from gomflow_messaging.settings import PLACEHOLDER_SECRET, ConfigError, load_settings
+from gomflow_messaging.settings import PLACEHOLDER_SECRET, ConfigError, Settings, load_settings
 from tests.conftest import ADMIN_URL, REDIS_URL, TEST_DB_PREFIX, drop_stale_test_databases
-from tests.helpers import SECRET
+from tests.helpers import AUTH, SECRET, running_app
 
 # This worktree's code, not whatever the virtualenv has installed.
 SRC = str(Path(gomflow_messaging.__file__).resolve().parents[1])
@@ -356,3 +357,46 @@ async def test_killed_runs_databases_are_dropped_and_live_ones_kept() -> None:
         for name in (stale, running, other):
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
         await admin.close()
+
+
+# -- the sandbox bot as the README shows it ------------------------------------------------
+
+
+async def test_sandbox_bot_walkthrough_of_the_readme(
+    settings: Settings, demo: Any, conn: asyncpg.Connection
+) -> None:
+    async with running_app(settings) as client:
+
+        async def say(body: dict[str, Any]) -> list[dict[str, Any]]:
+            response = await client.post("/api/sandbox/inbound", headers=AUTH, json=body)
+            assert response.status_code == 200, response.text
+            replies: list[dict[str, Any]] = response.json()["replies"]
+            return replies
+
+        address = f"readme-{time.monotonic_ns()}"
+        listed = await say({"address": address, "name": "Ana", "text": "/orders"})
+        press = listed[1]["buttons"][0][0]
+        assert press["label"] == "Join this order" and press["action"].startswith("submit ")
+        # Pressing a button is sending its action as the text; supports_forms asks at once.
+        asked = await say({"address": address, "supports_forms": True, "text": press["action"]})
+        form = asked[0]["form"]
+        assert [f["id"] for f in form["fields"]][:4] == ["name", "phone", "quantity", "address"]
+        values = {
+            "name": "Ana Cruz",
+            "phone": "+639171112222",
+            "quantity": "1",
+            "address": "12 Maginhawa St, QC",
+        }
+        # A form's answers need no text beside them.
+        joined = await say({"address": address, "form": {"id": form["id"], "values": values}})
+        assert "Payment reference: PH-" in joined[0]["text"]
+        # The demo order is shared by the session's tests: leave its buyers as they were.
+        reference = joined[0]["text"].split("Payment reference: ")[1].split()[0]
+        await conn.execute("DELETE FROM submissions WHERE payment_reference = $1", reference)
+
+        gom = await say({"address": "demo-gom", "text": "/manage"})
+        assert any(
+            b["action"].startswith("remind ") for r in gom for row in r["buttons"] for b in row
+        )
+        buyer = await say({"address": "demo-buyer-3", "text": "/status"})
+        assert "MY-DEMO0003" in buyer[0]["text"]  # Nur Aisyah, in Malay

@@ -92,8 +92,15 @@ class _Worker(Worker[WorkerContext]):
     redis_outage: Outage | None = None
 
     async def process(self) -> bool:
-        if self.redis_outage is not None and self.redis_outage.down:
+        outage = self.redis_outage
+        if outage is not None and outage.down:
             await asyncio.sleep(1.0)
+            # Each slot looks for itself, so work resumes within a second of Redis's return.
+            try:
+                await self.queue.redis.ping()  # type: ignore[attr-defined]
+            except (RedisError, OSError):
+                return False
+            outage.ok()
         return await super().process()
 
 

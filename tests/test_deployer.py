@@ -262,32 +262,79 @@ ROOT = Path(SRC).parent
 SYSTEM_CONFIGS = sorted(Path("/etc/postgresql").glob("*/*/*.conf"))
 
 
-def test_ensure_services_starts_private_servers_and_stop_stops_them(tmp_path: Path) -> None:
+def _needs_servers() -> None:
     has_pg_ctl = shutil.which("pg_ctl") or list(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
     if shutil.which("redis-server") is None or not has_pg_ctl:
         pytest.skip("Postgres or Redis programs are not installed")
-    # Postgres runs as the postgres user when we are root: a folder it can reach.
-    data = Path(tempfile.mkdtemp(prefix="gomflow-services-", dir="/tmp"))
-    data.chmod(0o755)
-    pg_port, redis_port = free_port(), free_port()
-    env = {
+
+
+def _services_env(data: Path, pg_port: int, redis_url: str) -> dict[str, str]:
+    return {
         **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")},
         "GOMFLOW_DATA_DIR": str(data / "data"),
         "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{pg_port}/gomflow_private",
-        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "REDIS_URL": redis_url,
         "PY": sys.executable,
     }
+
+
+def _script(name: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    # cwd without a .env: the environment's URLs are used
+    return subprocess.run(
+        ["bash", str(ROOT / "scripts" / name)],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _data_dir() -> Path:
+    # Postgres runs as the postgres user when we are root: a folder it can reach.
+    data = Path(tempfile.mkdtemp(prefix="gomflow-services-", dir="/tmp"))
+    data.chmod(0o755)
+    return data
+
+
+def test_serve_with_postgres_stopped_logs_one_line_then_one_per_interval(tmp_path: Path) -> None:
+    _needs_servers()
+    data, pg_port = _data_dir(), free_port()
+    env = _services_env(data, pg_port, REDIS_URL)
+    try:
+        started = _script("ensure-services.sh", env, tmp_path)
+        assert started.returncode == 0, started.stdout + started.stderr
+        migrate = cli("migrate", cwd=tmp_path, DATABASE_URL=env["DATABASE_URL"])
+        assert migrate.returncode == 0, migrate.stderr
+        serve_env = {
+            "DATABASE_URL": env["DATABASE_URL"],
+            "REDIS_URL": REDIS_URL,
+            "OUTAGE_WARNING_SECONDS": "2",
+        }
+        with served(tmp_path, PORT=str(free_port()), LOG_FORMAT="text", **serve_env) as log:
+            wait_for_line(log, "ready")
+            time.sleep(1)
+            assert _script("stop-services.sh", env, tmp_path).returncode == 0
+            wait_for_line(log, "Postgres unreachable at")
+            time.sleep(7)
+            text = log.read_text()
+    finally:
+        _script("stop-services.sh", env, tmp_path)
+        shutil.rmtree(data, ignore_errors=True)
+    assert "Traceback" not in text, text
+    outage = _outage_lines(text)
+    assert len([line for line in outage if "Postgres unreachable at" in line]) == 1
+    assert len(text.splitlines()) < 30, text
+
+
+def test_ensure_services_starts_private_servers_and_stop_stops_them(tmp_path: Path) -> None:
+    _needs_servers()
+    data, pg_port, redis_port = _data_dir(), free_port(), free_port()
+    env = _services_env(data, pg_port, f"redis://127.0.0.1:{redis_port}/0")
     before = {p: p.read_bytes() for p in SYSTEM_CONFIGS}
 
     def script(name: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["bash", str(ROOT / "scripts" / name)],
-            env=env,
-            cwd=tmp_path,  # no .env there: the environment's URLs are used
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return _script(name, env, tmp_path)
 
     try:
         started = script("ensure-services.sh")

@@ -11,6 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 from redis.exceptions import RedisError
 from saq import Worker
 from saq.types import Context
@@ -27,6 +28,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5.0
+#: Postgres refusing, restarting or gone: an outage to report, not a bug to trace.
+POSTGRES_AWAY = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
 
 
 class WorkerContext(Context, total=False):
@@ -114,7 +121,7 @@ async def _every(
             raise
         except RedisError as exc:
             redis.failed(exc)
-        except OSError as exc:
+        except POSTGRES_AWAY as exc:
             # redis-py wraps its socket errors, so a bare OSError here is Postgres's.
             (postgres or redis).failed(exc)
         except Exception:
@@ -141,11 +148,14 @@ class WorkerRunner:
         # SAQ logs each failed upkeep round with a traceback; while Redis is away those
         # become the outage's lines.
         self._saq_filter = OutageFilter(self.redis_outage, (RedisError, OSError))
+        # asyncpg's pool does the same each time it fails to reconnect while Postgres is away.
+        self._pool_filter = OutageFilter(self.postgres_outage, POSTGRES_AWAY)
 
     async def start(self) -> None:
         services = self.services
         worker_id = services.dispatcher.worker_id
         logging.getLogger("saq").addFilter(self._saq_filter)
+        logging.getLogger("asyncpg.pool").addFilter(self._pool_filter)
         self._tasks = [
             asyncio.create_task(self.worker.start(), name="saq-worker"),
             asyncio.create_task(
@@ -192,6 +202,7 @@ class WorkerRunner:
             await self.services.queue.forget_worker(self.services.dispatcher.worker_id)
         finally:
             logging.getLogger("saq").removeFilter(self._saq_filter)
+            logging.getLogger("asyncpg.pool").removeFilter(self._pool_filter)
 
     async def wait(self) -> None:
         """Until the SAQ worker ends (it only ends when stopped or on a fatal error)."""

@@ -154,10 +154,11 @@ def test_production_warns_about_the_sandbox_and_no_channel(
 
 
 class served:
-    """`gomflow-messaging serve` in its own process, its log in a file."""
+    """`gomflow-messaging serve` (or `web`) in its own process, its log in a file."""
 
-    def __init__(self, cwd: Path, **env: str) -> None:
+    def __init__(self, cwd: Path, command: str = "serve", **env: str) -> None:
         self.cwd = cwd
+        self.command = command
         self.env = env
         self.log = cwd / f"serve-{time.monotonic_ns()}.log"
 
@@ -166,7 +167,7 @@ class served:
         # A queue of its own: no other run's jobs are taken.
         env = {"QUEUE_NAME": f"gomflow-deployer-{os.getpid()}-{time.monotonic_ns()}", **self.env}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gomflow_messaging", "serve"],
+            [sys.executable, "-m", "gomflow_messaging", self.command],
             env=_env(**env),
             cwd=self.cwd,
             stdout=self._out,
@@ -226,6 +227,17 @@ def test_serve_without_redis_logs_one_line_then_one_per_interval(
     # Seven seconds at one reminder per two: a handful, never one per failed attempt.
     assert 1 <= len(repeats) <= 5, outage
     assert len(text.splitlines()) < 25, text
+
+
+def test_web_without_redis_says_so_once_at_start(tmp_path: Path, database_url: str) -> None:
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+    env = {"DATABASE_URL": database_url, "REDIS_URL": closed}
+    with served(tmp_path, "web", PORT=str(free_port()), LOG_FORMAT="text", **env) as log:
+        text = wait_for_line(log, "Redis unreachable at")
+        time.sleep(2)
+        text = log.read_text()
+    assert "Traceback" not in text
+    assert len([line for line in text.splitlines() if "Redis unreachable at" in line]) == 1
 
 
 def test_redis_stopped_under_serve_then_back(

@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -97,15 +98,14 @@ class _Worker(Worker[WorkerContext]):
     """
 
     redis_outage: Outage | None = None
+    redis_ping: Callable[[], Awaitable[bool]] | None = None
 
     async def process(self) -> bool:
-        outage = self.redis_outage
-        if outage is not None and outage.down:
+        outage, ping = self.redis_outage, self.redis_ping
+        if outage is not None and ping is not None and outage.down:
             await asyncio.sleep(1.0)
             # Each slot looks for itself, so work resumes within a second of Redis's return.
-            try:
-                await self.queue.redis.ping()  # type: ignore[attr-defined]
-            except (RedisError, OSError):
+            if not await ping():
                 return False
             outage.ok()
         return await super().process()
@@ -145,6 +145,7 @@ class WorkerRunner:
         self.redis_outage = Outage("Redis", where(settings.redis_url), every)
         self.postgres_outage = Outage("Postgres", where(settings.database_url), every)
         self.worker.redis_outage = self.redis_outage
+        self.worker.redis_ping = services.queue.ping
         # SAQ logs each failed upkeep round with a traceback; while Redis is away those
         # become the outage's lines.
         self._saq_filter = OutageFilter(self.redis_outage, (RedisError, OSError))

@@ -26,10 +26,10 @@ from gomflow_messaging.workflows import events
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from gomflow_messaging.bootstrap import Services
     from gomflow_messaging.channels.base import Channel
     from gomflow_messaging.contacts import Recipient
     from gomflow_messaging.db import Connection
+    from gomflow_messaging.workflows.ports import Ports
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +278,7 @@ def plan(
 
 async def deliver_event(
     conn: Connection,
-    services: Services,
+    ports: Ports,
     *,
     event: str,
     data: dict[str, Any],
@@ -297,7 +297,7 @@ async def deliver_event(
             {"recipients": f"resolve to {len(recipients)} people; at most {MAX_RECIPIENTS}"}
         )
     spec = events.EVENTS[event]
-    enabled = set(services.channels)
+    enabled = set(ports.channels)
     when = send_at if send_at and send_at > now else None
     context = await _submission_context(conn, [r for _, r in recipients])
     planned: list[PlannedMessage] = []
@@ -378,7 +378,7 @@ async def resolve_all(
 
 
 async def notify(
-    services: Services,
+    ports: Ports,
     body: Any,
     *,
     idempotency_key: str | None = None,
@@ -391,10 +391,10 @@ async def notify(
     body_hash = idempotency.request_hash(body) if idempotency_key is not None else ""
 
     async def run(conn: Connection) -> NotifyResult:
-        recipients = await resolve_all(conn, request.recipients, services.channels)
+        recipients = await resolve_all(conn, request.recipients, ports.channels)
         return await deliver_event(
             conn,
-            services,
+            ports,
             event=request.event,
             data=request.data,
             recipients=recipients,
@@ -405,7 +405,7 @@ async def notify(
             request_id=request_id,
         )
 
-    async with services.pool.acquire() as conn:
+    async with ports.pool.acquire() as conn:
         if idempotency_key is None:
             # Reads, then one INSERT statement (atomic by itself): no BEGIN and COMMIT
             # round trips on the hot path.
@@ -420,7 +420,7 @@ async def notify(
 
 
 async def send(
-    services: Services,
+    ports: Ports,
     event: str,
     data: dict[str, Any],
     recipients: list[dict[str, Any]],
@@ -433,22 +433,22 @@ async def send(
     transaction (the caller enqueues after its commit); otherwise it commits and enqueues."""
     specs = NotifyRequest.model_validate({"event": event, "recipients": recipients}).recipients
     if conn is not None:
-        found = await resolve_all(conn, specs, services.channels)
+        found = await resolve_all(conn, specs, ports.channels)
         return await deliver_event(
-            conn, services, event=event, data=data, recipients=found, source=source, now=now
+            conn, ports, event=event, data=data, recipients=found, source=source, now=now
         )
-    async with services.pool.acquire() as own, own.transaction():
-        found = await resolve_all(own, specs, services.channels)
+    async with ports.pool.acquire() as own, own.transaction():
+        found = await resolve_all(own, specs, ports.channels)
         result = await deliver_event(
-            own, services, event=event, data=data, recipients=found, source=source, now=now
+            own, ports, event=event, data=data, recipients=found, source=source, now=now
         )
-    await enqueue(services, result)
+    await enqueue(ports, result)
     return result
 
 
-async def enqueue(services: Services, result: NotifyResult) -> None:
+async def enqueue(ports: Ports, result: NotifyResult) -> None:
     """After commit: enqueue; if Redis is down the sweeper picks the rows up later."""
     if result.to_enqueue:
-        _, deferred = await services.queue.enqueue_many(result.to_enqueue)
+        _, deferred = await ports.queue.enqueue_many(result.to_enqueue)
         if deferred:
             log.warning("Redis unavailable: %d message(s) left to the sweeper", deferred)

@@ -111,54 +111,51 @@ async def send_digest(ports: Ports, gom_id: UUID, window: int, now: datetime) ->
 
 async def check_quota(ports: Ports, order_id: UUID, now: datetime) -> int | None:
     """Alert the GOM once per threshold crossed; one alert when several are crossed at once."""
-    async with ports.pool.acquire() as conn:
-        async with conn.transaction():
-            order = await conn.fetchrow(
+    async with notify.transaction(ports) as batch:
+        conn = batch.conn
+        order = await conn.fetchrow(
+            """
+            SELECT o.title, o.max_orders, o.user_id,
+                   coalesce((SELECT sum(quantity) FROM submissions s WHERE s.order_id = o.id
+                              AND s.status NOT IN ('cancelled', 'expired', 'failed')), 0)
+                     AS filled
+              FROM orders o WHERE o.id = $1
+            """,
+            order_id,
+        )
+        if order is None or not order["max_orders"]:
+            return None
+        percent = int(order["filled"] * 100 // order["max_orders"])
+        crossed = [t for t in QUOTA_THRESHOLDS if percent >= t]
+        if not crossed:
+            return None
+        new: list[int] = [
+            int(r["threshold"])
+            for r in await conn.fetch(
                 """
-                SELECT o.title, o.max_orders, o.user_id,
-                       coalesce((SELECT sum(quantity) FROM submissions s WHERE s.order_id = o.id
-                                  AND s.status NOT IN ('cancelled', 'expired', 'failed')), 0)
-                         AS filled
-                  FROM orders o WHERE o.id = $1
-                """,
+            INSERT INTO order_alerts (order_id, kind, threshold, sent_at)
+            SELECT $1, 'quota', t, $3 FROM unnest($2::int[]) AS t
+            ON CONFLICT DO NOTHING RETURNING threshold
+            """,
                 order_id,
+                crossed,
+                now,
             )
-            if order is None or not order["max_orders"]:
-                return None
-            percent = int(order["filled"] * 100 // order["max_orders"])
-            crossed = [t for t in QUOTA_THRESHOLDS if percent >= t]
-            if not crossed:
-                return None
-            new: list[int] = [
-                int(r["threshold"])
-                for r in await conn.fetch(
-                    """
-                INSERT INTO order_alerts (order_id, kind, threshold, sent_at)
-                SELECT $1, 'quota', t, $3 FROM unnest($2::int[]) AS t
-                ON CONFLICT DO NOTHING RETURNING threshold
-                """,
-                    order_id,
-                    crossed,
-                    now,
-                )
-            ]
-            if not new:
-                return None
-            result = await notify.send(
-                ports,
-                "quota_alert",
-                {
-                    "order_title": order["title"],
-                    "percent": max(new),
-                    "filled": int(order["filled"]),
-                    "max_orders": order["max_orders"],
-                },
-                [{"gom_id": str(order["user_id"])}],
-                source="gom_alerts",
-                now=now,
-                conn=conn,
-            )
-        await notify.enqueue(ports, result)
+        ]
+        if not new:
+            return None
+        await batch.send(
+            "quota_alert",
+            {
+                "order_title": order["title"],
+                "percent": max(new),
+                "filled": int(order["filled"]),
+                "max_orders": order["max_orders"],
+            },
+            [{"gom_id": str(order["user_id"])}],
+            source="gom_alerts",
+            now=now,
+        )
     return max(new)
 
 
@@ -179,39 +176,36 @@ async def deadline_alerts(ports: Ports, at: datetime) -> dict[str, Any]:
     sent = 0
     for order in orders:
         crossed = [h for h in DEADLINE_HOURS if order["deadline"] - at <= timedelta(hours=h)]
-        async with ports.pool.acquire() as conn:
-            async with conn.transaction():
-                new = [
-                    r["threshold"]
-                    for r in await conn.fetch(
-                        """
-                    INSERT INTO order_alerts (order_id, kind, threshold, sent_at)
-                    SELECT $1, 'deadline', h, $3 FROM unnest($2::int[]) AS h
-                    ON CONFLICT DO NOTHING RETURNING threshold
-                    """,
-                        order["id"],
-                        crossed,
-                        at,
-                    )
-                ]
-                if not new:
-                    continue
-                result = await notify.send(
-                    ports,
-                    "deadline_alert",
-                    {
-                        "order_title": order["title"],
-                        "deadline": order["deadline"].isoformat(),
-                        "hours": min(new),
-                        "paid": order["paid"],
-                        "pending": order["pending"],
-                    },
-                    [{"gom_id": str(order["user_id"])}],
-                    source="gom_alerts",
-                    now=at,
-                    conn=conn,
+        async with notify.transaction(ports) as batch:
+            conn = batch.conn
+            new = [
+                r["threshold"]
+                for r in await conn.fetch(
+                    """
+                INSERT INTO order_alerts (order_id, kind, threshold, sent_at)
+                SELECT $1, 'deadline', h, $3 FROM unnest($2::int[]) AS h
+                ON CONFLICT DO NOTHING RETURNING threshold
+                """,
+                    order["id"],
+                    crossed,
+                    at,
                 )
-            await notify.enqueue(ports, result)
+            ]
+            if not new:
+                continue
+            await batch.send(
+                "deadline_alert",
+                {
+                    "order_title": order["title"],
+                    "deadline": order["deadline"].isoformat(),
+                    "hours": min(new),
+                    "paid": order["paid"],
+                    "pending": order["pending"],
+                },
+                [{"gom_id": str(order["user_id"])}],
+                source="gom_alerts",
+                now=at,
+            )
             sent += 1
     return {"orders": len(orders), "alerts": sent}
 

@@ -9,6 +9,7 @@ their quiet hours, and keeps their other addresses as fallbacks for a permanent 
 from __future__ import annotations
 
 import logging
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -24,7 +25,7 @@ from gomflow_messaging.settings import CHANNEL_NAMES
 from gomflow_messaging.workflows import events
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import AsyncIterator, Mapping
 
     from gomflow_messaging.channels.base import Channel
     from gomflow_messaging.contacts import Recipient
@@ -419,6 +420,46 @@ async def notify(
     return result
 
 
+class Batch:
+    """Notifications written inside one transaction (`transaction`), enqueued once it commits."""
+
+    def __init__(self, ports: Ports, conn: Connection) -> None:
+        #: The transaction's connection: the caller's own statements go through it too.
+        self.conn = conn
+        self._ports = ports
+        self._results: list[NotifyResult] = []
+
+    async def send(
+        self,
+        event: str,
+        data: dict[str, Any],
+        recipients: list[dict[str, Any]],
+        *,
+        source: str,
+        now: datetime | None = None,
+    ) -> NotifyResult:
+        """The notify path without HTTP: rows written now, enqueued after the commit."""
+        specs = NotifyRequest.model_validate({"event": event, "recipients": recipients}).recipients
+        found = await resolve_all(self.conn, specs, self._ports.channels)
+        result = await deliver_event(
+            self.conn, self._ports, event=event, data=data, recipients=found, source=source, now=now
+        )
+        self._results.append(result)
+        return result
+
+
+@asynccontextmanager
+async def transaction(ports: Ports) -> AsyncIterator[Batch]:
+    """One transaction whose notifications are enqueued once it commits: never before (a
+    worker would find no row) and never forgotten. On an error nothing is kept or queued."""
+    async with ports.pool.acquire() as conn:
+        async with conn.transaction():
+            batch = Batch(ports, conn)
+            yield batch
+        for result in batch._results:
+            await enqueue(ports, result)
+
+
 async def send(
     ports: Ports,
     event: str,
@@ -427,23 +468,10 @@ async def send(
     *,
     source: str,
     now: datetime | None = None,
-    conn: Connection | None = None,
 ) -> NotifyResult:
-    """For workflows: the same path without HTTP. With ``conn`` it joins the caller's
-    transaction (the caller enqueues after its commit); otherwise it commits and enqueues."""
-    specs = NotifyRequest.model_validate({"event": event, "recipients": recipients}).recipients
-    if conn is not None:
-        found = await resolve_all(conn, specs, ports.channels)
-        return await deliver_event(
-            conn, ports, event=event, data=data, recipients=found, source=source, now=now
-        )
-    async with ports.pool.acquire() as own, own.transaction():
-        found = await resolve_all(own, specs, ports.channels)
-        result = await deliver_event(
-            own, ports, event=event, data=data, recipients=found, source=source, now=now
-        )
-    await enqueue(ports, result)
-    return result
+    """For workflows: one notification in its own transaction, committed, then enqueued."""
+    async with transaction(ports) as batch:
+        return await batch.send(event, data, recipients, source=source, now=now)
 
 
 async def enqueue(ports: Ports, result: NotifyResult) -> None:

@@ -53,66 +53,63 @@ async def _remind(
     ports: Ports, submission_id: Any, offset: int, due: list[int], at: datetime
 ) -> str:
     settings = ports.settings
-    async with ports.pool.acquire() as conn:
-        async with conn.transaction():
-            claimed = await conn.fetchval(
-                """
-                INSERT INTO reminders_sent (submission_id, offset_hours, sent_at, outcome)
-                VALUES ($1, $2, $3, 'sent') ON CONFLICT DO NOTHING RETURNING offset_hours
-                """,
-                submission_id,
-                offset,
-                at,
-            )
-            if claimed is None:
-                return "done"  # this offset was handled already (another worker, or earlier)
-            await conn.executemany(
-                "INSERT INTO reminders_sent (submission_id, offset_hours, sent_at, outcome)"
-                " VALUES ($1, $2, $3, 'superseded') ON CONFLICT DO NOTHING",
-                [(submission_id, h, at) for h in due if h != offset],
-            )
-            # Rows lock in order, so two workers cannot both pass the daily cap.
-            await conn.execute("SELECT 1 FROM submissions WHERE id = $1 FOR UPDATE", submission_id)
-            today = await conn.fetchval(
-                "SELECT count(*) FROM reminders_sent WHERE submission_id = $1"
-                " AND outcome = 'sent' AND sent_at > $2",
-                submission_id,
-                at - timedelta(days=1),
-            )
-            if today > settings.reminder_max_per_day:
-                await conn.execute(
-                    "UPDATE reminders_sent SET outcome = 'capped'"
-                    " WHERE submission_id = $1 AND offset_hours = $2",
-                    submission_id,
-                    offset,
-                )
-                return "capped"
-            result = await notify.send(
-                ports,
-                "payment_reminder",
-                {},
-                [{"submission_id": str(submission_id)}],
-                source="reminders",
-                now=at,
-                conn=conn,
-            )
-            [message] = result.body["messages"]
+    async with notify.transaction(ports) as batch:
+        conn = batch.conn
+        claimed = await conn.fetchval(
+            """
+            INSERT INTO reminders_sent (submission_id, offset_hours, sent_at, outcome)
+            VALUES ($1, $2, $3, 'sent') ON CONFLICT DO NOTHING RETURNING offset_hours
+            """,
+            submission_id,
+            offset,
+            at,
+        )
+        if claimed is None:
+            return "done"  # this offset was handled already (another worker, or earlier)
+        await conn.executemany(
+            "INSERT INTO reminders_sent (submission_id, offset_hours, sent_at, outcome)"
+            " VALUES ($1, $2, $3, 'superseded') ON CONFLICT DO NOTHING",
+            [(submission_id, h, at) for h in due if h != offset],
+        )
+        # Rows lock in order, so two workers cannot both pass the daily cap.
+        await conn.execute("SELECT 1 FROM submissions WHERE id = $1 FOR UPDATE", submission_id)
+        today = await conn.fetchval(
+            "SELECT count(*) FROM reminders_sent WHERE submission_id = $1"
+            " AND outcome = 'sent' AND sent_at > $2",
+            submission_id,
+            at - timedelta(days=1),
+        )
+        if today > settings.reminder_max_per_day:
             await conn.execute(
-                "UPDATE reminders_sent SET message_id = $3"
+                "UPDATE reminders_sent SET outcome = 'capped'"
                 " WHERE submission_id = $1 AND offset_hours = $2",
                 submission_id,
                 offset,
-                message["id"],
             )
-            if message["status"] != "queued":
-                return "skipped"
-            await conn.execute(
-                "UPDATE submissions SET last_reminder_sent = $2,"
-                " reminder_count = reminder_count + 1 WHERE id = $1",
-                submission_id,
-                at,
-            )
-        await notify.enqueue(ports, result)
+            return "capped"
+        result = await batch.send(
+            "payment_reminder",
+            {},
+            [{"submission_id": str(submission_id)}],
+            source="reminders",
+            now=at,
+        )
+        [message] = result.body["messages"]
+        await conn.execute(
+            "UPDATE reminders_sent SET message_id = $3"
+            " WHERE submission_id = $1 AND offset_hours = $2",
+            submission_id,
+            offset,
+            message["id"],
+        )
+        if message["status"] != "queued":
+            return "skipped"
+        await conn.execute(
+            "UPDATE submissions SET last_reminder_sent = $2,"
+            " reminder_count = reminder_count + 1 WHERE id = $1",
+            submission_id,
+            at,
+        )
     return "sent"
 
 

@@ -69,32 +69,28 @@ class Review:
     async def to_review(self, proof_id: UUID, summary: dict[str, Any]) -> None:
         """Record what the agent said (or why it said nothing) and tell the GOM."""
         now = datetime.now(UTC)
-        async with self.pool.acquire() as conn:
-            async with conn.transaction():
-                row = await conn.fetchrow(
-                    """
-                    UPDATE payment_proofs p SET agent_result = $2::jsonb, checked_at = $3
-                      FROM submissions s JOIN orders o ON o.id = s.order_id
-                     WHERE p.id = $1 AND p.checked_at IS NULL AND s.id = p.submission_id
-                    RETURNING p.status, s.buyer_name, s.payment_reference, s.total_amount,
-                              s.currency, o.title, o.user_id
-                    """,
-                    proof_id,
-                    summary,
-                    now,
-                )
-                if row is None or row["status"] != "pending_review":
-                    return
-                result = await notify.send(
-                    self.ports,
-                    "payment_needs_review",
-                    _gom_alert_data(row),
-                    [{"gom_id": str(row["user_id"])}],
-                    source="payment_proofs",
-                    now=now,
-                    conn=conn,
-                )
-            await notify.enqueue(self.ports, result)
+        async with notify.transaction(self.ports) as batch:
+            row = await batch.conn.fetchrow(
+                """
+                UPDATE payment_proofs p SET agent_result = $2::jsonb, checked_at = $3
+                  FROM submissions s JOIN orders o ON o.id = s.order_id
+                 WHERE p.id = $1 AND p.checked_at IS NULL AND s.id = p.submission_id
+                RETURNING p.status, s.buyer_name, s.payment_reference, s.total_amount,
+                          s.currency, o.title, o.user_id
+                """,
+                proof_id,
+                summary,
+                now,
+            )
+            if row is None or row["status"] != "pending_review":
+                return
+            await batch.send(
+                "payment_needs_review",
+                _gom_alert_data(row),
+                [{"gom_id": str(row["user_id"])}],
+                source="payment_proofs",
+                now=now,
+            )
 
     async def review_list(self, ctx: Context) -> list[Reply]:
         """``/payments``: the GOM's own proofs waiting for review, oldest first."""
@@ -320,7 +316,8 @@ class Review:
             return "not_found"
         now = datetime.now(UTC)
         drop = self.settings.auto_delete_processed_images
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with notify.transaction(self.ports) as batch:
+            conn = batch.conn
             row = await conn.fetchrow(
                 """
                 SELECT p.status, p.submission_id, s.status AS submission_status,
@@ -396,52 +393,38 @@ class Review:
                 },
             )
             if approve:
-                notices = await self._approval_notices(conn, row, by_agent=gom_id is None, now=now)
+                await _approval_notices(batch, row, by_agent=gom_id is None, now=now)
             else:
                 text = await _buyer_reason(conn, row["submission_id"], reason_key, reason)
-                notices = [
-                    await notify.send(
-                        self.ports,
-                        "payment_rejected",
-                        {"reason": text},
-                        [{"submission_id": str(row["submission_id"])}],
-                        source="payment_proofs",
-                        now=now,
-                        conn=conn,
-                    )
-                ]
-        for notice in notices:
-            await notify.enqueue(self.ports, notice)
-        return status
-
-    async def _approval_notices(
-        self, conn: Connection, row: asyncpg.Record, *, by_agent: bool, now: datetime
-    ) -> list[notify.NotifyResult]:
-        """payment_confirmed to the buyer; payment_received to the GOM if they did not decide."""
-        notices = [
-            await notify.send(
-                self.ports,
-                "payment_confirmed",
-                {},
-                [{"submission_id": str(row["submission_id"])}],
-                source="payment_proofs",
-                now=now,
-                conn=conn,
-            )
-        ]
-        if by_agent:
-            notices.append(
-                await notify.send(
-                    self.ports,
-                    "payment_received",
-                    _gom_alert_data(row),
-                    [{"gom_id": str(row["user_id"])}],
+                await batch.send(
+                    "payment_rejected",
+                    {"reason": text},
+                    [{"submission_id": str(row["submission_id"])}],
                     source="payment_proofs",
                     now=now,
-                    conn=conn,
                 )
-            )
-        return notices
+        return status
+
+
+async def _approval_notices(
+    batch: notify.Batch, row: asyncpg.Record, *, by_agent: bool, now: datetime
+) -> None:
+    """payment_confirmed to the buyer; payment_received to the GOM if they did not decide."""
+    await batch.send(
+        "payment_confirmed",
+        {},
+        [{"submission_id": str(row["submission_id"])}],
+        source="payment_proofs",
+        now=now,
+    )
+    if by_agent:
+        await batch.send(
+            "payment_received",
+            _gom_alert_data(row),
+            [{"gom_id": str(row["user_id"])}],
+            source="payment_proofs",
+            now=now,
+        )
 
 
 async def _buyer_reason(conn: Connection, submission_id: UUID, key: str, text: str) -> str:

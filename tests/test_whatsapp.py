@@ -731,3 +731,6 @@ def test_templates_are_managed_from_the_command_line(settings: Settings) -> None
     assert wrong.returncode == 1 and "tracking_number" in wrong.stderr
     assert "Traceback" not in wrong.stderr
     assert cli("delete", "payment_reminder", "fil").stdout.strip() == "deleted"
+    # The languages are i18n.LOCALES, offered (and checked) by the command line itself.
+    unknown = cli("set", "payment_reminder", "xx", sid)
+    assert unknown.returncode == 2 and "choose from 'en', 'fil', 'ms'" in unknown.stderr

@@ -15,6 +15,8 @@ from gomflow_messaging.settings import Settings
 
 SECRET = "test-secret-test-secret-test-secret-0001"
 AUTH = {"Authorization": f"Bearer {SECRET}"}
+#: The secret the ``telegram_settings`` fixture registers; webhook posts send it.
+TELEGRAM_WEBHOOK_SECRET = "test-webhook-secret_0123456789"
 
 
 async def eventually(
@@ -31,6 +33,19 @@ async def eventually(
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+async def wait_status(client: httpx.AsyncClient, message_id: str, *statuses: str) -> dict[str, Any]:
+    """The message as ``GET /api/messages/{id}`` shows it, once its status is one of these."""
+
+    async def check() -> dict[str, Any] | None:
+        body: dict[str, Any] = (
+            await client.get(f"/api/messages/{message_id}", headers=AUTH)
+        ).json()
+        return body if body["status"] in statuses else None
+
+    result: dict[str, Any] = await eventually(check)
+    return result
 
 
 @contextlib.asynccontextmanager

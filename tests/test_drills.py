@@ -13,7 +13,7 @@ The full-length versions (30 s outage, real processes) are `bench/drills.py`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,27 +35,21 @@ WEBHOOK_SECRET = "drill-webhook-secret_0123456789"
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    server = await FakeTelegram().start()
-    yield server
-    await server.close()
+def fake(fake_telegram: FakeTelegram) -> FakeTelegram:
+    """The shared fake Bot API (conftest), by the short name these drills use."""
+    return fake_telegram
 
 
 @pytest.fixture
-def drill_settings(
-    make_settings: Callable[..., Settings], fake: FakeTelegram
-) -> Callable[..., Settings]:
+def drill_settings(telegram_settings: Callable[..., Settings]) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
-            "enable_telegram": True,
-            "telegram_bot_token": fake.token,
             "telegram_webhook_secret": WEBHOOK_SECRET,
-            "telegram_api_base_url": fake.url,
             # Slow enough that the fault lands mid-campaign (60 messages in about 1.5 s).
             "telegram_rate_per_second": 40,
             "telegram_request_timeout_seconds": 1,
         }
-        return make_settings(**{**values, **overrides})
+        return telegram_settings(**{**values, **overrides})
 
     return make
 

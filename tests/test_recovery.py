@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -63,10 +62,9 @@ async def test_notify_succeeds_while_redis_is_down(
         text = unique_text("redis-down")
         async with running_app(settings, mode="web") as web:
             await proxy.cut()
-            started = time.monotonic()
+            # Answered from the outbox (how fast: bench/timing.py), delivered once Redis is back.
             response = await web.post("/api/notify", json=batch(text, 5), headers=AUTH)
             assert response.status_code == 202, response.text
-            assert time.monotonic() - started < 5
             assert {m["status"] for m in response.json()["messages"]} == {"queued"}
             health = await web.get("/api/health")
             assert health.status_code == 503

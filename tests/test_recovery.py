@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,7 +12,7 @@ from redis.asyncio import Redis
 from gomflow_messaging.settings import Settings
 from tests.conftest import REDIS_URL, unique_text
 from tests.fakes.smart_agent import FakeSmartAgent
-from tests.helpers import AUTH, SECRET, TcpProxy, eventually, running_app
+from tests.helpers import AUTH, SECRET, TcpProxy, eventually, running_app, sweepable
 
 
 def batch(text: str, n: int) -> dict[str, Any]:
@@ -210,7 +209,8 @@ async def test_run_job_sweep_re_enqueues(
     async with running_app(settings, mode="web") as web:
         await web.post("/api/notify", json=batch(text, 3), headers=AUTH)
     await redis.flushdb()
-    await asyncio.sleep(settings.sweep_grace_seconds + 0.1)
+
+    await eventually(lambda: sweepable(conn, text, settings.sweep_grace_seconds, 3))
     services = await build_services(settings)
     try:
         result = await JOBS["sweep-outbox"].run(services, __import__("datetime").datetime.now())

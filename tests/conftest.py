@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from gomflow_messaging import db
 from gomflow_messaging.settings import Settings
+from tests.fakes.discord import Signer
 from tests.fakes.telegram import FakeTelegram
 from tests.helpers import SECRET, TELEGRAM_WEBHOOK_SECRET
 
@@ -78,6 +79,20 @@ def make_settings(database_url: str, queue_name: str) -> Callable[..., Settings]
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings()
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[db.Pool]:
+    """A small pool of its own, for channels and workflows built without the app."""
+    p = await db.create_pool(database_url, max_size=4)
+    yield p
+    await p.close()
+
+
+@pytest.fixture
+def signer() -> Signer:
+    """An Ed25519 key pair that signs interactions as Discord does."""
+    return Signer()
 
 
 @pytest.fixture

@@ -20,14 +20,14 @@ from tests.fakes.discord import Signer, modal_submit, new_user_id, slash
 from tests.fakes.twilio import FakeTwilio
 from tests.helpers import AUTH, running_app
 from tests.test_bot import PHP_ORDER, Chat, texts
-from tests.test_discord_interactions import discord_settings, fake, signer
+from tests.test_discord_interactions import discord_settings, fake
 from tests.test_telegram_webhook import message_update, new_chat, shown
 from tests.test_telegram_webhook import post as telegram_post
 from tests.test_whatsapp import Chat as WhatsAppChat
 from tests.test_whatsapp import new_phone, twilio, wa_settings
 
 # Fixtures shared with the channels' own test modules.
-__all__ = ["discord_settings", "fake", "signer", "twilio", "wa_settings"]
+__all__ = ["discord_settings", "fake", "twilio", "wa_settings"]
 
 EPHEMERAL = 64
 TOO_MANY_CODES = "too many link codes"

@@ -275,11 +275,6 @@ async def test_a_typed_phone_neither_reveals_nor_locks_out_another_buyer(
 
 
 @pytest.fixture
-def signer() -> Signer:
-    return Signer()
-
-
-@pytest.fixture
 async def discord(signer: Signer) -> AsyncIterator[FakeDiscord]:
     server = await FakeDiscord(public_key=signer.public_key).start()
     yield server

@@ -22,13 +22,6 @@ from tests.fakes.telegram import FakeTelegram, new_token
 
 
 @pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[db.Pool]:
-    p = await db.create_pool(database_url, max_size=3)
-    yield p
-    await p.close()
-
-
-@pytest.fixture
 async def channel(
     fake_telegram: FakeTelegram, pool: db.Pool, redis: Any
 ) -> AsyncIterator[TelegramChannel]:

@@ -20,7 +20,6 @@ import pytest
 from pydantic import ValidationError
 from twilio.request_validator import RequestValidator
 
-from gomflow_messaging import db
 from gomflow_messaging.api.whatsapp import _twiml
 from gomflow_messaging.channels.base import Button, OutboundMessage
 from gomflow_messaging.channels.whatsapp import WhatsAppChannel
@@ -59,13 +58,6 @@ def wa_settings(make_settings: Callable[..., Settings], twilio: FakeTwilio) -> S
         twilio_timeout_seconds=2,
         public_base_url=PUBLIC,
     )
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[db.Pool]:
-    p = await db.create_pool(database_url, max_size=4)
-    yield p
-    await p.close()
 
 
 def new_phone() -> tuple[str, str]:

@@ -2,7 +2,7 @@
 
     python bench/run.py                  # all of them (about 8 minutes on 2 cores)
     python bench/run.py drills           # only some: foundation campaign webhook footprint
-                                         # flood drills
+                                         # flood drills timing
     python bench/run.py --latest ...     # also copy the run to bench/latest.json and latest.png
     python bench/run.py --report bench/latest.json   # the README table of a saved run
 
@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from bench import chart, common  # noqa: E402
 
-BENCHMARKS = ["foundation", "campaign", "webhook", "footprint", "flood", "drills"]
+BENCHMARKS = ["foundation", "campaign", "webhook", "footprint", "flood", "drills", "timing"]
 
 
 def summary(report: dict[str, Any]) -> str:
@@ -149,6 +149,30 @@ def summary(report: dict[str, Any]) -> str:
                 key["lost"],
                 key["duplicated"],
             )
+    if "timing" in report:
+        timing = report["timing"]
+        pace, retry, down = timing["pacing"], timing["retry_after"], timing["notify_redis_down"]
+        add(
+            "3 pacer waits at 5/s, one scope",
+            f"{pace['three_waits_at_5_per_s_s']} s",
+            f"asyncio.sleep of the schedule: {pace['sleep_of_the_schedule_s']} s",
+            pace["ratio"],
+            "≥ 0.95 (never early)",
+        )
+        add(
+            "Telegram 429 retry_after 1 s → next try",
+            f"{retry['retry_gap_s']} s",
+            f"retry_after {retry['retry_after_s']} s",
+            retry["ratio"],
+            "≥ 0.99",
+        )
+        add(
+            "`/api/notify` answered while Redis is cut",
+            f"{down['redis_down_s']} s",
+            f"Redis up: {down['redis_up_s']} s",
+            round(down["redis_down_s"] / max(down["redis_up_s"], 0.001), 1),
+            f"< {down['aim_s']} s",
+        )
     return "\n".join(rows)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,7 +12,7 @@ from redis.asyncio import Redis
 from gomflow_messaging.settings import Settings
 from tests.conftest import REDIS_URL, unique_text
 from tests.fakes.smart_agent import FakeSmartAgent
-from tests.helpers import AUTH, SECRET, TcpProxy, eventually, running_app
+from tests.helpers import AUTH, SECRET, TcpProxy, eventually, running_app, sweepable
 
 
 def batch(text: str, n: int) -> dict[str, Any]:
@@ -63,10 +61,9 @@ async def test_notify_succeeds_while_redis_is_down(
         text = unique_text("redis-down")
         async with running_app(settings, mode="web") as web:
             await proxy.cut()
-            started = time.monotonic()
+            # Answered from the outbox (how fast: bench/timing.py), delivered once Redis is back.
             response = await web.post("/api/notify", json=batch(text, 5), headers=AUTH)
             assert response.status_code == 202, response.text
-            assert time.monotonic() - started < 5
             assert {m["status"] for m in response.json()["messages"]} == {"queued"}
             health = await web.get("/api/health")
             assert health.status_code == 503
@@ -212,7 +209,8 @@ async def test_run_job_sweep_re_enqueues(
     async with running_app(settings, mode="web") as web:
         await web.post("/api/notify", json=batch(text, 3), headers=AUTH)
     await redis.flushdb()
-    await asyncio.sleep(settings.sweep_grace_seconds + 0.1)
+
+    await eventually(lambda: sweepable(conn, text, settings.sweep_grace_seconds, 3))
     services = await build_services(settings)
     try:
         result = await JOBS["sweep-outbox"].run(services, __import__("datetime").datetime.now())

@@ -5,7 +5,8 @@ It speaks the Bot API envelope (``{"ok": true, "result": ...}`` or ``{"ok": fals
 JSON requests, checks what Telegram checks (token, HTML entities, 4096 UTF-16 units,
 64-byte callback data, caption length) and records every request. A test can make the
 next answers a 429 with retry_after, a 403 (blocked), a 5xx, an unreadable body, a group
-migration, or a hang; it can also enforce a cap of N sends per second for benchmarks.
+migration, or a hang; it can also enforce a cap of N accepted sends in any one-second
+sliding window (not per calendar second: that is what Telegram counts), for pacing.
 """
 
 from __future__ import annotations
@@ -178,7 +179,8 @@ class FakeTelegram:
         self.files: dict[str, bytes] = {}
         self.webhook: dict[str, Any] = {}
         self.commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        #: When set, more than this many sends within one second are answered 429.
+        #: When set, a send that would make more than this many accepted sends within ANY
+        #: one-second window (sliding, not per calendar second) is answered 429.
         self.cap_per_second: float | None = None
         self._faults: list[_Planned] = []
         self._outage: tuple[FakeFault, float] | None = None

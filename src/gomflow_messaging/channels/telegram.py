@@ -371,9 +371,9 @@ class TelegramChannel:
             if index in done:
                 ids.append(done[index])
                 continue
-            await self._pacer.wait(self.limits_for(chat_id))
             try:
-                sent: Message = await self.call(method)
+                async with self._pacer.slot(self.limits_for(chat_id)):
+                    sent: Message = await self.call(method)
             except TransientError as exc:
                 if exc.code == "rate_limited" and exc.retry_after:
                     await self._pacer.hold_back(self._scope(chat_id), exc.retry_after)

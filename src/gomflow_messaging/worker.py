@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 from saq import Worker
 from saq.types import Context
 
-from gomflow_messaging.queue import DELIVER_JOB
+from gomflow_messaging.queue import DELIVER_BATCH_JOB, DELIVER_JOB
 from gomflow_messaging.schedule import cron_jobs
 from gomflow_messaging.workflows import gom_alerts, payment_proofs
 
@@ -38,6 +38,12 @@ def new_worker_id() -> str:
 async def deliver(ctx: WorkerContext, *, message_id: str) -> dict[str, Any]:
     """SAQ job: deliver one outbox message (the id is all the job carries)."""
     return await ctx["services"].dispatcher.deliver(uuid.UUID(message_id))
+
+
+async def deliver_batch(ctx: WorkerContext, *, message_ids: list[str]) -> dict[str, Any]:
+    """SAQ job: deliver the due ones of these outbox messages, claimed together."""
+    ids = [uuid.UUID(m) for m in message_ids]
+    return await ctx["services"].dispatcher.deliver_batch(ids)
 
 
 async def gom_digest(ctx: WorkerContext, *, gom_id: str, window: int) -> dict[str, Any]:
@@ -63,6 +69,7 @@ def build_worker(services: Services) -> Worker[WorkerContext]:
         services.queue.saq,
         functions={
             (DELIVER_JOB, deliver),
+            (DELIVER_BATCH_JOB, deliver_batch),
             (gom_alerts.DIGEST_JOB, gom_digest),
             (payment_proofs.PROOF_JOB, check_payment_proof),
         },

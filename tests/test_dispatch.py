@@ -13,8 +13,7 @@ from gomflow_messaging.settings import Settings
 from tests.conftest import unique_text
 from tests.drill import campaign_chats
 from tests.fakes.telegram import FakeTelegram
-from tests.helpers import AUTH, eventually, running_app
-from tests.test_recovery import queued_messages
+from tests.helpers import AUTH, eventually, queued_jobs, running_app
 
 
 def campaign(text: str, recipients: list[dict[str, str]]) -> dict[str, Any]:
@@ -30,9 +29,10 @@ async def test_a_campaign_is_claimed_in_batches_and_every_attempt_recorded(
         body = campaign(text, [{"channel": "sandbox", "address": a} for a in addresses])
         response = await web.post("/api/notify", json=body, headers=AUTH)
         assert response.status_code == 202
-    queued = f"saq:{settings.queue_name}:queued"
-    assert await redis.llen(queued) == 3  # 20 + 20 + 5, not 45 jobs
-    assert await queued_messages(redis, settings.queue_name) == 45
+    ours = {m["id"] for m in response.json()["messages"]}
+    jobs = [ids for ids in await queued_jobs(redis, settings.queue_name) if ours & set(ids)]
+    assert sorted(len(ids) for ids in jobs) == [5, 20, 20]  # three jobs, not 45
+    assert {i for ids in jobs for i in ids} == ours
 
     async def delivered() -> Any:
         rows = await conn.fetch(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,7 +12,7 @@ from redis.asyncio import Redis
 
 from gomflow_messaging.settings import Settings
 from tests.conftest import REDIS_URL, unique_text
-from tests.helpers import AUTH, TcpProxy, eventually, running_app
+from tests.helpers import AUTH, TcpProxy, eventually, queued_jobs, running_app
 
 
 def batch(text: str, n: int) -> dict[str, Any]:
@@ -50,11 +49,7 @@ async def test_outbox_recovers_after_redis_is_flushed(
 
 async def queued_messages(redis: Redis, queue: str) -> int:
     """How many messages the jobs waiting in SAQ's queue carry."""
-    carried = 0
-    for job_id in await redis.lrange(f"saq:{queue}:queued", 0, -1):  # type: ignore[misc]
-        kwargs = json.loads(await redis.get(job_id))["kwargs"]
-        carried += len(kwargs.get("message_ids", [kwargs.get("message_id")]))
-    return carried
+    return sum(len(ids) for ids in await queued_jobs(redis, queue))
 
 
 async def _all(rows_coro: Any, n: int) -> Any:

@@ -39,6 +39,7 @@ from aiogram.exceptions import (
     TelegramUnauthorizedError,
 )
 from aiogram.methods import GetFile, GetMe, SendMessage, SendPhoto, TelegramMethod
+from aiogram.methods.base import Response
 from aiogram.types import File, InlineKeyboardButton, InlineKeyboardMarkup, Message, User
 from pydantic import ValidationError
 
@@ -62,6 +63,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PLATFORM = "telegram"
+
+# aiogram validates every answer as Response[<the method's result>], and pydantic keeps such a
+# generic model only while something refers to it: without these it rebuilt the model (its
+# whole schema) for nearly every send (py-spy: 8 % of a 300/s campaign).
+_RESPONSE_MODELS = (Response[Message], Response[bool], Response[User], Response[File])
 MAX_TEXT = 4096
 MAX_CAPTION = 1024
 # A send's parts delivered so far, kept long enough to cover every retry of one message.

@@ -79,6 +79,9 @@ class JobQueue:
     async def enqueue_batch(self, message_ids: list[UUID]) -> bool:
         """One job for messages due now (claimed together); False when Redis cannot take it."""
         kwargs = self._options(f"batch:{message_ids[0]}:{len(message_ids)}")
+        # A batch may wait for the claim budget and send in two groups, each within its own
+        # leases: the job's timeout (which only frees a dead worker's job) covers them all.
+        kwargs["timeout"] = int(self._lease) * 3 + 5
         kwargs["message_ids"] = [str(m) for m in message_ids]
         return await self._enqueue(DELIVER_BATCH_JOB, kwargs)
 

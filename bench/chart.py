@@ -32,6 +32,15 @@ def ratios(report: dict[str, Any]) -> list[tuple[str, float, float]]:
     return rows
 
 
+def partial_run(report: dict[str, Any]) -> str:
+    """A later run of some benchmarks merged into this report, named in the title."""
+    later = report.get("issue_14_run")
+    if not later:
+        return ""
+    load = later["machine"]["load_average_at_start"]
+    return f"\ningest, dispatch and campaign: {later['at']}, load at start {load}"
+
+
 def draw(report: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(17, 5.5), gridspec_kw={"width_ratios": [1.5, 1, 0.8]})
     ax = axes[0]
@@ -91,7 +100,8 @@ def draw(report: dict[str, Any], path: Path) -> None:
     fig.suptitle(
         f"gomflow-messaging `make bench`, {report.get('at', '')} — {machine.get('cpus')} cores "
         f"({machine.get('cpu_model', '')}), {machine.get('memory_gb')} GB, "
-        f"Python {machine.get('python')}, load at start {machine.get('load_average_at_start')}",
+        f"Python {machine.get('python')}, load at start {machine.get('load_average_at_start')}"
+        + partial_run(report),
         fontsize=10,
     )
     fig.tight_layout()

@@ -30,6 +30,13 @@ from bench import chart, common  # noqa: E402
 BENCHMARKS = ["foundation", "campaign", "webhook", "footprint", "flood", "drills", "timing"]
 
 
+def campaign_runs(campaign: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The campaign's runs, of this layout or of older saved runs (ours, peer, ours_at_300)."""
+    if "runs" in campaign:
+        return list(campaign["runs"].items())
+    return [(k, campaign[k]) for k in ("ours", "peer", "ours_at_300") if campaign.get(k)]
+
+
 def summary(report: dict[str, Any]) -> str:
     """The README's table: each figure beside its limit and aim."""
     rows = ["| Figure | Measured | Limit (same run) | Ratio | Aim |", "|---|---|---|---|---|"]
@@ -47,7 +54,7 @@ def summary(report: dict[str, Any]) -> str:
             f"bare Starlette insert + enqueue: {bare['requests_per_second']} req/s, "
             f"p50 {bare['p50_ms']} ms, p99 {bare['p99_ms']} ms",
             ingest["vs_bare"]["ratio"],
-            "≥ 0.7",
+            "≥ 0.8",
         )
         one, two, noop = dispatch["one_worker"], dispatch["two_workers"], dispatch["saq_noop"]
         add(
@@ -55,7 +62,7 @@ def summary(report: dict[str, Any]) -> str:
             f"{one['messages_per_second']} msg/s, {one['duplicates']} duplicates",
             f"SAQ no-op jobs: {noop['jobs_per_second']} jobs/s",
             dispatch["vs_noop"]["ratio"],
-            "≥ 0.5",
+            "≥ 1.0",
         )
         add(
             "dispatch, 2 worker processes",
@@ -65,21 +72,16 @@ def summary(report: dict[str, Any]) -> str:
             "≥ 1.7",
         )
     if "campaign" in report:
-        campaign = report["campaign"]
-        for key, label in (
-            ("ours", "campaign, 3,000 chats, 1 worker"),
-            ("peer", "same campaign, python-telegram-bot AIORateLimiter"),
-            ("ours_at_300", "campaign at 300/s, 2 workers (ceiling)"),
-        ):
-            run = campaign.get(key)
-            if not run:
-                continue
+        for key, run in campaign_runs(report["campaign"]):
+            who = "python-telegram-bot AIORateLimiter"
+            if key.startswith("ours"):
+                who = f"{run['workers']} worker(s)" if "workers" in run else "one `serve` process"
             add(
-                label,
+                f"campaign, {run['messages']:,} chats at {run['cap_per_second']:.0f}/s, {who}",
                 f"{run['accepted_per_second']}/s (steady {run['steady_per_second']}/s), "
                 f"429s {run['responses_429']} ({run['share_429'] * 100:.2f} %), "
                 f"lost {run['lost']}, duplicated {run['duplicated']}",
-                f"fake Bot API cap {run['cap_per_second']:.0f}/s",
+                f"fake Bot API cap {run['cap_per_second']:.0f}/s (sliding 1 s window)",
                 run["rate_vs_cap"],
                 "≥ 0.95, 429s < 1 %, lost 0, dup 0",
             )

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
+from redis.asyncio import Redis
 
 from gomflow_messaging.app import create_app
 from gomflow_messaging.settings import Settings
@@ -146,3 +148,12 @@ class TcpProxy:
         for task in list(self._handlers):
             task.cancel()
         await asyncio.gather(*self._handlers, return_exceptions=True)
+
+
+async def queued_jobs(redis: Redis, queue: str) -> list[list[str]]:
+    """The message ids each job waiting in SAQ's queue carries."""
+    jobs = []
+    for job_id in await redis.lrange(f"saq:{queue}:queued", 0, -1):  # type: ignore[misc]
+        kwargs = json.loads(await redis.get(job_id))["kwargs"]
+        jobs.append(kwargs.get("message_ids", [kwargs.get("message_id")]))
+    return jobs

@@ -7,7 +7,8 @@ JSON requests, checks what Telegram checks (token, HTML entities, 4096 UTF-16 un
 next answers a 429 with retry_after (and, as Telegram does, every send to that chat within
 the wait gets another 429, so a retry that comes early shows as one more refusal), a 403
 (blocked), a 5xx, an unreadable body, a group migration, or a hang; it can also enforce a
-cap of N sends per second for benchmarks.
+cap of N accepted sends in any one-second sliding window (not per calendar second: that is
+what Telegram counts), for pacing.
 """
 
 from __future__ import annotations
@@ -192,7 +193,8 @@ class FakeTelegram:
         self.files: dict[str, bytes] = {}
         self.webhook: dict[str, Any] = {}
         self.commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        #: When set, more than this many sends within one second are answered 429.
+        #: When set, a send that would make more than this many accepted sends within ANY
+        #: one-second window (sliding, not per calendar second) is answered 429.
         self.cap_per_second: float | None = None
         self._faults: list[_Planned] = []
         self._outage: tuple[FakeFault, float] | None = None

@@ -21,9 +21,9 @@ from pydantic import ValidationError
 from twilio.request_validator import RequestValidator
 
 from gomflow_messaging import db
-from gomflow_messaging.api.whatsapp import _twiml
 from gomflow_messaging.channels.base import Button, OutboundMessage
-from gomflow_messaging.channels.whatsapp import WhatsAppChannel
+from gomflow_messaging.channels.whatsapp.channel import WhatsAppChannel
+from gomflow_messaging.channels.whatsapp.webhook import _twiml
 from gomflow_messaging.errors import PermanentError, TransientError
 from gomflow_messaging.settings import Settings
 from gomflow_messaging.workflows.bot import Reply

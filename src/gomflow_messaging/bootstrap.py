@@ -30,19 +30,19 @@ log = logging.getLogger(__name__)
 # name -> "module:factory". A disabled channel's module (and so its SDK) is never imported.
 # A factory is called as factory(settings, pool, redis) and returns a Channel.
 CHANNEL_FACTORIES: dict[str, str] = {
-    "sandbox": "gomflow_messaging.channels.sandbox:build",
-    "whatsapp": "gomflow_messaging.channels.whatsapp:build",
-    "discord": "gomflow_messaging.channels.discord:build",
-    "telegram": "gomflow_messaging.channels.telegram:build",
+    "sandbox": "gomflow_messaging.channels.sandbox.channel:build",
+    "whatsapp": "gomflow_messaging.channels.whatsapp.channel:build",
+    "discord": "gomflow_messaging.channels.discord.channel:build",
+    "telegram": "gomflow_messaging.channels.telegram.channel:build",
 }
 
 # name -> "module:attribute" holding a list of Starlette routes (the platform's webhooks), or
 # a function of the settings returning one (paths from settings), mounted only when that
 # channel is enabled.
 WEBHOOK_ROUTES: dict[str, str] = {
-    "whatsapp": "gomflow_messaging.api.whatsapp:routes",
-    "discord": "gomflow_messaging.api.discord:routes",
-    "telegram": "gomflow_messaging.api.telegram:routes",
+    "whatsapp": "gomflow_messaging.channels.whatsapp.webhook:routes",
+    "discord": "gomflow_messaging.channels.discord.webhook:routes",
+    "telegram": "gomflow_messaging.channels.telegram.webhook:routes",
 }
 
 
@@ -131,7 +131,7 @@ async def build_services(
         channel = channels.get(sender.channel)
         if sender.channel == "telegram" and channel is not None:
             # Imported here: Telegram's module only when that channel is on.
-            from gomflow_messaging.telegram_webhook import change_gom_menu
+            from gomflow_messaging.channels.telegram.cli import change_gom_menu
 
             change_gom_menu(channel, sender.address, gom)
 

@@ -165,7 +165,7 @@ def cmd_run_job(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_discord_commands(settings: Settings, args: argparse.Namespace) -> int:
-    from gomflow_messaging.channels.discord import DiscordRest
+    from gomflow_messaging.channels.discord.channel import DiscordRest
     from gomflow_messaging.errors import ChannelError
     from gomflow_messaging.workflows.bot import command_menu
 
@@ -214,7 +214,7 @@ def cmd_discord_commands(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_whatsapp_templates(settings: Settings, args: argparse.Namespace) -> int:
     from gomflow_messaging import db
-    from gomflow_messaging import whatsapp_templates as wt
+    from gomflow_messaging.channels.whatsapp import templates as wt
 
     async def main() -> str:
         conn = await db.connect(settings.database_url)
@@ -254,7 +254,7 @@ def cmd_whatsapp_templates(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_telegram_webhook(settings: Settings, args: argparse.Namespace) -> int:
-    from gomflow_messaging import telegram_webhook as tw
+    from gomflow_messaging.channels.telegram import cli as tw
 
     try:
         if args.action == "set":

@@ -620,7 +620,7 @@ class TelegramHarness:
         self.fake = FakeTelegram()
 
     async def start(self) -> Channel:
-        from gomflow_messaging.channels.telegram import TelegramChannel
+        from gomflow_messaging.channels.telegram.channel import TelegramChannel
 
         await self.fake.start()
         channel = TelegramChannel(

@@ -45,9 +45,9 @@ from starlette.routing import Route
 from gomflow_messaging import ratelimit
 from gomflow_messaging.api.common import first_time, parse_json, services
 from gomflow_messaging.channels.base import Button
-from gomflow_messaging.channels.discord import (
+from gomflow_messaging.channels.discord.channel import DiscordChannel
+from gomflow_messaging.channels.discord.render import (
     EPHEMERAL,
-    DiscordChannel,
     Rendered,
     render_cards,
     render_text,

@@ -21,7 +21,7 @@ from twilio.request_validator import RequestValidator
 from gomflow_messaging import outbox, ratelimit
 from gomflow_messaging.api.common import first_time, services
 from gomflow_messaging.channels.base import split_text
-from gomflow_messaging.channels.whatsapp import (
+from gomflow_messaging.channels.whatsapp.channel import (
     FAILURE_REASONS,
     PREFIX,
     TWILIO_API,

@@ -21,7 +21,7 @@ from aiogram.methods import (
 )
 from aiogram.types import BotCommand, BotCommandScopeChat
 
-from gomflow_messaging.channels.telegram import (
+from gomflow_messaging.channels.telegram.channel import (
     TelegramChannel,
     make_bot,
     parse_chat_id,

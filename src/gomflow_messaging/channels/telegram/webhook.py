@@ -40,7 +40,7 @@ from starlette.routing import Route
 
 from gomflow_messaging import ratelimit
 from gomflow_messaging.api.common import first_time, parse_json, services
-from gomflow_messaging.channels.telegram import TelegramChannel, keyboard
+from gomflow_messaging.channels.telegram.channel import TelegramChannel, keyboard
 from gomflow_messaging.errors import ApiError, PermanentError, TransientError
 from gomflow_messaging.i18n import gettext, normalize_locale
 from gomflow_messaging.workflows.bot import (

@@ -21,6 +21,7 @@ from twilio.request_validator import RequestValidator
 from gomflow_messaging import outbox, ratelimit
 from gomflow_messaging.api.common import first_time, services
 from gomflow_messaging.channels.base import split_text
+from gomflow_messaging.channels.whatsapp import STATUS_PATH
 from gomflow_messaging.channels.whatsapp.channel import (
     FAILURE_REASONS,
     PREFIX,
@@ -42,8 +43,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_FORM_BYTES = 64 * 1024
-STATUS_PATH = "/webhook/status"
 #: Twilio's statuses we record; the rest (queued, accepted, sending, ...) are ours already.
 _RECORDED = {
     "sent": "sent",
@@ -57,9 +56,8 @@ _RECORDED = {
 async def _verified_form(request: Request) -> ImmutableMultiDict[str, str]:
     """The form fields, once the signature proves Twilio sent them; 403 otherwise."""
     settings = services(request).settings
+    # MAX_TWILIO_FORM_BYTES bounds the body before it is read (api/limits.py).
     raw = await request.body()
-    if len(raw) > MAX_FORM_BYTES:
-        raise ApiError(413, "too_large", f"The body is larger than {MAX_FORM_BYTES} bytes.")
     form = ImmutableMultiDict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
     url = settings.public_base_url + request.url.path
     if request.url.query:

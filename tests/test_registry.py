@@ -101,3 +101,31 @@ def test_each_channel_brings_its_commands() -> None:
         with pytest.raises(SystemExit) as exit_:
             parser.parse_args([command, "--help"])
         assert exit_.value.code == 0
+
+
+def test_every_webhook_path_is_bounded_before_it_is_read() -> None:
+    """The webhooks no longer measure a body after reading it: api/limits.py must know
+    every path a platform calls, with that channel's own limit."""
+    from gomflow_messaging.api.limits import BodyLimits
+
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        service_secret="s" * 32,
+        max_request_body_bytes=1_000_000,
+        max_telegram_update_bytes=2048,
+        max_discord_interaction_bytes=3072,
+        max_twilio_form_bytes=4096,
+        webhook_path="/hooks/twilio",
+    )
+    limits = BodyLimits.from_settings(settings)
+    assert {
+        path: limits.limit_for(path)
+        for plugin in registry.plugins()
+        if plugin.webhook_paths is not None
+        for path in plugin.webhook_paths(settings)
+    } == {
+        "/webhook/telegram": 2048,
+        "/webhook/discord": 3072,
+        "/hooks/twilio": 4096,
+        "/webhook/status": 4096,
+    }

@@ -45,9 +45,10 @@ from starlette.routing import Route
 from gomflow_messaging import ratelimit
 from gomflow_messaging.api.common import first_time, parse_json, services
 from gomflow_messaging.channels.base import Button
-from gomflow_messaging.channels.discord import (
+from gomflow_messaging.channels.discord import WEBHOOK_PATH
+from gomflow_messaging.channels.discord.channel import DiscordChannel
+from gomflow_messaging.channels.discord.render import (
     EPHEMERAL,
-    DiscordChannel,
     Rendered,
     render_cards,
     render_text,
@@ -59,12 +60,13 @@ from gomflow_messaging.workflows.chat.types import Form, IncomingFile, Reply, Se
 
 if TYPE_CHECKING:
     from starlette.requests import Request
+    from starlette.routing import BaseRoute
 
     from gomflow_messaging.bootstrap import Services
+    from gomflow_messaging.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 256 * 1024
 MAX_CLOCK_SKEW_SECONDS = 300
 
 # Interaction types Discord sends, and the answer types we give.
@@ -123,9 +125,8 @@ def _channel(svc: Services) -> DiscordChannel:
 async def interactions(request: Request) -> Response:
     svc = services(request)
     channel = _channel(svc)
+    # MAX_DISCORD_INTERACTION_BYTES bounds the body before it is read (api/limits.py).
     body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise ApiError(413, "too_large", f"The body is larger than {MAX_BODY_BYTES} bytes.")
     verify(
         svc.settings.discord_public_key,
         body,
@@ -475,4 +476,5 @@ class Interaction:
         return parts
 
 
-routes = [Route("/webhook/discord", interactions, methods=["POST"])]
+def routes(settings: Settings) -> list[BaseRoute]:
+    return [Route(WEBHOOK_PATH, interactions, methods=["POST"])]

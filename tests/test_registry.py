@@ -33,6 +33,10 @@ CORE_MODULES = (
     "workflows/notify.py",
     "workflows/reminders.py",
     "workflows/gom_alerts.py",
+    "workflows/linking.py",
+    "api/openapi.py",
+    "contacts.py",
+    "orders.py",
 )
 #: Every platform name, today's and the next one's (Twilio is how WhatsApp is reached).
 PLATFORM = re.compile(r"telegram|discord|whatsapp|twilio|sandbox|messenger", re.IGNORECASE)

@@ -96,6 +96,20 @@ class ChannelPlugin:
     #: Records messages here instead of reaching anyone (the sandbox): it does not count as a
     #: way to reach buyers, and the deployment check sends its test message through it.
     local: bool = False
+    #: What a person sends here to redeem a link code, ``{code}`` standing for it
+    #: (``/start {code}``); "" when a code cannot be redeemed in this chat.
+    link_how: str = ""
+    #: A person's address here is their phone number (E.164): a submission's ``buyer_phone``
+    #: reaches them here, and a new chat links itself to the submissions made with that phone.
+    phone_address: bool = False
+    #: A value of the core schema's ``submissions.buyer_platform`` (``whatsapp``,
+    #: ``telegram``, ``discord``): ``buyer_platform_id`` is then this channel's address.
+    submission_platform: bool = False
+    #: Whether an address here is a person, not a group (Telegram groups have negative ids):
+    #: what is private never goes to a group.
+    is_person: Callable[[str], bool] = lambda address: True
+    #: The OpenAPI path items of its webhooks (``api/openapi.py`` adds them to the document).
+    openapi_paths: Callable[[Settings], dict[str, Any]] | None = None
 
 
 def lazy(target: str) -> Callable[..., Any]:
@@ -181,6 +195,21 @@ def body_limits(settings: Settings) -> dict[str, int]:
         if plugin.body_limits is not None:
             limits.update(plugin.body_limits(settings))
     return limits
+
+
+def link_instructions(code: str) -> dict[str, str]:
+    """Channel -> what a person sends there to redeem ``code``."""
+    return {p.name: p.link_how.format(code=code) for p in plugins() if p.link_how}
+
+
+def phone_channel() -> str | None:
+    """The channel on which a person's address is their phone number, if one is registered."""
+    return next((p.name for p in plugins() if p.phone_address), None)
+
+
+def submission_platforms() -> tuple[str, ...]:
+    """The channels the core schema's ``submissions.buyer_platform`` can name."""
+    return tuple(p.name for p in plugins() if p.submission_platform)
 
 
 def local_channel(enabled_names: Iterable[str]) -> str | None:

@@ -35,4 +35,7 @@ PLUGIN = ChannelPlugin(
     webhook_paths=lambda settings: [WEBHOOK_PATH],
     body_limits=lambda settings: {WEBHOOK_PATH: settings.max_discord_interaction_bytes},
     cli=_cli,
+    openapi_paths=lazy("gomflow_messaging.channels.discord.webhook:openapi_paths"),
+    link_how="/link {code}",
+    submission_platform=True,
 )

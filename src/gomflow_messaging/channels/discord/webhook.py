@@ -43,6 +43,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gomflow_messaging import ratelimit
+from gomflow_messaging.api import openapi
 from gomflow_messaging.api.common import first_time, parse_json, services
 from gomflow_messaging.channels.base import Button
 from gomflow_messaging.channels.discord import WEBHOOK_PATH
@@ -478,3 +479,18 @@ class Interaction:
 
 def routes(settings: Settings) -> list[BaseRoute]:
     return [Route(WEBHOOK_PATH, interactions, methods=["POST"])]
+
+
+def openapi_paths(settings: Settings) -> dict[str, Any]:
+    """This webhook in the service's OpenAPI document."""
+    return {
+        WEBHOOK_PATH: openapi.webhook(
+            "Discord interactions (Ed25519 X-Signature-Ed25519 over timestamp + body)",
+            openapi.JSON,
+            {
+                "200": "The interaction's answer",
+                "400": "Not an interaction",
+                "401": "Signature missing, wrong, or too old",
+            },
+        )
+    }

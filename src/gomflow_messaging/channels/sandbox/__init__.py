@@ -66,4 +66,5 @@ PLUGIN = ChannelPlugin(
     warnings=_warnings,
     erase=_erase,
     local=True,
+    openapi_paths=lazy("gomflow_messaging.channels.sandbox.webhook:openapi_paths"),
 )

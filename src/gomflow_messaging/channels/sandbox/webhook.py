@@ -6,11 +6,12 @@ Mounted whether or not the channel is on: when it is off both answer 404 ``sandb
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.routing import Route
 
 from gomflow_messaging import ratelimit
+from gomflow_messaging.api import openapi
 from gomflow_messaging.api.common import model_body, require_service_secret, services
 from gomflow_messaging.api.models import SandboxFile, SandboxInboundRequest
 from gomflow_messaging.api.routes import _json
@@ -113,3 +114,47 @@ def routes(settings: Settings) -> list[BaseRoute]:
         Route("/api/sandbox/messages", sandbox_messages, methods=["GET"]),
         Route("/api/sandbox/inbound", sandbox_inbound, methods=["POST"]),
     ]
+
+
+def openapi_paths(settings: Settings) -> dict[str, Any]:
+    """The sandbox's own API in the service's OpenAPI document."""
+    return {
+        "/api/sandbox/messages": {
+            "get": {
+                "summary": "What the sandbox channel received, newest first",
+                "security": openapi.BEARER,
+                "parameters": [
+                    {
+                        "name": "address",
+                        "in": "query",
+                        "schema": {"type": "string", "maxLength": 200},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                    },
+                    {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                ],
+                "responses": {
+                    "200": openapi.ok("Messages", openapi.ref("SandboxMessages")),
+                    **openapi.AUTH_ERRORS,
+                    "404": openapi.error("The sandbox channel is not enabled"),
+                    "422": openapi.error("A parameter is not valid"),
+                },
+            }
+        },
+        "/api/sandbox/inbound": {
+            "post": {
+                "summary": "Talk to the bot as a sandbox chat user",
+                "security": openapi.BEARER,
+                "requestBody": openapi.json_body(openapi.ref("SandboxInboundRequest")),
+                "responses": {
+                    "200": openapi.ok("The bot's replies", openapi.ref("BotReplies")),
+                    **openapi.AUTH_ERRORS,
+                    "404": openapi.error("The sandbox channel is not enabled"),
+                    **openapi.BODY_ERRORS,
+                },
+            }
+        },
+    }

@@ -42,4 +42,9 @@ PLUGIN = ChannelPlugin(
     body_limits=lambda settings: {WEBHOOK_PATH: settings.max_telegram_update_bytes},
     cli=_cli,
     on_gom_chat=lazy("gomflow_messaging.channels.telegram.cli:change_gom_menu"),
+    openapi_paths=lazy("gomflow_messaging.channels.telegram.webhook:openapi_paths"),
+    link_how="/start {code}",
+    submission_platform=True,
+    # A group's chat id is negative; a person's (their private chat) is not.
+    is_person=lambda address: not address.startswith("-"),
 )

@@ -39,6 +39,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gomflow_messaging import ratelimit
+from gomflow_messaging.api import openapi
 from gomflow_messaging.api.common import first_time, parse_json, services
 from gomflow_messaging.channels.telegram import WEBHOOK_PATH
 from gomflow_messaging.channels.telegram.channel import TelegramChannel, keyboard
@@ -459,3 +460,18 @@ async def inbound_allowed(
 
 def routes(settings: Settings) -> list[BaseRoute]:
     return [Route(WEBHOOK_PATH, webhook, methods=["POST"])]
+
+
+def openapi_paths(settings: Settings) -> dict[str, Any]:
+    """This webhook in the service's OpenAPI document."""
+    return {
+        WEBHOOK_PATH: openapi.webhook(
+            "Telegram updates (X-Telegram-Bot-Api-Secret-Token); each update_id handled once",
+            openapi.JSON,
+            {
+                "200": "Handled; the body may carry one Bot API call as the answer",
+                "400": "Not a Telegram update",
+                "401": "Missing or wrong secret token",
+            },
+        )
+    }

@@ -52,4 +52,8 @@ PLUGIN = ChannelPlugin(
     webhook_paths=_paths,
     body_limits=lambda settings: dict.fromkeys(_paths(settings), settings.max_twilio_form_bytes),
     cli=_cli,
+    openapi_paths=lazy("gomflow_messaging.channels.whatsapp.webhook:openapi_paths"),
+    link_how="LINK {code}",
+    phone_address=True,
+    submission_platform=True,
 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 from uuid import UUID
 from xml.etree import ElementTree
@@ -19,6 +19,7 @@ from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
 from gomflow_messaging import outbox, ratelimit
+from gomflow_messaging.api import openapi
 from gomflow_messaging.api.common import first_time, services
 from gomflow_messaging.channels.base import split_text
 from gomflow_messaging.channels.whatsapp import STATUS_PATH
@@ -234,3 +235,28 @@ def routes(settings: Settings) -> list[BaseRoute]:
         Route(settings.webhook_path, inbound, methods=["POST"]),
         Route(STATUS_PATH, status_callback, methods=["POST"]),
     ]
+
+
+def openapi_paths(settings: Settings) -> dict[str, Any]:
+    """These webhooks in the service's OpenAPI document."""
+    form = "application/x-www-form-urlencoded"
+    return {
+        settings.webhook_path: openapi.webhook(
+            "Twilio: incoming WhatsApp messages (X-Twilio-Signature); answered in TwiML",
+            form,
+            {
+                "200": "TwiML (application/xml); each MessageSid handled once",
+                "403": "Signature does not match",
+                "422": "MessageSid or From missing",
+            },
+        ),
+        STATUS_PATH: openapi.webhook(
+            "Twilio status callbacks (X-Twilio-Signature): sent, delivered, read, failed",
+            form,
+            {
+                "204": "Recorded (or not ours to record)",
+                "403": "Signature does not match",
+                "422": "MessageSid or MessageStatus missing",
+            },
+        ),
+    }

@@ -194,7 +194,7 @@ class MessengerChannel:
     def __init__(
         self,
         config: MessengerSettings,
-        pool: Pool,
+        pool: Pool | None,
         redis: Redis | None,
         *,
         queue_name: str,
@@ -315,6 +315,7 @@ class MessengerChannel:
         )
 
     async def in_window(self, psid: str) -> bool:
+        assert self._pool is not None, "a channel without a database sends nothing"
         inside: bool | None = await self._pool.fetchval(
             """
             SELECT last_inbound_at > now() - make_interval(secs => $2)

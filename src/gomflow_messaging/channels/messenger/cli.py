@@ -1,0 +1,151 @@
+"""``messenger-profile set|info|delete``: the Page's Get Started button, greeting and menu.
+
+Through the Messenger Profile API (``{base}/me/messenger_profile``). The greeting and the
+persistent menu are given per locale: the default (English) and Meta's codes for Filipino
+(``tl_PH``) and Malay (``ms_MY``); a person sees the one for their Facebook language. Menu
+items are postbacks carrying the same command lines as the bot's buttons.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import TYPE_CHECKING, Any
+
+from gomflow_messaging.channels.messenger import settings as messenger_settings
+from gomflow_messaging.channels.messenger.channel import MessengerChannel
+from gomflow_messaging.errors import ChannelError
+from gomflow_messaging.i18n import gettext
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from gomflow_messaging.channels.messenger.settings import MessengerSettings
+    from gomflow_messaging.settings import Settings
+
+COMMAND = "messenger-profile"
+#: Our locales as Meta names them; "default" is for every other Facebook language.
+PROFILE_LOCALES: tuple[tuple[str, str], ...] = (
+    ("default", "en"),
+    ("tl_PH", "fil"),
+    ("ms_MY", "ms"),
+)
+FIELDS = ("get_started", "greeting", "persistent_menu")
+#: What the Get Started button sends: the bot's welcome (a ref link sends ``/start CODE``).
+GET_STARTED = "start"
+#: (label, the command line the item sends), labels translated per locale (30 at most).
+MENU: tuple[tuple[str, str], ...] = (
+    ("Open orders", "orders"),
+    ("My orders", "status"),
+    ("Pay", "pay"),
+    ("Settings", "settings"),
+)
+
+
+def profile_body() -> dict[str, Any]:
+    """The whole profile: Get Started, then a greeting and a menu per locale."""
+    greeting = []
+    menus = []
+    for meta, locale in PROFILE_LOCALES:
+        greeting.append(
+            {
+                "locale": meta,
+                # Translators: Messenger fills in {{user_first_name}}: keep it as is. Shown
+                # before the first message; at most 160 characters.
+                "text": gettext(
+                    locale,
+                    "Hi {{user_first_name}}! Browse group orders, join one, pay and follow "
+                    "your orders here. Press Get Started.",
+                ),
+            }
+        )
+        menus.append(
+            {
+                "locale": meta,
+                "composer_input_disabled": False,
+                "call_to_actions": [
+                    {"type": "postback", "title": gettext(locale, label)[:30], "payload": action}
+                    for label, action in MENU
+                ],
+            }
+        )
+    return {
+        "get_started": {"payload": GET_STARTED},
+        "greeting": greeting,
+        "persistent_menu": menus,
+    }
+
+
+async def set_profile(channel: MessengerChannel) -> list[str]:
+    # The persistent menu needs the Get Started button first: one call sets both in order.
+    await channel.graph("POST", "/me/messenger_profile", body=profile_body())
+    locales = ", ".join(meta for meta, _locale in PROFILE_LOCALES)
+    return [
+        f"Get Started button: payload {GET_STARTED!r}",
+        f"greeting and menu ({len(MENU)} items) for {locales}",
+    ]
+
+
+async def profile_info(channel: MessengerChannel) -> dict[str, Any]:
+    answer = await channel.graph(
+        "GET", "/me/messenger_profile", params={"fields": ",".join(FIELDS)}
+    )
+    data = answer.get("data") or [{}]
+    found: dict[str, Any] = data[0] if isinstance(data, list) and data else {}
+    page = await channel.page()
+    return {"page": page.get("name", ""), "profile": found}
+
+
+async def delete_profile(channel: MessengerChannel) -> str:
+    await channel.graph("DELETE", "/me/messenger_profile", body={"fields": list(FIELDS)})
+    return f"deleted: {', '.join(FIELDS)}"
+
+
+async def run(config: MessengerSettings, action: str) -> Any:
+    """One action with a channel of its own (no database, no Redis: nothing is sent).
+
+    Raises ChannelError when Graph refuses or cannot be reached.
+    """
+    channel = MessengerChannel(config, None, None, queue_name="cli", max_file_size=0)
+    await channel.start()
+    try:
+        if action == "set":
+            return await set_profile(channel)
+        if action == "info":
+            return await profile_info(channel)
+        return await delete_profile(channel)
+    finally:
+        await channel.close()
+
+
+def command(settings: Settings, args: argparse.Namespace) -> int:
+    # Imported here: the core CLI imports the registry, which names this module.
+    from gomflow_messaging.cli import CommandError
+
+    config = messenger_settings.load(settings)
+    if config.messenger_page_access_token is None:
+        raise CommandError(f"{COMMAND}: set MESSENGER_PAGE_ACCESS_TOKEN")
+    try:
+        result = asyncio.run(run(config, args.action))
+    except ChannelError as exc:
+        raise CommandError(f"{COMMAND} {args.action}: {exc.code}: {exc.message}") from None
+    if isinstance(result, list):
+        for line in result:
+            print(line)
+    elif isinstance(result, dict):
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+    else:
+        print(result)
+    return 0
+
+
+def add_to(add: Callable[[str, Callable[..., int], str], argparse.ArgumentParser]) -> None:
+    """Register the subcommand with the core's ``add(name, func, help)``."""
+    parser = add(
+        COMMAND,
+        command,
+        "Set, show or delete the Messenger Page's Get Started button, greeting and menu "
+        "(en, fil, ms).",
+    )
+    parser.add_argument("action", choices=("set", "info", "delete"), help="what to do")

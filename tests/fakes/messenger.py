@@ -95,8 +95,10 @@ class Sent:
 
     @property
     def buttons(self) -> list[dict[str, Any]]:
-        """A template's buttons, then the quick replies, as Graph received them."""
+        """A template's buttons (a carousel's, card after card), then the quick replies."""
         found: list[dict[str, Any]] = list(self.payload.get("buttons", []))
+        for element in self.payload.get("elements", []):
+            found += element.get("buttons", [])
         return found + list(self.message.get("quick_replies", []))
 
 

@@ -1,0 +1,341 @@
+"""GET|POST /webhook/messenger: Meta's handshake, signed events, the bot, receipts.
+
+Phase 1 (before the channel registry): the app runs as deployed (sandbox on), and the test
+mounts Messenger's routes and channel into it the way the registry will.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import itertools
+import json
+import re
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from gomflow_messaging.channels.messenger.channel import MessengerChannel
+from gomflow_messaging.channels.messenger.webhook import routes
+from gomflow_messaging.demo import GOM_ID, ORDER_PH_ID
+from gomflow_messaging.settings import Settings
+from gomflow_messaging.workflows.linking import create_link_token
+from tests.fakes.messenger import (
+    APP_SECRET,
+    PAGE_ID,
+    VERIFY_TOKEN,
+    FakeGraph,
+    Sent,
+    messenger_settings,
+)
+from tests.helpers import eventually, running_app
+
+PATH = "/webhook/messenger"
+_mids = itertools.count(1)
+
+
+@pytest.fixture
+async def graph() -> AsyncIterator[FakeGraph]:
+    fake = await FakeGraph().start()
+    yield fake
+    await fake.close()
+
+
+@contextlib.asynccontextmanager
+async def messenger_app(settings: Settings, graph: FakeGraph) -> AsyncIterator[httpx.AsyncClient]:
+    """The app as deployed, with Messenger's channel and routes mounted as the registry will."""
+    async with running_app(settings, mode="web") as c:
+        app = c.app  # type: ignore[attr-defined]
+        svc = app.state.services
+        channel = MessengerChannel(
+            messenger_settings(graph.base_url, messenger_attachment_hosts=graph.host),
+            svc.pool,
+            svc.queue.redis,
+            queue_name=settings.queue_name,
+            max_file_size=settings.max_file_size,
+            allow_http_downloads=True,
+        )
+        await channel.start()
+        svc.channels["messenger"] = channel
+        app.router.routes.extend(routes(settings))
+        try:
+            yield c
+        finally:
+            del svc.channels["messenger"]
+            await channel.close()
+
+
+@pytest.fixture
+async def client(
+    make_settings: Callable[..., Settings], graph: FakeGraph, demo: dict[str, Any]
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with messenger_app(make_settings(), graph) as c:
+        yield c
+
+
+def sign(raw: bytes, secret: str = APP_SECRET) -> str:
+    return "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+
+
+def page_event(*messaging: dict[str, Any]) -> dict[str, Any]:
+    now = int(time.time() * 1000)
+    return {
+        "object": "page",
+        "entry": [{"id": PAGE_ID, "time": now, "messaging": list(messaging)}],
+    }
+
+
+class Person:
+    """Someone writing to the Page on Messenger; answers arrive at the fake Graph API."""
+
+    def __init__(self, client: httpx.AsyncClient, graph: FakeGraph) -> None:
+        self.client = client
+        self.graph = graph
+        self.psid = str(3_000_000_000_000_000 + secrets.randbelow(10**15))
+
+    def event(self, **what: Any) -> dict[str, Any]:
+        return {
+            "sender": {"id": self.psid},
+            "recipient": {"id": PAGE_ID},
+            "timestamp": int(time.time() * 1000) + next(_mids),
+            **what,
+        }
+
+    async def post(self, body: dict[str, Any], signature: str | None = None) -> httpx.Response:
+        raw = json.dumps(body).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "X-Hub-Signature-256": signature if signature is not None else sign(raw),
+        }
+        return await self.client.post(PATH, content=raw, headers=headers)
+
+    async def send(self, **what: Any) -> list[Sent]:
+        before = len(self.graph.to(self.psid))
+        response = await self.post(page_event(self.event(**what)))
+        assert response.status_code == 200, response.text
+        return await eventually(lambda: _after(self.graph.to(self.psid), before))
+
+    async def say(self, text: str, mid: str = "") -> list[Sent]:
+        return await self.send(message={"mid": mid or f"m_{uuid.uuid4().hex}", "text": text})
+
+    async def press(self, payload: str) -> list[Sent]:
+        return await self.send(
+            postback={"mid": f"m_{uuid.uuid4().hex}", "title": "a button", "payload": payload}
+        )
+
+
+async def _after(sent: list[Sent], before: int) -> list[Sent]:
+    return sent[before:]
+
+
+def texts(sent: list[Sent]) -> str:
+    return "\n".join(s.text for s in sent)
+
+
+def payloads(sent: list[Sent]) -> list[str]:
+    return [str(b.get("payload", "")) for s in sent for b in s.buttons if b.get("payload")]
+
+
+# -- the handshake and the signature ---------------------------------------------------------
+
+
+async def test_handshake_answers_the_challenge_only_with_our_token(
+    client: httpx.AsyncClient,
+) -> None:
+    query = {
+        "hub.mode": "subscribe",
+        "hub.verify_token": VERIFY_TOKEN,
+        "hub.challenge": "1158201444",
+    }
+    ok = await client.get(PATH, params=query)
+    assert ok.status_code == 200
+    assert ok.text == "1158201444"
+    assert ok.headers["content-type"].startswith("text/plain")
+    wrong = await client.get(PATH, params={**query, "hub.verify_token": "guess"})
+    assert wrong.status_code == 403
+    assert wrong.json()["error"]["code"] == "forbidden"
+
+
+@pytest.mark.parametrize("signature", ["", "sha256=" + "0" * 64, "sha1=abc", "wrong-secret"])
+async def test_a_forged_event_is_403_and_changes_nothing(
+    client: httpx.AsyncClient, graph: FakeGraph, conn: asyncpg.Connection, signature: str
+) -> None:
+    person = Person(client, graph)
+    body = page_event(person.event(message={"mid": "m_forged", "text": "orders"}))
+    if signature == "wrong-secret":
+        signature = sign(json.dumps(body).encode(), "another-apps-secret")
+    response = await person.post(body, signature)
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "invalid_signature"
+    assert graph.to(person.psid) == []
+    assert not await conn.fetchval(
+        "SELECT 1 FROM contact_addresses WHERE channel = 'messenger' AND address = $1",
+        person.psid,
+    )
+    assert not await conn.fetchval(
+        "SELECT 1 FROM inbound_updates WHERE platform = 'messenger' AND update_id = 'm_forged'"
+    )
+
+
+# -- the bot ---------------------------------------------------------------------------------
+
+
+async def test_get_started_welcomes_with_buttons_and_opens_the_window(
+    client: httpx.AsyncClient, graph: FakeGraph, conn: asyncpg.Connection
+) -> None:
+    person = Person(client, graph)
+    sent = await person.press("start")
+    assert "I am the GOMFLOW assistant" in texts(sent)
+    assert {"orders", "status", "pay", "settings"} <= set(payloads(sent))
+    assert all(s.body["messaging_type"] == "RESPONSE" for s in sent)
+    opened = await conn.fetchval(
+        "SELECT last_inbound_at FROM contact_addresses"
+        " WHERE channel = 'messenger' AND address = $1",
+        person.psid,
+    )
+    assert opened is not None
+
+
+async def test_the_same_mid_twice_is_answered_once(
+    client: httpx.AsyncClient, graph: FakeGraph
+) -> None:
+    person = Person(client, graph)
+    await person.say("help", mid="m_twice_" + uuid.uuid4().hex)
+    mid = graph.to(person.psid)
+    before = len(mid)
+    again = page_event(person.event(message={"mid": "m_again", "text": "help"}))
+    assert (await person.post(again)).status_code == 200
+    assert (await person.post(again)).status_code == 200  # Meta's retry
+    assert len(graph.to(person.psid)) == before * 2
+
+
+async def test_orders_come_as_a_carousel_and_a_buyer_submits_and_pays(
+    client: httpx.AsyncClient, graph: FakeGraph, conn: asyncpg.Connection
+) -> None:
+    person = Person(client, graph)
+    shown = await person.say("orders")
+    carousel = [s for s in shown if s.template == "generic"]
+    assert carousel, texts(shown)
+    join = f"submit {ORDER_PH_ID}"
+    assert join in payloads(carousel)
+    assert "What name" in texts(await person.press(join))
+    assert "mobile number" in texts(await person.say("Maria Clara"))
+    assert "How many" in texts(await person.say("0917 555 7734"))
+    assert "delivered" in texts(await person.say("2"))
+    notes = await person.say("Unit 5, 123 Rizal Ave, QC")
+    assert "skip" in payloads(notes)
+    summary = await person.send(
+        message={"mid": f"m_{uuid.uuid4().hex}", "text": "Skip", "quick_reply": {"payload": "skip"}}
+    )
+    assert "Total: ₱2,500.00" in texts(summary)
+    joined = texts(await person.press("confirm"))
+    reference = re.search(r"Payment reference: (PH-\w+)", joined)
+    assert reference, joined
+    row = await conn.fetchrow(
+        "SELECT s.quantity FROM submissions s"
+        " JOIN submission_contacts sc ON sc.submission_id = s.id"
+        " JOIN contact_addresses ca ON ca.contact_id = sc.contact_id"
+        " WHERE ca.channel = 'messenger' AND ca.address = $1 AND s.payment_reference = $2",
+        person.psid,
+        reference.group(1),
+    )
+    assert row is not None and row["quantity"] == 2
+    assert reference.group(1) in texts(await person.press("status"))
+
+    # A screenshot of the receipt, served by "Meta's CDN" (the fake, named in the hosts).
+    graph.media["/cdn/receipt.jpg"] = ("image/jpeg", b"\xff\xd8\xff\xe0 a receipt")
+    image = {"type": "image", "payload": {"url": graph.origin + "/cdn/receipt.jpg"}}
+    proof = await person.send(message={"mid": f"m_{uuid.uuid4().hex}", "attachments": [image]})
+    assert f"We received your receipt for {reference.group(1)}" in texts(proof)
+
+
+async def test_an_image_off_meta_cdn_is_never_fetched(
+    client: httpx.AsyncClient, graph: FakeGraph, conn: asyncpg.Connection
+) -> None:
+    person = Person(client, graph)
+    image = {"type": "image", "payload": {"url": "http://127.0.0.1:9/internal/secret.jpg"}}
+    await person.post(page_event(person.event(message={"mid": "m_off", "attachments": [image]})))
+    assert not await conn.fetchval(
+        "SELECT 1 FROM payment_proofs p JOIN contact_addresses ca ON ca.contact_id = p.contact_id"
+        " WHERE ca.channel = 'messenger' AND ca.address = $1",
+        person.psid,
+    )
+
+
+@pytest.mark.parametrize("how", ["referral", "get_started_with_ref"])
+async def test_an_m_me_ref_link_links_the_chat_to_a_gom(
+    client: httpx.AsyncClient, graph: FakeGraph, conn: asyncpg.Connection, how: str
+) -> None:
+    person = Person(client, graph)
+    code = (await create_link_token(client.app.state.services.pool, gom_id=GOM_ID))["code"]  # type: ignore[attr-defined]
+    referral = {"ref": code, "source": "SHORTLINK", "type": "OPEN_THREAD"}
+    if how == "referral":
+        await person.send(referral=referral)
+    else:
+        await person.send(
+            postback={"title": "Get Started", "payload": "start", "referral": referral}
+        )
+    gom = await conn.fetchval(
+        "SELECT c.profile_id FROM contacts c JOIN contact_addresses ca ON ca.contact_id = c.id"
+        " WHERE ca.channel = 'messenger' AND ca.address = $1",
+        person.psid,
+    )
+    assert gom == GOM_ID
+    assert "Only a GOM" not in texts(await person.say("manage"))
+
+
+async def test_a_person_over_the_limit_gets_one_answer_then_silence(
+    make_settings: Callable[..., Settings], graph: FakeGraph
+) -> None:
+    async with messenger_app(make_settings(rate_limit_max_messages=2), graph) as client:
+        person = Person(client, graph)
+        for _ in range(2):
+            await person.say("help")
+        slow = await person.say("help")
+        assert "very fast" in texts(slow)
+        await person.post(page_event(person.event(message={"mid": "m_silent", "text": "help"})))
+        assert graph.to(person.psid)[-1].message_id == slow[-1].message_id
+
+
+# -- receipts ---------------------------------------------------------------------------------
+
+
+async def test_delivery_and_read_receipts_move_status_forward_only(
+    client: httpx.AsyncClient, graph: FakeGraph, conn: asyncpg.Connection
+) -> None:
+    person = Person(client, graph)
+    mids = [f"m_{uuid.uuid4().hex}" for _ in range(2)]
+    ids = []
+    for mid in mids:
+        ids.append(
+            await conn.fetchval(
+                "INSERT INTO messages (channel, address, event, body, status, provider_message_id,"
+                " sent_at) VALUES ('messenger', $1, 'custom', '{}', 'sent', $2,"
+                " now() - interval '1 minute') RETURNING id",
+                person.psid,
+                mid,
+            )
+        )
+
+    async def statuses() -> list[str]:
+        rows = await conn.fetch("SELECT id, status FROM messages WHERE id = ANY($1::uuid[])", ids)
+        found = {r["id"]: r["status"] for r in rows}
+        return [found[i] for i in ids]
+
+    now = int(time.time() * 1000)
+    await person.post(
+        page_event(person.event(delivery={"mids": [mids[0]], "watermark": now - 120_000}))
+    )
+    assert await statuses() == ["delivered", "sent"]
+    await person.post(page_event(person.event(read={"watermark": now})))
+    assert await statuses() == ["read", "read"]
+    # A late delivery report never moves a read message back.
+    await person.post(page_event(person.event(delivery={"mids": mids, "watermark": now})))
+    assert await statuses() == ["read", "read"]

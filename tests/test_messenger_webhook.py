@@ -195,6 +195,9 @@ async def test_get_started_welcomes_with_buttons_and_opens_the_window(
     assert "I am the GOMFLOW assistant" in texts(sent)
     assert {"orders", "status", "pay", "settings"} <= set(payloads(sent))
     assert all(s.body["messaging_type"] == "RESPONSE" for s in sent)
+    # No slash-command menu on Messenger: commands are named as people type them.
+    shown = texts(await person.say("help"))
+    assert "ORDERS" in shown and "/orders" not in shown
     opened = await conn.fetchval(
         "SELECT last_inbound_at FROM contact_addresses"
         " WHERE channel = 'messenger' AND address = $1",

@@ -182,7 +182,8 @@ async def _handle(svc: Services, channel: MessengerChannel, incoming: Incoming) 
         return []
     if allowed == "warn":
         return [Reply(ratelimit.refusal(svc.settings, kind, await _locale(svc, psid)))]
-    sender = Sender(PLATFORM, psid, supports_cards=True)
+    # Messenger has no slash-command menu: people type words, as on WhatsApp ("ORDERS").
+    sender = Sender(PLATFORM, psid, supports_cards=True, keywords=True)
     try:
         if incoming.image_url:
             url = incoming.image_url

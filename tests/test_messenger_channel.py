@@ -359,3 +359,20 @@ async def test_profile_set_info_delete(graph: FakeGraph) -> None:
     assert info["profile"]["get_started"] == {"payload": "start"}
     await cli.run(config, "delete")
     assert graph.profile == {}
+
+
+async def test_command_status_shows_the_page_menu_and_whether_it_is_ours(
+    channel: MessengerChannel, graph: FakeGraph
+) -> None:
+    before = await channel.command_status([])
+    assert before["source"] == "messenger_profile" and before["in_sync"] is False
+    await cli.set_profile(channel)
+    after = await channel.command_status([])
+    assert after["in_sync"] is True
+    assert after["get_started"] == {"payload": "start"}
+    assert [i["payload"] for i in after["menu"]["default"]] == [
+        "orders",
+        "status",
+        "pay",
+        "settings",
+    ]

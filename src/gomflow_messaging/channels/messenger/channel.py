@@ -27,11 +27,14 @@ from gomflow_messaging.channels.base import (
     SendResult,
     read_at_most,
 )
+from gomflow_messaging.channels.messenger.profile import FIELDS, profile_body
 from gomflow_messaging.channels.messenger.render import render_message
 from gomflow_messaging.channels.pacing import Limit, Pacer
 from gomflow_messaging.errors import ChannelError, PermanentError, SkipMessage, TransientError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from redis.asyncio import Redis
 
     from gomflow_messaging.channels.messenger.settings import MessengerSettings
@@ -370,6 +373,36 @@ class MessengerChannel:
             self._page = await self.graph("GET", "/me", params={"fields": "id,name"})
         return self._page
 
+    async def command_status(self, expected: Sequence[object]) -> dict[str, Any]:
+        """The Page's menu and Get Started as Meta holds them, and whether they are ours.
+
+        Messenger keeps no command list: the persistent menu is what people see; they type
+        the rest (``expected``, the bot's commands) as words.
+        """
+        wanted = profile_body()
+        try:
+            answer = await self.graph(
+                "GET", "/me/messenger_profile", params={"fields": ",".join(FIELDS)}
+            )
+        except ChannelError as exc:
+            return {
+                "source": "local",
+                "note": "Graph could not be asked; this is what messenger-profile set would set",
+                "error": exc.code,
+                "menu": _menu(wanted),
+                "in_sync": None,
+            }
+        data = answer.get("data") or [{}]
+        held: dict[str, Any] = data[0] if isinstance(data, list) and data else {}
+        return {
+            "source": "messenger_profile",
+            "note": "fetched from Meta just now; people type the bot's commands as words",
+            "get_started": held.get("get_started"),
+            "menu": _menu(held),
+            "commands": [getattr(c, "name", "") for c in expected],
+            "in_sync": all(held.get(name) == wanted[name] for name in FIELDS),
+        }
+
     async def health(self) -> ChannelHealth:
         """``GET /me`` with the token (cached): a bad token makes the channel unusable."""
         if time.monotonic() < self._healthy_until:
@@ -383,3 +416,14 @@ class MessengerChannel:
             return ChannelHealth(ok=False, detail=f"{error.code}: {error.message}")
         self._healthy_until = time.monotonic() + self.config.messenger_health_cache_seconds
         return ChannelHealth(ok=True, detail="Messenger Page token valid")
+
+
+def _menu(profile: dict[str, Any]) -> dict[str, list[dict[str, str]]]:
+    """Locale -> the persistent menu's items (title, payload)."""
+    return {
+        str(menu.get("locale")): [
+            {"title": str(item.get("title")), "payload": str(item.get("payload", ""))}
+            for item in menu.get("call_to_actions") or []
+        ]
+        for menu in profile.get("persistent_menu") or []
+    }

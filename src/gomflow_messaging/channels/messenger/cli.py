@@ -1,9 +1,8 @@
 """``messenger-profile set|info|delete``: the Page's Get Started button, greeting and menu.
 
-Through the Messenger Profile API (``{base}/me/messenger_profile``). The greeting and the
-persistent menu are given per locale: the default (English) and Meta's codes for Filipino
-(``tl_PH``) and Malay (``ms_MY``); a person sees the one for their Facebook language. Menu
-items are postbacks carrying the same command lines as the bot's buttons.
+Through the Messenger Profile API (``{base}/me/messenger_profile``). What is set is in
+`profile`: per locale, the default (English) and Meta's codes for Filipino (``tl_PH``) and
+Malay (``ms_MY``); a person sees the one for their Facebook language.
 """
 
 from __future__ import annotations
@@ -15,8 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from gomflow_messaging.channels.messenger import settings as messenger_settings
 from gomflow_messaging.channels.messenger.channel import MessengerChannel
+from gomflow_messaging.channels.messenger.profile import (
+    FIELDS,
+    GET_STARTED,
+    MENU,
+    PROFILE_LOCALES,
+    profile_body,
+)
 from gomflow_messaging.errors import ChannelError
-from gomflow_messaging.i18n import gettext
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -25,56 +30,6 @@ if TYPE_CHECKING:
     from gomflow_messaging.settings import Settings
 
 COMMAND = "messenger-profile"
-#: Our locales as Meta names them; "default" is for every other Facebook language.
-PROFILE_LOCALES: tuple[tuple[str, str], ...] = (
-    ("default", "en"),
-    ("tl_PH", "fil"),
-    ("ms_MY", "ms"),
-)
-FIELDS = ("get_started", "greeting", "persistent_menu")
-#: What the Get Started button sends: the bot's welcome (a ref link sends ``/start CODE``).
-GET_STARTED = "start"
-#: (label, the command line the item sends), labels translated per locale (30 at most).
-MENU: tuple[tuple[str, str], ...] = (
-    ("Open orders", "orders"),
-    ("My orders", "status"),
-    ("Pay", "pay"),
-    ("Settings", "settings"),
-)
-
-
-def profile_body() -> dict[str, Any]:
-    """The whole profile: Get Started, then a greeting and a menu per locale."""
-    greeting = []
-    menus = []
-    for meta, locale in PROFILE_LOCALES:
-        greeting.append(
-            {
-                "locale": meta,
-                # Translators: Messenger fills in {{user_first_name}}: keep it as is. Shown
-                # before the first message; at most 160 characters.
-                "text": gettext(
-                    locale,
-                    "Hi {{user_first_name}}! Browse group orders, join one, pay and follow "
-                    "your orders here. Press Get Started.",
-                ),
-            }
-        )
-        menus.append(
-            {
-                "locale": meta,
-                "composer_input_disabled": False,
-                "call_to_actions": [
-                    {"type": "postback", "title": gettext(locale, label)[:30], "payload": action}
-                    for label, action in MENU
-                ],
-            }
-        )
-    return {
-        "get_started": {"payload": GET_STARTED},
-        "greeting": greeting,
-        "persistent_menu": menus,
-    }
 
 
 async def set_profile(channel: MessengerChannel) -> list[str]:

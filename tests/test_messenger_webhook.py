@@ -342,3 +342,19 @@ async def test_delivery_and_read_receipts_move_status_forward_only(
     # A late delivery report never moves a read message back.
     await person.post(page_event(person.event(delivery={"mids": mids, "watermark": now})))
     assert await statuses() == ["read", "read"]
+
+
+async def test_a_referral_twice_is_handled_once_and_keeps_no_psid(
+    client: httpx.AsyncClient, graph: FakeGraph, conn: asyncpg.Connection
+) -> None:
+    person = Person(client, graph)
+    event = page_event(person.event(referral={"ref": "orders", "source": "SHORTLINK"}))
+    await person.post(event)
+    answered = len(graph.to(person.psid))
+    assert answered
+    await person.post(event)  # Meta's retry of the same event
+    assert len(graph.to(person.psid)) == answered
+    assert not await conn.fetchval(
+        "SELECT 1 FROM inbound_updates WHERE platform = 'messenger' AND update_id LIKE $1",
+        f"%{person.psid}%",
+    )

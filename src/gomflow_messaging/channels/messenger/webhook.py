@@ -134,9 +134,15 @@ def _messaging(body: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
+def _event_key(kind: str, psid: str, event: dict[str, Any]) -> str:
+    """A dedupe key for an event without a ``mid``: the person and Meta's timestamp, hashed,
+    so that `inbound_updates` holds no PSID after the person's data is erased."""
+    stamp = str(event.get("timestamp") or "")
+    return f"{kind}:" + hashlib.sha256(f"{psid}:{stamp}".encode()).hexdigest()[:40]
+
+
 def _incoming(psid: str, event: dict[str, Any]) -> Incoming | None:
     """What the person did, or None for what is not for the bot (our own echoes)."""
-    stamp = str(event.get("timestamp") or "")
     message = event.get("message")
     if isinstance(message, dict):
         if message.get("is_echo") or not message.get("mid"):
@@ -155,7 +161,7 @@ def _incoming(psid: str, event: dict[str, Any]) -> Incoming | None:
         return Incoming(mid, psid, text=str(message.get("text") or ""))
     postback = event.get("postback")
     if isinstance(postback, dict):
-        key = str(postback.get("mid") or f"postback:{psid}:{stamp}")
+        key = str(postback.get("mid") or _event_key("postback", psid, event))
         referral = postback.get("referral")
         if isinstance(referral, dict) and referral.get("ref"):
             # Get Started pressed from an m.me/<page>?ref=CODE link.
@@ -163,7 +169,8 @@ def _incoming(psid: str, event: dict[str, Any]) -> Incoming | None:
         return Incoming(key, psid, text=str(postback.get("payload") or ""))
     referral = event.get("referral")
     if isinstance(referral, dict) and referral.get("ref"):
-        return Incoming(f"referral:{psid}:{stamp}", psid, text=f"/start {referral['ref']}")
+        key = _event_key("referral", psid, event)
+        return Incoming(key, psid, text=f"/start {referral['ref']}")
     return None
 
 

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: dev test lint format bench drills install services env migrate seed clean i18n i18n-check
+.PHONY: dev test lint format bench drills install services stop env migrate seed clean i18n i18n-check
 
 $(STAMP): pyproject.toml
 	@bash scripts/bootstrap-venv.sh "$(PYTHON)" "$(VENV)"
@@ -15,10 +15,15 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 env:
-	@test -f .env || { sed "s/^SERVICE_SECRET=.*/SERVICE_SECRET=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(36))')/" .env.example > .env; echo "wrote .env (with a fresh SERVICE_SECRET)"; }
+	@bash scripts/write-env.sh "$(PYTHON)"
 
+# Uses what listens at DATABASE_URL / REDIS_URL (environment, else .env), else starts private
+# servers with their data in .data/; `make stop` stops those (and only those).
 services: install
-	@set -a; [ -f .env ] && . ./.env; set +a; PY=$(PY) bash scripts/ensure-services.sh
+	@PY=$(PY) bash scripts/ensure-services.sh
+
+stop:
+	@bash scripts/stop-services.sh
 
 migrate: services
 	$(VENV)/bin/gomflow-messaging migrate

@@ -28,11 +28,43 @@ def _with_db(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
+TEST_DB_PREFIX = "gomflow_test_"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+async def drop_stale_test_databases(admin: asyncpg.Connection) -> list[str]:
+    """Drop `gomflow_test_<pid>_*` databases whose creating process is gone (a killed run).
+
+    Other runs on this machine (other worktrees, in parallel) keep theirs: their pid is alive.
+    """
+    names = await admin.fetch(
+        "SELECT datname FROM pg_database WHERE datname LIKE $1", TEST_DB_PREFIX + "%"
+    )
+    dropped = []
+    for (name,) in names:
+        pid, _, rest = name.removeprefix(TEST_DB_PREFIX).partition("_")
+        if not pid.isdigit() or not rest or _alive(int(pid)):
+            continue
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        dropped.append(name)
+    return dropped
+
+
 @pytest.fixture(scope="session")
 async def database_url() -> AsyncIterator[str]:
-    name = f"gomflow_test_{os.getpid()}_{secrets.token_hex(3)}"
+    name = f"{TEST_DB_PREFIX}{os.getpid()}_{secrets.token_hex(3)}"
     admin = await asyncpg.connect(ADMIN_URL)
     try:
+        await drop_stale_test_databases(admin)
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()

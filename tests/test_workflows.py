@@ -253,8 +253,9 @@ async def test_deadline_alerts_6_2_1_hours_each_once(
 async def test_summaries_in_the_gom_time_zone(services: Services, conn: asyncpg.Connection) -> None:
     gom_id, gom_address = await make_gom(conn, tz="Asia/Kuala_Lumpur")
     order_id = await make_order(conn, gom_id, deadline=datetime.now(UTC) + timedelta(days=30))
-    await make_buyer(conn, order_id, status="paid", quantity=2)
     sunday_8pm_kl = datetime(2027, 3, 14, 12, 0, tzinfo=UTC)
+    paid, _ = await make_buyer(conn, order_id, status="paid", quantity=2)
+    await approve_proof(conn, paid, sunday_8pm_kl - timedelta(hours=3))
     await gom_alerts.summaries(services, sunday_8pm_kl - timedelta(hours=1))
     assert await messages_to(conn, gom_address) == []
     await gom_alerts.summaries(services, sunday_8pm_kl)
@@ -263,6 +264,53 @@ async def test_summaries_in_the_gom_time_zone(services: Services, conn: asyncpg.
     assert len(texts) == 2
     assert texts[0].startswith("Daily summary") and texts[1].startswith("Weekly summary")
     assert "₱3,000.00" in texts[0]
+
+
+async def approve_proof(conn: asyncpg.Connection, submission_id: uuid.UUID, at: datetime) -> None:
+    """A receipt for the submission, approved at ``at`` (as the GOM's /payments would)."""
+    await conn.execute(
+        """
+        INSERT INTO payment_proofs (submission_id, channel, mime, size, sha256, status,
+                                    decided_by, decided_at, created_at)
+        VALUES ($1, 'sandbox', 'image/png', 1, 'x', 'approved', 'gom:test', $2, $2)
+        """,
+        submission_id,
+        at,
+    )
+
+
+async def test_summary_counts_only_its_own_period(
+    services: Services, conn: asyncpg.Connection
+) -> None:
+    gom_id, gom_address = await make_gom(conn, tz="Asia/Manila")
+    order_id = await make_order(conn, gom_id, deadline=datetime.now(UTC) + timedelta(days=30))
+    monday_8pm = datetime(2027, 3, 15, 12, 0, tzinfo=UTC)  # 20:00 in Manila, not the weekly day
+    old_paid, _ = await make_buyer(conn, order_id, status="paid", quantity=3)
+    today_paid, _ = await make_buyer(conn, order_id, status="paid", quantity=1)
+    await make_buyer(conn, order_id)  # unpaid
+    # Created and paid the day before: neither new nor a payment of this day.
+    await conn.execute(
+        "UPDATE submissions SET created_at = $2 WHERE order_id = $1",
+        order_id,
+        monday_8pm - timedelta(days=2),
+    )
+    await approve_proof(conn, old_paid, monday_8pm - timedelta(days=1, hours=2))
+    # Made today, paid today (a quarter of an hour before the period ends).
+    await conn.execute(
+        "UPDATE submissions SET created_at = $2 WHERE id = $1",
+        today_paid,
+        monday_8pm - timedelta(hours=5),
+    )
+    await approve_proof(conn, today_paid, monday_8pm - timedelta(minutes=15))
+    # The job runs late in the hour: the period still ends at 20:00.
+    await gom_alerts.summaries(services, monday_8pm + timedelta(minutes=40))
+    [summary] = await messages_to(conn, gom_address, "gom_summary")
+    text = summary["body"]["text"]
+    assert "New submissions: 1" in text
+    assert "Payments: 1" in text
+    assert "Collected: ₱1,500.00" in text
+    zone = "Philippine Standard Time"
+    assert f"From 14 Mar 2027, 8:00 PM {zone} to 15 Mar 2027, 8:00 PM {zone}" in text
 
 
 def test_run_job_from_the_command_line(settings: Settings) -> None:

@@ -23,6 +23,7 @@ from gomflow_messaging.api.limits import BodyLimitMiddleware, BodyLimits
 from gomflow_messaging.api.openapi import openapi_json
 from gomflow_messaging.api.routes import routes
 from gomflow_messaging.bootstrap import Services, build_services, webhook_routes
+from gomflow_messaging.doctor import where
 from gomflow_messaging.errors import ApiError
 from gomflow_messaging.logs import request_id_var
 from gomflow_messaging.worker import WorkerRunner, new_worker_id
@@ -103,6 +104,16 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _say_if_redis_is_away(svc: Services) -> None:
+    """A `web` process without Redis still accepts; say so once at start, plainly."""
+    if not await svc.queue.ping():
+        log.warning(
+            "Redis unreachable at %s: /api/notify still accepts, and messages wait in the "
+            "outbox until a worker can queue them",
+            where(svc.settings.redis_url),
+        )
+
+
 def create_app(
     settings: Settings, *, mode: Mode = "serve", services: Services | None = None
 ) -> Starlette:
@@ -120,7 +131,9 @@ def create_app(
         try:
             if mode == "serve":
                 runner = WorkerRunner(svc)
-                await runner.start()
+                await runner.start()  # its heartbeat reports Redis missing
+            else:
+                await _say_if_redis_is_away(svc)
             log.info("gomflow-messaging %s ready: channels %s", mode, ", ".join(svc.channels))
             yield
         finally:

@@ -232,8 +232,12 @@ def cmd_whatsapp_templates(settings: Settings, args: argparse.Namespace) -> int:
             if not args.event or not args.locale:
                 raise CommandError(f"whatsapp-templates {args.action}: give EVENT and LOCALE")
             if args.action == "delete":
-                gone = await wt.delete_template(conn, args.event, args.locale)
-                return "deleted" if gone else "no such template"
+                if not await wt.delete_template(conn, args.event, args.locale):
+                    raise CommandError(
+                        f"whatsapp-templates delete: no template for {args.event} {args.locale}"
+                        " (see `whatsapp-templates list`)"
+                    )
+                return "deleted"
             if not args.content_sid:
                 raise CommandError("whatsapp-templates set: give the template's CONTENT_SID")
             await wt.set_template(
@@ -305,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "doctor",
         cmd_doctor,
-        "Check settings, Postgres, Redis and every enabled channel; exit 1 if anything is wrong.",
+        "Check settings, Postgres, Redis and every enabled channel. Exit 0: all good; "
+        "1: a check failed; 2: the configuration itself is invalid.",
     )
     discord = add(
         "discord-commands",
@@ -361,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     _configure_logging(settings)
+    if args.command in ("serve", "web", "worker"):
+        for warning in settings.warnings():
+            log.warning("%s", warning)
     try:
         code: int = args.func(settings, args)
     except ConfigError as exc:
@@ -384,6 +392,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # A bug of ours still ends in one line; the trace is there for whoever asks for it.
+        log.debug("%s failed", args.command, exc_info=True)
+        print(
+            f"{PROG}: {args.command} failed: {type(exc).__name__}: {str(exc)[:200]}"
+            " (LOG_LEVEL=DEBUG shows where)",
+            file=sys.stderr,
+        )
+        return 1
     with contextlib.suppress(Exception):
         sys.stdout.flush()
     return code

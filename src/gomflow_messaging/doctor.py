@@ -70,6 +70,7 @@ async def run(settings: Settings) -> list[Finding]:
             f"{', '.join(settings.enabled_channels) or 'none'}",
         )
     ]
+    findings += [Finding("settings", True, text, warning=True) for text in settings.warnings()]
 
     async def postgres() -> str:
         conn = await db.connect(settings.database_url)
@@ -142,5 +143,7 @@ def report(findings: list[Finding]) -> str:
         label = "FAIL" if not f.ok else "WARN" if f.warning else "ok"
         lines.append(f"[{label}] {f.name}: {f.detail}")
     bad = [f.name for f in findings if not f.ok]
-    lines.append("all checks passed" if not bad else f"problems: {', '.join(bad)}")
+    warned = sum(f.warning for f in findings)
+    passed = "all checks passed" + (f" ({warned} warning{'s' * (warned > 1)})" if warned else "")
+    lines.append(passed if not bad else f"problems: {', '.join(bad)}")
     return "\n".join(lines)

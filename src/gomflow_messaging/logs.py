@@ -11,6 +11,8 @@ import contextvars
 import json
 import logging
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -76,3 +78,80 @@ def configure(level: str, fmt: str, stream: Any = None) -> logging.Handler:
     # SAQ logs every job at INFO; one line per message is noise at campaign scale.
     logging.getLogger("saq").setLevel(logging.WARNING)
     return handler
+
+
+class Outage:
+    """Logs a lost dependency once, then once per ``every`` seconds while it lasts, then its return.
+
+    Without it every loop that touches Redis (heartbeat, sweeper, SAQ's upkeep and its 20
+    dequeuing slots) logged each failure, with a traceback: over a thousand lines in 20 s.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        where: str,
+        every: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.what = what
+        self.where = where
+        self.every = every
+        self._clock = clock
+        self._log = logger or logging.getLogger("gomflow_messaging.outage")
+        self._since: float | None = None
+        self._warned_at = 0.0
+
+    @property
+    def down(self) -> bool:
+        return self._since is not None
+
+    def failed(self, exc: BaseException) -> None:
+        now = self._clock()
+        reason = type(exc).__name__
+        if self._since is None:
+            self._since = self._warned_at = now
+            self._log.warning(
+                "%s unreachable at %s (%s): messages wait in the outbox until it is back; "
+                "one reminder every %.0f s while it lasts",
+                self.what,
+                self.where,
+                reason,
+                self.every,
+            )
+        elif now - self._warned_at >= self.every:
+            self._warned_at = now
+            self._log.warning(
+                "%s still unreachable at %s after %.0f s (%s)",
+                self.what,
+                self.where,
+                now - self._since,
+                reason,
+            )
+
+    def ok(self) -> None:
+        if self._since is not None:
+            self._log.warning(
+                "%s reachable again at %s after %.0f s",
+                self.what,
+                self.where,
+                self._clock() - self._since,
+            )
+            self._since = None
+
+
+class OutageFilter(logging.Filter):
+    """Turns a library's per-failure error records about ``errors`` into the outage's lines."""
+
+    def __init__(self, outage: Outage, errors: tuple[type[BaseException], ...]) -> None:
+        super().__init__()
+        self.outage = outage
+        self.errors = errors
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, self.errors):
+            self.outage.failed(exc)
+            return False
+        return True

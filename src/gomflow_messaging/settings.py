@@ -22,6 +22,8 @@ class Environment(StrEnum):
 
 
 CHANNEL_NAMES = ("sandbox", "telegram", "discord", "whatsapp")
+#: The SERVICE_SECRET of .env.example: known to everyone who has read the repository.
+PLACEHOLDER_SECRET = "change-me-to-at-least-32-random-characters"
 
 
 class Settings(BaseSettings):
@@ -66,6 +68,8 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(15.0, gt=0)
     sweep_grace_seconds: float = Field(30.0, ge=0)
     shutdown_grace_seconds: int = Field(20, ge=0)
+    #: While Redis or Postgres is unreachable: one warning when it goes, then one per interval.
+    outage_warning_seconds: float = Field(30.0, gt=0)
 
     # Bounded input (api/limits.py): bodies over these are refused (413) before they are read.
     #: Any route not named below (/api/notify, ...).
@@ -189,7 +193,16 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 32 characters")
         return value
 
-    @field_validator("service_secret_previous", "smart_agent_api_key", mode="before")
+    # `TELEGRAM_BOT_TOKEN=` (as .env.example has it) means "not set", not an empty secret.
+    @field_validator(
+        "service_secret_previous",
+        "smart_agent_api_key",
+        "twilio_auth_token",
+        "telegram_bot_token",
+        "telegram_webhook_secret",
+        "discord_token",
+        mode="before",
+    )
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -323,6 +336,35 @@ class Settings(BaseSettings):
         if not self.smart_agent_route.startswith("/"):
             raise ValueError("SMART_AGENT_ROUTE must start with /")
         return self
+
+    @model_validator(mode="after")
+    def _production_secret(self) -> Settings:
+        if (
+            self.environment is Environment.production
+            and self.service_secret.get_secret_value() == PLACEHOLDER_SECRET
+        ):
+            raise ValueError(
+                "SERVICE_SECRET is the placeholder of .env.example; in production set a random "
+                "one (python3 -c 'import secrets; print(secrets.token_urlsafe(36))')"
+            )
+        return self
+
+    def warnings(self) -> list[str]:
+        """What runs but is probably a mistake: logged at start and shown by `doctor`."""
+        if self.environment is not Environment.production:
+            return []
+        found = []
+        if self.enable_sandbox:
+            found.append(
+                "ENABLE_SANDBOX is true in production: messages to sandbox addresses are only "
+                "recorded, and /api/sandbox/* answers"
+            )
+        if not [name for name in self.enabled_channels if name != "sandbox"]:
+            found.append(
+                "no channel is enabled (ENABLE_WHATSAPP, ENABLE_TELEGRAM, ENABLE_DISCORD are all "
+                "false): nothing can reach a buyer"
+            )
+        return found
 
     @model_validator(mode="after")
     def _log_format(self) -> Settings:

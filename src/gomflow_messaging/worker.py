@@ -8,13 +8,17 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 from redis.exceptions import RedisError
 from saq import Worker
 from saq.types import Context
 
+from gomflow_messaging.doctor import where
+from gomflow_messaging.logs import Outage, OutageFilter
 from gomflow_messaging.queue import DELIVER_JOB
 from gomflow_messaging.schedule import cron_jobs
 from gomflow_messaging.workflows import gom_alerts, payment_proofs
@@ -25,6 +29,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5.0
+#: Postgres refusing, restarting or gone: an outage to report, not a bug to trace.
+POSTGRES_AWAY = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
 
 
 class WorkerContext(Context, total=False):
@@ -53,13 +63,13 @@ async def check_payment_proof(ctx: WorkerContext, *, proof_id: str) -> dict[str,
     return await proofs.check(uuid.UUID(proof_id))
 
 
-def build_worker(services: Services) -> Worker[WorkerContext]:
+def build_worker(services: Services) -> _Worker:
     settings = services.settings
 
     async def startup(ctx: WorkerContext) -> None:
         ctx["services"] = services
 
-    worker: Worker[WorkerContext] = Worker(
+    worker = _Worker(
         services.queue.saq,
         functions={
             (DELIVER_JOB, deliver),
@@ -81,16 +91,45 @@ def build_worker(services: Services) -> Worker[WorkerContext]:
     return worker
 
 
-async def _every(interval: float, name: str, func: Any) -> None:
+class _Worker(Worker[WorkerContext]):
+    """SAQ's worker, whose job slots pause while Redis is known to be away.
+
+    Each of its slots otherwise retries the dequeue at once, connecting over and over.
+    """
+
+    redis_outage: Outage | None = None
+    redis_ping: Callable[[], Awaitable[bool]] | None = None
+
+    async def process(self) -> bool:
+        outage, ping = self.redis_outage, self.redis_ping
+        if outage is not None and ping is not None and outage.down:
+            await asyncio.sleep(1.0)
+            # Each slot looks for itself, so work resumes within a second of Redis's return.
+            if not await ping():
+                return False
+            outage.ok()
+        return await super().process()
+
+
+async def _every(
+    interval: float, name: str, func: Any, redis: Outage, postgres: Outage | None = None
+) -> None:
     while True:
         try:
             await func()
         except asyncio.CancelledError:
             raise
-        except (RedisError, OSError) as exc:
-            log.warning("%s: Redis or Postgres unavailable (%s)", name, type(exc).__name__)
+        except RedisError as exc:
+            redis.failed(exc)
+        except POSTGRES_AWAY as exc:
+            # redis-py wraps its socket errors, so a bare OSError here is Postgres's.
+            (postgres or redis).failed(exc)
         except Exception:
             log.exception("%s failed", name)
+        else:
+            # The sweeper may not touch Redis at all (nothing stuck): its success proves only
+            # Postgres; the heartbeat's proves Redis.
+            (postgres or redis).ok()
         await asyncio.sleep(interval)
 
 
@@ -101,10 +140,23 @@ class WorkerRunner:
         self.services = services
         self.worker = build_worker(services)
         self._tasks: list[asyncio.Task[None]] = []
+        settings = services.settings
+        every = settings.outage_warning_seconds
+        self.redis_outage = Outage("Redis", where(settings.redis_url), every)
+        self.postgres_outage = Outage("Postgres", where(settings.database_url), every)
+        self.worker.redis_outage = self.redis_outage
+        self.worker.redis_ping = services.queue.ping
+        # SAQ logs each failed upkeep round with a traceback; while Redis is away those
+        # become the outage's lines.
+        self._saq_filter = OutageFilter(self.redis_outage, (RedisError, OSError))
+        # asyncpg's pool does the same each time it fails to reconnect while Postgres is away.
+        self._pool_filter = OutageFilter(self.postgres_outage, POSTGRES_AWAY)
 
     async def start(self) -> None:
         services = self.services
         worker_id = services.dispatcher.worker_id
+        logging.getLogger("saq").addFilter(self._saq_filter)
+        logging.getLogger("asyncpg.pool").addFilter(self._pool_filter)
         self._tasks = [
             asyncio.create_task(self.worker.start(), name="saq-worker"),
             asyncio.create_task(
@@ -112,6 +164,8 @@ class WorkerRunner:
                     services.settings.sweep_interval_seconds,
                     "outbox sweeper",
                     services.dispatcher.sweep,
+                    self.redis_outage,
+                    self.postgres_outage,
                 ),
                 name="outbox-sweeper",
             ),
@@ -120,6 +174,8 @@ class WorkerRunner:
                     services.settings.sweep_interval_seconds,
                     "proof sweeper",
                     payment_proofs.PaymentProofs(services).sweep,
+                    self.redis_outage,
+                    self.postgres_outage,
                 ),
                 name="proof-sweeper",
             ),
@@ -128,6 +184,7 @@ class WorkerRunner:
                     HEARTBEAT_SECONDS,
                     "heartbeat",
                     lambda: services.queue.beat(worker_id, HEARTBEAT_SECONDS * 3),
+                    self.redis_outage,
                 ),
                 name="worker-heartbeat",
             ),
@@ -152,7 +209,11 @@ class WorkerRunner:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await self.services.queue.forget_worker(self.services.dispatcher.worker_id)
+        try:
+            await self.services.queue.forget_worker(self.services.dispatcher.worker_id)
+        finally:
+            logging.getLogger("saq").removeFilter(self._saq_filter)
+            logging.getLogger("asyncpg.pool").removeFilter(self._pool_filter)
 
     async def wait(self) -> None:
         """Until the SAQ worker ends (it only ends when stopped or on a fatal error)."""

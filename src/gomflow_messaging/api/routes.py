@@ -207,8 +207,8 @@ async def sandbox_inbound(request: Request) -> Response:
     fields = {}
     upload = _sandbox_file(body.get("file"))
     for name in ("address", "text"):
-        if name == "text" and upload is not None:
-            continue  # a file may come without a caption
+        if name == "text" and (upload is not None or isinstance(body.get("form"), dict)):
+            continue  # a file may come without a caption, a form's answers without text
         if not isinstance(body.get(name), str) or not body[name].strip():
             fields[name] = "is required"
     if fields:

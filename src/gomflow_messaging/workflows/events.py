@@ -413,7 +413,17 @@ def _deadline_alert(v: Values, ctx: RenderContext) -> dict[str, Any]:
 
 def _gom_summary(v: Values, ctx: RenderContext) -> dict[str, Any]:
     title = _(ctx, "Daily summary") if v["period"] == "daily" else _(ctx, "Weekly summary")
-    lines = [
+    lines = []
+    if v.get("since") and v.get("until"):
+        lines.append(
+            _(
+                ctx,
+                "From {since} to {until}",
+                since=ctx.when(_moment(v, "since")),
+                until=ctx.when(_moment(v, "until")),
+            )
+        )
+    lines += [
         _(ctx, "New submissions: {n}", n=v["new_submissions"]),
         _(ctx, "Payments: {n}", n=v["payments"]),
         _(ctx, "Collected: {v}", v=v["collected"]),
@@ -593,6 +603,8 @@ EVENTS: dict[str, EventSpec] = {
                 Field("payments", "count"),
                 Field("collected", "amounts collected, formatted"),
                 Field("attention", "orders near deadline or quota", required=False),
+                Field("since", "start of the period, ISO-8601", required=False),
+                Field("until", "end of the period, ISO-8601", required=False),
             ),
             _gom_summary,
             "the GOM's daily or weekly summary",

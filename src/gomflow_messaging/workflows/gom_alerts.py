@@ -230,6 +230,9 @@ async def summaries(services: Services, at: datetime) -> dict[str, Any]:
             local = at.astimezone(ZoneInfo("Asia/Manila"))
         if local.hour != settings.summary_hour:
             continue
+        # Periods end on the hour the summary is due, so consecutive ones tile the GOM's
+        # time without gap or overlap, however late in that hour the job runs.
+        until = local.replace(minute=0, second=0, microsecond=0)
         periods = [("daily", local.date().isoformat(), timedelta(days=1))]
         if local.weekday() == settings.summary_weekday:
             year, week, _ = local.isocalendar()
@@ -247,11 +250,17 @@ async def summaries(services: Services, at: datetime) -> dict[str, Any]:
             )
             if claimed is None:
                 continue
-            data = await _summary_data(services, gom["id"], at, span)
+            since = until - span
+            data = await _summary_data(services, gom["id"], since, until)
             await notify.send(
                 services,
                 "gom_summary",
-                {"period": period, **data},
+                {
+                    "period": period,
+                    "since": since.isoformat(),
+                    "until": until.isoformat(),
+                    **data,
+                },
                 [{"gom_id": str(gom["id"])}],
                 source="summaries",
                 now=at,
@@ -261,29 +270,48 @@ async def summaries(services: Services, at: datetime) -> dict[str, Any]:
 
 
 async def _summary_data(
-    services: Services, gom_id: UUID, at: datetime, span: timedelta
+    services: Services, gom_id: UUID, since: datetime, until: datetime
 ) -> dict[str, Any]:
+    """What happened in (since, until]: new submissions, and payments with their amounts.
+
+    The core schema has no paid_at, so a payment's moment is the decision that approved its
+    proof (payment_proofs.decided_at, by the GOM or the Smart Agent): one per submission, as
+    approving supersedes the other receipts. A submission marked paid elsewhere (the core
+    API, the payment service) has no such moment here and is not counted in any period.
+    """
     rows = await services.pool.fetch(
         """
-        SELECT o.title, o.currency, o.deadline, o.max_orders,
+        WITH paid AS (
+            SELECT DISTINCT p.submission_id
+              FROM payment_proofs p JOIN submissions s ON s.id = p.submission_id
+              JOIN orders o ON o.id = s.order_id
+             WHERE o.user_id = $1 AND p.status = 'approved'
+               AND p.decided_at > $2 AND p.decided_at <= $3 AND s.status = 'paid'
+        )
+        SELECT o.title, o.currency, o.deadline, o.max_orders, o.is_active,
                count(s.id) FILTER (WHERE s.created_at > $2 AND s.created_at <= $3) AS new,
-               count(s.id) FILTER (WHERE s.status = 'paid') AS paid,
-               coalesce(sum(s.total_amount) FILTER (WHERE s.status = 'paid'), 0) AS collected,
+               count(paid.submission_id) AS paid,
+               coalesce(sum(s.total_amount) FILTER (WHERE paid.submission_id IS NOT NULL), 0)
+                   AS collected,
                coalesce(sum(s.quantity) FILTER (WHERE s.status NOT IN
                         ('cancelled', 'expired', 'failed')), 0) AS filled
           FROM orders o LEFT JOIN submissions s ON s.order_id = o.id
-         WHERE o.user_id = $1 AND (o.is_active OR o.deadline > $2)
+          LEFT JOIN paid ON paid.submission_id = s.id
+         WHERE o.user_id = $1
          GROUP BY o.id ORDER BY o.deadline
         """,
         gom_id,
-        at - span,
-        at,
+        since,
+        until,
     )
     collected: dict[str, Decimal] = {}
     attention = []
     for r in rows:
-        collected[r["currency"]] = collected.get(r["currency"], Decimal(0)) + r["collected"]
-        near_deadline = r["deadline"] > at and r["deadline"] - at <= timedelta(hours=48)
+        if r["paid"]:
+            collected[r["currency"]] = collected.get(r["currency"], Decimal(0)) + r["collected"]
+        if not (r["is_active"] or r["deadline"] > since):
+            continue
+        near_deadline = r["deadline"] > until and r["deadline"] - until <= timedelta(hours=48)
         near_quota = bool(r["max_orders"]) and r["filled"] * 100 >= 90 * r["max_orders"]
         if near_deadline or near_quota:
             attention.append(r["title"])

@@ -245,7 +245,7 @@ async def test_whatsapp_buyer_owns_web_submissions_with_their_number(
     settings: Settings, conn: asyncpg.Connection
 ) -> None:
     from gomflow_messaging.bootstrap import build_services
-    from gomflow_messaging.workflows.bot import Sender
+    from gomflow_messaging.workflows.chat.types import Sender
 
     reference = f"PH-W{uuid.uuid4().hex[:7].upper()}"
     await conn.execute(

@@ -16,7 +16,7 @@ from gomflow_messaging.channels.discord import DiscordChannel, action_rows, buil
 from gomflow_messaging.channels.pacing import Limit, Pacer
 from gomflow_messaging.errors import PermanentError, TransientError
 from gomflow_messaging.settings import ConfigError, Settings, load_settings
-from gomflow_messaging.workflows.bot import Card
+from gomflow_messaging.workflows.chat.types import Card
 from tests.fakes.discord import APP_ID, TOKEN, FakeDiscord, new_user_id
 from tests.helpers import AUTH, SECRET, eventually, running_app
 

@@ -18,7 +18,7 @@ import pytest
 from gomflow_messaging import cli
 from gomflow_messaging.demo import ORDER_PH_ID
 from gomflow_messaging.settings import Settings
-from gomflow_messaging.workflows.bot import command_menu
+from gomflow_messaging.workflows.chat.types import command_menu
 from tests.conftest import unique_text
 from tests.fakes.discord import (
     APP_ID,

@@ -25,8 +25,9 @@ from pydantic import SecretStr
 from gomflow_messaging.channels.discord import command_builders
 from gomflow_messaging.settings import Environment, Settings
 from gomflow_messaging.smart_agent import judge
-from gomflow_messaging.workflows.bot import command_menu
-from gomflow_messaging.workflows.payment_proofs import image_url, sniff
+from gomflow_messaging.workflows.chat.types import command_menu
+from gomflow_messaging.workflows.proofs.intake import sniff
+from gomflow_messaging.workflows.proofs.urls import image_url
 from tests.fakes.discord import FakeDiscord, Signer, new_user_id, press, slash, slash_with_file
 from tests.fakes.smart_agent import OTHER_BUYER, OTHER_REFERENCE, FakeSmartAgent
 from tests.fakes.telegram import FakeTelegram

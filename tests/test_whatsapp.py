@@ -26,7 +26,7 @@ from gomflow_messaging.channels.base import Button, OutboundMessage
 from gomflow_messaging.channels.whatsapp import WhatsAppChannel
 from gomflow_messaging.errors import PermanentError, TransientError
 from gomflow_messaging.settings import Settings
-from gomflow_messaging.workflows.bot import Reply
+from gomflow_messaging.workflows.chat.types import Reply
 from tests.fakes.twilio import (
     ACCOUNT_SID,
     AUTH_TOKEN,

@@ -14,8 +14,8 @@ from gomflow_messaging.dispatcher import Dispatcher
 from gomflow_messaging.queue import JobQueue
 from gomflow_messaging.settings import ConfigError
 from gomflow_messaging.workflows import gom_alerts, reminders
-from gomflow_messaging.workflows.bot import Bot
-from gomflow_messaging.workflows.payment_proofs import PaymentProofs
+from gomflow_messaging.workflows.chat.router import Bot
+from gomflow_messaging.workflows.proofs import PaymentProofs
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from gomflow_messaging.channels.base import Channel
     from gomflow_messaging.settings import Settings
-    from gomflow_messaging.workflows.bot import Sender
+    from gomflow_messaging.workflows.chat.types import Sender
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,14 @@ def webhook_routes(settings: Settings) -> list[BaseRoute]:
             found = _load(WEBHOOK_ROUTES[name])
             routes += found(settings) if callable(found) else found
     return routes
+
+
+@dataclass(frozen=True)
+class _Ports:
+    settings: Settings
+    pool: db.Pool
+    queue: JobQueue
+    channels: dict[str, Channel]
 
 
 @dataclass
@@ -118,14 +126,14 @@ async def build_services(
         await pool.close()
         raise
     dispatcher = Dispatcher(settings, pool, queue, channels, worker_id=worker_id)
-    bot = Bot(pool, queue.redis)
-    services = Services(settings, pool, queue, channels, dispatcher, bot)
+    # What the workflows are given (workflows.ports.Ports): not the Services container.
+    ports = _Ports(settings, pool, queue, channels)
 
     async def submission_created(submission_id: UUID) -> None:
-        await gom_alerts.on_new_submission(services, submission_id, datetime.now(UTC))
+        await gom_alerts.on_new_submission(ports, submission_id, datetime.now(UTC))
 
     async def remind_now(order_id: UUID) -> int:
-        return await reminders.remind_now(services, order_id, datetime.now(UTC))
+        return await reminders.remind_now(ports, order_id, datetime.now(UTC))
 
     async def gom_chat(sender: Sender, gom: bool) -> None:
         channel = channels.get(sender.channel)
@@ -135,8 +143,12 @@ async def build_services(
 
             change_gom_menu(channel, sender.address, gom)
 
-    bot.on_submission = submission_created
-    bot.remind_now = remind_now
-    bot.on_gom_chat = gom_chat
-    bot.proofs = PaymentProofs(services)
-    return services
+    bot = Bot(
+        pool,
+        queue.redis,
+        proofs=PaymentProofs(ports),
+        on_submission=submission_created,
+        remind_now=remind_now,
+        on_gom_chat=gom_chat,
+    )
+    return Services(settings, pool, queue, channels, dispatcher, bot)

@@ -167,7 +167,7 @@ def cmd_run_job(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_discord_commands(settings: Settings, args: argparse.Namespace) -> int:
     from gomflow_messaging.channels.discord import DiscordRest
     from gomflow_messaging.errors import ChannelError
-    from gomflow_messaging.workflows.bot import command_menu
+    from gomflow_messaging.workflows.chat.types import command_menu
 
     missing = [
         name

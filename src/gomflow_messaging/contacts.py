@@ -8,12 +8,15 @@ from datetime import time
 from typing import TYPE_CHECKING
 from uuid import UUID
 
+from gomflow_messaging.i18n import normalize_locale
 from gomflow_messaging.phones import normalize_phone
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import asyncpg
 
-    from gomflow_messaging.db import Connection
+    from gomflow_messaging.db import Connection, Pool
 
 
 @dataclass
@@ -201,3 +204,187 @@ async def for_address(conn: Connection, channel: str, address: str) -> Recipient
     # A direct address is exactly where the caller asked: no other channel.
     recipient.addresses = recipient.addresses[:1]
     return recipient
+
+
+# -- a person writing to a chat bot ---------------------------------------------------------
+
+_CHAT_CONTACT = "c.id, c.locale, c.timezone, c.kind, c.profile_id, c.opted_out_at"
+
+
+async def for_chat(
+    pool: Pool, channel: str, address: str, name: str, language: str, now: datetime
+) -> asyncpg.Record:
+    """The contact behind a chat address, created on first contact; marks it reachable.
+
+    Returns id, locale, timezone, kind, profile_id and opted_out_at.
+    """
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            f"""
+            UPDATE contact_addresses ca
+               SET last_inbound_at = $3, reachable = true, unreachable_reason = NULL
+              FROM contacts c
+             WHERE ca.channel = $1 AND ca.address = $2 AND c.id = ca.contact_id
+            RETURNING {_CHAT_CONTACT}
+            """,
+            channel,
+            address,
+            now,
+        )
+        if row is not None:
+            return row
+        async with conn.transaction():
+            contact_id = await conn.fetchval(
+                "INSERT INTO contacts (display_name, locale) VALUES ($1, $2) RETURNING id",
+                name[:100] or None,
+                normalize_locale(language),
+            )
+            linked = await conn.fetchval(
+                """
+                INSERT INTO contact_addresses (contact_id, channel, address, priority,
+                                               last_inbound_at)
+                VALUES ($1, $2, $3, 10, $4)
+                ON CONFLICT (channel, address) DO NOTHING RETURNING id
+                """,
+                contact_id,
+                channel,
+                address,
+                now,
+            )
+            if linked is None:  # another replica created it a moment ago
+                await conn.execute("DELETE FROM contacts WHERE id = $1", contact_id)
+            elif channel == "whatsapp":
+                await _link_by_phone(conn, contact_id, address)
+        row = await conn.fetchrow(
+            f"""
+            SELECT {_CHAT_CONTACT}
+              FROM contact_addresses ca JOIN contacts c ON c.id = ca.contact_id
+             WHERE ca.channel = $1 AND ca.address = $2
+            """,
+            channel,
+            address,
+        )
+        assert row is not None
+        return row
+
+
+async def _link_by_phone(conn: Connection, contact_id: UUID, phone: str) -> None:
+    """A new WhatsApp contact owns the submissions made (on the web, say) with that number."""
+    rows = await conn.fetch(
+        """
+        SELECT s.id, s.buyer_phone FROM submissions s
+         WHERE right(regexp_replace(s.buyer_phone, '\\D', '', 'g'), 9) = right($1, 9)
+           AND NOT EXISTS (SELECT 1 FROM submission_contacts sc WHERE sc.submission_id = s.id)
+        """,
+        phone,
+    )
+    mine = []
+    for row in rows:
+        try:
+            if normalize_phone(row["buyer_phone"]) == phone:
+                mine.append((row["id"], contact_id))
+        except ValueError:
+            continue
+    if mine:
+        await conn.executemany(
+            "INSERT INTO submission_contacts (submission_id, contact_id) VALUES ($1, $2)"
+            " ON CONFLICT DO NOTHING",
+            mine,
+        )
+
+
+async def chat_address(pool: Pool, channel: str, address: str) -> asyncpg.Record | None:
+    """Who is behind a chat address, reading only: contact_id, locale, timezone."""
+    return await pool.fetchrow(
+        """
+        SELECT ca.contact_id, c.locale, c.timezone FROM contact_addresses ca
+          JOIN contacts c ON c.id = ca.contact_id
+         WHERE ca.channel = $1 AND ca.address = $2
+        """,
+        channel,
+        address,
+    )
+
+
+async def chat_settings(pool: Pool, contact_id: UUID) -> asyncpg.Record | None:
+    """quiet_start, quiet_end and preferences ({kind: enabled}) of one contact."""
+    return await pool.fetchrow(
+        """
+        SELECT c.quiet_start, c.quiet_end,
+               coalesce((SELECT jsonb_object_agg(p.kind, p.enabled)
+                           FROM contact_preferences p WHERE p.contact_id = c.id),
+                        '{}'::jsonb) AS preferences
+          FROM contacts c WHERE c.id = $1
+        """,
+        contact_id,
+    )
+
+
+async def set_quiet_hours(
+    pool: Pool, contact_id: UUID, start: time | None, end: time | None
+) -> None:
+    await pool.execute(
+        "UPDATE contacts SET quiet_start = $2, quiet_end = $3, updated_at = now() WHERE id = $1",
+        contact_id,
+        start,
+        end,
+    )
+
+
+async def set_timezone(pool: Pool, contact_id: UUID, zone: str) -> None:
+    await pool.execute(
+        "UPDATE contacts SET timezone = $2, updated_at = now() WHERE id = $1", contact_id, zone
+    )
+
+
+async def set_locale(pool: Pool, contact_id: UUID, locale: str) -> None:
+    await pool.execute(
+        "UPDATE contacts SET locale = $2, updated_at = now() WHERE id = $1", contact_id, locale
+    )
+
+
+async def locale_of(pool: Pool, contact_id: UUID) -> str | None:
+    locale: str | None = await pool.fetchval(
+        "SELECT locale FROM contacts WHERE id = $1", contact_id
+    )
+    return locale
+
+
+async def set_preference(pool: Pool, contact_id: UUID, kind: str, enabled: bool) -> None:
+    await pool.execute(
+        """
+        INSERT INTO contact_preferences (contact_id, kind, enabled) VALUES ($1, $2, $3)
+        ON CONFLICT (contact_id, kind)
+        DO UPDATE SET enabled = excluded.enabled, updated_at = now()
+        """,
+        contact_id,
+        kind,
+        enabled,
+    )
+
+
+async def opt_out(pool: Pool, contact_id: UUID, now: datetime) -> None:
+    """STOP: nothing but what they ask for reaches them (the first STOP's moment is kept)."""
+    await pool.execute(
+        "UPDATE contacts SET opted_out_at = coalesce(opted_out_at, $2), updated_at = now()"
+        " WHERE id = $1",
+        contact_id,
+        now,
+    )
+
+
+async def opt_in(pool: Pool, contact_id: UUID) -> None:
+    await pool.execute(
+        "UPDATE contacts SET opted_out_at = NULL, updated_at = now() WHERE id = $1", contact_id
+    )
+
+
+async def remember_buyer(conn: Connection, contact_id: UUID, name: str, phone: str) -> None:
+    """What a buyer typed when joining an order: their phone, and a name if none yet."""
+    await conn.execute(
+        "UPDATE contacts SET display_name = coalesce(display_name, $2), phone = $3,"
+        " updated_at = now() WHERE id = $1",
+        contact_id,
+        name,
+        phone,
+    )

@@ -289,3 +289,45 @@ async def create_submission(
             contact_id,
         )
         return submission
+
+
+async def add_submission_details(
+    conn: Connection, submission_id: UUID, address: str | None, notes: str | None
+) -> None:
+    """What a chat asks that the core schema has no column for: delivery address, notes."""
+    await conn.execute(
+        "INSERT INTO submission_details (submission_id, address, notes) VALUES ($1, $2, $3)",
+        submission_id,
+        address,
+        notes,
+    )
+
+
+async def create_order(
+    pool: Pool,
+    *,
+    gom_id: UUID,
+    title: str,
+    price: Decimal,
+    currency: str,
+    deadline: datetime,
+    slug: str,
+    max_orders: int,
+    payment_methods: list[str],
+) -> UUID:
+    order_id: UUID = await pool.fetchval(
+        """
+        INSERT INTO orders (user_id, title, price, currency, deadline, slug, max_orders,
+                            payment_methods)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb) RETURNING id
+        """,
+        gom_id,
+        title,
+        price,
+        currency,
+        deadline,
+        slug,
+        max_orders,
+        payment_methods,
+    )
+    return order_id

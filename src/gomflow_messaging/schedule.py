@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from saq import CronJob
 
-from gomflow_messaging.workflows import gom_alerts, payment_proofs, reminders
+from gomflow_messaging.workflows import gom_alerts, reminders
+from gomflow_messaging.workflows.proofs.agent import AgentCheck
 
 if TYPE_CHECKING:
     from gomflow_messaging.bootstrap import Services
@@ -33,7 +34,7 @@ async def sweep_outbox(services: Services, at: datetime) -> dict[str, Any]:
 
 async def sweep_payment_proofs(services: Services, at: datetime) -> dict[str, Any]:
     """Ask the Smart Agent again about receipts whose job was lost; after an hour, the GOM."""
-    return await payment_proofs.PaymentProofs(services).sweep()
+    return await AgentCheck(services).sweep()
 
 
 async def purge_expired(services: Services, at: datetime) -> dict[str, Any]:

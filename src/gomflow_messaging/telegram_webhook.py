@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from aiogram.methods import (
     DeleteMyCommands,
@@ -28,7 +28,7 @@ from gomflow_messaging.channels.telegram import (
     translate_error,
 )
 from gomflow_messaging.errors import ChannelError, TransientError
-from gomflow_messaging.workflows.bot import Bot as ChatBot
+from gomflow_messaging.workflows.chat.types import command_menu
 
 if TYPE_CHECKING:
     from aiogram import Bot
@@ -67,10 +67,9 @@ def allowed_updates(settings: Settings) -> list[str]:
 
 def menu(locale: str, *, gom: bool = False) -> list[BotCommand]:
     # The menu is static text; the chat bot reads no data to list it.
-    chat_bot = ChatBot(cast(Any, None), cast(Any, None))
     return [
         BotCommand(command=info.name, description=info.description[:256])
-        for info in chat_bot.menu(locale, gom=gom)
+        for info in command_menu(locale, gom=gom)
     ]
 
 

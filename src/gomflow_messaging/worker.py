@@ -21,7 +21,8 @@ from gomflow_messaging.doctor import where
 from gomflow_messaging.logs import Outage, OutageFilter
 from gomflow_messaging.queue import DELIVER_JOB
 from gomflow_messaging.schedule import cron_jobs
-from gomflow_messaging.workflows import gom_alerts, payment_proofs
+from gomflow_messaging.workflows import gom_alerts
+from gomflow_messaging.workflows.proofs.agent import PROOF_JOB, AgentCheck
 
 if TYPE_CHECKING:
     from gomflow_messaging.bootstrap import Services
@@ -59,8 +60,7 @@ async def gom_digest(ctx: WorkerContext, *, gom_id: str, window: int) -> dict[st
 
 async def check_payment_proof(ctx: WorkerContext, *, proof_id: str) -> dict[str, Any]:
     """SAQ job: the Smart Agent reads one receipt; approved, or on to the GOM."""
-    proofs = payment_proofs.PaymentProofs(ctx["services"])
-    return await proofs.check(uuid.UUID(proof_id))
+    return await AgentCheck(ctx["services"]).check(uuid.UUID(proof_id))
 
 
 def build_worker(services: Services) -> _Worker:
@@ -74,7 +74,7 @@ def build_worker(services: Services) -> _Worker:
         functions={
             (DELIVER_JOB, deliver),
             (gom_alerts.DIGEST_JOB, gom_digest),
-            (payment_proofs.PROOF_JOB, check_payment_proof),
+            (PROOF_JOB, check_payment_proof),
         },
         cron_jobs=cron_jobs(),
         concurrency=settings.worker_concurrency,
@@ -173,7 +173,7 @@ class WorkerRunner:
                 _every(
                     services.settings.sweep_interval_seconds,
                     "proof sweeper",
-                    payment_proofs.PaymentProofs(services).sweep,
+                    AgentCheck(services).sweep,
                     self.redis_outage,
                     self.postgres_outage,
                 ),

@@ -12,7 +12,7 @@ then gives hikari's 500 for anything it does not recognise (an unknown command, 
 from before a restart), and keeps modal and menu handlers in process memory, which a
 second replica does not have. None of that can promise Discord's 3-second rule. So:
 
-- the bot (`workflows/bot.py`) gets the command line, the button's action (its custom id,
+- the bot (`workflows/chat/`) gets the command line, the button's action (its custom id,
   fixed, so buttons keep working after a restart and on any replica) or the form values;
 - if it answers within ``DISCORD_ANSWER_DEADLINE_SECONDS`` (2 s), the first reply is this
   response (type 4 message, or type 9 modal for a form) and the others follow through the
@@ -54,7 +54,8 @@ from gomflow_messaging.channels.discord import (
 )
 from gomflow_messaging.errors import ApiError, ChannelError
 from gomflow_messaging.i18n import gettext, normalize_locale
-from gomflow_messaging.workflows.bot import Form, IncomingFile, Reply, Sender, link_code_attempt
+from gomflow_messaging.workflows.chat.router import link_code_attempt
+from gomflow_messaging.workflows.chat.types import Form, IncomingFile, Reply, Sender
 
 if TYPE_CHECKING:
     from starlette.requests import Request

@@ -2,7 +2,7 @@
 
 Telegram and Discord fetch a review card's picture themselves, so the URL cannot carry a
 bearer token: it carries an expiry and an HMAC of SERVICE_SECRET instead
-(`payment_proofs.image_url`). Once the proof is decided and the bytes are deleted, 410.
+(`workflows.proofs.urls.image_url`). Once the proof is decided and the bytes are deleted, 410.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from gomflow_messaging.api.common import services
 from gomflow_messaging.errors import ApiError
-from gomflow_messaging.workflows import payment_proofs
+from gomflow_messaging.workflows.proofs import urls
 
 
 async def proof_image(request: Request) -> Response:
@@ -27,7 +27,7 @@ async def proof_image(request: Request) -> Response:
     except ValueError:
         raise ApiError(404, "not_found", "No such receipt.") from None
     signature = request.query_params.get("sig", "")
-    if not payment_proofs.signature_valid(svc.settings, proof_id, expires, signature, time.time()):
+    if not urls.signature_valid(svc.settings, proof_id, expires, signature, time.time()):
         raise ApiError(403, "invalid_signature", "This link is not valid or has expired.")
     row = await svc.pool.fetchrow(
         "SELECT content, mime FROM payment_proofs WHERE id = $1", proof_id

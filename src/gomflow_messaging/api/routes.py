@@ -25,7 +25,8 @@ from gomflow_messaging.i18n import normalize_locale
 from gomflow_messaging.idempotency import check_key
 from gomflow_messaging.workflows import data_rights, linking
 from gomflow_messaging.workflows import notify as notify_workflow
-from gomflow_messaging.workflows.bot import IncomingFile, Reply, Sender, link_code_attempt
+from gomflow_messaging.workflows.chat.router import link_code_attempt
+from gomflow_messaging.workflows.chat.types import IncomingFile, Reply, Sender
 
 if TYPE_CHECKING:
     from gomflow_messaging.bootstrap import Services

@@ -2,7 +2,7 @@
 
 The secret header is compared before the body is read, so a forged request changes
 nothing. Each update id is handled once (`inbound_updates`). An aiogram router hands
-messages, button presses and inline queries to `workflows.bot`; the replies are answers,
+messages, button presses and inline queries to `workflows.chat`; the replies are answers,
 not notifications, so they go straight to the Bot API instead of through the outbox: a
 single reply rides in the webhook response itself, several are sent in order after it.
 A handler that fails is logged and answered 200, or Telegram would resend the update
@@ -43,12 +43,12 @@ from gomflow_messaging.api.common import first_time, parse_json, services
 from gomflow_messaging.channels.telegram import TelegramChannel, keyboard
 from gomflow_messaging.errors import ApiError, PermanentError, TransientError
 from gomflow_messaging.i18n import gettext, normalize_locale
-from gomflow_messaging.workflows.bot import (
+from gomflow_messaging.workflows.chat.router import link_code_attempt
+from gomflow_messaging.workflows.chat.types import (
     DEEP_LINK_COMMANDS,
     IncomingFile,
     Reply,
     Sender,
-    link_code_attempt,
 )
 
 if TYPE_CHECKING:
@@ -181,7 +181,7 @@ def _dispatcher(svc: Services) -> Dispatcher:
         router.callback_query.register(on_callback_query)
         router.inline_query.register(on_inline_query)
         router.my_chat_member.register(on_my_chat_member)
-        # Conversation state lives in Redis through workflows.bot; aiogram keeps none.
+        # Conversation state lives in Redis through workflows.chat; aiogram keeps none.
         dispatcher = Dispatcher(disable_fsm=True)
         dispatcher.include_router(router)
         svc.extras[_DISPATCHER] = dispatcher

@@ -30,7 +30,8 @@ from gomflow_messaging.channels.whatsapp import (
 )
 from gomflow_messaging.errors import ApiError, PermanentError, ValidationFailed
 from gomflow_messaging.phones import normalize_phone
-from gomflow_messaging.workflows.bot import IncomingFile, Reply, Sender, link_code_attempt
+from gomflow_messaging.workflows.chat.router import link_code_attempt
+from gomflow_messaging.workflows.chat.types import IncomingFile, Reply, Sender
 
 if TYPE_CHECKING:
     from starlette.requests import Request

@@ -334,7 +334,7 @@ def render_text(
 
 
 class CardLike(Protocol):
-    """One card of a list (workflows.bot.Card), without importing workflows."""
+    """One card of a list (workflows.chat.types.Card), without importing workflows."""
 
     @property
     def title(self) -> str: ...
@@ -416,7 +416,7 @@ def render_cards(
 
 
 class CommandLike(Protocol):
-    """What the bot's menu gives (workflows.bot.CommandInfo), without importing workflows."""
+    """What the bot's menu gives (workflows.chat.types.CommandInfo), without importing workflows."""
 
     @property
     def name(self) -> str: ...

@@ -16,13 +16,13 @@ from uuid import UUID
 from gomflow_messaging.errors import ApiError
 
 if TYPE_CHECKING:
-    from gomflow_messaging.bootstrap import Services
+    from gomflow_messaging.workflows.ports import Ports
 
 ERASED = "erased"
 
 
-async def export(services: Services, contact_id: UUID, actor: str) -> dict[str, Any]:
-    async with services.pool.acquire() as conn, conn.transaction():
+async def export(ports: Ports, contact_id: UUID, actor: str) -> dict[str, Any]:
+    async with ports.pool.acquire() as conn, conn.transaction():
         contact = await conn.fetchrow("SELECT * FROM contacts WHERE id = $1", contact_id)
         if contact is None:
             raise ApiError(404, "not_found", "No contact with this id.")
@@ -81,8 +81,8 @@ async def export(services: Services, contact_id: UUID, actor: str) -> dict[str, 
     }
 
 
-async def erase(services: Services, contact_id: UUID, actor: str) -> dict[str, Any]:
-    async with services.pool.acquire() as conn, conn.transaction():
+async def erase(ports: Ports, contact_id: UUID, actor: str) -> dict[str, Any]:
+    async with ports.pool.acquire() as conn, conn.transaction():
         if not await conn.fetchval("SELECT 1 FROM contacts WHERE id = $1 FOR UPDATE", contact_id):
             raise ApiError(404, "not_found", "No contact with this id.")
         addresses = [
@@ -227,5 +227,5 @@ async def erase(services: Services, contact_id: UUID, actor: str) -> dict[str, A
     # Conversation state lives in Redis; it expires by itself, but erase means now.
     keys = [f"gomflow:conversation:{channel}:{address}" for channel, address in addresses]
     if keys:
-        await services.queue.redis.delete(*keys)
+        await ports.queue.redis.delete(*keys)
     return {"contact_id": str(contact_id), "erased": True, **counts}

@@ -59,7 +59,7 @@ class RenderContext:
 
 
 def _(ctx: RenderContext, message: str, **values: Any) -> str:
-    """Translate into the recipient's language (extracted by `make i18n` like bot.py's)."""
+    """Translate into the recipient's language (extracted by `make i18n` like the chat bot's)."""
     return gettext(ctx.locale, message, **values)
 
 

@@ -15,7 +15,7 @@ from gomflow_messaging.money import format_money
 from gomflow_messaging.workflows import notify
 
 if TYPE_CHECKING:
-    from gomflow_messaging.bootstrap import Services
+    from gomflow_messaging.workflows.ports import Ports
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +25,9 @@ DIGEST_WINDOW_SECONDS = 60
 DIGEST_JOB = "gom_digest"
 
 
-async def on_new_submission(services: Services, submission_id: UUID, now: datetime) -> None:
+async def on_new_submission(ports: Ports, submission_id: UUID, now: datetime) -> None:
     """A buyer joined an order (from any chat or the web): tell the GOM, check the quota."""
-    row = await services.pool.fetchrow(
+    row = await ports.pool.fetchrow(
         """
         SELECT s.buyer_name, s.quantity, s.total_amount, s.currency, s.payment_reference,
                o.id AS order_id, o.title, o.user_id
@@ -40,10 +40,10 @@ async def on_new_submission(services: Services, submission_id: UUID, now: dateti
     gom_id = row["user_id"]
     window = int(now.timestamp()) // DIGEST_WINDOW_SECONDS
     key = f"gomflow:alerts:{gom_id}:{window}"
-    count = int(await services.queue.redis.incr(key))
+    count = int(await ports.queue.redis.incr(key))
     if count == 1:
-        await services.queue.redis.expire(key, DIGEST_WINDOW_SECONDS * 3)
-    threshold = services.settings.gom_alert_digest_threshold
+        await ports.queue.redis.expire(key, DIGEST_WINDOW_SECONDS * 3)
+    threshold = ports.settings.gom_alert_digest_threshold
     if count <= threshold:
         data: dict[str, Any] = {
             "buyer_name": row["buyer_name"],
@@ -53,11 +53,11 @@ async def on_new_submission(services: Services, submission_id: UUID, now: dateti
             "currency": row["currency"],
             "reference": row["payment_reference"],
         }
-        duplicates = await order_data.possible_duplicates(services.pool, submission_id)
+        duplicates = await order_data.possible_duplicates(ports.pool, submission_id)
         if duplicates:
             data["possible_duplicate_of"] = ", ".join(duplicates)
         await notify.send(
-            services,
+            ports,
             "new_submission",
             data,
             [{"gom_id": str(gom_id)}],
@@ -67,7 +67,7 @@ async def on_new_submission(services: Services, submission_id: UUID, now: dateti
     elif count == threshold + 1:
         # The rest of this minute goes into one digest, sent when the minute is over.
         window_end = datetime.fromtimestamp((window + 1) * DIGEST_WINDOW_SECONDS, tz=now.tzinfo)
-        await services.queue.saq.enqueue(
+        await ports.queue.saq.enqueue(
             DIGEST_JOB,
             key=f"digest:{gom_id}:{window}",
             timeout=60,
@@ -77,14 +77,14 @@ async def on_new_submission(services: Services, submission_id: UUID, now: dateti
             gom_id=str(gom_id),
             window=window,
         )
-    await check_quota(services, row["order_id"], now)
+    await check_quota(ports, row["order_id"], now)
 
 
-async def send_digest(services: Services, gom_id: UUID, window: int, now: datetime) -> int:
+async def send_digest(ports: Ports, gom_id: UUID, window: int, now: datetime) -> int:
     """The submissions of one window beyond the first few, as one message."""
     start = datetime.fromtimestamp(window * DIGEST_WINDOW_SECONDS, tz=now.tzinfo)
     end = start + timedelta(seconds=DIGEST_WINDOW_SECONDS)
-    rows = await services.pool.fetch(
+    rows = await ports.pool.fetch(
         """
         SELECT o.title, count(*) AS n FROM submissions s JOIN orders o ON o.id = s.order_id
          WHERE o.user_id = $1 AND s.created_at >= $2 AND s.created_at < $3
@@ -94,12 +94,12 @@ async def send_digest(services: Services, gom_id: UUID, window: int, now: dateti
         start,
         end,
     )
-    total = int(sum(r["n"] for r in rows)) - services.settings.gom_alert_digest_threshold
+    total = int(sum(r["n"] for r in rows)) - ports.settings.gom_alert_digest_threshold
     if total <= 0:
         return 0
     orders = ", ".join(f"{r['title']} ({r['n']})" for r in rows)
     await notify.send(
-        services,
+        ports,
         "submissions_digest",
         {"count": total, "orders": orders},
         [{"gom_id": str(gom_id)}],
@@ -109,62 +109,59 @@ async def send_digest(services: Services, gom_id: UUID, window: int, now: dateti
     return total
 
 
-async def check_quota(services: Services, order_id: UUID, now: datetime) -> int | None:
+async def check_quota(ports: Ports, order_id: UUID, now: datetime) -> int | None:
     """Alert the GOM once per threshold crossed; one alert when several are crossed at once."""
-    async with services.pool.acquire() as conn:
-        async with conn.transaction():
-            order = await conn.fetchrow(
+    async with notify.transaction(ports) as batch:
+        conn = batch.conn
+        order = await conn.fetchrow(
+            """
+            SELECT o.title, o.max_orders, o.user_id,
+                   coalesce((SELECT sum(quantity) FROM submissions s WHERE s.order_id = o.id
+                              AND s.status NOT IN ('cancelled', 'expired', 'failed')), 0)
+                     AS filled
+              FROM orders o WHERE o.id = $1
+            """,
+            order_id,
+        )
+        if order is None or not order["max_orders"]:
+            return None
+        percent = int(order["filled"] * 100 // order["max_orders"])
+        crossed = [t for t in QUOTA_THRESHOLDS if percent >= t]
+        if not crossed:
+            return None
+        new: list[int] = [
+            int(r["threshold"])
+            for r in await conn.fetch(
                 """
-                SELECT o.title, o.max_orders, o.user_id,
-                       coalesce((SELECT sum(quantity) FROM submissions s WHERE s.order_id = o.id
-                                  AND s.status NOT IN ('cancelled', 'expired', 'failed')), 0)
-                         AS filled
-                  FROM orders o WHERE o.id = $1
-                """,
+            INSERT INTO order_alerts (order_id, kind, threshold, sent_at)
+            SELECT $1, 'quota', t, $3 FROM unnest($2::int[]) AS t
+            ON CONFLICT DO NOTHING RETURNING threshold
+            """,
                 order_id,
+                crossed,
+                now,
             )
-            if order is None or not order["max_orders"]:
-                return None
-            percent = int(order["filled"] * 100 // order["max_orders"])
-            crossed = [t for t in QUOTA_THRESHOLDS if percent >= t]
-            if not crossed:
-                return None
-            new: list[int] = [
-                int(r["threshold"])
-                for r in await conn.fetch(
-                    """
-                INSERT INTO order_alerts (order_id, kind, threshold, sent_at)
-                SELECT $1, 'quota', t, $3 FROM unnest($2::int[]) AS t
-                ON CONFLICT DO NOTHING RETURNING threshold
-                """,
-                    order_id,
-                    crossed,
-                    now,
-                )
-            ]
-            if not new:
-                return None
-            result = await notify.send(
-                services,
-                "quota_alert",
-                {
-                    "order_title": order["title"],
-                    "percent": max(new),
-                    "filled": int(order["filled"]),
-                    "max_orders": order["max_orders"],
-                },
-                [{"gom_id": str(order["user_id"])}],
-                source="gom_alerts",
-                now=now,
-                conn=conn,
-            )
-        await notify.enqueue(services, result)
+        ]
+        if not new:
+            return None
+        await batch.send(
+            "quota_alert",
+            {
+                "order_title": order["title"],
+                "percent": max(new),
+                "filled": int(order["filled"]),
+                "max_orders": order["max_orders"],
+            },
+            [{"gom_id": str(order["user_id"])}],
+            source="gom_alerts",
+            now=now,
+        )
     return max(new)
 
 
-async def deadline_alerts(services: Services, at: datetime) -> dict[str, Any]:
+async def deadline_alerts(ports: Ports, at: datetime) -> dict[str, Any]:
     """For each open order closing within 6 h: one alert per threshold (6, 2, 1 h)."""
-    orders = await services.pool.fetch(
+    orders = await ports.pool.fetch(
         """
         SELECT o.id, o.title, o.deadline, o.user_id,
                count(s.id) FILTER (WHERE s.status = 'paid') AS paid,
@@ -179,47 +176,44 @@ async def deadline_alerts(services: Services, at: datetime) -> dict[str, Any]:
     sent = 0
     for order in orders:
         crossed = [h for h in DEADLINE_HOURS if order["deadline"] - at <= timedelta(hours=h)]
-        async with services.pool.acquire() as conn:
-            async with conn.transaction():
-                new = [
-                    r["threshold"]
-                    for r in await conn.fetch(
-                        """
-                    INSERT INTO order_alerts (order_id, kind, threshold, sent_at)
-                    SELECT $1, 'deadline', h, $3 FROM unnest($2::int[]) AS h
-                    ON CONFLICT DO NOTHING RETURNING threshold
-                    """,
-                        order["id"],
-                        crossed,
-                        at,
-                    )
-                ]
-                if not new:
-                    continue
-                result = await notify.send(
-                    services,
-                    "deadline_alert",
-                    {
-                        "order_title": order["title"],
-                        "deadline": order["deadline"].isoformat(),
-                        "hours": min(new),
-                        "paid": order["paid"],
-                        "pending": order["pending"],
-                    },
-                    [{"gom_id": str(order["user_id"])}],
-                    source="gom_alerts",
-                    now=at,
-                    conn=conn,
+        async with notify.transaction(ports) as batch:
+            conn = batch.conn
+            new = [
+                r["threshold"]
+                for r in await conn.fetch(
+                    """
+                INSERT INTO order_alerts (order_id, kind, threshold, sent_at)
+                SELECT $1, 'deadline', h, $3 FROM unnest($2::int[]) AS h
+                ON CONFLICT DO NOTHING RETURNING threshold
+                """,
+                    order["id"],
+                    crossed,
+                    at,
                 )
-            await notify.enqueue(services, result)
+            ]
+            if not new:
+                continue
+            await batch.send(
+                "deadline_alert",
+                {
+                    "order_title": order["title"],
+                    "deadline": order["deadline"].isoformat(),
+                    "hours": min(new),
+                    "paid": order["paid"],
+                    "pending": order["pending"],
+                },
+                [{"gom_id": str(order["user_id"])}],
+                source="gom_alerts",
+                now=at,
+            )
             sent += 1
     return {"orders": len(orders), "alerts": sent}
 
 
-async def summaries(services: Services, at: datetime) -> dict[str, Any]:
+async def summaries(ports: Ports, at: datetime) -> dict[str, Any]:
     """Daily (and on the weekly day, weekly) summaries, at SUMMARY_HOUR in each GOM's zone."""
-    settings = services.settings
-    goms = await services.pool.fetch(
+    settings = ports.settings
+    goms = await ports.pool.fetch(
         "SELECT p.id, p.timezone FROM profiles p JOIN contacts c ON c.profile_id = p.id"
     )
     sent = 0
@@ -238,7 +232,7 @@ async def summaries(services: Services, at: datetime) -> dict[str, Any]:
             year, week, _ = local.isocalendar()
             periods.append(("weekly", f"{year}-W{week:02d}", timedelta(days=7)))
         for period, period_key, span in periods:
-            claimed = await services.pool.fetchval(
+            claimed = await ports.pool.fetchval(
                 """
                 INSERT INTO gom_summaries (profile_id, period, period_key, sent_at)
                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING period
@@ -251,9 +245,9 @@ async def summaries(services: Services, at: datetime) -> dict[str, Any]:
             if claimed is None:
                 continue
             since = until - span
-            data = await _summary_data(services, gom["id"], since, until)
+            data = await _summary_data(ports, gom["id"], since, until)
             await notify.send(
-                services,
+                ports,
                 "gom_summary",
                 {
                     "period": period,
@@ -270,7 +264,7 @@ async def summaries(services: Services, at: datetime) -> dict[str, Any]:
 
 
 async def _summary_data(
-    services: Services, gom_id: UUID, since: datetime, until: datetime
+    ports: Ports, gom_id: UUID, since: datetime, until: datetime
 ) -> dict[str, Any]:
     """What happened in (since, until]: new submissions, and payments with their amounts.
 
@@ -279,7 +273,7 @@ async def _summary_data(
     approving supersedes the other receipts. A submission marked paid elsewhere (the core
     API, the payment service) has no such moment here and is not counted in any period.
     """
-    rows = await services.pool.fetch(
+    rows = await ports.pool.fetch(
         """
         WITH paid AS (
             SELECT DISTINCT p.submission_id

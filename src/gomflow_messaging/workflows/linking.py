@@ -1,13 +1,15 @@
 """Account linking: one-use codes that tie a chat to a buyer's orders or a GOM's profile.
 
 The core app (or a GOM) asks for a code; the person sends it to any bot (Telegram
-`/start <code>` deep link, Discord `/link <code>`, WhatsApp `LINK <code>`); `workflows/bot.py`
-redeems it. WhatsApp also links by itself: a submission's phone is the buyer's WhatsApp address.
+`/start <code>` deep link, Discord `/link <code>`, WhatsApp `LINK <code>`); the chat bot
+(`workflows/chat/linking.py`) redeems it with `redeem`. WhatsApp also links by itself: a
+submission's phone is the buyer's WhatsApp address.
 """
 
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -78,3 +80,63 @@ async def create_link_token(
             "whatsapp": f"LINK {code}",
         },
     }
+
+
+@dataclass(frozen=True)
+class Redeemed:
+    #: The contact the chat belongs to now (the linked buyer's or GOM's).
+    contact_id: UUID
+    #: The GOM profile the code was for; None for a buyer's code.
+    gom_id: UUID | None
+
+
+async def redeem(
+    pool: Pool, code: str, *, contact_id: UUID, used_by: str, now: datetime
+) -> Redeemed | None:
+    """Use a code once, from the chat whose contact is ``contact_id``; None when not valid.
+
+    The chat's address (and submissions) move to the linked contact, and the chat's own
+    contact goes away; a GOM's first linked chat makes its contact the GOM's.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            """
+            UPDATE link_tokens SET used_at = $2, used_by = $3
+             WHERE upper(token) = upper($1) AND used_at IS NULL AND expires_at > $2
+            RETURNING contact_id, profile_id
+            """,
+            code.strip(),
+            now,
+            used_by,
+        )
+        if row is None:
+            return None
+        if row["profile_id"] is not None:
+            gom_contact = await conn.fetchval(
+                "SELECT id FROM contacts WHERE profile_id = $1", row["profile_id"]
+            )
+            if gom_contact is None:
+                await conn.execute(
+                    "UPDATE contacts SET kind = 'gom', profile_id = $2 WHERE id = $1",
+                    contact_id,
+                    row["profile_id"],
+                )
+                target = contact_id
+            else:
+                target = gom_contact
+        else:
+            target = row["contact_id"]
+        if target != contact_id:
+            # This chat now belongs to the linked contact; its old contact goes away.
+            await conn.execute(
+                "UPDATE contact_addresses SET contact_id = $1 WHERE contact_id = $2",
+                target,
+                contact_id,
+            )
+            await conn.execute(
+                "UPDATE submission_contacts SET contact_id = $1 WHERE contact_id = $2",
+                target,
+                contact_id,
+            )
+            await conn.execute("DELETE FROM contacts WHERE id = $1", contact_id)
+    return Redeemed(target, row["profile_id"])

@@ -9,6 +9,7 @@ their quiet hours, and keeps their other addresses as fallbacks for a permanent 
 from __future__ import annotations
 
 import logging
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -24,12 +25,12 @@ from gomflow_messaging.settings import CHANNEL_NAMES
 from gomflow_messaging.workflows import events
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import AsyncIterator, Mapping
 
-    from gomflow_messaging.bootstrap import Services
     from gomflow_messaging.channels.base import Channel
     from gomflow_messaging.contacts import Recipient
     from gomflow_messaging.db import Connection
+    from gomflow_messaging.workflows.ports import Ports
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +279,7 @@ def plan(
 
 async def deliver_event(
     conn: Connection,
-    services: Services,
+    ports: Ports,
     *,
     event: str,
     data: dict[str, Any],
@@ -297,7 +298,7 @@ async def deliver_event(
             {"recipients": f"resolve to {len(recipients)} people; at most {MAX_RECIPIENTS}"}
         )
     spec = events.EVENTS[event]
-    enabled = set(services.channels)
+    enabled = set(ports.channels)
     when = send_at if send_at and send_at > now else None
     context = await _submission_context(conn, [r for _, r in recipients])
     planned: list[PlannedMessage] = []
@@ -378,7 +379,7 @@ async def resolve_all(
 
 
 async def notify(
-    services: Services,
+    ports: Ports,
     body: Any,
     *,
     idempotency_key: str | None = None,
@@ -391,10 +392,10 @@ async def notify(
     body_hash = idempotency.request_hash(body) if idempotency_key is not None else ""
 
     async def run(conn: Connection) -> NotifyResult:
-        recipients = await resolve_all(conn, request.recipients, services.channels)
+        recipients = await resolve_all(conn, request.recipients, ports.channels)
         return await deliver_event(
             conn,
-            services,
+            ports,
             event=request.event,
             data=request.data,
             recipients=recipients,
@@ -405,7 +406,7 @@ async def notify(
             request_id=request_id,
         )
 
-    async with services.pool.acquire() as conn:
+    async with ports.pool.acquire() as conn:
         if idempotency_key is None:
             # Reads, then one INSERT statement (atomic by itself): no BEGIN and COMMIT
             # round trips on the hot path.
@@ -419,36 +420,63 @@ async def notify(
     return result
 
 
+class Batch:
+    """Notifications written inside one transaction (`transaction`), enqueued once it commits."""
+
+    def __init__(self, ports: Ports, conn: Connection) -> None:
+        #: The transaction's connection: the caller's own statements go through it too.
+        self.conn = conn
+        self._ports = ports
+        self._results: list[NotifyResult] = []
+
+    async def send(
+        self,
+        event: str,
+        data: dict[str, Any],
+        recipients: list[dict[str, Any]],
+        *,
+        source: str,
+        now: datetime | None = None,
+    ) -> NotifyResult:
+        """The notify path without HTTP: rows written now, enqueued after the commit."""
+        specs = NotifyRequest.model_validate({"event": event, "recipients": recipients}).recipients
+        found = await resolve_all(self.conn, specs, self._ports.channels)
+        result = await deliver_event(
+            self.conn, self._ports, event=event, data=data, recipients=found, source=source, now=now
+        )
+        self._results.append(result)
+        return result
+
+
+@asynccontextmanager
+async def transaction(ports: Ports) -> AsyncIterator[Batch]:
+    """One transaction whose notifications are enqueued once it commits: never before (a
+    worker would find no row) and never forgotten. On an error nothing is kept or queued."""
+    async with ports.pool.acquire() as conn:
+        async with conn.transaction():
+            batch = Batch(ports, conn)
+            yield batch
+        for result in batch._results:
+            await enqueue(ports, result)
+
+
 async def send(
-    services: Services,
+    ports: Ports,
     event: str,
     data: dict[str, Any],
     recipients: list[dict[str, Any]],
     *,
     source: str,
     now: datetime | None = None,
-    conn: Connection | None = None,
 ) -> NotifyResult:
-    """For workflows: the same path without HTTP. With ``conn`` it joins the caller's
-    transaction (the caller enqueues after its commit); otherwise it commits and enqueues."""
-    specs = NotifyRequest.model_validate({"event": event, "recipients": recipients}).recipients
-    if conn is not None:
-        found = await resolve_all(conn, specs, services.channels)
-        return await deliver_event(
-            conn, services, event=event, data=data, recipients=found, source=source, now=now
-        )
-    async with services.pool.acquire() as own, own.transaction():
-        found = await resolve_all(own, specs, services.channels)
-        result = await deliver_event(
-            own, services, event=event, data=data, recipients=found, source=source, now=now
-        )
-    await enqueue(services, result)
-    return result
+    """For workflows: one notification in its own transaction, committed, then enqueued."""
+    async with transaction(ports) as batch:
+        return await batch.send(event, data, recipients, source=source, now=now)
 
 
-async def enqueue(services: Services, result: NotifyResult) -> None:
+async def enqueue(ports: Ports, result: NotifyResult) -> None:
     """After commit: enqueue; if Redis is down the sweeper picks the rows up later."""
     if result.to_enqueue:
-        _, deferred = await services.queue.enqueue_many(result.to_enqueue)
+        _, deferred = await ports.queue.enqueue_many(result.to_enqueue)
         if deferred:
             log.warning("Redis unavailable: %d message(s) left to the sweeper", deferred)

@@ -19,16 +19,16 @@ from typing import TYPE_CHECKING, Any
 from gomflow_messaging.workflows import notify
 
 if TYPE_CHECKING:
-    from gomflow_messaging.bootstrap import Services
+    from gomflow_messaging.workflows.ports import Ports
 
 log = logging.getLogger(__name__)
 
 
-async def run(services: Services, at: datetime) -> dict[str, Any]:
-    settings = services.settings
+async def run(ports: Ports, at: datetime) -> dict[str, Any]:
+    settings = ports.settings
     offsets = settings.reminder_offsets
     horizon = at + timedelta(hours=max(offsets))
-    rows = await services.pool.fetch(
+    rows = await ports.pool.fetch(
         """
         SELECT s.id, o.deadline FROM submissions s JOIN orders o ON o.id = s.order_id
          WHERE s.status = 'pending' AND o.is_active AND o.deadline > $1 AND o.deadline <= $2
@@ -42,7 +42,7 @@ async def run(services: Services, at: datetime) -> dict[str, Any]:
         due = [h for h in offsets if at >= row["deadline"] - timedelta(hours=h)]
         if not due:
             continue
-        outcome = await _remind(services, row["id"], min(due), due, at)
+        outcome = await _remind(ports, row["id"], min(due), due, at)
         sent += outcome == "sent"
         skipped += outcome == "skipped"
         capped += outcome == "capped"
@@ -50,78 +50,75 @@ async def run(services: Services, at: datetime) -> dict[str, Any]:
 
 
 async def _remind(
-    services: Services, submission_id: Any, offset: int, due: list[int], at: datetime
+    ports: Ports, submission_id: Any, offset: int, due: list[int], at: datetime
 ) -> str:
-    settings = services.settings
-    async with services.pool.acquire() as conn:
-        async with conn.transaction():
-            claimed = await conn.fetchval(
-                """
-                INSERT INTO reminders_sent (submission_id, offset_hours, sent_at, outcome)
-                VALUES ($1, $2, $3, 'sent') ON CONFLICT DO NOTHING RETURNING offset_hours
-                """,
-                submission_id,
-                offset,
-                at,
-            )
-            if claimed is None:
-                return "done"  # this offset was handled already (another worker, or earlier)
-            await conn.executemany(
-                "INSERT INTO reminders_sent (submission_id, offset_hours, sent_at, outcome)"
-                " VALUES ($1, $2, $3, 'superseded') ON CONFLICT DO NOTHING",
-                [(submission_id, h, at) for h in due if h != offset],
-            )
-            # Rows lock in order, so two workers cannot both pass the daily cap.
-            await conn.execute("SELECT 1 FROM submissions WHERE id = $1 FOR UPDATE", submission_id)
-            today = await conn.fetchval(
-                "SELECT count(*) FROM reminders_sent WHERE submission_id = $1"
-                " AND outcome = 'sent' AND sent_at > $2",
-                submission_id,
-                at - timedelta(days=1),
-            )
-            if today > settings.reminder_max_per_day:
-                await conn.execute(
-                    "UPDATE reminders_sent SET outcome = 'capped'"
-                    " WHERE submission_id = $1 AND offset_hours = $2",
-                    submission_id,
-                    offset,
-                )
-                return "capped"
-            result = await notify.send(
-                services,
-                "payment_reminder",
-                {},
-                [{"submission_id": str(submission_id)}],
-                source="reminders",
-                now=at,
-                conn=conn,
-            )
-            [message] = result.body["messages"]
+    settings = ports.settings
+    async with notify.transaction(ports) as batch:
+        conn = batch.conn
+        claimed = await conn.fetchval(
+            """
+            INSERT INTO reminders_sent (submission_id, offset_hours, sent_at, outcome)
+            VALUES ($1, $2, $3, 'sent') ON CONFLICT DO NOTHING RETURNING offset_hours
+            """,
+            submission_id,
+            offset,
+            at,
+        )
+        if claimed is None:
+            return "done"  # this offset was handled already (another worker, or earlier)
+        await conn.executemany(
+            "INSERT INTO reminders_sent (submission_id, offset_hours, sent_at, outcome)"
+            " VALUES ($1, $2, $3, 'superseded') ON CONFLICT DO NOTHING",
+            [(submission_id, h, at) for h in due if h != offset],
+        )
+        # Rows lock in order, so two workers cannot both pass the daily cap.
+        await conn.execute("SELECT 1 FROM submissions WHERE id = $1 FOR UPDATE", submission_id)
+        today = await conn.fetchval(
+            "SELECT count(*) FROM reminders_sent WHERE submission_id = $1"
+            " AND outcome = 'sent' AND sent_at > $2",
+            submission_id,
+            at - timedelta(days=1),
+        )
+        if today > settings.reminder_max_per_day:
             await conn.execute(
-                "UPDATE reminders_sent SET message_id = $3"
+                "UPDATE reminders_sent SET outcome = 'capped'"
                 " WHERE submission_id = $1 AND offset_hours = $2",
                 submission_id,
                 offset,
-                message["id"],
             )
-            if message["status"] != "queued":
-                return "skipped"
-            await conn.execute(
-                "UPDATE submissions SET last_reminder_sent = $2,"
-                " reminder_count = reminder_count + 1 WHERE id = $1",
-                submission_id,
-                at,
-            )
-        await notify.enqueue(services, result)
+            return "capped"
+        result = await batch.send(
+            "payment_reminder",
+            {},
+            [{"submission_id": str(submission_id)}],
+            source="reminders",
+            now=at,
+        )
+        [message] = result.body["messages"]
+        await conn.execute(
+            "UPDATE reminders_sent SET message_id = $3"
+            " WHERE submission_id = $1 AND offset_hours = $2",
+            submission_id,
+            offset,
+            message["id"],
+        )
+        if message["status"] != "queued":
+            return "skipped"
+        await conn.execute(
+            "UPDATE submissions SET last_reminder_sent = $2,"
+            " reminder_count = reminder_count + 1 WHERE id = $1",
+            submission_id,
+            at,
+        )
     return "sent"
 
 
-async def remind_now(services: Services, order_id: Any, at: datetime) -> int:
+async def remind_now(ports: Ports, order_id: Any, at: datetime) -> int:
     """A GOM's "send reminders now": every unpaid buyer of the order, honouring STOP and
     preferences like any reminder. Returns how many reminders were queued."""
     ids = [
         str(r["id"])
-        for r in await services.pool.fetch(
+        for r in await ports.pool.fetch(
             "SELECT id FROM submissions WHERE order_id = $1 AND status = 'pending' ORDER BY id",
             order_id,
         )
@@ -129,7 +126,7 @@ async def remind_now(services: Services, order_id: Any, at: datetime) -> int:
     queued: list[str] = []
     for start in range(0, len(ids), 1000):  # notify takes at most 1000 recipients a call
         result = await notify.send(
-            services,
+            ports,
             "payment_reminder",
             {},
             [{"submission_id": i} for i in ids[start : start + 1000]],
@@ -141,7 +138,7 @@ async def remind_now(services: Services, order_id: Any, at: datetime) -> int:
             for m in result.body["messages"]
             if m["status"] == "queued" and "submission_id" in m
         ]
-    await services.pool.execute(
+    await ports.pool.execute(
         "UPDATE submissions SET last_reminder_sent = $2, reminder_count = reminder_count + 1"
         " WHERE id = ANY($1::uuid[])",
         queued,

@@ -19,7 +19,7 @@ from gomflow_messaging.channels.messenger.render import render
 from gomflow_messaging.channels.messenger.settings import load
 from gomflow_messaging.errors import PermanentError, SkipMessage, TransientError
 from gomflow_messaging.settings import ConfigError
-from gomflow_messaging.workflows.bot import Card
+from gomflow_messaging.workflows.chat.types import Card
 from tests.fakes.messenger import FakeGraph, messenger_settings, run_psid
 
 

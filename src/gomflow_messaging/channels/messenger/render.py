@@ -31,7 +31,7 @@ MORE = "…"
 
 
 class CardLike(Protocol):
-    """An order card (``workflows.bot.Card``); channels do not import workflows."""
+    """An order card (``workflows.chat.types.Card``); channels do not import workflows."""
 
     @property
     def title(self) -> str: ...

@@ -3,7 +3,7 @@
 ``X-Hub-Signature-256`` (HMAC-SHA256 of the raw body with the app secret) is compared in
 constant time before the body is parsed: a forged request gets 403 and changes nothing.
 Each message is handled once (its ``mid`` in `inbound_updates`: Meta retries). Texts, quick
-replies and button presses (postbacks) go to `workflows.bot` like every chat's; images go to
+replies and button presses (postbacks) go to `workflows.chat` like every chat's; images go to
 the payment-proof flow; a ``ref`` (``m.me/<page>?ref=CODE``) is ``/start CODE``. A Page chat
 is always one person, so the sender is the person and there is no group. Replies go out
 after the 200, through the Send API. Delivery and read receipts move messages forward only.
@@ -30,7 +30,8 @@ from gomflow_messaging.channels.messenger import WEBHOOK_PATH
 from gomflow_messaging.channels.messenger.channel import PLATFORM, MessengerChannel
 from gomflow_messaging.channels.messenger.render import render
 from gomflow_messaging.errors import ApiError, ChannelError
-from gomflow_messaging.workflows.bot import IncomingFile, Reply, Sender, link_code_attempt
+from gomflow_messaging.workflows.chat.router import link_code_attempt
+from gomflow_messaging.workflows.chat.types import IncomingFile, Reply, Sender
 
 if TYPE_CHECKING:
     from starlette.requests import Request

@@ -15,7 +15,9 @@ from redis.asyncio import Redis
 
 from gomflow_messaging import db
 from gomflow_messaging.settings import Settings
-from tests.helpers import SECRET
+from tests.fakes.discord import Signer
+from tests.fakes.telegram import FakeTelegram
+from tests.helpers import SECRET, TELEGRAM_WEBHOOK_SECRET
 
 ADMIN_URL = os.environ.get(
     "TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -109,6 +111,46 @@ def make_settings(database_url: str, queue_name: str) -> Callable[..., Settings]
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings()
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[db.Pool]:
+    """A small pool of its own, for channels and workflows built without the app."""
+    p = await db.create_pool(database_url, max_size=4)
+    yield p
+    await p.close()
+
+
+@pytest.fixture
+def signer() -> Signer:
+    """An Ed25519 key pair that signs interactions as Discord does."""
+    return Signer()
+
+
+@pytest.fixture
+async def fake_telegram() -> AsyncIterator[FakeTelegram]:
+    """A fake Bot API server on loopback, driven by aiogram through TELEGRAM_API_BASE_URL."""
+    server = await FakeTelegram().start()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+def telegram_settings(
+    make_settings: Callable[..., Settings], fake_telegram: FakeTelegram
+) -> Callable[..., Settings]:
+    """Settings with Telegram on, pointed at ``fake_telegram``; keyword overrides on top."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "enable_telegram": True,
+            "telegram_bot_token": fake_telegram.token,
+            "telegram_webhook_secret": TELEGRAM_WEBHOOK_SECRET,
+            "telegram_api_base_url": fake_telegram.url,
+        }
+        return make_settings(**{**values, **overrides})
+
+    return make
 
 
 @pytest.fixture

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
+from redis.asyncio import Redis
 
 from gomflow_messaging.app import create_app
 from gomflow_messaging.settings import Settings
 
 SECRET = "test-secret-test-secret-test-secret-0001"
 AUTH = {"Authorization": f"Bearer {SECRET}"}
+#: The secret the ``telegram_settings`` fixture registers; webhook posts send it.
+TELEGRAM_WEBHOOK_SECRET = "test-webhook-secret_0123456789"
 
 
 async def eventually(
@@ -31,6 +35,45 @@ async def eventually(
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+async def quiet(seconds: float = 0.5) -> None:
+    """A bounded window in which nothing more should arrive (a duplicate, a second delivery).
+
+    The only way to show that something does NOT happen is to watch for a while: there is no
+    event to wait on for an absence. Each caller first waits for what must happen
+    (``eventually``); this window then gives a duplicate in flight (a retried job, a second
+    worker's send) time to land before the caller counts. Every such window is this helper.
+    """
+    await asyncio.sleep(seconds)
+
+
+async def sweepable(conn: Any, text: str, grace_seconds: float, count: int = 1) -> bool:
+    """The ``count`` queued messages with this text are past the sweeper's grace, by its own
+    rule (``outbox.stuck_messages``) and Postgres's clock: what a test waits for instead of
+    sleeping out the grace."""
+    return bool(
+        await conn.fetchval(
+            "SELECT count(*) = $3 FROM messages WHERE body->>'text' = $1 AND status = 'queued'"
+            " AND next_attempt_at <= now() - make_interval(secs => $2)",
+            text,
+            grace_seconds,
+            count,
+        )
+    )
+
+
+async def wait_status(client: httpx.AsyncClient, message_id: str, *statuses: str) -> dict[str, Any]:
+    """The message as ``GET /api/messages/{id}`` shows it, once its status is one of these."""
+
+    async def check() -> dict[str, Any] | None:
+        body: dict[str, Any] = (
+            await client.get(f"/api/messages/{message_id}", headers=AUTH)
+        ).json()
+        return body if body["status"] in statuses else None
+
+    result: dict[str, Any] = await eventually(check)
+    return result
 
 
 @contextlib.asynccontextmanager
@@ -105,3 +148,12 @@ class TcpProxy:
         for task in list(self._handlers):
             task.cancel()
         await asyncio.gather(*self._handlers, return_exceptions=True)
+
+
+async def queued_jobs(redis: Redis, queue: str) -> list[list[str]]:
+    """The message ids each job waiting in SAQ's queue carries."""
+    jobs = []
+    for job_id in await redis.lrange(f"saq:{queue}:queued", 0, -1):  # type: ignore[misc]
+        kwargs = json.loads(await redis.get(job_id))["kwargs"]
+        jobs.append(kwargs.get("message_ids", [kwargs.get("message_id")]))
+    return jobs

@@ -17,18 +17,17 @@ import pytest
 
 from gomflow_messaging.settings import Settings
 from tests.fakes.discord import Signer, modal_submit, new_user_id, slash
-from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import FakeTwilio
 from tests.helpers import AUTH, running_app
 from tests.test_bot import PHP_ORDER, Chat, texts
-from tests.test_discord_interactions import discord_settings, fake, signer
-from tests.test_telegram_webhook import WEBHOOK_SECRET, message_update, new_chat, shown
+from tests.test_discord_interactions import discord_settings, fake
+from tests.test_telegram_webhook import message_update, new_chat, shown
 from tests.test_telegram_webhook import post as telegram_post
 from tests.test_whatsapp import Chat as WhatsAppChat
 from tests.test_whatsapp import new_phone, twilio, wa_settings
 
 # Fixtures shared with the channels' own test modules.
-__all__ = ["discord_settings", "fake", "signer", "twilio", "wa_settings"]
+__all__ = ["discord_settings", "fake", "twilio", "wa_settings"]
 
 EPHEMERAL = 64
 TOO_MANY_CODES = "too many link codes"
@@ -252,29 +251,15 @@ async def test_whatsapp_orders_with_a_page_that_does_not_exist_shows_the_first(
 # -- Telegram ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def telegram_fake() -> AsyncIterator[FakeTelegram]:
-    server = await FakeTelegram().start()
-    yield server
-    await server.close()
-
-
-@pytest.fixture
-def tg_settings(make_settings: Callable[..., Settings], telegram_fake: FakeTelegram) -> Settings:
-    return make_settings(
-        enable_telegram=True,
-        telegram_bot_token=telegram_fake.token,
-        telegram_webhook_secret=WEBHOOK_SECRET,
-        telegram_api_base_url=telegram_fake.url,
-    )
-
-
 async def test_telegram_start_code_guesses_are_limited_per_person_across_chats(
-    tg_settings: Settings, conn: asyncpg.Connection, demo: dict[str, Any], gom_id: str
+    telegram_settings: Callable[..., Settings],
+    conn: asyncpg.Connection,
+    demo: dict[str, Any],
+    gom_id: str,
 ) -> None:
     person, neighbour = new_chat(), new_chat()
     group = -(400_000_000 + secrets.randbelow(10**6))
-    async with running_app(tg_settings, mode="web") as client:
+    async with running_app(telegram_settings(), mode="web") as client:
         for _ in range(3):
             await telegram_post(client, message_update(person, f"/start {_code()}"))
         for _ in range(2):  # the same person, from a group: the same budget

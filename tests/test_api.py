@@ -10,7 +10,7 @@ import pytest
 
 from gomflow_messaging.settings import Settings
 from tests.conftest import unique_text
-from tests.helpers import AUTH, SECRET, eventually, running_app
+from tests.helpers import AUTH, SECRET, running_app, wait_status
 
 
 def custom(text: str, address: str = "api-tester", **extra: Any) -> dict[str, Any]:
@@ -26,17 +26,6 @@ async def sandbox_texts(client: httpx.AsyncClient, address: str) -> list[str]:
     response = await client.get("/api/sandbox/messages", params={"address": address}, headers=AUTH)
     assert response.status_code == 200
     return [m["payload"]["text"] for m in response.json()["messages"]]
-
-
-async def wait_status(client: httpx.AsyncClient, message_id: str, *statuses: str) -> dict[str, Any]:
-    async def check() -> dict[str, Any] | None:
-        body: dict[str, Any] = (
-            await client.get(f"/api/messages/{message_id}", headers=AUTH)
-        ).json()
-        return body if body["status"] in statuses else None
-
-    result: dict[str, Any] = await eventually(check)
-    return result
 
 
 async def test_custom_event_reaches_the_sandbox(settings: Settings) -> None:

@@ -39,11 +39,6 @@ GUILD = "200000000000000001"
 
 
 @pytest.fixture
-def signer() -> Signer:
-    return Signer()
-
-
-@pytest.fixture
 async def fake(signer: Signer) -> AsyncIterator[FakeDiscord]:
     server = await FakeDiscord(public_key=signer.public_key).start()
     yield server

@@ -12,8 +12,7 @@ The full-length versions (30 s outage, real processes) are `bench/drills.py`.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,34 +27,28 @@ from tests.conftest import REDIS_URL
 from tests.drill import Tally, campaign_chats, notify_bodies, received, tally
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, SENDER, FakeTwilio
-from tests.helpers import AUTH, TcpProxy, eventually, running_app
+from tests.helpers import AUTH, TcpProxy, eventually, quiet, running_app, sweepable
 
 N = 60
 WEBHOOK_SECRET = "drill-webhook-secret_0123456789"
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    server = await FakeTelegram().start()
-    yield server
-    await server.close()
+def fake(fake_telegram: FakeTelegram) -> FakeTelegram:
+    """The shared fake Bot API (conftest), by the short name these drills use."""
+    return fake_telegram
 
 
 @pytest.fixture
-def drill_settings(
-    make_settings: Callable[..., Settings], fake: FakeTelegram
-) -> Callable[..., Settings]:
+def drill_settings(telegram_settings: Callable[..., Settings]) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
-            "enable_telegram": True,
-            "telegram_bot_token": fake.token,
             "telegram_webhook_secret": WEBHOOK_SECRET,
-            "telegram_api_base_url": fake.url,
             # Slow enough that the fault lands mid-campaign (60 messages in about 1.5 s).
             "telegram_rate_per_second": 40,
             "telegram_request_timeout_seconds": 1,
         }
-        return make_settings(**{**values, **overrides})
+        return telegram_settings(**{**values, **overrides})
 
     return make
 
@@ -68,7 +61,7 @@ async def start_campaign(client: httpx.AsyncClient, chats: list[str], text: str)
 
 async def finish(fake: FakeTelegram, chats: list[str], timeout: float = 30) -> Tally:
     await eventually(lambda: _all_received(fake, chats), timeout=timeout)
-    await asyncio.sleep(0.3)  # a duplicate still in flight would land by now
+    await quiet(0.3)  # a duplicate still in flight would land by now
     result = tally(fake, chats)
     print(f"drill: {result}")
     return result
@@ -92,12 +85,18 @@ async def test_drill_redis_flushed_and_cut_mid_campaign(
             await redis.flushdb()  # every queued job is gone: only the outbox remembers
             await proxy.cut()  # and Redis is away for a moment, as in a restart
             assert received(fake, chats) < N, "the fault came too late to test anything"
-            await asyncio.sleep(0.5)
+            await eventually(lambda: _noticed_down(client, "redis"))  # away until it shows
             await proxy.restore()
             result = await finish(fake, chats)
     finally:
         await proxy.close()
     assert result == Tally(N, N, 0, 0)
+
+
+async def _noticed_down(client: httpx.AsyncClient, component: str) -> bool:
+    """The outage lasts until the service itself reports the dependency away (its health)."""
+    health = await client.get("/api/health")
+    return not health.json()["components"][component]["ok"]
 
 
 async def _at_least(fake: FakeTelegram, chats: list[str], n: int) -> bool:
@@ -117,7 +116,7 @@ async def test_drill_postgres_cut_mid_campaign(
             await eventually(lambda: _at_least(fake, chats, 10))
             await proxy.cut()  # every connection reset, new ones refused: a restart
             assert received(fake, chats) < N, "the fault came too late to test anything"
-            await asyncio.sleep(1.0)
+            await eventually(lambda: _noticed_down(client, "database"))
             await proxy.restore()
             result = await finish(fake, chats)
     finally:
@@ -237,7 +236,7 @@ async def test_drill_job_held_by_a_killed_worker_is_rescued(
         await job.update(status=Status.ACTIVE)
     finally:
         await services.close()
-    await asyncio.sleep(settings.sweep_grace_seconds)
+    await eventually(lambda: sweepable(conn, text, settings.sweep_grace_seconds))
     async with running_app(settings):  # a live worker, whose sweeper finds the message
 
         async def sent() -> Any:

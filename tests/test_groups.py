@@ -45,6 +45,9 @@ EPHEMERAL = 64
 DEMO_PHONE = BUYERS[0]["phone"]  # Andrea's, on the demo PHP order as PH-DEMO0001
 DEMO_REFERENCE = BUYERS[0]["ref"]
 
+#: Other runs share Redis: never fold this test's alerts into a digest.
+NO_DIGEST = {"gom_alert_digest_threshold": 10_000}
+
 
 def new_supergroup() -> int:
     return -(1_001_000_000_000 + secrets.randbelow(10**9))
@@ -71,30 +74,6 @@ async def post(client: httpx.AsyncClient, update: dict[str, Any]) -> dict[str, A
     return body
 
 
-@pytest.fixture
-async def telegram() -> AsyncIterator[FakeTelegram]:
-    fake = await FakeTelegram().start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-def tg_settings(
-    make_settings: Callable[..., Settings], telegram: FakeTelegram
-) -> Callable[..., Settings]:
-    def make() -> Settings:
-        return make_settings(
-            enable_telegram=True,
-            telegram_bot_token=telegram.token,
-            telegram_webhook_secret=WEBHOOK_SECRET,
-            telegram_api_base_url=telegram.url,
-            # Other runs share Redis: never fold this test's alerts into a digest.
-            gom_alert_digest_threshold=10_000,
-        )
-
-    return make
-
-
 async def link_code(conn: asyncpg.Connection, gom_id: uuid.UUID) -> str:
     code = f"G{secrets.token_hex(5).upper()}"
     await conn.execute(
@@ -110,22 +89,24 @@ async def link_code(conn: asyncpg.Connection, gom_id: uuid.UUID) -> str:
 
 
 async def test_a_group_member_cannot_act_as_the_gom_and_private_answers_leave_the_group(
-    tg_settings: Callable[..., Settings], telegram: FakeTelegram, conn: asyncpg.Connection
+    telegram_settings: Callable[..., Settings],
+    fake_telegram: FakeTelegram,
+    conn: asyncpg.Connection,
 ) -> None:
     group, gom, member, buyer, stranger = new_supergroup(), *(new_chat() for _ in range(4))
-    telegram.never_started.add(str(stranger))
+    fake_telegram.never_started.add(str(stranger))
     gom_id = await new_gom(conn)
     order_id = await new_order(conn, gom_id)
     ana_sandbox = f"grp-ana-{uuid.uuid4().hex[:8]}"
     ana = await new_buyer(conn, order_id, ("sandbox", ana_sandbox), ("telegram", str(buyer)))
     code = await link_code(conn, gom_id)
-    async with running_app(tg_settings(), mode="web") as client:
+    async with running_app(telegram_settings(**NO_DIGEST), mode="web") as client:
         await send_file(client, ana_sandbox, PNG)  # a receipt waiting for the GOM
         [proof] = await proofs_of(conn, ana["submission_id"])
 
         # The GOM links themselves from the group: the person, never the group.
         await post(client, in_group(message_update(gom, f"/start {code}", user_id=gom), group))
-        assert "linked to your GOM profile" in "\n".join(telegram.texts(gom))
+        assert "linked to your GOM profile" in "\n".join(fake_telegram.texts(gom))
         owners = dict(
             await conn.fetch(
                 "SELECT ca.address, c.profile_id FROM contact_addresses ca"
@@ -145,7 +126,7 @@ async def test_a_group_member_cannot_act_as_the_gom_and_private_answers_leave_th
             in_group(callback_update(group, f"approve {proof['id']}", user_id=member), group),
         )
         assert pressed["method"] == "answerCallbackQuery" and "show_alert" not in pressed
-        refusals = telegram.texts(member)
+        refusals = fake_telegram.texts(member)
         assert len(refusals) == 4 and all("Only a GOM can do that" in t for t in refusals)
         [still] = await proofs_of(conn, ana["submission_id"])
         assert still["status"] == "pending_review" and still["decided_by"] is None
@@ -173,17 +154,17 @@ async def test_a_group_member_cannot_act_as_the_gom_and_private_answers_leave_th
         # The GOM's own /payments in the group: answered in their private chat.
         body = await post(client, in_group(message_update(group, "/payments", user_id=gom), group))
         assert body == {}
-        review = "\n".join(telegram.texts(gom))
+        review = "\n".join(fake_telegram.texts(gom))
         assert "Payment proofs to review: 1" in review and ana["reference"] in review
 
         # A buyer's /status in the group: to their private chat; the group sees none of it.
         body = await post(client, in_group(message_update(group, "/status", user_id=buyer), group))
         assert body == {}
-        assert ana["reference"] in telegram.texts(buyer)[-1]
+        assert ana["reference"] in fake_telegram.texts(buyer)[-1]
 
         # Someone who never started the bot: the group gets a deep link, not their data.
         await post(client, in_group(message_update(group, "/status", user_id=stranger), group))
-        [notice] = telegram.texts(group)
+        [notice] = fake_telegram.texts(group)
         assert "https://t.me/gomflow_test_bot?start=status" in notice
         alert = await post(
             client, in_group(callback_update(group, "settings", user_id=stranger), group)
@@ -203,40 +184,42 @@ async def test_a_group_member_cannot_act_as_the_gom_and_private_answers_leave_th
         assert "Here is what I can do" in html.unescape(help_body["text"])
         assert "/payments" not in help_body["text"]  # who is a GOM is nobody else's business
 
-    group_texts = "\n".join(telegram.texts(group))
+    group_texts = "\n".join(fake_telegram.texts(group))
     assert ana["reference"] not in group_texts and "Ana Cruz" not in group_texts
     assert "Payment proofs" not in group_texts and "Only a GOM" not in group_texts
 
 
 async def test_a_deep_link_from_a_group_runs_the_command_in_the_private_chat(
-    tg_settings: Callable[..., Settings], telegram: FakeTelegram, conn: asyncpg.Connection
+    telegram_settings: Callable[..., Settings],
+    fake_telegram: FakeTelegram,
+    conn: asyncpg.Connection,
 ) -> None:
     buyer = new_chat()
     order_id = await new_order(conn, await new_gom(conn))
     ana = await new_buyer(conn, order_id, ("telegram", str(buyer)))
-    async with running_app(tg_settings(), mode="web") as client:
+    async with running_app(telegram_settings(**NO_DIGEST), mode="web") as client:
         body = await post(client, message_update(buyer, "/start status"))
     assert ana["reference"] in html.unescape(body["text"])
     assert "link code" not in body["text"]
 
 
 async def test_joining_from_a_group_goes_on_in_the_private_chat(
-    tg_settings: Callable[..., Settings],
-    telegram: FakeTelegram,
+    telegram_settings: Callable[..., Settings],
+    fake_telegram: FakeTelegram,
     conn: asyncpg.Connection,
     demo: dict[str, Any],
 ) -> None:
     group, buyer = new_supergroup(), new_chat()
-    async with running_app(tg_settings(), mode="web") as client:
+    async with running_app(telegram_settings(**NO_DIGEST), mode="web") as client:
         body = await post(
             client, in_group(message_update(group, "/submit demo-svt-fml", user_id=buyer), group)
         )
         assert body == {}
-        assert "What name" in telegram.texts(buyer)[-1]
+        assert "What name" in fake_telegram.texts(buyer)[-1]
         # The conversation is the person's: it goes on where they answer, their own chat.
         reply = await post(client, message_update(buyer, "Maria Clara"))
         assert "mobile number" in html.unescape(reply["text"])
-    assert telegram.texts(group) == []
+    assert fake_telegram.texts(group) == []
 
 
 # -- duplicates: the person, never a typed phone ---------------------------------------------
@@ -255,8 +238,8 @@ async def _alert_for(conn: asyncpg.Connection, reference: str) -> str:
 
 
 async def test_a_typed_phone_neither_reveals_nor_locks_out_another_buyer(
-    tg_settings: Callable[..., Settings],
-    telegram: FakeTelegram,
+    telegram_settings: Callable[..., Settings],
+    fake_telegram: FakeTelegram,
     conn: asyncpg.Connection,
     demo: dict[str, Any],
 ) -> None:
@@ -267,9 +250,9 @@ async def test_a_typed_phone_neither_reveals_nor_locks_out_another_buyer(
         for answer in ("Juan Dela Cruz", DEMO_PHONE, "1", "5 Katipunan Ave, QC", "skip"):
             await post(client, message_update(stranger, answer))
         await post(client, callback_update(stranger, "confirm"))
-        return telegram.texts(stranger)[-1]
+        return fake_telegram.texts(stranger)[-1]
 
-    async with running_app(tg_settings(), mode="web") as client:
+    async with running_app(telegram_settings(**NO_DIGEST), mode="web") as client:
         joined = await submit()
         again = await submit()
     assert "You joined SEVENTEEN 'FML' Album" in joined
@@ -289,11 +272,6 @@ async def test_a_typed_phone_neither_reveals_nor_locks_out_another_buyer(
 
 
 # -- Discord: the same through a server's modal ----------------------------------------------
-
-
-@pytest.fixture
-def signer() -> Signer:
-    return Signer()
 
 
 @pytest.fixture

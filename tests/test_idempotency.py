@@ -10,7 +10,7 @@ import asyncpg
 
 from gomflow_messaging.settings import Settings
 from tests.conftest import unique_text
-from tests.helpers import AUTH, eventually, running_app
+from tests.helpers import AUTH, eventually, quiet, running_app
 
 
 def body(text: str) -> dict[str, Any]:
@@ -41,7 +41,7 @@ async def test_replay_gets_the_same_answer_and_sends_nothing_more(
         again = await client.post("/api/notify", json=body(text), headers=headers)
         assert again.status_code == 202
         assert again.json() == first.json()
-        await asyncio.sleep(0.5)  # a second delivery, if there were one, would land by now
+        await quiet()  # a second delivery, if there were one, would land by now
         assert await sandbox_count(conn, text) == 1
         assert (
             await conn.fetchval("SELECT count(*) FROM messages WHERE body->>'text' = $1", text) == 1
@@ -87,7 +87,7 @@ async def test_fifty_parallel_requests_one_key_make_one_notification(
             assert r.json()["error"]["code"] == "idempotency_in_flight"
             assert r.headers["retry-after"] == "1"
         await eventually(lambda: sandbox_count(conn, text))
-        await asyncio.sleep(0.5)
+        await quiet()
         assert (
             await conn.fetchval("SELECT count(*) FROM messages WHERE body->>'text' = $1", text) == 1
         )

@@ -8,7 +8,7 @@ import io
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import asyncpg
@@ -86,23 +86,16 @@ async def test_metrics_need_the_secret_and_count_what_happened(settings: Setting
     assert value(after, "process_resident_memory_bytes") > 0
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    server = await FakeTelegram().start()
-    yield server
-    await server.close()
-
-
 async def test_429s_retries_and_forged_webhooks_are_counted(
-    make_settings: Callable[..., Settings], fake: FakeTelegram
+    make_settings: Callable[..., Settings], fake_telegram: FakeTelegram
 ) -> None:
     settings = make_settings(
         enable_telegram=True,
-        telegram_bot_token=fake.token,
+        telegram_bot_token=fake_telegram.token,
         telegram_webhook_secret="metrics-secret_0123456789",
-        telegram_api_base_url=fake.url,
+        telegram_api_base_url=fake_telegram.url,
     )
-    fake.fail_next("rate_limited", retry_after=1)
+    fake_telegram.fail_next("rate_limited", retry_after=1)
     async with running_app(settings) as client:
         before = await scrape(client)
         forged = await client.post(
@@ -123,7 +116,7 @@ async def test_429s_retries_and_forged_webhooks_are_counted(
         message_id = response.json()["messages"][0]["id"]
         await eventually(lambda: _is_sent(client, message_id))
         after = await scrape(client)
-    assert len(fake.sent("700001234")) == 1
+    assert len(fake_telegram.sent("700001234")) == 1
 
     def delta(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
@@ -22,8 +23,11 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from gomflow_messaging.api.models import REQUESTS
 from gomflow_messaging.app import create_app
+from gomflow_messaging.i18n import LOCALES
 from gomflow_messaging.settings import Settings
+from gomflow_messaging.workflows.notify import NotifyRequest
 from tests.helpers import AUTH, running_app
 
 EXAMPLES = 10
@@ -119,3 +123,54 @@ async def test_nul_characters_are_refused_not_a_500(settings: Settings) -> None:
         )
     assert notify.status_code == 422 and "data.text" in notify.json()["error"]["fields"]
     assert listing.status_code == 422
+
+
+async def test_components_are_the_models_schemas(settings: Settings) -> None:
+    """The document repeats no rule: its schemas are generated from the models the routes
+    validate with, so a limit or a locale changed in the model changes the document."""
+    async with running_app(settings, mode="web") as client:
+        document = (await client.get("/openapi.json", headers=AUTH)).json()
+    components = document["components"]["schemas"]
+    ref = "#/components/schemas/{model}"
+    for model in (NotifyRequest, *REQUESTS):
+        schema = model.model_json_schema(ref_template=ref)
+        for name, nested in schema.pop("$defs", {}).items():
+            assert components[name] == nested
+        assert components[model.__name__] == schema
+    locale = components["NotifyRequest"]["properties"]["locale"]["anyOf"][0]
+    assert locale["enum"] == list(LOCALES)
+    recipients = components["NotifyRequest"]["properties"]["recipients"]
+    assert recipients["maxItems"] == 1000
+    body = document["paths"]["/api/sandbox/inbound"]["post"]["requestBody"]
+    assert body["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/SandboxInboundRequest"
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        # A malformed form was ignored and the text handled as if no form came.
+        (
+            "/api/sandbox/inbound",
+            {"address": "a", "text": "hi", "form": {"id": "f", "values": "x"}},
+            "form.values",
+        ),
+        # A non-text address reached the notify workflow and was named by its path there.
+        ("/api/notifications/test", {"addresses": {"sandbox": 5}}, "addresses.sandbox"),
+        ("/api/notifications/test", {"test_message": "yes", "locale": "xx"}, "locale"),
+        ("/api/link-tokens", {"gom_id": 5}, "gom_id"),
+        ("/api/sandbox/inbound", {"address": "a", "file": {"content_base64": "%"}}, "file"),
+        ("/api/sandbox/inbound", ["a"], "body"),
+    ],
+)
+async def test_every_json_route_names_the_bad_field(
+    settings: Settings, path: str, body: Any, field: str
+) -> None:
+    """Every JSON route under /api validates with its model and names fields one way."""
+    async with running_app(settings, mode="web") as client:
+        response = await client.post(path, json=body, headers=AUTH)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert any(name == field or name.startswith(f"{field}.") for name in error["fields"]), error

@@ -22,24 +22,12 @@ from tests.fakes.telegram import FakeTelegram, new_token
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    server = await FakeTelegram().start()
-    yield server
-    await server.close()
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[db.Pool]:
-    p = await db.create_pool(database_url, max_size=3)
-    yield p
-    await p.close()
-
-
-@pytest.fixture
-async def channel(fake: FakeTelegram, pool: db.Pool, redis: Any) -> AsyncIterator[TelegramChannel]:
+async def channel(
+    fake_telegram: FakeTelegram, pool: db.Pool, redis: Any
+) -> AsyncIterator[TelegramChannel]:
     adapter = TelegramChannel(
-        token=fake.token,
-        api_base_url=fake.url,
+        token=fake_telegram.token,
+        api_base_url=fake_telegram.url,
         pool=pool,
         redis=redis,
         request_timeout=1.0,
@@ -60,25 +48,27 @@ def chat() -> int:
 
 
 async def test_text_is_escaped_html_and_arrives_as_written(
-    fake: FakeTelegram, channel: TelegramChannel
+    fake_telegram: FakeTelegram, channel: TelegramChannel
 ) -> None:
     to = chat()
     text = "<3 SVT & Carat > all: <b>not bold</b> &amp; ₱1,250.00 💎"
     result = await channel.send(message(to, text))
-    [call] = fake.sent(to)
+    [call] = fake_telegram.sent(to)
     assert call.params["parse_mode"] == "HTML"
     assert call.text == text
     assert result.provider_message_id == f"{to}:{call.result['message_id']}"
 
 
-async def test_url_and_action_buttons(fake: FakeTelegram, channel: TelegramChannel) -> None:
+async def test_url_and_action_buttons(
+    fake_telegram: FakeTelegram, channel: TelegramChannel
+) -> None:
     to = chat()
     rows = (
         (Button("Pay", action="pay"), Button("Site", url="https://gomflow.example/o/1")),
         (Button("My orders", action="status"),),
     )
     await channel.send(message(to, "Choose", buttons=rows))
-    [call] = fake.sent(to)
+    [call] = fake_telegram.sent(to)
     keyboard = call.params["reply_markup"]["inline_keyboard"]
     assert keyboard == [
         [
@@ -89,13 +79,15 @@ async def test_url_and_action_buttons(fake: FakeTelegram, channel: TelegramChann
     ]
 
 
-async def test_photo_with_caption_and_buttons(fake: FakeTelegram, channel: TelegramChannel) -> None:
+async def test_photo_with_caption_and_buttons(
+    fake_telegram: FakeTelegram, channel: TelegramChannel
+) -> None:
     to = chat()
     buttons = ((Button("Join", action="submit x"),),)
     await channel.send(
         message(to, "New drop", image_url="https://cdn.example/a.jpg", buttons=buttons)
     )
-    [call] = fake.sent(to)
+    [call] = fake_telegram.sent(to)
     assert call.method == "sendPhoto"
     assert call.params["photo"] == "https://cdn.example/a.jpg"
     assert call.text == "New drop"
@@ -103,13 +95,13 @@ async def test_photo_with_caption_and_buttons(fake: FakeTelegram, channel: Teleg
 
 
 async def test_long_caption_becomes_photo_then_text(
-    fake: FakeTelegram, channel: TelegramChannel
+    fake_telegram: FakeTelegram, channel: TelegramChannel
 ) -> None:
     to = chat()
     text = "word " * 300  # 1500 characters: above the 1024 caption limit
     buttons = ((Button("Join", action="submit x"),),)
     await channel.send(message(to, text, image_url="https://cdn.example/a.jpg", buttons=buttons))
-    photo, words = fake.sent(to)
+    photo, words = fake_telegram.sent(to)
     assert photo.method == "sendPhoto" and not photo.params.get("caption")
     assert words.method == "sendMessage" and words.text == text
     assert [b["text"] for b in words.buttons] == ["Join"]
@@ -123,38 +115,40 @@ def test_split_counts_utf16_units_like_telegram() -> None:
 
 
 async def test_emoji_heavy_text_is_split_within_telegram_limit(
-    fake: FakeTelegram, channel: TelegramChannel
+    fake_telegram: FakeTelegram, channel: TelegramChannel
 ) -> None:
     to = chat()
     text = "💎" * 3000
     await channel.send(message(to, text))
-    parts = fake.sent(to)
+    parts = fake_telegram.sent(to)
     assert len(parts) == 2
     assert "".join(p.text for p in parts) == text
 
 
 async def test_retry_after_429_on_second_part_does_not_resend_the_first(
-    fake: FakeTelegram, channel: TelegramChannel
+    fake_telegram: FakeTelegram, channel: TelegramChannel
 ) -> None:
     to = chat()
     text = "\n".join(f"line {n} of a long order update" for n in range(400))
     parts = len(split_for_telegram(text))
     assert parts >= 3
     msg = message(to, text)
-    fake.fail_next("rate_limited", retry_after=1, method="sendMessage", chat_id=to, after=1)
+    fake_telegram.fail_next(
+        "rate_limited", retry_after=1, method="sendMessage", chat_id=to, after=1
+    )
     with pytest.raises(TransientError) as info:
         await channel.send(msg)
     assert info.value.retry_after == 1
     assert info.value.code == "rate_limited"
-    [first] = fake.texts(to)
+    [first] = fake_telegram.texts(to)
     await channel.send(msg)  # the dispatcher's retry of the same message
-    texts = fake.texts(to)
+    texts = fake_telegram.texts(to)
     assert len(texts) == parts and texts[0] == first
     assert "".join(texts).replace("\n", "") == text.replace("\n", "")
 
 
 async def test_group_migrated_to_supergroup_follows_and_retries_once(
-    fake: FakeTelegram, channel: TelegramChannel, conn: asyncpg.Connection
+    fake_telegram: FakeTelegram, channel: TelegramChannel, conn: asyncpg.Connection
 ) -> None:
     old, new = -(400_000_000 + chat() % 1000), -(1_000_000_000_000 + chat())
     contact = await conn.fetchval("INSERT INTO contacts (display_name) VALUES ('g') RETURNING id")
@@ -163,9 +157,9 @@ async def test_group_migrated_to_supergroup_follows_and_retries_once(
         contact,
         str(old),
     )
-    fake.migrated[str(old)] = new
+    fake_telegram.migrated[str(old)] = new
     result = await channel.send(message(old, "Order closed"))
-    assert fake.texts(new) == ["Order closed"]
+    assert fake_telegram.texts(new) == ["Order closed"]
     assert result.provider_message_id.startswith(f"{new}:")
     addresses = await conn.fetch(
         "SELECT address FROM contact_addresses WHERE contact_id = $1", contact
@@ -173,32 +167,38 @@ async def test_group_migrated_to_supergroup_follows_and_retries_once(
     assert [r["address"] for r in addresses] == [str(new)]
 
 
-async def test_migrating_twice_is_permanent(fake: FakeTelegram, channel: TelegramChannel) -> None:
+async def test_migrating_twice_is_permanent(
+    fake_telegram: FakeTelegram, channel: TelegramChannel
+) -> None:
     old, mid, new = -(500_000_000 + chat() % 1000), -1_000_000_000_001, -1_000_000_000_002
-    fake.migrated[str(old)] = mid
-    fake.migrated[str(mid)] = new
+    fake_telegram.migrated[str(old)] = mid
+    fake_telegram.migrated[str(mid)] = new
     with pytest.raises(PermanentError) as info:
         await channel.send(message(old, "hi"))
     assert info.value.code == "chat_migrated"
 
 
-async def test_chat_not_found_is_unreachable(fake: FakeTelegram, channel: TelegramChannel) -> None:
+async def test_chat_not_found_is_unreachable(
+    fake_telegram: FakeTelegram, channel: TelegramChannel
+) -> None:
     to = chat()
-    fake.unknown_chats.add(str(to))
+    fake_telegram.unknown_chats.add(str(to))
     with pytest.raises(PermanentError) as info:
         await channel.send(message(to, "hi"))
     assert info.value.code == "chat_not_found" and info.value.address_unreachable
 
 
-async def test_unreadable_answer_is_transient(fake: FakeTelegram, channel: TelegramChannel) -> None:
-    fake.fail_next("garbage")
+async def test_unreadable_answer_is_transient(
+    fake_telegram: FakeTelegram, channel: TelegramChannel
+) -> None:
+    fake_telegram.fail_next("garbage")
     with pytest.raises(TransientError) as info:
         await channel.send(message(chat(), "hi"))
     assert info.value.code == "bad_response"
 
 
 async def test_overlong_callback_data_is_rejected_not_retried(
-    fake: FakeTelegram, channel: TelegramChannel
+    fake_telegram: FakeTelegram, channel: TelegramChannel
 ) -> None:
     buttons = ((Button("Pay", action="x" * 65),),)
     with pytest.raises(PermanentError) as info:
@@ -207,10 +207,14 @@ async def test_overlong_callback_data_is_rejected_not_retried(
 
 
 async def test_wrong_token_is_permanent_bad_credentials(
-    fake: FakeTelegram, pool: db.Pool, redis: Any
+    fake_telegram: FakeTelegram, pool: db.Pool, redis: Any
 ) -> None:
     adapter = TelegramChannel(
-        token=new_token(), api_base_url=fake.url, pool=pool, redis=redis, request_timeout=1.0
+        token=new_token(),
+        api_base_url=fake_telegram.url,
+        pool=pool,
+        redis=redis,
+        request_timeout=1.0,
     )
     try:
         with pytest.raises(PermanentError) as info:
@@ -235,13 +239,13 @@ async def test_unreachable_api_is_transient(pool: db.Pool, redis: Any) -> None:
 
 
 async def test_health_calls_get_me_and_caches_it(
-    fake: FakeTelegram, channel: TelegramChannel
+    fake_telegram: FakeTelegram, channel: TelegramChannel
 ) -> None:
     first = await channel.health()
     second = await channel.health()
     assert first.ok and first.detail == "@gomflow_test_bot"
     assert second == first
-    assert len(fake.requests("getMe")) == 1
+    assert len(fake_telegram.requests("getMe")) == 1
 
 
 def test_addresses(channel: TelegramChannel) -> None:
@@ -261,17 +265,19 @@ def test_group_chats_are_paced_per_minute(channel: TelegramChannel) -> None:
 
 
 async def test_fake_cap_answers_429_beyond_n_per_second(
-    fake: FakeTelegram, channel: TelegramChannel
+    fake_telegram: FakeTelegram, channel: TelegramChannel
 ) -> None:
-    fake.cap_per_second = 1
+    fake_telegram.cap_per_second = 1
     await channel.send(message(chat(), "one"))
     with pytest.raises(TransientError) as info:
         await channel.send(message(chat(), "two"))
     assert info.value.code == "rate_limited" and info.value.retry_after == 1
 
 
-async def test_fake_serves_files_to_aiogram(fake: FakeTelegram, channel: TelegramChannel) -> None:
-    fake.files["photos/receipt-1.jpg"] = b"\xff\xd8 a receipt"
+async def test_fake_serves_files_to_aiogram(
+    fake_telegram: FakeTelegram, channel: TelegramChannel
+) -> None:
+    fake_telegram.files["photos/receipt-1.jpg"] = b"\xff\xd8 a receipt"
     file = await channel.bot.get_file("receipt-1")
     assert file.file_path == "photos/receipt-1.jpg" and file.file_size == 12
     data = await channel.bot.download_file(file.file_path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,33 +25,26 @@ SRC = str(Path(gomflow_messaging.__file__).resolve().parents[1])
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    server = await FakeTelegram().start()
-    yield server
-    await server.close()
-
-
-@pytest.fixture
-def hook_settings(make_settings: Callable[..., Settings], fake: FakeTelegram) -> Settings:
+def hook_settings(make_settings: Callable[..., Settings], fake_telegram: FakeTelegram) -> Settings:
     return make_settings(
-        telegram_bot_token=fake.token,
+        telegram_bot_token=fake_telegram.token,
         telegram_webhook_secret=WEBHOOK_SECRET,
         telegram_webhook_url=HOOK_URL,
-        telegram_api_base_url=fake.url,
+        telegram_api_base_url=fake_telegram.url,
     )
 
 
 async def test_set_registers_the_secret_and_publishes_menus(
-    hook_settings: Settings, fake: FakeTelegram
+    hook_settings: Settings, fake_telegram: FakeTelegram
 ) -> None:
     lines = await tw.set_webhook(hook_settings)
     updates = ["message", "callback_query", "my_chat_member", "inline_query"]
     assert lines[0] == f"webhook set: {HOOK_URL} ({', '.join(updates)})"
-    assert fake.webhook["url"] == HOOK_URL
-    assert fake.webhook["secret_token"] == WEBHOOK_SECRET
-    assert fake.webhook["allowed_updates"] == updates
-    assert {language for _scope, language in fake.commands} == {"", "tl", "ms"}
-    default = fake.commands[('{"type": "default"}', "")]
+    assert fake_telegram.webhook["url"] == HOOK_URL
+    assert fake_telegram.webhook["secret_token"] == WEBHOOK_SECRET
+    assert fake_telegram.webhook["allowed_updates"] == updates
+    assert {language for _scope, language in fake_telegram.commands} == {"", "tl", "ms"}
+    default = fake_telegram.commands[('{"type": "default"}', "")]
     names = [c["command"] for c in default]
     assert names[:3] == ["start", "help", "orders"]
     assert "manage" not in names and "create" not in names  # GOM commands stay off the menu
@@ -61,22 +54,22 @@ async def test_set_registers_the_secret_and_publishes_menus(
     assert info["url"] == HOOK_URL and info["pending_update_count"] == 0
 
     assert await tw.delete_webhook(hook_settings) == "webhook removed"
-    assert fake.webhook == {}
+    assert fake_telegram.webhook == {}
     assert (await tw.webhook_info(hook_settings))["url"] == ""
 
 
 async def test_set_refuses_a_plain_http_url(
-    make_settings: Callable[..., Settings], fake: FakeTelegram
+    make_settings: Callable[..., Settings], fake_telegram: FakeTelegram
 ) -> None:
     settings = make_settings(
-        telegram_bot_token=fake.token,
+        telegram_bot_token=fake_telegram.token,
         telegram_webhook_secret=WEBHOOK_SECRET,
         telegram_webhook_url="http://messaging.example.com/webhook/telegram",
-        telegram_api_base_url=fake.url,
+        telegram_api_base_url=fake_telegram.url,
     )
     with pytest.raises(tw.WebhookError, match="must be an https:// URL"):
         await tw.set_webhook(settings)
-    assert fake.calls == []
+    assert fake_telegram.calls == []
 
 
 def test_missing_token_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
@@ -89,7 +82,7 @@ def test_missing_token_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: Any)
 
 
 async def test_cli_prints_one_line_when_telegram_refuses(
-    fake: FakeTelegram, tmp_path: Path
+    fake_telegram: FakeTelegram, tmp_path: Path
 ) -> None:
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -98,7 +91,7 @@ async def test_cli_prints_one_line_when_telegram_refuses(
         "TELEGRAM_BOT_TOKEN": new_token(),  # not the fake's: Telegram answers 401
         "TELEGRAM_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "TELEGRAM_WEBHOOK_URL": HOOK_URL,
-        "TELEGRAM_API_BASE_URL": fake.url,
+        "TELEGRAM_API_BASE_URL": fake_telegram.url,
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -115,8 +108,8 @@ async def test_cli_prints_one_line_when_telegram_refuses(
     assert proc.returncode == 1, err
     lines = err.decode().strip().splitlines()
     assert lines == [
-        f"gomflow-messaging: telegram-webhook set: setWebhook at {fake.url}: "
+        f"gomflow-messaging: telegram-webhook set: setWebhook at {fake_telegram.url}: "
         "Telegram refused the bot token (TELEGRAM_BOT_TOKEN)"
     ]
     assert out == b""
-    assert [c.method for c in fake.calls] == ["setWebhook"]
+    assert [c.method for c in fake_telegram.calls] == ["setWebhook"]

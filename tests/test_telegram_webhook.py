@@ -20,9 +20,9 @@ from gomflow_messaging.demo import ORDER_MY_ID, ORDER_PH_ID
 from gomflow_messaging.settings import Settings
 from tests.conftest import unique_text
 from tests.fakes.telegram import FakeTelegram
-from tests.helpers import AUTH, eventually, running_app
+from tests.helpers import AUTH, TELEGRAM_WEBHOOK_SECRET, eventually, running_app, wait_status
 
-WEBHOOK_SECRET = "test-webhook-secret_0123456789"
+WEBHOOK_SECRET = TELEGRAM_WEBHOOK_SECRET
 _update_ids = itertools.count(secrets.randbelow(10**6) * 1000)
 _message_ids = itertools.count(1)
 
@@ -107,33 +107,10 @@ def labels(markup: dict[str, Any] | None) -> list[tuple[str, str]]:
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    server = await FakeTelegram().start()
-    yield server
-    await server.close()
-
-
-@pytest.fixture
-def tg_settings(
-    make_settings: Callable[..., Settings], fake: FakeTelegram
-) -> Callable[..., Settings]:
-    def make(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {
-            "enable_telegram": True,
-            "telegram_bot_token": fake.token,
-            "telegram_webhook_secret": WEBHOOK_SECRET,
-            "telegram_api_base_url": fake.url,
-        }
-        return make_settings(**{**values, **overrides})
-
-    return make
-
-
-@pytest.fixture
 async def client(
-    tg_settings: Callable[..., Settings], demo: dict[str, Any]
+    telegram_settings: Callable[..., Settings], demo: dict[str, Any]
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async with running_app(tg_settings(), mode="web") as c:
+    async with running_app(telegram_settings(), mode="web") as c:
         yield c
 
 
@@ -141,7 +118,7 @@ async def client(
 
 
 async def test_start_is_answered_in_the_webhook_response(
-    client: httpx.AsyncClient, fake: FakeTelegram, conn: asyncpg.Connection
+    client: httpx.AsyncClient, fake_telegram: FakeTelegram, conn: asyncpg.Connection
 ) -> None:
     chat = new_chat()
     response = await post(client, message_update(chat, "/start"))
@@ -150,7 +127,7 @@ async def test_start_is_answered_in_the_webhook_response(
     assert body["chat_id"] == chat
     assert "Hi Maria! I am the GOMFLOW assistant" in shown(body)
     assert ("Open orders", "orders") in labels(body["reply_markup"])
-    assert fake.sent(chat) == []  # one reply: it rode in the response
+    assert fake_telegram.sent(chat) == []  # one reply: it rode in the response
     row = await conn.fetchrow(
         "SELECT reachable, last_inbound_at FROM contact_addresses"
         " WHERE channel = 'telegram' AND address = $1",
@@ -160,12 +137,12 @@ async def test_start_is_answered_in_the_webhook_response(
 
 
 async def test_orders_sends_each_card_in_order(
-    client: httpx.AsyncClient, fake: FakeTelegram
+    client: httpx.AsyncClient, fake_telegram: FakeTelegram
 ) -> None:
     chat = new_chat()
     response = await post(client, message_update(chat, "/orders"))
     assert response.status_code == 200 and response.json() == {}
-    sent = fake.sent(chat)
+    sent = fake_telegram.sent(chat)
     assert sent[0].text.startswith("Open orders (page 1 of")
     cards = {c.text.split("\n")[0]: labels(c.params.get("reply_markup")) for c in sent[1:]}
     assert cards["SEVENTEEN 'FML' Album (Carat ver.)"] == [
@@ -176,12 +153,12 @@ async def test_orders_sends_each_card_in_order(
 
 
 async def test_submit_conversation_creates_a_submission(
-    client: httpx.AsyncClient, fake: FakeTelegram, conn: asyncpg.Connection
+    client: httpx.AsyncClient, fake_telegram: FakeTelegram, conn: asyncpg.Connection
 ) -> None:
     chat = new_chat()
     pressed = await post(client, callback_update(chat, f"submit {ORDER_PH_ID}"))
     assert pressed.json()["method"] == "answerCallbackQuery"
-    card, prompt = fake.texts(chat)
+    card, prompt = fake_telegram.texts(chat)
     assert card.startswith("SEVENTEEN 'FML' Album")
     assert "What name" in prompt
 
@@ -196,12 +173,12 @@ async def test_submit_conversation_creates_a_submission(
     assert ("Skip", "skip") in labels(notes_prompt["reply_markup"])
 
     await post(client, callback_update(chat, "skip"))
-    summary = fake.sent(chat)[-1]
+    summary = fake_telegram.sent(chat)[-1]
     assert "Please check your order" in summary.text and "Total: ₱2,500.00" in summary.text
     assert ("Confirm", "confirm") in labels(summary.params["reply_markup"])
 
     await post(client, callback_update(chat, "confirm"))
-    joined = fake.texts(chat)[-1]
+    joined = fake_telegram.texts(chat)[-1]
     assert "You joined SEVENTEEN 'FML' Album (Carat ver.)!" in joined
     row = await conn.fetchrow(
         """
@@ -238,11 +215,11 @@ async def test_gom_command_is_refused_for_a_buyer(client: httpx.AsyncClient) -> 
 
 
 async def test_gom_links_with_a_start_token_and_manages(
-    client: httpx.AsyncClient, fake: FakeTelegram, conn: asyncpg.Connection
+    client: httpx.AsyncClient, fake_telegram: FakeTelegram, conn: asyncpg.Connection
 ) -> None:
     chat = new_chat()
     await post(client, message_update(chat, f"/start {await _gom_link_token(conn)}"))
-    assert "linked to your GOM profile" in fake.texts(chat)[0]
+    assert "linked to your GOM profile" in fake_telegram.texts(chat)[0]
     body = (await post(client, message_update(chat, "/manage"))).json()
     assert "You have no orders yet" in shown(body)
 
@@ -266,20 +243,20 @@ async def _gom_link_token(conn: asyncpg.Connection) -> str:
 
 
 async def test_a_linked_gom_chat_gets_the_gom_commands_in_its_menu_until_stop(
-    client: httpx.AsyncClient, fake: FakeTelegram, conn: asyncpg.Connection
+    client: httpx.AsyncClient, fake_telegram: FakeTelegram, conn: asyncpg.Connection
 ) -> None:
     chat = new_chat()
     scope = {"type": "chat", "chat_id": chat}
-    fake.fail_next("rate_limited", retry_after=1, method="setMyCommands")  # retried
+    fake_telegram.fail_next("rate_limited", retry_after=1, method="setMyCommands")  # retried
     await post(client, message_update(chat, f"/start {await _gom_link_token(conn)}"))
-    assert "linked to your GOM profile" in fake.texts(chat)[0]
+    assert "linked to your GOM profile" in fake_telegram.texts(chat)[0]
 
     async def published() -> dict[str, Any] | None:
-        menus = _menus(fake, scope)
+        menus = _menus(fake_telegram, scope)
         return menus if all(menus.values()) else None
 
     async def removed() -> bool:
-        return not any(_menus(fake, scope).values())
+        return not any(_menus(fake_telegram, scope).values())
 
     menus = await eventually(published)
     for language, commands in menus.items():
@@ -287,25 +264,25 @@ async def test_a_linked_gom_chat_gets_the_gom_commands_in_its_menu_until_stop(
         assert {"manage", "dashboard", "create", "payments", "orders"} <= set(names), language
     assert menus["tl"] != menus[""] and menus["ms"] != menus[""]  # translated
     # Only this chat: the menu everyone sees was not given the GOM commands.
-    assert fake.commands_for({"type": "default"}) is None
+    assert fake_telegram.commands_for({"type": "default"}) is None
 
     await post(client, message_update(chat, "/stop"))
     await eventually(removed)
 
 
 async def test_a_gom_menu_that_cannot_be_set_does_not_undo_the_link(
-    client: httpx.AsyncClient, fake: FakeTelegram, conn: asyncpg.Connection
+    client: httpx.AsyncClient, fake_telegram: FakeTelegram, conn: asyncpg.Connection
 ) -> None:
     chat = new_chat()
-    fake.fail_next("chat_not_found", method="setMyCommands")
+    fake_telegram.fail_next("chat_not_found", method="setMyCommands")
     await post(client, message_update(chat, f"/start {await _gom_link_token(conn)}"))
-    assert "linked to your GOM profile" in fake.texts(chat)[0]
+    assert "linked to your GOM profile" in fake_telegram.texts(chat)[0]
     body = (await post(client, message_update(chat, "/manage"))).json()
     assert "You have no orders yet" in shown(body)
 
 
-def _menus(fake: FakeTelegram, scope: dict[str, Any]) -> dict[str, Any]:
-    return {language: fake.commands_for(scope, language) for language in ("", "tl", "ms")}
+def _menus(fake_telegram: FakeTelegram, scope: dict[str, Any]) -> dict[str, Any]:
+    return {language: fake_telegram.commands_for(scope, language) for language in ("", "tl", "ms")}
 
 
 # -- the webhook's guarantees --------------------------------------------------------------
@@ -313,7 +290,10 @@ def _menus(fake: FakeTelegram, scope: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("secret", [None, "", "wrong-secret", WEBHOOK_SECRET + "x"])
 async def test_forged_secret_is_rejected_and_changes_nothing(
-    client: httpx.AsyncClient, fake: FakeTelegram, conn: asyncpg.Connection, secret: str | None
+    client: httpx.AsyncClient,
+    fake_telegram: FakeTelegram,
+    conn: asyncpg.Connection,
+    secret: str | None,
 ) -> None:
     update = message_update(new_chat(), "/start")
     response = await post(client, update, secret=secret)
@@ -324,20 +304,20 @@ async def test_forged_secret_is_rejected_and_changes_nothing(
         str(update["update_id"]),
     )
     assert seen == 0
-    assert fake.calls == []
+    assert fake_telegram.calls == []
 
 
 async def test_duplicate_update_is_handled_once(
-    client: httpx.AsyncClient, fake: FakeTelegram
+    client: httpx.AsyncClient, fake_telegram: FakeTelegram
 ) -> None:
     chat = new_chat()
     update = message_update(chat, "/orders")
     await post(client, update)
-    first = len(fake.sent(chat))
+    first = len(fake_telegram.sent(chat))
     assert first >= 3
     again = await post(client, update)
     assert again.status_code == 200 and again.json() == {}
-    assert len(fake.sent(chat)) == first
+    assert len(fake_telegram.sent(chat)) == first
 
 
 async def test_unparseable_update_is_answered_200_and_logged(
@@ -360,7 +340,7 @@ async def test_not_an_update_is_400(client: httpx.AsyncClient) -> None:
 
 
 async def test_group_chatter_is_ignored_but_commands_for_us_answered(
-    client: httpx.AsyncClient, fake: FakeTelegram
+    client: httpx.AsyncClient, fake_telegram: FakeTelegram
 ) -> None:
     group = -(400_000_000 + secrets.randbelow(10**6))
     user = new_chat()
@@ -372,10 +352,10 @@ async def test_group_chatter_is_ignored_but_commands_for_us_answered(
 
 
 async def test_too_many_messages_get_one_polite_answer_then_silence(
-    tg_settings: Callable[..., Settings], fake: FakeTelegram, demo: dict[str, Any]
+    telegram_settings: Callable[..., Settings], fake_telegram: FakeTelegram, demo: dict[str, Any]
 ) -> None:
     chat = new_chat()
-    async with running_app(tg_settings(rate_limit_max_messages=2), mode="web") as client:
+    async with running_app(telegram_settings(rate_limit_max_messages=2), mode="web") as client:
         for _ in range(2):
             assert (await post(client, message_update(chat, "/help"))).json()["method"]
         warned = (await post(client, message_update(chat, "/help"))).json()
@@ -384,7 +364,7 @@ async def test_too_many_messages_get_one_polite_answer_then_silence(
         pressed = (await post(client, callback_update(chat, "orders"))).json()
         # The spinner stops, and nothing is said.
         assert pressed["method"] == "answerCallbackQuery" and "text" not in pressed
-    assert fake.sent(chat) == []
+    assert fake_telegram.sent(chat) == []
 
 
 # -- inline mode ---------------------------------------------------------------------------
@@ -407,15 +387,15 @@ async def test_inline_query_answers_with_order_cards(client: httpx.AsyncClient) 
 
 
 async def test_inline_mode_off_answers_nothing(
-    tg_settings: Callable[..., Settings], demo: dict[str, Any]
+    telegram_settings: Callable[..., Settings], demo: dict[str, Any]
 ) -> None:
-    async with running_app(tg_settings(enable_inline_payments=False), mode="web") as client:
+    async with running_app(telegram_settings(enable_inline_payments=False), mode="web") as client:
         body = (await post(client, inline_update(new_chat(), ""))).json()
     assert body["method"] == "answerInlineQuery" and body["results"] == []
 
 
 async def test_button_under_an_inline_message_answers_in_private(
-    client: httpx.AsyncClient, fake: FakeTelegram
+    client: httpx.AsyncClient, fake_telegram: FakeTelegram
 ) -> None:
     user = new_chat()
     update = callback_update(user, f"submit {ORDER_MY_ID}")
@@ -423,10 +403,10 @@ async def test_button_under_an_inline_message_answers_in_private(
     update["callback_query"]["inline_message_id"] = "inline-1"
     body = (await post(client, update)).json()
     assert body["method"] == "answerCallbackQuery" and "show_alert" not in body
-    assert "What name" in fake.texts(user)[-1]
+    assert "What name" in fake_telegram.texts(user)[-1]
 
     stranger = new_chat()
-    fake.fail_next("blocked", chat_id=stranger)  # never opened a chat with the bot
+    fake_telegram.fail_next("blocked", chat_id=stranger)  # never opened a chat with the bot
     update = callback_update(stranger, f"submit {ORDER_MY_ID}")
     del update["callback_query"]["message"]
     update["callback_query"]["inline_message_id"] = "inline-2"
@@ -445,21 +425,13 @@ def custom(text: str, address: str) -> dict[str, Any]:
     }
 
 
-async def wait_status(client: httpx.AsyncClient, message_id: str, *statuses: str) -> Any:
-    async def check() -> Any:
-        body = (await client.get(f"/api/messages/{message_id}", headers=AUTH)).json()
-        return body if body["status"] in statuses else None
-
-    return await eventually(check)
-
-
 async def test_rate_limited_send_is_delivered_once_after_the_wait(
-    tg_settings: Callable[..., Settings], fake: FakeTelegram
+    telegram_settings: Callable[..., Settings], fake_telegram: FakeTelegram
 ) -> None:
     chat = new_chat()
     text = unique_text("reminder")
-    fake.fail_next("rate_limited", retry_after=1, method="sendMessage", chat_id=chat)
-    async with running_app(tg_settings()) as client:
+    fake_telegram.fail_next("rate_limited", retry_after=1, method="sendMessage", chat_id=chat)
+    async with running_app(telegram_settings()) as client:
         response = await client.post("/api/notify", json=custom(text, str(chat)), headers=AUTH)
         assert response.status_code == 202, response.text
         [entry] = response.json()["messages"]
@@ -472,20 +444,25 @@ async def test_rate_limited_send_is_delivered_once_after_the_wait(
         1,
     )
     assert second["outcome"] == "sent"
-    assert fake.texts(chat) == [text]
-    refused, accepted = fake.requests("sendMessage")[-2:]
+    assert fake_telegram.texts(chat) == [text]
+    refused, accepted = fake_telegram.requests("sendMessage")[-2:]
     assert (refused.status, accepted.status) == (429, 200)
-    assert accepted.at - refused.at >= 0.99  # never before Telegram's retry_after
+    # Never before Telegram's retry_after: the fake refuses a send within the wait, so an
+    # early retry would be one more 429 (the gap in seconds is in bench/timing.py).
+    tries = [c.status for c in fake_telegram.requests("sendMessage") if c.chat_id == str(chat)]
+    assert tries == [429, 200]
     assert status["provider_message_id"] == f"{chat}:{accepted.result['message_id']}"
 
 
 async def test_blocked_user_is_not_retried_and_marked_unreachable(
-    tg_settings: Callable[..., Settings], fake: FakeTelegram, conn: asyncpg.Connection
+    telegram_settings: Callable[..., Settings],
+    fake_telegram: FakeTelegram,
+    conn: asyncpg.Connection,
 ) -> None:
     chat = new_chat()
-    async with running_app(tg_settings()) as client:
+    async with running_app(telegram_settings()) as client:
         await post(client, message_update(chat, "/start"))  # they were a contact
-        fake.blocked.add(str(chat))
+        fake_telegram.blocked.add(str(chat))
         response = await client.post(
             "/api/notify", json=custom(unique_text("update"), str(chat)), headers=AUTH
         )
@@ -493,7 +470,7 @@ async def test_blocked_user_is_not_retried_and_marked_unreachable(
         status = await wait_status(client, entry["id"], "sent", "failed")
     assert status["status"] == "failed" and status["status_reason"] == "blocked"
     assert status["attempts"] == 1
-    assert len([c for c in fake.requests("sendMessage") if c.chat_id == str(chat)]) == 1
+    assert len([c for c in fake_telegram.requests("sendMessage") if c.chat_id == str(chat)]) == 1
     row = await conn.fetchrow(
         "SELECT reachable, unreachable_reason FROM contact_addresses"
         " WHERE channel = 'telegram' AND address = $1",

@@ -17,6 +17,7 @@ import asyncpg
 from redis.exceptions import RedisError
 
 from gomflow_messaging import __version__
+from gomflow_messaging.i18n import LOCALES
 from gomflow_messaging.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("gomflow_messaging")
@@ -339,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     templates.add_argument("action", choices=("list", "set", "delete"), help="what to do")
     templates.add_argument("event", nargs="?", help="an event name (see README) or *")
-    templates.add_argument("locale", nargs="?", help="en, fil or ms")
+    templates.add_argument("locale", nargs="?", choices=LOCALES, help="the language")
     templates.add_argument("content_sid", nargs="?", help="Twilio's HX... Content SID")
     templates.add_argument(
         "--var",

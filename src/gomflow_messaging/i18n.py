@@ -13,13 +13,15 @@ import gettext as _gettext
 from collections.abc import Callable
 from datetime import datetime, time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_datetime, format_time
 from babel.messages.pofile import read_po
 
-LOCALES = ("en", "fil", "ms")
+#: Our languages, named once: request models take ``Locale``, everything else ``LOCALES``.
+Locale = Literal["en", "fil", "ms"]
+LOCALES: tuple[Locale, ...] = get_args(Locale)
 DEFAULT_LOCALE = "en"
 LANGUAGE_NAMES = {"en": "English", "fil": "Filipino", "ms": "Bahasa Melayu"}
 #: The Babel (CLDR) locale for dates and times: our buyers are in the Philippines and Malaysia.

@@ -103,30 +103,47 @@ async def claim(
 
     None when it is not due, already finished, or leased by a live worker.
     """
-    return await pool.fetchrow(
-        """
-        WITH claimed AS (
-            UPDATE messages
-               SET status = 'sending', attempts = attempts + 1, updated_at = now(),
-                   claimed_until = now() + make_interval(secs => $2)
-             WHERE id = $1
-               AND ((status = 'queued' AND next_attempt_at <= now())
-                    OR (status = 'sending' AND claimed_until < now()))
-            RETURNING id, channel, address, event, locale, body, attempts, contact_id,
-                      created_at, notification_id
-        ), attempt AS (
-            INSERT INTO delivery_attempts (message_id, attempt, worker)
-            SELECT id, attempts, $3 FROM claimed
-            RETURNING id
+    rows = await claim_many(pool, [message_id], lease_seconds, worker)
+    return rows[0] if rows else None
+
+
+async def claim_many(
+    pool: Pool, message_ids: list[UUID], lease_seconds: float, worker: str
+) -> list[asyncpg.Record]:
+    """Take those of these messages that are due for one attempt each and open their attempt
+    records, in ONE statement; rows another worker is claiming right now are skipped, not
+    waited for (it has them)."""
+    return list(
+        await pool.fetch(
+            """
+            WITH picked AS (
+                SELECT id FROM messages
+                 WHERE id = ANY($1::uuid[])
+                   AND ((status = 'queued' AND next_attempt_at <= now())
+                        OR (status = 'sending' AND claimed_until < now()))
+                 FOR UPDATE SKIP LOCKED
+            ), claimed AS (
+                UPDATE messages m
+                   SET status = 'sending', attempts = m.attempts + 1, updated_at = now(),
+                       claimed_until = now() + make_interval(secs => $2)
+                  FROM picked
+                 WHERE m.id = picked.id
+                RETURNING m.id, m.channel, m.address, m.event, m.locale, m.body, m.attempts,
+                          m.contact_id, m.created_at, m.notification_id
+            ), attempt AS (
+                INSERT INTO delivery_attempts (message_id, attempt, worker)
+                SELECT id, attempts, $3 FROM claimed
+                RETURNING id, message_id
+            )
+            SELECT claimed.*, attempt.id AS attempt_id,
+                   (SELECT request_id FROM notifications n
+                     WHERE n.id = claimed.notification_id) AS request_id
+              FROM claimed JOIN attempt ON attempt.message_id = claimed.id
+            """,
+            message_ids,
+            lease_seconds,
+            worker,
         )
-        SELECT claimed.*, attempt.id AS attempt_id,
-               (SELECT request_id FROM notifications n
-                 WHERE n.id = claimed.notification_id) AS request_id
-          FROM claimed, attempt
-        """,
-        message_id,
-        lease_seconds,
-        worker,
     )
 
 
@@ -154,22 +171,33 @@ _AUDIT = """
 async def finish_sent(
     pool: Pool, message_id: UUID, attempt_id: int, provider_message_id: str
 ) -> None:
+    await finish_sent_many(pool, [(message_id, attempt_id, provider_message_id)])
+
+
+async def finish_sent_many(pool: Pool, sent: list[tuple[UUID, int, str]]) -> None:
+    """Messages sent, as (message id, attempt id, platform's id): their rows, attempts and
+    audit rows in ONE statement."""
     await pool.execute(
         """
-        WITH done AS (
-            UPDATE messages
-               SET status = 'sent', provider_message_id = nullif($2, ''), sent_at = now(),
-                   updated_at = now(), claimed_until = NULL, last_error = NULL
-             WHERE id = $1 AND status = 'sending'
-            RETURNING id, contact_id, channel, event, attempts, notification_id
+        WITH s AS (
+            SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[])
+                       AS s(message_id, attempt_id, provider_message_id)
+        ), done AS (
+            UPDATE messages m
+               SET status = 'sent', provider_message_id = nullif(s.provider_message_id, ''),
+                   sent_at = now(), updated_at = now(), claimed_until = NULL, last_error = NULL
+              FROM s
+             WHERE m.id = s.message_id AND m.status = 'sending'
+            RETURNING m.id, m.contact_id, m.channel, m.event, m.attempts, m.notification_id
         ), attempt AS (
-            UPDATE delivery_attempts SET finished_at = now(), outcome = 'sent' WHERE id = $3
+            UPDATE delivery_attempts a SET finished_at = now(), outcome = 'sent'
+              FROM s WHERE a.id = s.attempt_id
         )
         """
         + _AUDIT.format(result="'sent'"),
-        message_id,
-        provider_message_id,
-        attempt_id,
+        [m for m, _, _ in sent],
+        [a for _, a, _ in sent],
+        [p for _, _, p in sent],
     )
 
 

@@ -21,8 +21,13 @@ from saq.queue.redis import RedisQueue
 log = logging.getLogger(__name__)
 
 DELIVER_JOB = "deliver"
+DELIVER_BATCH_JOB = "deliver_batch"
 WORKERS_KEY = "gomflow:{queue}:workers"
 ENQUEUE_BATCH = 200
+#: Messages due now that one job carries. A worker runs `worker_concurrency` jobs at once, so
+#: up to 20 x 20 messages are claimed per process: at a 30/s platform cap that is 13 s of
+#: sends, well inside the pacer's max wait and the lease.
+DELIVERY_BATCH = 20
 
 
 def redis_client(url: str, *, blocking: bool = False) -> Redis:
@@ -69,15 +74,27 @@ class JobQueue:
         never fails because Redis is down. A job still waiting under the same key is kept.
         """
         kwargs = self._job(self.job_key(message_id, attempt), message_id, scheduled_at)
+        return await self._enqueue(DELIVER_JOB, kwargs)
+
+    async def enqueue_batch(self, message_ids: list[UUID]) -> bool:
+        """One job for messages due now (claimed together); False when Redis cannot take it."""
+        kwargs = self._options(f"batch:{message_ids[0]}:{len(message_ids)}")
+        # A batch may wait for the claim budget and send in two groups, each within its own
+        # leases: the job's timeout (which only frees a dead worker's job) covers them all.
+        kwargs["timeout"] = int(self._lease) * 3 + 5
+        kwargs["message_ids"] = [str(m) for m in message_ids]
+        return await self._enqueue(DELIVER_BATCH_JOB, kwargs)
+
+    async def _enqueue(self, job: str, kwargs: dict[str, Any]) -> bool:
         try:
-            await self.saq.enqueue(DELIVER_JOB, **kwargs)
+            await self.saq.enqueue(job, **kwargs)
         except (RedisError, OSError) as exc:
             log.warning("enqueue failed, the sweeper will retry: %s", type(exc).__name__)
             return False
         return True
 
-    def _job(self, key: str, message_id: UUID, scheduled_at: datetime | None) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
+    def _options(self, key: str) -> dict[str, Any]:
+        return {
             "key": key,
             "timeout": int(self._lease) + 5,
             "retries": 3,
@@ -85,8 +102,11 @@ class JobQueue:
             "retry_backoff": True,
             # Postgres holds the truth; a finished job is dropped from Redis at once.
             "ttl": -1,
-            "message_id": str(message_id),
         }
+
+    def _job(self, key: str, message_id: UUID, scheduled_at: datetime | None) -> dict[str, Any]:
+        kwargs = self._options(key)
+        kwargs["message_id"] = str(message_id)
         if scheduled_at is not None and scheduled_at.timestamp() > time.time():
             kwargs["scheduled"] = int(scheduled_at.timestamp())
         return kwargs
@@ -136,26 +156,34 @@ class JobQueue:
     async def enqueue_many(
         self, items: Iterable[tuple[UUID, int, datetime | None]]
     ) -> tuple[int, int]:
-        """Enqueue in batches of concurrent calls; returns (enqueued, deferred to sweeper)."""
-        ok = failed = 0
-        batch: list[tuple[UUID, int, datetime | None]] = []
+        """Enqueue in batches of concurrent calls; returns (enqueued, deferred to sweeper).
 
-        async def flush() -> None:
-            nonlocal ok, failed
-            results = await asyncio.gather(*(self.enqueue_delivery(*item) for item in batch))
-            ok += sum(results)
-            failed += len(results) - sum(results)
-            batch.clear()
-
+        Messages due now go DELIVERY_BATCH to a job; one scheduled for later, or alone, gets
+        a job of its own (keyed by message and attempt)."""
+        due: list[tuple[UUID, int, datetime | None]] = []
+        jobs: list[list[tuple[UUID, int, datetime | None]]] = []
         for item in items:
-            batch.append(item)
-            if len(batch) >= ENQUEUE_BATCH:
-                await flush()
-                if failed:
-                    # Redis is away: leave the rest to the sweeper instead of timing out each.
-                    return ok, failed
-        if batch:
-            await flush()
+            if item[2] is None or item[2].timestamp() <= time.time():
+                due.append(item)
+            else:
+                jobs.append([item])
+        jobs += [due[i : i + DELIVERY_BATCH] for i in range(0, len(due), DELIVERY_BATCH)]
+        ok = failed = 0
+        for start in range(0, len(jobs), ENQUEUE_BATCH):
+            chunk = jobs[start : start + ENQUEUE_BATCH]
+            results = await asyncio.gather(
+                *(
+                    self.enqueue_delivery(*job[0])
+                    if len(job) == 1
+                    else self.enqueue_batch([m for m, _, _ in job])
+                    for job in chunk
+                )
+            )
+            for job, good in zip(chunk, results, strict=True):
+                ok, failed = (ok + len(job), failed) if good else (ok, failed + len(job))
+            if failed:
+                # Redis is away: leave the rest to the sweeper instead of timing out each.
+                return ok, failed
         return ok, failed
 
     async def ping(self) -> bool:

@@ -19,7 +19,7 @@ from saq.types import Context
 
 from gomflow_messaging.doctor import where
 from gomflow_messaging.logs import Outage, OutageFilter
-from gomflow_messaging.queue import DELIVER_JOB
+from gomflow_messaging.queue import DELIVER_BATCH_JOB, DELIVER_JOB
 from gomflow_messaging.schedule import cron_jobs
 from gomflow_messaging.workflows import gom_alerts
 from gomflow_messaging.workflows.proofs.agent import PROOF_JOB, AgentCheck
@@ -51,6 +51,12 @@ async def deliver(ctx: WorkerContext, *, message_id: str) -> dict[str, Any]:
     return await ctx["services"].dispatcher.deliver(uuid.UUID(message_id))
 
 
+async def deliver_batch(ctx: WorkerContext, *, message_ids: list[str]) -> dict[str, Any]:
+    """SAQ job: deliver the due ones of these outbox messages, claimed together."""
+    ids = [uuid.UUID(m) for m in message_ids]
+    return await ctx["services"].dispatcher.deliver_batch(ids)
+
+
 async def gom_digest(ctx: WorkerContext, *, gom_id: str, window: int) -> dict[str, Any]:
     """SAQ job: the GOM's folded new-submission alerts for one minute."""
     services = ctx["services"]
@@ -73,6 +79,7 @@ def build_worker(services: Services) -> _Worker:
         services.queue.saq,
         functions={
             (DELIVER_JOB, deliver),
+            (DELIVER_BATCH_JOB, deliver_batch),
             (gom_alerts.DIGEST_JOB, gom_digest),
             (PROOF_JOB, check_payment_proof),
         },

@@ -4,8 +4,11 @@ It speaks the Bot API envelope (``{"ok": true, "result": ...}`` or ``{"ok": fals
 "error_code", "description", "parameters"}``), reads aiogram's form-encoded, multipart or
 JSON requests, checks what Telegram checks (token, HTML entities, 4096 UTF-16 units,
 64-byte callback data, caption length) and records every request. A test can make the
-next answers a 429 with retry_after, a 403 (blocked), a 5xx, an unreadable body, a group
-migration, or a hang; it can also enforce a cap of N sends per second for benchmarks.
+next answers a 429 with retry_after (and, as Telegram does, every send to that chat within
+the wait gets another 429, so a retry that comes early shows as one more refusal), a 403
+(blocked), a 5xx, an unreadable body, a group migration, or a hang; it can also enforce a
+cap of N accepted sends in any one-second sliding window (not per calendar second: that is
+what Telegram counts), for pacing.
 """
 
 from __future__ import annotations
@@ -190,10 +193,13 @@ class FakeTelegram:
         self.files: dict[str, bytes] = {}
         self.webhook: dict[str, Any] = {}
         self.commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        #: When set, more than this many sends within one second are answered 429.
+        #: When set, a send that would make more than this many accepted sends within ANY
+        #: one-second window (sliding, not per calendar second) is answered 429.
         self.cap_per_second: float | None = None
         self._faults: list[_Planned] = []
         self._outage: tuple[FakeFault, float] | None = None
+        #: chat id -> when the flood wait of a planned 429 ends (monotonic clock).
+        self._flood_until: dict[str, float] = {}
         self._recent_sends: deque[float] = deque()
         self._message_ids = itertools.count(1000)
         self._release = asyncio.Event()
@@ -319,8 +325,16 @@ class FakeTelegram:
                     await asyncio.sleep(until - time.monotonic())
                     raise ApiFailure(502, "Bad Gateway")
                 self._raise_fault(_Planned(kind))
+            flood = self._flood_until.get(call.chat_id, 0.0) - time.monotonic()
+            if method in _SENDS and flood > 0:
+                retry = math.ceil(flood)
+                raise ApiFailure(
+                    429, f"Too Many Requests: retry after {retry}", {"retry_after": retry}
+                )
             fault = self._take_fault(method, call.chat_id)
             if fault is not None:
+                if fault.kind == "rate_limited" and method in _SENDS:
+                    self._flood_until[call.chat_id] = time.monotonic() + fault.retry_after
                 if fault.kind == "hang":
                     await self._release.wait()
                     raise ApiFailure(502, "Bad Gateway")

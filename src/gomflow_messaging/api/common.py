@@ -5,11 +5,13 @@ from __future__ import annotations
 import hmac
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse
 
-from gomflow_messaging.errors import ApiError
+from gomflow_messaging.errors import ApiError, ValidationFailed
+from gomflow_messaging.workflows.notify import pydantic_fields
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -20,6 +22,8 @@ if TYPE_CHECKING:
 #: Deeper JSON is refused before parsing: the parser and every walk over the result recurse,
 #: and a few thousand levels are a RecursionError (a 500). No peer nests anywhere near this.
 MAX_JSON_DEPTH = 64
+
+Model = TypeVar("Model", bound=BaseModel)
 
 _JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
@@ -86,6 +90,15 @@ async def json_body(request: Request) -> Any:
                 {path or "body": "must not contain \\u0000"},
             )
     return body
+
+
+async def model_body(request: Request, model: type[Model]) -> Model:
+    """The JSON body validated by ``model``; a 422 naming each offending field otherwise
+    (``{"fields": {"form.values": "..."}}``), the same way for every route."""
+    try:
+        return model.model_validate(await json_body(request))
+    except ValidationError as exc:
+        raise ValidationFailed(pydantic_fields(exc)) from None
 
 
 def parse_json(raw: bytes) -> Any:

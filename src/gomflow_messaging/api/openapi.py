@@ -1,7 +1,9 @@
-"""`GET /openapi.json`: the HTTP contract as an OpenAPI 3.0 document, written by hand.
+"""`GET /openapi.json`: the HTTP contract as an OpenAPI 3.1 document.
 
-Hand-written rather than generated, so it says what callers may rely on (every error is
-``{"error": {"code", "message", "fields"}}``); `tests/test_openapi.py` runs schemathesis
+The schemas are generated from the pydantic models the routes validate with and answer
+(`api/models.py`, the notify workflow's request), so a limit or a locale is stated once; the
+paths are written here, saying what callers may rely on (every error is
+``{"error": {"code", "message", "fields"}}``). `tests/test_openapi.py` runs schemathesis
 against it so it cannot drift from what the routes answer. Paths that depend on settings
 (Twilio's WEBHOOK_PATH) come from the settings.
 """
@@ -10,14 +12,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pydantic.json_schema import models_json_schema
 from starlette.responses import JSONResponse
 
 from gomflow_messaging import __version__
 from gomflow_messaging.api.common import require_service_secret, services
-from gomflow_messaging.settings import CHANNEL_NAMES
-from gomflow_messaging.workflows.events import EVENTS
+from gomflow_messaging.api.models import REQUESTS, RESPONSES
+from gomflow_messaging.workflows.notify import NotifyRequest
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from pydantic.json_schema import JsonSchemaMode
     from starlette.requests import Request
     from starlette.responses import Response
 
@@ -38,143 +43,24 @@ def _ok(description: str, schema: dict[str, Any], media: str = JSON) -> dict[str
     return {"description": description, "content": {media: {"schema": schema}}}
 
 
-_STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 _UUID = {"type": "string", "format": "uuid"}
-_TIME = {"type": "string", "format": "date-time"}
-_NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
+_REF = "#/components/schemas/{model}"
 
-SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message", "fields"],
-                "properties": {
-                    "code": {"type": "string"},
-                    "message": {"type": "string"},
-                    "fields": {"type": "object"},
-                },
-            }
-        },
-    },
-    "Recipient": {
-        "oneOf": [
-            {
-                "type": "object",
-                "required": ["channel", "address"],
-                "additionalProperties": False,
-                "properties": {
-                    "channel": {"type": "string", "enum": list(CHANNEL_NAMES)},
-                    "address": {"type": "string", "minLength": 1, "maxLength": 200},
-                },
-            },
-            {
-                "type": "object",
-                "required": ["submission_id"],
-                "additionalProperties": False,
-                "properties": {"submission_id": _UUID},
-            },
-            {
-                "type": "object",
-                "required": ["order_id"],
-                "additionalProperties": False,
-                "properties": {"order_id": _UUID},
-            },
-            {
-                "type": "object",
-                "required": ["gom_id"],
-                "additionalProperties": False,
-                "properties": {"gom_id": _UUID},
-            },
-        ]
-    },
-    "NotifyRequest": {
-        "type": "object",
-        "required": ["event", "recipients"],
-        "additionalProperties": False,
-        "properties": {
-            "event": {
-                "type": "string",
-                "enum": sorted(EVENTS),
-                "description": "`custom` sends `data.text` as is; other events render a "
-                "localised text from `data` (each names the fields it needs in a 422).",
-            },
-            "data": {"type": "object"},
-            "recipients": {
-                "type": "array",
-                "minItems": 1,
-                "maxItems": 1000,
-                "items": _ref("Recipient"),
-            },
-            "channels": {
-                "type": "array",
-                "uniqueItems": True,
-                "items": {"type": "string", "enum": list(CHANNEL_NAMES)},
-            },
-            "send_at": _TIME,
-            "locale": {"type": "string", "enum": ["en", "fil", "ms"]},
-        },
-    },
-    "NotifyResponse": {
-        "type": "object",
-        "required": ["notification_id", "event", "messages"],
-        "properties": {
-            "notification_id": _UUID,
-            "event": {"type": "string"},
-            "send_at": _NULLABLE_TIME,
-            "messages": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["id", "channel", "address", "status", "recipient"],
-                    "properties": {
-                        "id": _UUID,
-                        "channel": {"type": "string"},
-                        "address": {"type": "string"},
-                        "status": {"type": "string", "enum": ["queued", "skipped"]},
-                        "recipient": {"type": "integer"},
-                        "reason": {"type": "string"},
-                        "send_at": _TIME,
-                    },
-                },
-            },
-        },
-    },
-    "Message": {
-        "type": "object",
-        "required": ["id", "channel", "address", "status", "attempts", "attempt_log"],
-        "properties": {
-            "id": _UUID,
-            "notification_id": {"type": "string", "format": "uuid", "nullable": True},
-            "channel": {"type": "string"},
-            "address": {"type": "string"},
-            "event": {"type": "string"},
-            "status": {
-                "type": "string",
-                "enum": ["queued", "sending", "sent", "delivered", "read", "failed", "skipped"],
-            },
-            "status_reason": {"type": "string", "nullable": True},
-            "attempts": {"type": "integer"},
-            "last_error": {"type": "string", "nullable": True},
-            "created_at": _TIME,
-            "sent_at": _NULLABLE_TIME,
-            "attempt_log": {"type": "array", "items": {"type": "object"}},
-        },
-    },
-    "Health": {
-        "type": "object",
-        "required": ["ok", "status", "components"],
-        "properties": {
-            "ok": {"type": "boolean"},
-            "status": {"type": "string", "enum": ["ok", "degraded", "unavailable"]},
-            "version": {"type": "string"},
-            "mode": {"type": "string"},
-            "components": {"type": "object"},
-        },
-    },
-}
+
+def schemas() -> dict[str, Any]:
+    """The components, generated from the models the routes validate with and answer."""
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        (NotifyRequest, "validation"),
+        *((model, "validation") for model in REQUESTS),
+        *((model, "serialization") for model in RESPONSES),
+    ]
+    top, found = models_json_schema(models, ref_template=_REF)
+    components: dict[str, Any] = found["$defs"]
+    for (model, _mode), schema in top.items():
+        if "$ref" not in schema:
+            components[model.__name__] = schema
+    return components
+
 
 _CONTACT_ID = {"name": "contact_id", "in": "path", "required": True, "schema": _UUID}
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -261,31 +147,12 @@ def document(settings: Settings) -> dict[str, Any]:
             "post": {
                 "summary": "A test message on each channel named, to check a deployment",
                 "security": _BEARER,
-                "requestBody": _json_body(
-                    {
-                        "type": "object",
-                        "properties": {
-                            "addresses": _STRING_MAP,
-                            "address": {"type": "string"},
-                            "locale": {"type": "string", "enum": ["en", "fil", "ms"]},
-                            "test_message": {"type": "boolean"},
-                        },
-                    }
-                ),
+                "requestBody": _json_body(_ref("TestNotificationRequest")),
                 "responses": {
                     "200": _ok(
                         '{"test_message": true} without addresses: the deployment checked, '
                         "nobody messaged",
-                        {
-                            "type": "object",
-                            "required": ["ok", "status", "components"],
-                            "properties": {
-                                "ok": {"type": "boolean"},
-                                "status": {"type": "string"},
-                                "components": {"type": "object"},
-                                "test_message": {"type": "object"},
-                            },
-                        },
+                        _ref("DeploymentCheck"),
                     ),
                     "202": _ok("Accepted", _ref("NotifyResponse")),
                     **_AUTH_ERRORS,
@@ -311,14 +178,7 @@ def document(settings: Settings) -> dict[str, Any]:
                     {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
                 ],
                 "responses": {
-                    "200": _ok(
-                        "Messages",
-                        {
-                            "type": "object",
-                            "required": ["messages"],
-                            "properties": {"messages": {"type": "array", "items": {}}},
-                        },
-                    ),
+                    "200": _ok("Messages", _ref("SandboxMessages")),
                     **_AUTH_ERRORS,
                     "404": _error("The sandbox channel is not enabled"),
                     "422": _error("A parameter is not valid"),
@@ -329,32 +189,9 @@ def document(settings: Settings) -> dict[str, Any]:
             "post": {
                 "summary": "Talk to the bot as a sandbox chat user",
                 "security": _BEARER,
-                "requestBody": _json_body(
-                    {
-                        "type": "object",
-                        "required": ["address", "text"],
-                        "properties": {
-                            "address": {"type": "string", "minLength": 1},
-                            "text": {"type": "string", "minLength": 1},
-                            "name": {"type": "string"},
-                            "language": {"type": "string"},
-                            "supports_forms": {"type": "boolean"},
-                            "form": {
-                                "type": "object",
-                                "properties": {"id": {"type": "string"}, "values": _STRING_MAP},
-                            },
-                        },
-                    }
-                ),
+                "requestBody": _json_body(_ref("SandboxInboundRequest")),
                 "responses": {
-                    "200": _ok(
-                        "The bot's replies",
-                        {
-                            "type": "object",
-                            "required": ["replies"],
-                            "properties": {"replies": {"type": "array", "items": {}}},
-                        },
-                    ),
+                    "200": _ok("The bot's replies", _ref("BotReplies")),
                     **_AUTH_ERRORS,
                     "404": _error("The sandbox channel is not enabled"),
                     **_BODY_ERRORS,
@@ -365,26 +202,9 @@ def document(settings: Settings) -> dict[str, Any]:
             "post": {
                 "summary": "A one-use code linking a chat to a submission's buyer or a GOM",
                 "security": _BEARER,
-                "requestBody": _json_body(
-                    {
-                        "type": "object",
-                        "properties": {"submission_id": _UUID, "gom_id": _UUID},
-                        "description": "Exactly one of the two.",
-                    }
-                ),
+                "requestBody": _json_body(_ref("LinkTokenRequest")),
                 "responses": {
-                    "201": _ok(
-                        "The code and how to send it on each platform",
-                        {
-                            "type": "object",
-                            "required": ["code", "expires_at", "how"],
-                            "properties": {
-                                "code": {"type": "string"},
-                                "expires_at": _TIME,
-                                "how": _STRING_MAP,
-                            },
-                        },
-                    ),
+                    "201": _ok("The code and how to send it on each platform", _ref("LinkToken")),
                     **_AUTH_ERRORS,
                     **_BODY_ERRORS,
                 },
@@ -447,11 +267,7 @@ def document(settings: Settings) -> dict[str, Any]:
                     "200": _ok(
                         "Without the secret: the enabled platforms' names and the public "
                         "command list; with it: per platform",
-                        {
-                            "type": "object",
-                            "required": ["platforms"],
-                            "properties": {"platforms": {}, "commands": {"type": "array"}},
-                        },
+                        _ref("CommandsStatus"),
                     ),
                 },
             }
@@ -504,7 +320,7 @@ def document(settings: Settings) -> dict[str, Any]:
         ),
     }
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": "gomflow-messaging",
             "version": __version__,
@@ -515,7 +331,7 @@ def document(settings: Settings) -> dict[str, Any]:
         "servers": [{"url": settings.public_base_url}],
         "paths": paths,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": schemas(),
             "securitySchemes": {
                 "bearer": {
                     "type": "http",

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import time
 import uuid
 from dataclasses import asdict
@@ -18,7 +16,13 @@ from starlette.routing import Route
 from gomflow_messaging import health as health_checks
 from gomflow_messaging import outbox, ratelimit
 from gomflow_messaging.api.commands import commands_status
-from gomflow_messaging.api.common import json_body, require_service_secret, services
+from gomflow_messaging.api.common import json_body, model_body, require_service_secret, services
+from gomflow_messaging.api.models import (
+    LinkTokenRequest,
+    SandboxFile,
+    SandboxInboundRequest,
+    TestNotificationRequest,
+)
 from gomflow_messaging.api.proofs import routes as proof_routes
 from gomflow_messaging.errors import ApiError, ValidationFailed
 from gomflow_messaging.i18n import normalize_locale
@@ -79,16 +83,14 @@ async def notifications_test(request: Request) -> Response:
     """Send the localised test message on each channel named, to check a deployment;
     ``{"test_message": true}`` without addresses checks it without messaging anyone."""
     require_service_secret(request)
-    body = await json_body(request)
+    body = await model_body(request, TestNotificationRequest)
     svc = services(request)
-    if not isinstance(body, dict):
-        raise ValidationFailed({"body": "must be a JSON object"})
-    if body.get("test_message") is True and "address" not in body and "addresses" not in body:
-        return _json(await _deployment_check(request, svc, body))
-    addresses = body.get("addresses")
-    if isinstance(body.get("address"), str):
-        addresses = {name: body["address"] for name in svc.channels}
-    if not isinstance(addresses, dict) or not addresses:
+    if body.test_message is True and body.address is None and body.addresses is None:
+        return _json(await _deployment_check(request, svc, body.locale))
+    addresses = body.addresses
+    if body.address is not None:
+        addresses = {name: body.address for name in svc.channels}
+    if not addresses:
         raise ValidationFailed(
             {
                 "addresses": 'give {"<channel>": "<address>"} for the channels to test '
@@ -99,8 +101,8 @@ async def notifications_test(request: Request) -> Response:
         {"channel": channel, "address": address} for channel, address in addresses.items()
     ]
     payload: dict[str, Any] = {"event": "test", "recipients": recipients}
-    if "locale" in body:
-        payload["locale"] = body["locale"]
+    if body.locale is not None:
+        payload["locale"] = body.locale
     result = await notify_workflow.notify(
         svc, payload, request_id=request.state.request_id, source="test"
     )
@@ -108,7 +110,7 @@ async def notifications_test(request: Request) -> Response:
     return _json(result.body, result.status_code)
 
 
-async def _deployment_check(request: Request, svc: Services, body: dict[str, Any]) -> Any:
+async def _deployment_check(request: Request, svc: Services, locale: str | None) -> Any:
     """What the seed guide's step 7.2 asks: Postgres, the queue (Redis and a live worker),
     each enabled channel's credentials and reach (its health check), the Smart Agent, and,
     when the sandbox is on, one test message through the whole pipeline to the sandbox."""
@@ -118,8 +120,8 @@ async def _deployment_check(request: Request, svc: Services, body: dict[str, Any
             "event": "test",
             "recipients": [{"channel": "sandbox", "address": DEPLOYMENT_CHECK_ADDRESS}],
         }
-        if "locale" in body:
-            payload["locale"] = body["locale"]
+        if locale is not None:
+            payload["locale"] = locale
         result = await notify_workflow.notify(
             svc, payload, request_id=request.state.request_id, source="test"
         )
@@ -202,26 +204,18 @@ async def sandbox_inbound(request: Request) -> Response:
     svc = services(request)
     if "sandbox" not in svc.channels:
         raise ApiError(404, "sandbox_disabled", "The sandbox channel is not enabled.")
-    body = await json_body(request)
-    if not isinstance(body, dict):
-        raise ValidationFailed({"body": "must be a JSON object"})
-    fields = {}
-    upload = _sandbox_file(body.get("file"))
-    for name in ("address", "text"):
-        if name == "text" and (upload is not None or isinstance(body.get("form"), dict)):
-            continue  # a file may come without a caption, a form's answers without text
-        if not isinstance(body.get(name), str) or not body[name].strip():
-            fields[name] = "is required"
-    if fields:
-        raise ValidationFailed(fields)
+    body = await model_body(request, SandboxInboundRequest)
+    if body.missing():
+        raise ValidationFailed(body.missing())
+    upload = _sandbox_file(body.file)
     sender = Sender(
         channel="sandbox",
-        address=body["address"].strip()[:200],
-        name=str(body.get("name", ""))[:100],
-        language=str(body.get("language", "")),
-        supports_forms=bool(body.get("supports_forms", False)),
+        address=body.address[:200],
+        name=body.name[:100],
+        language=body.language,
+        supports_forms=body.supports_forms,
     )
-    text = str(body.get("text") or "")
+    text = body.text or ""
     allowed, limit = await ratelimit.inbound(
         svc.queue.redis,
         svc.settings,
@@ -232,33 +226,26 @@ async def sandbox_inbound(request: Request) -> Response:
     if allowed != "ok":
         refusal = Reply(ratelimit.refusal(svc.settings, limit, normalize_locale(sender.language)))
         return _json({"replies": [asdict(refusal)] if allowed == "warn" else []})
-    form = body.get("form")
-    if isinstance(form, dict) and isinstance(form.get("values"), dict):
-        replies = await svc.bot.submit_form(
-            sender, str(form.get("id", "")), {str(k): str(v) for k, v in form["values"].items()}
-        )
+    if body.form is not None:
+        replies = await svc.bot.submit_form(sender, body.form.id, body.form.values)
     elif upload is not None:
-        replies = await svc.bot.file(sender, upload, str(body.get("text") or ""))
+        replies = await svc.bot.file(sender, upload, text)
     else:
-        replies = await svc.bot.handle(sender, body["text"])
+        replies = await svc.bot.handle(sender, text)
     return _json({"replies": [asdict(r) for r in replies]})
 
 
-def _sandbox_file(value: Any) -> IncomingFile | None:
-    """``{"name", "mime_type", "content_base64"}``: a file as a sandbox chat sends it."""
+def _sandbox_file(value: SandboxFile | None) -> IncomingFile | None:
     if value is None:
         return None
-    try:
-        content = base64.b64decode(str(value["content_base64"]), validate=True)
-    except (KeyError, TypeError, ValueError, binascii.Error):
-        raise ValidationFailed({"file.content_base64": "must be base64"}) from None
+    content = value.content()
 
     async def fetch() -> bytes:
         return content
 
     return IncomingFile(
-        name=str(value.get("name", "receipt"))[:200],
-        mime_type=str(value.get("mime_type", "application/octet-stream"))[:100],
+        name=value.name[:200],
+        mime_type=value.mime_type[:100],
         size=len(content),
         fetch=fetch,
     )
@@ -267,18 +254,9 @@ def _sandbox_file(value: Any) -> IncomingFile | None:
 async def link_tokens(request: Request) -> Response:
     """A one-use code that links a chat to a buyer's submission or to a GOM profile."""
     require_service_secret(request)
-    body = await json_body(request)
-    if not isinstance(body, dict):
-        raise ValidationFailed({"body": "must be a JSON object"})
-    ids: dict[str, uuid.UUID | None] = {}
-    for name in ("submission_id", "gom_id"):
-        value = body.get(name)
-        try:
-            ids[name] = uuid.UUID(value) if value is not None else None
-        except (ValueError, TypeError, AttributeError):
-            raise ValidationFailed({name: "must be a UUID"}) from None
+    body = await model_body(request, LinkTokenRequest)
     token = await linking.create_link_token(
-        services(request).pool, submission_id=ids["submission_id"], gom_id=ids["gom_id"]
+        services(request).pool, submission_id=body.submission_id, gom_id=body.gom_id
     )
     return _json(token, 201)
 

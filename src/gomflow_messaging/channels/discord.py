@@ -553,9 +553,10 @@ class DiscordRest:
         self, operation: Callable[[RESTClientImpl], Awaitable[T]], *, paced: bool = True
     ) -> T:
         """Run one REST call; every failure leaves as TransientError or PermanentError."""
-        if paced and self._pacer is not None:
-            await self._pacer.wait([self._global])
         try:
+            if paced and self._pacer is not None:
+                async with self._pacer.slot([self._global]):
+                    return await operation(self.rest)
             return await operation(self.rest)
         except Exception as exc:
             error = map_error(exc)

@@ -4,12 +4,22 @@ A scope is a platform limit such as "30 messages/s per bot" or "1/s per chat". A
 reserves the earliest slot that every scope it falls under allows, atomically in one Lua
 script, and sleeps until then; a 429's retry-after pushes back only the scope it names.
 Reserving (instead of polling) keeps a campaign at the cap without bursts or busy loops.
+
+A schedule alone still overshoots a platform that counts sends in a strict sliding window:
+a send that leaves late (a stalled event loop, a loaded CPU, a slow request) still counts at
+the platform when the sends of the next second leave on time. So each send also takes a place
+in a sliding-window log of the sends really made, at the moment it leaves, and holds it until
+its request has finished (the latest moment it can have arrived); a send goes only when fewer
+than N of those fall within the window. Late sends then push later ones back instead of
+adding up to N + k in one second at the platform.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -53,6 +63,49 @@ end
 return tostring(wait)
 """
 
+# The sliding-window log. KEYS: one per scope. ARGV: in-flight bound, member, then (window,
+# count) per scope. A send in flight is scored at now + bound (counted until it finishes, or
+# for that long if its process died); `_DONE` rescores it at the moment it finished.
+# Returns "0" when the send may go now (recorded in every scope), else the seconds to wait.
+_ADMIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local bound = tonumber(ARGV[1])
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local window = tonumber(ARGV[2 * i + 1])
+  local count = tonumber(ARGV[2 * i + 2])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  local n = redis.call('ZCARD', key)
+  if n >= count then
+    local oldest = redis.call('ZRANGE', key, n - count, n - count, 'WITHSCORES')
+    local w = tonumber(oldest[2]) + window - now
+    if w > wait then wait = w end
+  end
+end
+if wait > 0 then return tostring(wait) end
+for i, key in ipairs(KEYS) do
+  local window = tonumber(ARGV[2 * i + 1])
+  redis.call('ZADD', key, now + bound, ARGV[2])
+  redis.call('PEXPIRE', key, math.ceil((window + bound) * 1000) + 1000)
+end
+return '0'
+"""
+
+# KEYS: the scopes a send was admitted in; ARGV[1]: its member. The send has finished now.
+_DONE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+for _, key in ipairs(KEYS) do
+  redis.call('ZADD', key, 'XX', now, ARGV[1])
+end
+return 1
+"""
+
+# An admission refused because sends are still in flight is asked again this often: their
+# end is not known in advance, unlike a send that merely has to age out of the window.
+_ADMIT_POLL = 0.02
+
 # KEYS[1]: the scope; ARGV[1]: seconds to hold it back from now.
 _BLOCK = """
 local t = redis.call('TIME')
@@ -80,19 +133,33 @@ class Limit:
     def interval(self) -> float:
         return self.per_seconds / self.count
 
+    @property
+    def window_count(self) -> int:
+        """Sends the sliding window admits per ``per_seconds`` (at least one, a burst's worth
+        where the platform tolerates bursts; the schedule keeps the long-run rate)."""
+        return max(int(self.count), self.burst, 1)
+
 
 class Pacer:
     """Waits for a send slot under several limits at once; shared through Redis."""
 
-    def __init__(self, redis: Redis, prefix: str, *, max_wait: float = 30.0) -> None:
+    def __init__(
+        self, redis: Redis, prefix: str, *, max_wait: float = 30.0, in_flight: float = 15.0
+    ) -> None:
         self._redis = redis
         self._prefix = prefix
         self._max_wait = max_wait
+        self._in_flight = in_flight
         self._reserve = redis.register_script(_RESERVE)
         self._block = redis.register_script(_BLOCK)
+        self._admit = redis.register_script(_ADMIT)
+        self._done = redis.register_script(_DONE)
 
     def _key(self, scope: str) -> str:
         return f"{self._prefix}:pace:{scope}"
+
+    def _log_key(self, scope: str) -> str:
+        return f"{self._prefix}:sent:{scope}"
 
     async def reserve(self, limits: list[Limit]) -> float:
         """Reserve a slot and return the seconds to wait for it.
@@ -115,10 +182,55 @@ class Pacer:
             raise TransientError(f"paced: next slot in {wait:.1f}s", code="paced", retry_after=wait)
         return float(text)
 
-    async def wait(self, limits: list[Limit]) -> None:
+    async def _admitted(self, limits: list[Limit], member: str) -> None:
+        """Wait for a place in every scope's sliding-window log, and take it."""
+        keys = [self._log_key(lim.scope) for lim in limits]
+        args: list[float | str] = [self._in_flight, member]
+        for limit in limits:
+            args += [limit.per_seconds, limit.window_count]
+        longest = max(lim.per_seconds for lim in limits)
+        waited = 0.0
+        while True:
+            try:
+                raw = await self._admit(keys=keys, args=args)
+            except (RedisError, OSError) as exc:
+                raise TransientError(
+                    f"pacing unavailable: {type(exc).__name__}", code="pacing_unavailable"
+                ) from None
+            wait = float(raw.decode() if isinstance(raw, bytes) else raw)
+            if wait <= 0:
+                return
+            if waited > self._max_wait:
+                raise TransientError(
+                    f"paced: no room in the window for {waited:.1f}s",
+                    code="paced",
+                    retry_after=wait,
+                )
+            # Longer than a window: a send still in flight holds the place; it may end soon.
+            pause = wait if wait <= longest else _ADMIT_POLL
+            await asyncio.sleep(pause)
+            waited += pause
+
+    @contextlib.asynccontextmanager
+    async def slot(self, limits: list[Limit]) -> AsyncIterator[None]:
+        """Wait for the reserved slot and a place in the sliding window, then send inside.
+
+        The send counts in the window from the moment it leaves until it has finished."""
         delay = await self.reserve(limits)
         if delay > 0:
             await asyncio.sleep(delay)
+        member = secrets.token_hex(8)
+        await self._admitted(limits, member)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await self._done(keys=[self._log_key(lim.scope) for lim in limits], args=[member])
+
+    async def wait(self, limits: list[Limit]) -> None:
+        """`slot` for a caller that cannot wrap its send: the send counts from now."""
+        async with self.slot(limits):
+            pass
 
     async def hold_back(self, scope: str, seconds: float) -> None:
         """A platform said retry-after for this scope: no slot there before then."""

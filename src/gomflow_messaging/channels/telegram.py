@@ -41,6 +41,7 @@ from aiogram.exceptions import (
     TelegramUnauthorizedError,
 )
 from aiogram.methods import GetFile, GetMe, SendMessage, SendPhoto, TelegramMethod
+from aiogram.methods.base import Response
 from aiogram.types import File, InlineKeyboardButton, InlineKeyboardMarkup, Message, User
 from pydantic import ValidationError
 
@@ -65,6 +66,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PLATFORM = "telegram"
+
+# aiogram validates every answer as Response[<the method's result>], and pydantic keeps such a
+# generic model only while something refers to it: without these it rebuilt the model (its
+# whole schema) for nearly every send (py-spy: 8 % of a 300/s campaign).
+_RESPONSE_MODELS = (Response[Message], Response[bool], Response[User], Response[File])
 MAX_TEXT = 4096
 MAX_CAPTION = 1024
 CLOSE_GRACE_SECONDS = 5.0
@@ -387,9 +393,9 @@ class TelegramChannel:
             if index in done:
                 ids.append(done[index])
                 continue
-            await self._pacer.wait(self.limits_for(chat_id))
             try:
-                sent: Message = await self.call(method)
+                async with self._pacer.slot(self.limits_for(chat_id)):
+                    sent: Message = await self.call(method)
             except TransientError as exc:
                 if exc.code == "rate_limited" and exc.retry_after:
                     await self._pacer.hold_back(self._scope(chat_id), exc.retry_after)

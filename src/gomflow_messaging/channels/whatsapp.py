@@ -290,14 +290,14 @@ class WhatsAppChannel:
             done = await self._parts.load(message.message_id)
             if index in done:
                 return done[index]
-        await self._pacer.wait([self._limit])
         try:
-            result = await self._client.messages.create_async(
-                to=PREFIX + message.address,
-                from_=self._from,
-                status_callback=f"{self._callback}?message_id={message.message_id}",
-                **fields,
-            )
+            async with self._pacer.slot([self._limit]):
+                result = await self._client.messages.create_async(
+                    to=PREFIX + message.address,
+                    from_=self._from,
+                    status_callback=f"{self._callback}?message_id={message.message_id}",
+                    **fields,
+                )
         except Exception as exc:
             error = self._error(exc)
             if isinstance(error, TransientError) and error.code == "rate_limited":

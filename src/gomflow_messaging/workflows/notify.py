@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gomflow_messaging import contacts, idempotency, metrics, outbox
 from gomflow_messaging.errors import ValidationFailed
+from gomflow_messaging.i18n import Locale
 from gomflow_messaging.outbox import PlannedMessage
 from gomflow_messaging.settings import CHANNEL_NAMES
 from gomflow_messaging.workflows import events
@@ -67,13 +68,22 @@ class NotifyRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    event: str
+    event: Annotated[
+        str,
+        Field(
+            description="`custom` sends `data.text` as is; other events render a localised "
+            "text from `data` (each names the fields it needs in a 422).",
+            json_schema_extra={"enum": sorted(events.EVENTS)},
+        ),
+    ]
     data: dict[str, Any] = Field(default_factory=dict)
     recipients: Annotated[list[RecipientSpec], Field(min_length=1, max_length=1000)]
     #: Preferred channel order; a recipient's addresses on other channels are not used.
-    channels: list[ChannelName] | None = None
+    channels: Annotated[
+        list[ChannelName] | None, Field(json_schema_extra={"uniqueItems": True})
+    ] = None
     send_at: datetime | None = None
-    locale: Literal["en", "fil", "ms"] | None = None
+    locale: Locale | None = None
 
     @field_validator("event")
     @classmethod

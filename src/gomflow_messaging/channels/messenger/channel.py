@@ -271,14 +271,14 @@ class MessengerChannel:
         self, psid: str, message: dict[str, Any], messaging: dict[str, str]
     ) -> str:
         """Send one ``message`` object at the Page's pace; the Graph message id."""
-        if self._pacer is not None:
-            await self._pacer.wait([self._limit])
+        body = {"recipient": {"id": psid}, **messaging, "message": message}
         try:
-            answer = await self.graph(
-                "POST",
-                "/me/messages",
-                body={"recipient": {"id": psid}, **messaging, "message": message},
-            )
+            if self._pacer is None:
+                answer = await self.graph("POST", "/me/messages", body=body)
+            else:
+                # The send counts in the Page's window from when it leaves until it is done.
+                async with self._pacer.slot([self._limit]):
+                    answer = await self.graph("POST", "/me/messages", body=body)
         except TransientError as error:
             if error.code == "rate_limited" and self._pacer is not None:
                 await self._pacer.hold_back(self._scope, error.retry_after or 1.0)

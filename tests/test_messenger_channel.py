@@ -227,6 +227,16 @@ async def test_rate_limit_without_a_wait_holds_the_page_back_for_every_worker(
         await second.close()
 
 
+async def test_a_wait_meta_names_in_its_usage_header_is_honoured(
+    channel: MessengerChannel, graph: FakeGraph, pool: db.Pool
+) -> None:
+    graph.faults.append(("rate_limited", 120))  # estimated_time_to_regain_access: 2 minutes
+    with pytest.raises(TransientError) as info:
+        await channel.send(message(await person(pool)))
+    assert info.value.code == "rate_limited"
+    assert info.value.retry_after == 120
+
+
 @pytest.mark.parametrize(
     ("fault", "error", "code"),
     [

@@ -5,13 +5,15 @@ header or ``access_token`` parameter), answers ``{"recipient_id", "message_id"}`
 error envelope ``{"error": {"message", "type", "code", "error_subcode", "fbtrace_id"}}``, and
 checks what Meta checks: 2,000 characters of text, 13 quick replies (titles of 20), 3 buttons
 per template, 10 carousel elements, the window (a person marked outside it takes only a
-MESSAGE_TAG). A test can make the next answers a rate limit (code 613), a 5xx, a hang, or
-fix an answer per person (551 unavailable). Everything received is recorded.
+MESSAGE_TAG). A test can make the next answers a rate limit (code 613; a wait of a minute
+or more named in X-Business-Use-Case-Usage, a shorter one as a proxy's Retry-After), a 5xx,
+a hang, or fix an answer per person (551 unavailable). Everything received is recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import uuid
 from dataclasses import dataclass, field
@@ -171,7 +173,21 @@ class FakeGraph:
         if kind == "server_error":
             body["is_transient"] = True
         response = web.json_response({"error": body}, status=status)
-        if retry_after is not None:
+        if kind == "rate_limited" and retry_after is not None and retry_after >= 60:
+            # Meta's business-use-case throttling names its wait in whole minutes here.
+            usage = {
+                PAGE_ID: [
+                    {
+                        "type": "messenger",
+                        "call_count": 100,
+                        "total_cputime": 10,
+                        "total_time": 10,
+                        "estimated_time_to_regain_access": int(retry_after // 60),
+                    }
+                ]
+            }
+            response.headers["X-Business-Use-Case-Usage"] = json.dumps(usage)
+        elif retry_after is not None:
             response.headers["Retry-After"] = str(int(retry_after))
         return response
 

@@ -12,7 +12,8 @@ import pytest
 from redis.asyncio import Redis
 
 from gomflow_messaging.channels.base import Button, OutboundMessage
-from gomflow_messaging.channels.discord import DiscordChannel, action_rows, build, render_cards
+from gomflow_messaging.channels.discord.channel import DiscordChannel, build
+from gomflow_messaging.channels.discord.render import action_rows, render_cards
 from gomflow_messaging.channels.pacing import Limit, Pacer
 from gomflow_messaging.errors import PermanentError, TransientError
 from gomflow_messaging.settings import ConfigError, Settings, load_settings

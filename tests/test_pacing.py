@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from gomflow_messaging import db
 from gomflow_messaging.channels.base import OutboundMessage
 from gomflow_messaging.channels.pacing import Limit, Pacer
-from gomflow_messaging.channels.telegram import TelegramChannel, TelegramLimits
+from gomflow_messaging.channels.telegram.channel import TelegramChannel, TelegramLimits
 from gomflow_messaging.errors import TransientError
 from tests.fakes.telegram import FakeTelegram
 

@@ -22,7 +22,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from gomflow_messaging.channels.discord import command_builders
+from gomflow_messaging.channels.discord.commands import command_builders
 from gomflow_messaging.settings import Environment, Settings
 from gomflow_messaging.smart_agent import judge
 from gomflow_messaging.workflows.chat.types import command_menu

@@ -11,7 +11,7 @@ import pytest
 
 from gomflow_messaging import db
 from gomflow_messaging.channels.base import Button, OutboundMessage
-from gomflow_messaging.channels.telegram import (
+from gomflow_messaging.channels.telegram.channel import (
     TelegramChannel,
     TelegramLimits,
     split_for_telegram,

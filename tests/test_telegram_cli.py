@@ -13,7 +13,7 @@ import pytest
 
 import gomflow_messaging
 from gomflow_messaging import cli
-from gomflow_messaging import telegram_webhook as tw
+from gomflow_messaging.channels.telegram import cli as tw
 from gomflow_messaging.settings import Settings
 from tests.fakes.telegram import FakeTelegram, new_token
 from tests.helpers import SECRET

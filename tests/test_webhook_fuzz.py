@@ -277,6 +277,12 @@ async def test_twilio_inbound_never_crashes(
     query=st.sampled_from(["", "?message_id=", "?message_id=x", f"?message_id={'0' * 32}"]),
     signed=st.booleans(),
 )
+# Found by this test: a NUL in a signed callback reached Postgres (500, so Twilio retried).
+@example(
+    form={"MessageSid": "SM\x00", "MessageStatus": "failed", "ErrorMessage": "\x00"},
+    query="",
+    signed=True,
+)
 async def test_twilio_status_callback_never_crashes(
     client: httpx.AsyncClient, form: dict[str, str], query: str, signed: bool
 ) -> None:

@@ -22,7 +22,8 @@ from gomflow_messaging.api.common import error_response
 from gomflow_messaging.api.limits import BodyLimitMiddleware, BodyLimits
 from gomflow_messaging.api.openapi import openapi_json
 from gomflow_messaging.api.routes import routes
-from gomflow_messaging.bootstrap import Services, build_services, webhook_routes
+from gomflow_messaging.bootstrap import Services, build_services
+from gomflow_messaging.channels import registry
 from gomflow_messaging.doctor import where
 from gomflow_messaging.errors import ApiError
 from gomflow_messaging.logs import request_id_var
@@ -65,10 +66,7 @@ class RequestIdMiddleware:
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     if exc.status_code in (401, 403):
-        path = request.url.path
-        platform = metrics.WEBHOOK_PLATFORMS.get(path)
-        if platform is None and path == request.app.state.webhook_path:
-            platform = "whatsapp"
+        platform = request.app.state.webhook_platforms.get(request.url.path)
         if platform is not None:
             metrics.WEBHOOK_REJECTED.labels(platform).inc()
     return error_response(exc)
@@ -147,7 +145,7 @@ def create_app(
             *routes,
             Route("/openapi.json", openapi_json, methods=["GET"]),
             *monitoring.routes(),
-            *webhook_routes(settings),
+            *registry.routes(settings),
         ],
         middleware=[
             Middleware(RequestIdMiddleware),
@@ -161,5 +159,5 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.mode = mode
-    app.state.webhook_path = settings.webhook_path
+    app.state.webhook_platforms = registry.webhook_platforms(settings)
     return app

@@ -17,7 +17,7 @@ import asyncpg
 from redis.exceptions import RedisError
 
 from gomflow_messaging import __version__
-from gomflow_messaging.i18n import LOCALES
+from gomflow_messaging.channels import registry
 from gomflow_messaging.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("gomflow_messaging")
@@ -35,7 +35,7 @@ def _configure_logging(settings: Settings) -> None:
     logs.configure(settings.log_level, settings.log_format or "text", sys.stderr)
 
 
-def _run(coro: Awaitable[Any]) -> Any:
+def run(coro: Awaitable[Any]) -> Any:
     async def wrapper() -> Any:
         return await coro
 
@@ -45,7 +45,7 @@ def _run(coro: Awaitable[Any]) -> Any:
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from gomflow_messaging import db
 
-    applied = _run(db.migrate(settings.database_url))
+    applied = run(db.migrate(settings.database_url))
     print(f"applied: {', '.join(applied)}" if applied else "database schema is up to date")
     return 0
 
@@ -85,7 +85,7 @@ def _serve(settings: Settings, mode: Literal["serve", "web"]) -> int:
         finally:
             await services.close()
 
-    return 0 if _run(main()) else 1
+    return 0 if run(main()) else 1
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -120,7 +120,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         await services.close()
         log.info("worker stopped")
 
-    _run(main())
+    run(main())
     return 0
 
 
@@ -134,14 +134,14 @@ def cmd_seed_demo(settings: Settings, args: argparse.Namespace) -> int:
         finally:
             await conn.close()
 
-    print(json.dumps(_run(main()), indent=2))
+    print(json.dumps(run(main()), indent=2))
     return 0
 
 
 def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
     from gomflow_messaging import doctor
 
-    findings = _run(doctor.run(settings))
+    findings = run(doctor.run(settings))
     print(doctor.report(findings))
     return 0 if all(f.ok for f in findings) else 1
 
@@ -160,113 +160,8 @@ def cmd_run_job(settings: Settings, args: argparse.Namespace) -> int:
         finally:
             await services.close()
 
-    result = _run(main())
+    result = run(main())
     print(json.dumps({"job": job.name, "at": at.isoformat(), "result": result}, default=str))
-    return 0
-
-
-def cmd_discord_commands(settings: Settings, args: argparse.Namespace) -> int:
-    from gomflow_messaging.channels.discord import DiscordRest
-    from gomflow_messaging.errors import ChannelError
-    from gomflow_messaging.workflows.chat.types import command_menu
-
-    missing = [
-        name
-        for name, value in (
-            ("DISCORD_TOKEN", settings.discord_token),
-            ("DISCORD_CLIENT_ID", settings.discord_client_id),
-        )
-        if not value
-    ]
-    if missing:
-        raise CommandError(f"discord-commands: set {' and '.join(missing)}")
-    if args.action == "sync" and not settings.enable_slash_commands:
-        raise CommandError("discord-commands sync: ENABLE_SLASH_COMMANDS is false; nothing to do")
-    scope = f"guild {settings.discord_guild_id}" if settings.discord_guild_id else "global"
-
-    async def main() -> list[dict[str, Any]]:
-        rest = DiscordRest.from_settings(settings)
-        await rest.start()
-        try:
-            if args.action == "list":
-                return await rest.fetch_commands(settings.discord_guild_id)
-            owner = await rest.application_id_of_token()
-            if owner != settings.discord_client_id:
-                raise CommandError(
-                    f"discord-commands sync: DISCORD_CLIENT_ID is {settings.discord_client_id} "
-                    f"but DISCORD_TOKEN belongs to application {owner}"
-                )
-            return await rest.set_commands(command_menu("en", gom=True), settings.discord_guild_id)
-        except ChannelError as exc:
-            raise CommandError(
-                f"discord-commands {args.action}: {exc.message} [{exc.code}]"
-            ) from None
-        finally:
-            await rest.close()
-
-    commands = _run(main())
-    names = ", ".join(f"/{c['name']}" for c in commands) or "none"
-    if args.action == "sync":
-        print(f"registered {len(commands)} commands ({scope}): {names}")
-    else:
-        print(f"{len(commands)} commands registered ({scope}): {names}")
-    return 0
-
-
-def cmd_whatsapp_templates(settings: Settings, args: argparse.Namespace) -> int:
-    from gomflow_messaging import db
-    from gomflow_messaging import whatsapp_templates as wt
-
-    async def main() -> str:
-        conn = await db.connect(settings.database_url)
-        try:
-            if args.action == "list":
-                rows = await wt.list_templates(conn)
-                return (
-                    "\n".join(
-                        f"{r['event']} {r['locale']} {r['content_sid']} "
-                        + json.dumps(r["variables"])
-                        for r in rows
-                    )
-                    or "no templates: outside 24 h WhatsApp messages are skipped"
-                )
-            if not args.event or not args.locale:
-                raise CommandError(f"whatsapp-templates {args.action}: give EVENT and LOCALE")
-            if args.action == "delete":
-                if not await wt.delete_template(conn, args.event, args.locale):
-                    raise CommandError(
-                        f"whatsapp-templates delete: no template for {args.event} {args.locale}"
-                        " (see `whatsapp-templates list`)"
-                    )
-                return "deleted"
-            if not args.content_sid:
-                raise CommandError("whatsapp-templates set: give the template's CONTENT_SID")
-            await wt.set_template(
-                conn, args.event, args.locale, args.content_sid, wt.parse_variables(args.var)
-            )
-            return f"saved {args.event} {args.locale} {args.content_sid}"
-        except wt.TemplateError as exc:
-            raise CommandError(f"whatsapp-templates {args.action}: {exc}") from None
-        finally:
-            await conn.close()
-
-    print(_run(main()))
-    return 0
-
-
-def cmd_telegram_webhook(settings: Settings, args: argparse.Namespace) -> int:
-    from gomflow_messaging import telegram_webhook as tw
-
-    try:
-        if args.action == "set":
-            for line in _run(tw.set_webhook(settings, drop_pending=args.drop_pending)):
-                print(line)
-        elif args.action == "info":
-            print(json.dumps(_run(tw.webhook_info(settings)), indent=2))
-        else:
-            print(_run(tw.delete_webhook(settings, drop_pending=args.drop_pending)))
-    except tw.WebhookError as exc:
-        raise CommandError(f"telegram-webhook {args.action}: {exc}") from None
     return 0
 
 
@@ -285,10 +180,11 @@ def _moment(value: str) -> datetime:
 def build_parser() -> argparse.ArgumentParser:
     from gomflow_messaging.schedule import JOBS
 
+    platforms = [p.title for p in registry.plugins() if not p.local]
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="GOMFLOW messaging: WhatsApp, Telegram and Discord for GOMs and buyers. "
-        "Settings come from the environment and .env (see README).",
+        description=f"GOMFLOW messaging: {', '.join(platforms[:-1])} and {platforms[-1]} for "
+        "GOMs and buyers. Settings come from the environment and .env (see README).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -305,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "seed-demo",
         cmd_seed_demo,
-        "Create a demo GOM, two open orders (PHP, MYR), submissions and sandbox contacts.",
+        "Create a demo GOM, two open orders (PHP, MYR), submissions and demo chat contacts.",
     )
     add(
         "doctor",
@@ -313,42 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Check settings, Postgres, Redis and every enabled channel. Exit 0: all good; "
         "1: a check failed; 2: the configuration itself is invalid.",
     )
-    discord = add(
-        "discord-commands",
-        cmd_discord_commands,
-        "Register the bot's slash commands with Discord (bulk overwrite; to DISCORD_GUILD_ID "
-        "when set, else global), or list what Discord has.",
-    )
-    discord.add_argument("action", choices=["sync", "list"], help="sync: register; list: show")
-    webhook = add(
-        "telegram-webhook",
-        cmd_telegram_webhook,
-        "Register the Telegram webhook (TELEGRAM_WEBHOOK_URL, TELEGRAM_WEBHOOK_SECRET) and the "
-        "command menus, show it, or remove it.",
-    )
-    webhook.add_argument("action", choices=("set", "info", "delete"), help="what to do")
-    webhook.add_argument(
-        "--drop-pending",
-        action="store_true",
-        help="with set or delete: discard updates Telegram is still holding for us",
-    )
-    templates = add(
-        "whatsapp-templates",
-        cmd_whatsapp_templates,
-        "List, set or delete the approved WhatsApp Content templates used outside the "
-        "24-hour window (one per event and language; '*' for any event).",
-    )
-    templates.add_argument("action", choices=("list", "set", "delete"), help="what to do")
-    templates.add_argument("event", nargs="?", help="an event name (see README) or *")
-    templates.add_argument("locale", nargs="?", choices=LOCALES, help="the language")
-    templates.add_argument("content_sid", nargs="?", help="Twilio's HX... Content SID")
-    templates.add_argument(
-        "--var",
-        action="append",
-        default=[],
-        metavar="N=VALUE",
-        help="a placeholder and its value, e.g. --var 1={order_title} --var 2={reference}",
-    )
+    for plugin in registry.plugins():
+        if plugin.cli is not None:
+            plugin.cli(add)
     job_list = "; ".join(f"{j.name}: {j.help}" for j in JOBS.values())
     run_job = add("run-job", cmd_run_job, f"Run one scheduled job now. Jobs: {job_list}")
     run_job.add_argument("name", choices=sorted(JOBS), help="the job to run")

@@ -8,6 +8,7 @@ from datetime import time
 from typing import TYPE_CHECKING
 from uuid import UUID
 
+from gomflow_messaging.channels import registry
 from gomflow_messaging.i18n import normalize_locale
 from gomflow_messaging.phones import normalize_phone
 
@@ -44,20 +45,22 @@ class Recipient:
 
 
 def submission_address(platform: str, platform_id: str | None, phone: str | None) -> Address | None:
-    """Where a submission's buyer is reached by default (PRODUCT.md: order data).
+    """Where a submission's buyer is reached by default (PRODUCT.md: order data): the chat
+    ``buyer_platform`` names, else the channel where the phone is the address.
 
-    A Telegram group (a negative chat id, as submissions made in a group once recorded) is
-    never a person's address: what is private goes to the buyer's phone instead, or nowhere.
+    A group (as submissions made in one once recorded) is never a person's address: what is
+    private goes to the buyer's phone instead, or nowhere.
     """
-    if platform in ("telegram", "discord") and platform_id:
-        if not (platform == "telegram" and platform_id.startswith("-")):
+    phone_channel = registry.phone_channel()
+    if platform_id and platform in registry.submission_platforms():
+        if platform == phone_channel:
+            phone = platform_id
+        elif registry.get(platform).is_person(platform_id):
             return Address(platform, platform_id)
-        platform_id = None
-    raw = platform_id if platform == "whatsapp" and platform_id else phone
-    if not raw:
+    if not phone or phone_channel is None:
         return None
     try:
-        return Address("whatsapp", normalize_phone(raw))
+        return Address(phone_channel, normalize_phone(phone))
     except ValueError:
         return None
 
@@ -253,7 +256,7 @@ async def for_chat(
             )
             if linked is None:  # another replica created it a moment ago
                 await conn.execute("DELETE FROM contacts WHERE id = $1", contact_id)
-            elif channel == "whatsapp":
+            elif channel == registry.phone_channel():
                 await _link_by_phone(conn, contact_id, address)
         row = await conn.fetchrow(
             f"""
@@ -269,7 +272,8 @@ async def for_chat(
 
 
 async def _link_by_phone(conn: Connection, contact_id: UUID, phone: str) -> None:
-    """A new WhatsApp contact owns the submissions made (on the web, say) with that number."""
+    """A new contact on the phone channel owns the submissions made (on the web, say) with
+    that number."""
     rows = await conn.fetch(
         """
         SELECT s.id, s.buyer_phone FROM submissions s

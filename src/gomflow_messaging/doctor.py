@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from gomflow_messaging import db
-from gomflow_messaging.bootstrap import build_channel
+from gomflow_messaging.channels.registry import build_channel
 from gomflow_messaging.queue import redis_client
 from gomflow_messaging.settings import Environment
 from gomflow_messaging.smart_agent import SmartAgent

@@ -95,13 +95,6 @@ SCRAPE_ERRORS = Counter(
     registry=REGISTRY,
 )
 
-#: Webhook paths (fixed ones; WhatsApp's comes from WEBHOOK_PATH) -> platform label.
-WEBHOOK_PLATFORMS = {
-    "/webhook/telegram": "telegram",
-    "/webhook/discord": "discord",
-    "/webhook/status": "whatsapp",
-}
-
 _TIMEOUT = 2.0
 
 

@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from gomflow_messaging.channels import registry
 from gomflow_messaging.money import REFERENCE_PREFIX, quantize
 
 if TYPE_CHECKING:
@@ -275,7 +276,7 @@ async def create_submission(
             order_id,
             buyer_name,
             buyer_phone,
-            platform if platform in ("whatsapp", "telegram", "discord") else "web",
+            platform if platform in registry.submission_platforms() else "web",
             platform_id,
             quantity,
             total,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gomflow_messaging.channels import registry
 
 
 class ConfigError(Exception):
@@ -21,13 +22,12 @@ class Environment(StrEnum):
     production = "production"
 
 
-CHANNEL_NAMES = ("sandbox", "telegram", "discord", "whatsapp")
 #: The SERVICE_SECRET of .env.example: known to everyone who has read the repository.
 PLACEHOLDER_SECRET = "change-me-to-at-least-32-random-characters"
 
 
-class Settings(BaseSettings):
-    """Every variable of the seed deployment guide keeps its name and meaning (see README)."""
+class CoreSettings(BaseSettings):
+    """The core's variables; each channel's own are in its package (`channels.registry`)."""
 
     model_config = SettingsConfigDict(
         env_file=".env",
@@ -74,12 +74,6 @@ class Settings(BaseSettings):
     # Bounded input (api/limits.py): bodies over these are refused (413) before they are read.
     #: Any route not named below (/api/notify, ...).
     max_request_body_bytes: int = Field(1_048_576, ge=1024)
-    #: Telegram updates are JSON of a few KiB (a message of 4,096 characters, its entities).
-    max_telegram_update_bytes: int = Field(262_144, ge=1024)
-    #: Discord interactions, resolved users and messages included, are tens of KiB.
-    max_discord_interaction_bytes: int = Field(262_144, ge=1024)
-    #: Twilio's form-encoded webhooks (a message of 1,600 characters and its fields).
-    max_twilio_form_bytes: int = Field(65_536, ge=1024)
     #: A body still arriving after this is cut with 408 (slow clients hold no connection).
     body_read_timeout_seconds: float = Field(10.0, gt=0, le=300)
     #: uvicorn: more connections and requests at once than this are answered 503.
@@ -102,34 +96,7 @@ class Settings(BaseSettings):
     summary_hour: int = Field(20, ge=0, le=23)
     summary_weekday: int = Field(6, ge=0, le=6)
 
-    # Channel flags
-    enable_sandbox: bool | None = None  # default: on outside production
-    enable_whatsapp: bool = False
-    enable_telegram: bool = False
-    enable_discord: bool = False
-    sandbox_delay_ms: int = Field(0, ge=0, le=60_000)
-
-    # WhatsApp (Twilio)
-    twilio_account_sid: str = ""
-    twilio_auth_token: SecretStr | None = None
-    twilio_whatsapp_number: str = ""
-    twilio_api_base_url: str = ""
-    webhook_path: str = "/webhooks/whatsapp"
-    #: Hosts a buyer's media may be fetched from after Twilio's API redirects (https only).
-    twilio_media_hosts: str = (
-        "api.twilio.com,mms.twiliocdn.com,media.twiliocdn.com,s3-external-1.amazonaws.com"
-    )
-    twilio_timeout_seconds: float = Field(15.0, gt=0, le=120)
-    #: Twilio's per-sender WhatsApp throughput, shared by every worker.
-    whatsapp_messages_per_second: float = Field(80.0, gt=0, le=1000)
-    #: Wait after error 63018 (the daily cap on business-initiated conversations).
-    whatsapp_daily_cap_retry_seconds: float = Field(3600.0, ge=0)
-
-    # Telegram
-    telegram_bot_token: SecretStr | None = None
-    telegram_webhook_url: str = ""
-    telegram_webhook_secret: SecretStr | None = None
-    telegram_api_base_url: str = "https://api.telegram.org"
+    # Chat bots, on every channel
     enable_inline_payments: bool = True
     enable_smart_payment_detection: bool = True
     auto_delete_processed_images: bool = True
@@ -137,44 +104,10 @@ class Settings(BaseSettings):
     rate_limit_window_ms: int = Field(60_000, gt=0)
     rate_limit_max_messages: int = Field(30, gt=0)
     rate_limit_max_uploads: int = Field(5, gt=0)
-    #: Link-code tries per person (Telegram /start CODE, Discord /link, WhatsApp LINK CODE):
+    #: Link-code tries per person (a deep link, /link CODE or LINK CODE, as the chat has it):
     #: far tighter than messages, so guessing a code costs more than the code space allows.
     link_code_max_attempts: int = Field(5, gt=0)
     link_code_window_seconds: int = Field(900, gt=0)
-    # Bot API request timeout; the adapter also keeps it under half the dispatcher's lease.
-    telegram_request_timeout_seconds: float = Field(10.0, gt=0)
-    # Telegram's send limits: per bot, per chat (with a short burst), per group chat.
-    telegram_rate_per_second: float = Field(30.0, gt=0)
-    telegram_chat_rate_per_second: float = Field(1.0, gt=0)
-    telegram_group_rate_per_minute: float = Field(20.0, gt=0)
-    telegram_chat_burst: int = Field(3, ge=1, le=30)
-    telegram_health_cache_seconds: float = Field(30.0, ge=0)
-
-    # Discord
-    discord_token: SecretStr | None = None
-    discord_client_id: str = ""
-    discord_guild_id: str = ""
-    discord_public_key: str = ""
-    discord_api_base_url: str = "https://discord.com/api/v10"
-    enable_slash_commands: bool = True
-    enable_button_interactions: bool = True
-    enable_modal_interactions: bool = True
-    #: Members holding this role are GOMs on the server (Sender.gom_role); empty: no role.
-    discord_gom_role_id: str = ""
-    #: hikari's own timeout per HTTP request; a hanging Discord fails the send after this.
-    discord_request_timeout_seconds: float = Field(10.0, gt=0, le=120)
-    #: hikari's own retries on 5xx and network errors; the outbox retries too, with backoff.
-    discord_max_retries: int = Field(0, ge=0, le=5)
-    #: Rate-limit waits hikari may sleep through; longer ones come back as retry-after.
-    discord_max_rate_limit_wait_seconds: float = Field(2.0, ge=0, le=300)
-    #: Discord's global limit: requests per second shared by every replica (through Redis).
-    discord_requests_per_second: float = Field(50.0, gt=0, le=1000)
-    #: An interaction not answered by then is deferred (Discord's limit is 3 s).
-    discord_answer_deadline_seconds: float = Field(2.0, gt=0, le=2.8)
-    #: Hosts (or host:port) a slash command's attachment may be downloaded from (Discord's
-    #: CDN), in every environment; tests name their fake's 127.0.0.1:port here.
-    discord_attachment_hosts: str = "cdn.discordapp.com,media.discordapp.net"
-
     # Payment proofs and the Smart Agent (SMART_AGENT_SERVICE_URL, ENABLE_SMART_PAYMENT_...)
     #: The agent's route for a receipt; the deployment guide tests /api/process-payment.
     smart_agent_route: str = "/api/process"
@@ -193,14 +126,10 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 32 characters")
         return value
 
-    # `TELEGRAM_BOT_TOKEN=` (as .env.example has it) means "not set", not an empty secret.
+    # A secret set empty (as .env.example has them) means "not set", not an empty secret.
     @field_validator(
         "service_secret_previous",
         "smart_agent_api_key",
-        "twilio_auth_token",
-        "telegram_bot_token",
-        "telegram_webhook_secret",
-        "discord_token",
         mode="before",
     )
     @classmethod
@@ -230,14 +159,6 @@ class Settings(BaseSettings):
         """Largest first: 48, 24, 12, 6, 2."""
         return [int(h) for h in self.reminder_offsets_hours.split(",")]
 
-    @field_validator("telegram_bot_token")
-    @classmethod
-    def _telegram_token(cls, value: SecretStr | None) -> SecretStr | None:
-        token = value.get_secret_value() if value is not None else ""
-        if token and not re.fullmatch(r"\d+:[A-Za-z0-9_-]+", token):
-            raise ValueError("must look like 123456:ABC-DEF... (the token from @BotFather)")
-        return value
-
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: str) -> str:
@@ -259,69 +180,8 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s):// URL")
         return value.rstrip("/")
 
-    @field_validator("discord_public_key")
-    @classmethod
-    def _ed25519_hex(cls, value: str) -> str:
-        value = value.strip()
-        if value:
-            try:
-                key = bytes.fromhex(value)
-            except ValueError:
-                key = b""
-            if len(key) != 32:
-                raise ValueError("must be the application's public key: 64 hexadecimal characters")
-        return value
-
-    @field_validator("discord_client_id", "discord_guild_id", "discord_gom_role_id")
-    @classmethod
-    def _snowflake(cls, value: str) -> str:
-        value = value.strip()
-        if value and not (value.isdigit() and 15 <= len(value) <= 21):
-            raise ValueError("must be a Discord id (a number of 15 to 21 digits)")
-        return value
-
-    @field_validator("webhook_path")
-    @classmethod
-    def _path(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError("must start with /")
-        return value
-
     @model_validator(mode="after")
-    def _channel_credentials(self) -> Settings:
-        if self.enable_sandbox is None:
-            self.enable_sandbox = self.environment is not Environment.production
-        required = {
-            "whatsapp": ("twilio_account_sid", "twilio_auth_token", "twilio_whatsapp_number"),
-            "telegram": ("telegram_bot_token", "telegram_webhook_secret"),
-            "discord": ("discord_token", "discord_public_key", "discord_client_id"),
-        }
-        for channel, names in required.items():
-            if not getattr(self, f"enable_{channel}"):
-                continue
-            for name in names:
-                if not getattr(self, name):
-                    raise ValueError(
-                        f"{name.upper()} is required when ENABLE_{channel.upper()} is true"
-                    )
-        return self
-
-    @model_validator(mode="after")
-    def _whatsapp_public_url(self) -> Settings:
-        # Twilio signs the URL it calls; behind Railway's proxy only PUBLIC_BASE_URL knows it.
-        host = urlsplit(self.public_base_url).hostname or ""
-        if (
-            self.enable_whatsapp
-            and self.environment is Environment.production
-            and host in ("localhost", "127.0.0.1", "0.0.0.0")
-        ):
-            raise ValueError(
-                "PUBLIC_BASE_URL must be the public URL Twilio calls when ENABLE_WHATSAPP is true"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _smart_agent_url(self) -> Settings:
+    def _smart_agent_url(self) -> CoreSettings:
         # Receipts carry names and account numbers: never in clear text over the internet.
         url = self.smart_agent_service_url
         if url and urlsplit(url).scheme not in ("http", "https"):
@@ -338,7 +198,7 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _production_secret(self) -> Settings:
+    def _production_secret(self) -> CoreSettings:
         if (
             self.environment is Environment.production
             and self.service_secret.get_secret_value() == PLACEHOLDER_SECRET
@@ -354,20 +214,19 @@ class Settings(BaseSettings):
         if self.environment is not Environment.production:
             return []
         found = []
-        if self.enable_sandbox:
+        for plugin in registry.plugins():
+            if plugin.warnings is not None:
+                found += plugin.warnings(self)  # type: ignore[arg-type]
+        reaching = [p for p in registry.plugins() if not p.local]
+        if not [p for p in reaching if p.name in self.enabled_channels]:
+            flags = ", ".join(f"ENABLE_{p.name.upper()}" for p in reaching)
             found.append(
-                "ENABLE_SANDBOX is true in production: messages to sandbox addresses are only "
-                "recorded, and /api/sandbox/* answers"
-            )
-        if not [name for name in self.enabled_channels if name != "sandbox"]:
-            found.append(
-                "no channel is enabled (ENABLE_WHATSAPP, ENABLE_TELEGRAM, ENABLE_DISCORD are all "
-                "false): nothing can reach a buyer"
+                f"no channel is enabled ({flags} are all false): nothing can reach a buyer"
             )
         return found
 
     @model_validator(mode="after")
-    def _log_format(self) -> Settings:
+    def _log_format(self) -> CoreSettings:
         if self.log_format is None:
             self.log_format = "json" if self.environment is Environment.production else "text"
         return self
@@ -378,13 +237,31 @@ class Settings(BaseSettings):
 
     @property
     def enabled_channels(self) -> list[str]:
-        return [name for name in CHANNEL_NAMES if getattr(self, f"enable_{name}")]
+        return [name for name in registry.names() if getattr(self, f"enable_{name}")]
 
     def service_secrets(self) -> list[bytes]:
         secrets = [self.service_secret.get_secret_value().encode()]
         if self.service_secret_previous is not None:
             secrets.append(self.service_secret_previous.get_secret_value().encode())
         return secrets
+
+
+if TYPE_CHECKING:
+
+    class Settings(CoreSettings):
+        """Typed as the core; a channel's variables (from its package) read as ``Any``."""
+
+        def __getattr__(self, name: str) -> Any: ...
+
+else:
+
+    class Settings(CoreSettings, *registry.settings_models()):
+        """Every variable of the seed deployment guide keeps its name and meaning (see README):
+        the core's, then each registered channel's (its package's ``settings`` model)."""
+
+
+#: Every registered channel, in the default delivery order.
+CHANNEL_NAMES = registry.names()
 
 
 def _describe(error: ValidationError) -> str:

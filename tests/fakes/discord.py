@@ -26,7 +26,7 @@ from aiohttp import web
 from nacl.signing import SigningKey
 
 from gomflow_messaging.channels.base import Channel
-from gomflow_messaging.channels.discord import DiscordChannel, DiscordRest
+from gomflow_messaging.channels.discord.channel import DiscordChannel, DiscordRest
 from gomflow_messaging.channels.pacing import Pacer
 from tests.contract import Fault, Received
 

@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 
 from gomflow_messaging.channels.base import Channel
-from gomflow_messaging.channels.sandbox import SandboxChannel
+from gomflow_messaging.channels.sandbox.channel import SandboxChannel
 from tests.contract import Fault, Received, Unsupported
 
 

@@ -634,7 +634,7 @@ class TelegramHarness:
         self.fake = FakeTelegram()
 
     async def start(self) -> Channel:
-        from gomflow_messaging.channels.telegram import TelegramChannel
+        from gomflow_messaging.channels.telegram.channel import TelegramChannel
 
         await self.fake.start()
         channel = TelegramChannel(

@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from gomflow_messaging.channels.base import Channel
-from gomflow_messaging.channels.whatsapp import WhatsAppChannel
+from gomflow_messaging.channels.whatsapp.channel import WhatsAppChannel
 from gomflow_messaging.settings import Settings
 from tests.contract import Fault, Received
 from tests.helpers import SECRET

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from gomflow_messaging.api.common import error_response
+from gomflow_messaging.channels import registry
 from gomflow_messaging.errors import ApiError
 
 if TYPE_CHECKING:
@@ -30,8 +31,6 @@ log = logging.getLogger(__name__)
 LINGER_SECONDS = 1.0
 LINGER_BYTES = 16 * 1024 * 1024
 LINGER_IDLE_SECONDS = 0.2
-#: Base64 makes a file a third larger; the JSON around it is small.
-_BASE64_SLACK = 64 * 1024
 
 
 class BodyRefused(ApiError):
@@ -51,22 +50,11 @@ class BodyLimits:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BodyLimits:
-        by_path = {
-            "/webhook/telegram": settings.max_telegram_update_bytes,
-            "/webhook/discord": settings.max_discord_interaction_bytes,
-            settings.webhook_path: settings.max_twilio_form_bytes,
-            "/webhook/status": settings.max_twilio_form_bytes,
-        }
-        if settings.enable_sandbox:
-            # A sandbox chat sends its receipt inline, base64, up to MAX_FILE_SIZE.
-            by_path["/api/sandbox/inbound"] = max(
-                settings.max_request_body_bytes,
-                settings.max_file_size * 4 // 3 + _BASE64_SLACK,
-            )
+        # Each channel bounds its own paths (its webhooks): see channels/registry.py.
         return cls(
             default=settings.max_request_body_bytes,
             read_timeout=settings.body_read_timeout_seconds,
-            by_path=by_path,
+            by_path=registry.body_limits(settings),
         )
 
     def limit_for(self, path: str) -> int:

@@ -3,9 +3,9 @@
 The schemas are generated from the pydantic models the routes validate with and answer
 (`api/models.py`, the notify workflow's request), so a limit or a locale is stated once; the
 paths are written here, saying what callers may rely on (every error is
-``{"error": {"code", "message", "fields"}}``). `tests/test_openapi.py` runs schemathesis
-against it so it cannot drift from what the routes answer. Paths that depend on settings
-(Twilio's WEBHOOK_PATH) come from the settings.
+``{"error": {"code", "message", "fields"}}``), and each channel describes its own routes
+(``ChannelPlugin.openapi_paths``, with the helpers below). `tests/test_openapi.py` runs
+schemathesis against it so it cannot drift from what the routes answer.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse
 from gomflow_messaging import __version__
 from gomflow_messaging.api.common import require_service_secret, services
 from gomflow_messaging.api.models import REQUESTS, RESPONSES
+from gomflow_messaging.channels import registry
 from gomflow_messaging.workflows.notify import NotifyRequest
 
 if TYPE_CHECKING:
@@ -31,15 +32,15 @@ if TYPE_CHECKING:
 JSON = "application/json"
 
 
-def _ref(name: str) -> dict[str, str]:
+def ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {JSON: {"schema": _ref("Error")}}}
+def error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": ref("Error")}}}
 
 
-def _ok(description: str, schema: dict[str, Any], media: str = JSON) -> dict[str, Any]:
+def ok(description: str, schema: dict[str, Any], media: str = JSON) -> dict[str, Any]:
     return {"description": description, "content": {media: {"schema": schema}}}
 
 
@@ -63,26 +64,26 @@ def schemas() -> dict[str, Any]:
 
 
 _CONTACT_ID = {"name": "contact_id", "in": "path", "required": True, "schema": _UUID}
-_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
-_AUTH_ERRORS = {"401": _error("Missing or wrong bearer token")}
-_BODY_ERRORS = {
-    "413": _error("Body too large"),
-    "415": _error("Not sent as application/json"),
-    "422": _error("Not valid: `fields` names each offending field"),
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+AUTH_ERRORS = {"401": error("Missing or wrong bearer token")}
+BODY_ERRORS = {
+    "413": error("Body too large"),
+    "415": error("Not sent as application/json"),
+    "422": error("Not valid: `fields` names each offending field"),
 }
 
 
-def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
+def json_body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {JSON: {"schema": schema}}}
 
 
-def _webhook(summary: str, media: str, codes: dict[str, str]) -> dict[str, Any]:
+def webhook(summary: str, media: str, codes: dict[str, str]) -> dict[str, Any]:
     responses: dict[str, Any] = {
-        code: {"description": text} if code in ("200", "204") else _error(text)
+        code: {"description": text} if code in ("200", "204") else error(text)
         for code, text in codes.items()
     }
-    responses["404"] = _error("This channel is not enabled on this deployment")
-    responses["413"] = _error("Body too large")
+    responses["404"] = error("This channel is not enabled on this deployment")
+    responses["413"] = error("Body too large")
     return {
         "post": {
             "summary": summary,
@@ -100,15 +101,15 @@ def document(settings: Settings) -> dict[str, Any]:
                 "summary": "Can the service do its job: database, Redis, a worker, each channel, "
                 "the Smart Agent; details (bot, app, counts) only with the Bearer secret",
                 "responses": {
-                    "200": _ok("Healthy", _ref("Health")),
-                    "503": _ok("Something it needs is away", _ref("Health")),
+                    "200": ok("Healthy", ref("Health")),
+                    "503": ok("Something it needs is away", ref("Health")),
                 },
             }
         },
         "/api/notify": {
             "post": {
                 "summary": "An event for recipients: one outbox message per person, answered 202",
-                "security": _BEARER,
+                "security": BEARER,
                 "parameters": [
                     {
                         "name": "Idempotency-Key",
@@ -119,120 +120,82 @@ def document(settings: Settings) -> dict[str, Any]:
                         "sent twice; other body: 422; while the first runs: 409.",
                     }
                 ],
-                "requestBody": _json_body(_ref("NotifyRequest")),
+                "requestBody": json_body(ref("NotifyRequest")),
                 "responses": {
-                    "202": _ok("Accepted: one entry per message", _ref("NotifyResponse")),
-                    **_AUTH_ERRORS,
-                    "409": _error("A request with this Idempotency-Key is still running"),
-                    **_BODY_ERRORS,
+                    "202": ok("Accepted: one entry per message", ref("NotifyResponse")),
+                    **AUTH_ERRORS,
+                    "409": error("A request with this Idempotency-Key is still running"),
+                    **BODY_ERRORS,
                 },
             }
         },
         "/api/messages/{message_id}": {
             "get": {
                 "summary": "A message's status, attempts and last error",
-                "security": _BEARER,
+                "security": BEARER,
                 "parameters": [
                     {"name": "message_id", "in": "path", "required": True, "schema": _UUID}
                 ],
                 "responses": {
-                    "200": _ok("The message", _ref("Message")),
-                    **_AUTH_ERRORS,
-                    "404": _error("No message with this id"),
-                    "422": _error("Not a UUID"),
+                    "200": ok("The message", ref("Message")),
+                    **AUTH_ERRORS,
+                    "404": error("No message with this id"),
+                    "422": error("Not a UUID"),
                 },
             }
         },
         "/api/notifications/test": {
             "post": {
                 "summary": "A test message on each channel named, to check a deployment",
-                "security": _BEARER,
-                "requestBody": _json_body(_ref("TestNotificationRequest")),
+                "security": BEARER,
+                "requestBody": json_body(ref("TestNotificationRequest")),
                 "responses": {
-                    "200": _ok(
+                    "200": ok(
                         '{"test_message": true} without addresses: the deployment checked, '
                         "nobody messaged",
-                        _ref("DeploymentCheck"),
+                        ref("DeploymentCheck"),
                     ),
-                    "202": _ok("Accepted", _ref("NotifyResponse")),
-                    **_AUTH_ERRORS,
-                    **_BODY_ERRORS,
-                },
-            }
-        },
-        "/api/sandbox/messages": {
-            "get": {
-                "summary": "What the sandbox channel received, newest first",
-                "security": _BEARER,
-                "parameters": [
-                    {
-                        "name": "address",
-                        "in": "query",
-                        "schema": {"type": "string", "maxLength": 200},
-                    },
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 500},
-                    },
-                    {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-                ],
-                "responses": {
-                    "200": _ok("Messages", _ref("SandboxMessages")),
-                    **_AUTH_ERRORS,
-                    "404": _error("The sandbox channel is not enabled"),
-                    "422": _error("A parameter is not valid"),
-                },
-            }
-        },
-        "/api/sandbox/inbound": {
-            "post": {
-                "summary": "Talk to the bot as a sandbox chat user",
-                "security": _BEARER,
-                "requestBody": _json_body(_ref("SandboxInboundRequest")),
-                "responses": {
-                    "200": _ok("The bot's replies", _ref("BotReplies")),
-                    **_AUTH_ERRORS,
-                    "404": _error("The sandbox channel is not enabled"),
-                    **_BODY_ERRORS,
+                    "202": ok("Accepted", ref("NotifyResponse")),
+                    **AUTH_ERRORS,
+                    **BODY_ERRORS,
                 },
             }
         },
         "/api/link-tokens": {
             "post": {
                 "summary": "A one-use code linking a chat to a submission's buyer or a GOM",
-                "security": _BEARER,
-                "requestBody": _json_body(_ref("LinkTokenRequest")),
+                "security": BEARER,
+                "requestBody": json_body(ref("LinkTokenRequest")),
                 "responses": {
-                    "201": _ok("The code and how to send it on each platform", _ref("LinkToken")),
-                    **_AUTH_ERRORS,
-                    **_BODY_ERRORS,
+                    "201": ok("The code and how to send it on each platform", ref("LinkToken")),
+                    **AUTH_ERRORS,
+                    **BODY_ERRORS,
                 },
             }
         },
         "/api/contacts/{contact_id}/export": {
             "get": {
                 "summary": "Everything kept about a contact (data rights: access)",
-                "security": _BEARER,
+                "security": BEARER,
                 "parameters": [_CONTACT_ID],
                 "responses": {
-                    "200": _ok("The contact's data", {"type": "object"}),
-                    **_AUTH_ERRORS,
-                    "404": _error("No contact with this id"),
-                    "422": _error("Not a UUID"),
+                    "200": ok("The contact's data", {"type": "object"}),
+                    **AUTH_ERRORS,
+                    "404": error("No contact with this id"),
+                    "422": error("Not a UUID"),
                 },
             }
         },
         "/api/contacts/{contact_id}": {
             "delete": {
                 "summary": "Erase a contact and what is kept about them (data rights: erasure)",
-                "security": _BEARER,
+                "security": BEARER,
                 "parameters": [_CONTACT_ID],
                 "responses": {
-                    "200": _ok("What was erased", {"type": "object"}),
-                    **_AUTH_ERRORS,
-                    "404": _error("No contact with this id"),
-                    "422": _error("Not a UUID"),
+                    "200": ok("What was erased", {"type": "object"}),
+                    **AUTH_ERRORS,
+                    "404": error("No contact with this id"),
+                    "422": error("Not a UUID"),
                 },
             }
         },
@@ -252,9 +215,9 @@ def document(settings: Settings) -> dict[str, Any]:
                             "application/pdf": {"schema": {"type": "string", "format": "binary"}},
                         },
                     },
-                    "403": _error("The signature is wrong or the link has expired"),
-                    "404": _error("No such receipt"),
-                    "410": _error("The receipt is no longer kept"),
+                    "403": error("The signature is wrong or the link has expired"),
+                    "404": error("No such receipt"),
+                    "410": error("The receipt is no longer kept"),
                 },
             }
         },
@@ -262,12 +225,12 @@ def document(settings: Settings) -> dict[str, Any]:
             "get": {
                 "summary": "The bot commands; with the Bearer secret, what each platform has "
                 "registered",
-                "security": [{}, *_BEARER],
+                "security": [{}, *BEARER],
                 "responses": {
-                    "200": _ok(
+                    "200": ok(
                         "Without the secret: the enabled platforms' names and the public "
                         "command list; with it: per platform",
-                        _ref("CommandsStatus"),
+                        ref("CommandsStatus"),
                     ),
                 },
             }
@@ -275,57 +238,25 @@ def document(settings: Settings) -> dict[str, Any]:
         "/metrics": {
             "get": {
                 "summary": "Prometheus metrics (text exposition format)",
-                "security": _BEARER,
+                "security": BEARER,
                 "responses": {
-                    "200": _ok("Metrics", {"type": "string"}, "text/plain"),
-                    **_AUTH_ERRORS,
+                    "200": ok("Metrics", {"type": "string"}, "text/plain"),
+                    **AUTH_ERRORS,
                 },
             }
         },
-        "/webhook/telegram": _webhook(
-            "Telegram updates (X-Telegram-Bot-Api-Secret-Token); each update_id handled once",
-            JSON,
-            {
-                "200": "Handled; the body may carry one Bot API call as the answer",
-                "400": "Not a Telegram update",
-                "401": "Missing or wrong secret token",
-            },
-        ),
-        "/webhook/discord": _webhook(
-            "Discord interactions (Ed25519 X-Signature-Ed25519 over timestamp + body)",
-            JSON,
-            {
-                "200": "The interaction's answer",
-                "400": "Not an interaction",
-                "401": "Signature missing, wrong, or too old",
-            },
-        ),
-        settings.webhook_path: _webhook(
-            "Twilio: incoming WhatsApp messages (X-Twilio-Signature); answered in TwiML",
-            "application/x-www-form-urlencoded",
-            {
-                "200": "TwiML (application/xml); each MessageSid handled once",
-                "403": "Signature does not match",
-                "422": "MessageSid or From missing",
-            },
-        ),
-        "/webhook/status": _webhook(
-            "Twilio status callbacks (X-Twilio-Signature): sent, delivered, read, failed",
-            "application/x-www-form-urlencoded",
-            {
-                "204": "Recorded (or not ours to record)",
-                "403": "Signature does not match",
-                "422": "MessageSid or MessageStatus missing",
-            },
-        ),
     }
+    for plugin in registry.plugins():
+        if plugin.openapi_paths is not None:
+            paths.update(plugin.openapi_paths(settings))
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "gomflow-messaging",
             "version": __version__,
             "description": "GOMFLOW's messaging service: notifications and chat bots on "
-            "WhatsApp, Telegram and Discord. Errors are always "
+            + ", ".join(p.title for p in registry.plugins() if not p.local)
+            + ". Errors are always "
             '`{"error": {"code", "message", "fields"}}`.',
         },
         "servers": [{"url": settings.public_base_url}],

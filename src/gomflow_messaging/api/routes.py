@@ -1,11 +1,10 @@
-"""The public API: notify, message status, test sends, the sandbox view and health."""
+"""The public API: notify, message status, test sends, link tokens, contacts and health."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from starlette.background import BackgroundTask
@@ -14,29 +13,25 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gomflow_messaging import health as health_checks
-from gomflow_messaging import outbox, ratelimit
+from gomflow_messaging import outbox
 from gomflow_messaging.api.commands import commands_status
 from gomflow_messaging.api.common import json_body, model_body, require_service_secret, services
 from gomflow_messaging.api.models import (
     LinkTokenRequest,
-    SandboxFile,
-    SandboxInboundRequest,
     TestNotificationRequest,
 )
 from gomflow_messaging.api.proofs import routes as proof_routes
+from gomflow_messaging.channels import registry
 from gomflow_messaging.errors import ApiError, ValidationFailed
-from gomflow_messaging.i18n import normalize_locale
 from gomflow_messaging.idempotency import check_key
 from gomflow_messaging.workflows import data_rights, linking
 from gomflow_messaging.workflows import notify as notify_workflow
-from gomflow_messaging.workflows.chat.router import link_code_attempt
-from gomflow_messaging.workflows.chat.types import IncomingFile, Reply, Sender
 
 if TYPE_CHECKING:
     from gomflow_messaging.bootstrap import Services
 
 INLINE_ENQUEUE_LIMIT = 200
-#: The sandbox address the deployment check writes to, and how long it waits for a worker.
+#: The local channel's address the deployment check writes to, and how long it waits.
 DEPLOYMENT_CHECK_ADDRESS = "deployment-check"
 DEPLOYMENT_CHECK_SECONDS = 5.0
 
@@ -113,12 +108,14 @@ async def notifications_test(request: Request) -> Response:
 async def _deployment_check(request: Request, svc: Services, locale: str | None) -> Any:
     """What the seed guide's step 7.2 asks: Postgres, the queue (Redis and a live worker),
     each enabled channel's credentials and reach (its health check), the Smart Agent, and,
-    when the sandbox is on, one test message through the whole pipeline to the sandbox."""
+    when a local channel (one that records) is on, one test message through the whole
+    pipeline to it."""
     message_id: uuid.UUID | None = None
-    if "sandbox" in svc.channels:
+    local = registry.local_channel(svc.channels)
+    if local is not None:
         payload: dict[str, Any] = {
             "event": "test",
-            "recipients": [{"channel": "sandbox", "address": DEPLOYMENT_CHECK_ADDRESS}],
+            "recipients": [{"channel": local, "address": DEPLOYMENT_CHECK_ADDRESS}],
         }
         if locale is not None:
             payload["locale"] = locale
@@ -168,87 +165,6 @@ async def message_status(request: Request) -> Response:
     if message is None:
         raise ApiError(404, "not_found", "No message with this id.")
     return _json(message)
-
-
-async def sandbox_messages(request: Request) -> Response:
-    require_service_secret(request)
-    svc = services(request)
-    if "sandbox" not in svc.channels:
-        raise ApiError(404, "sandbox_disabled", "The sandbox channel is not enabled.")
-    params = request.query_params
-    try:
-        limit = min(max(int(params.get("limit", "50")), 1), 500)
-        after = min(max(int(params.get("after", "0")), 0), 2**63 - 1)
-    except ValueError:
-        raise ValidationFailed({"limit": "and after must be integers"}) from None
-    address = params.get("address")
-    if address is not None and "\x00" in address:
-        raise ValidationFailed({"address": "must not contain a NUL character"})
-    rows = await svc.pool.fetch(
-        """
-        SELECT id, message_id, address, payload, deliveries, received_at
-          FROM sandbox_messages
-         WHERE id > $1 AND ($2::text IS NULL OR address = $2)
-         ORDER BY id DESC LIMIT $3
-        """,
-        after,
-        address,
-        limit,
-    )
-    return _json({"messages": [dict(r) for r in rows]})
-
-
-async def sandbox_inbound(request: Request) -> Response:
-    """Talk to the bot as a sandbox chat user: what a buyer would type, and the replies."""
-    require_service_secret(request)
-    svc = services(request)
-    if "sandbox" not in svc.channels:
-        raise ApiError(404, "sandbox_disabled", "The sandbox channel is not enabled.")
-    body = await model_body(request, SandboxInboundRequest)
-    if body.missing():
-        raise ValidationFailed(body.missing())
-    upload = _sandbox_file(body.file)
-    sender = Sender(
-        channel="sandbox",
-        address=body.address[:200],
-        name=body.name[:100],
-        language=body.language,
-        supports_forms=body.supports_forms,
-    )
-    text = body.text or ""
-    allowed, limit = await ratelimit.inbound(
-        svc.queue.redis,
-        svc.settings,
-        "sandbox",
-        sender.address,
-        link_attempt=link_code_attempt(text),
-    )
-    if allowed != "ok":
-        refusal = Reply(ratelimit.refusal(svc.settings, limit, normalize_locale(sender.language)))
-        return _json({"replies": [asdict(refusal)] if allowed == "warn" else []})
-    if body.form is not None:
-        replies = await svc.bot.submit_form(sender, body.form.id, body.form.values)
-    elif upload is not None:
-        replies = await svc.bot.file(sender, upload, text)
-    else:
-        replies = await svc.bot.handle(sender, text)
-    return _json({"replies": [asdict(r) for r in replies]})
-
-
-def _sandbox_file(value: SandboxFile | None) -> IncomingFile | None:
-    if value is None:
-        return None
-    content = value.content()
-
-    async def fetch() -> bytes:
-        return content
-
-    return IncomingFile(
-        name=value.name[:200],
-        mime_type=value.mime_type[:100],
-        size=len(content),
-        fetch=fetch,
-    )
 
 
 async def link_tokens(request: Request) -> Response:
@@ -301,8 +217,6 @@ routes = [
     Route("/api/notify", notify, methods=["POST"]),
     Route("/api/notifications/test", notifications_test, methods=["POST"]),
     Route("/api/messages/{message_id}", message_status, methods=["GET"]),
-    Route("/api/sandbox/messages", sandbox_messages, methods=["GET"]),
-    Route("/api/sandbox/inbound", sandbox_inbound, methods=["POST"]),
     Route("/api/link-tokens", link_tokens, methods=["POST"]),
     Route("/api/contacts/{contact_id}/export", contact_export, methods=["GET"]),
     Route("/api/contacts/{contact_id}", contact_erase, methods=["DELETE"]),

@@ -1,1 +1,1 @@
-"""Channel adapters: one module per platform behind the `Channel` protocol in `base`."""
+"""Channel adapters: one package per platform, known to the core through `registry`."""

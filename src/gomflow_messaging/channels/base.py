@@ -164,3 +164,20 @@ class DeliveredParts:
                 await pipe.execute()
         except (RedisError, OSError):
             pass
+
+
+# -- for the channels' settings models (channels/<name>/settings.py) ----------------------
+
+
+def empty_is_none(value: Any) -> Any:
+    """``TELEGRAM_BOT_TOKEN=`` (as .env.example has it) means "not set", not an empty secret."""
+    return None if value == "" else value
+
+
+def require_when_enabled(settings: Any, name: str, variables: tuple[str, ...]) -> None:
+    """A channel switched on without a credential stops start-up, naming the variable."""
+    if not getattr(settings, f"enable_{name}"):
+        return
+    for variable in variables:
+        if not getattr(settings, variable):
+            raise ValueError(f"{variable.upper()} is required when ENABLE_{name.upper()} is true")

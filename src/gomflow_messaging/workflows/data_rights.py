@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from gomflow_messaging.channels import registry
 from gomflow_messaging.errors import ApiError
 
 if TYPE_CHECKING:
@@ -118,15 +119,11 @@ async def erase(ports: Ports, contact_id: UUID, actor: str) -> dict[str, Any]:
         await conn.execute(
             "UPDATE notifications SET data = '{}'::jsonb WHERE id = ANY($1::uuid[])", personal
         )
-        await conn.execute(
-            "DELETE FROM sandbox_messages WHERE message_id IN"
-            " (SELECT id FROM messages WHERE notification_id = ANY($1::uuid[])"
-            "  OR contact_id = $2)"
-            " OR address = ANY($3::text[])",
-            personal,
-            contact_id,
-            [a for c, a in addresses if c == "sandbox"],
-        )
+        # What a channel keeps itself (a local record of messages), whether it is on now or not.
+        for plugin in registry.plugins():
+            if plugin.erase is not None:
+                mine = [a for c, a in addresses if c == plugin.name]
+                await plugin.erase(conn, contact_id, personal, mine)
         channels = [c for c, _ in addresses]
         values = [a for _, a in addresses]
         # Message rows stay for counts (event, channel, status, times): no text, no address.

@@ -1,9 +1,10 @@
 """Account linking: one-use codes that tie a chat to a buyer's orders or a GOM's profile.
 
-The core app (or a GOM) asks for a code; the person sends it to any bot (Telegram
-`/start <code>` deep link, Discord `/link <code>`, WhatsApp `LINK <code>`); the chat bot
-(`workflows/chat/linking.py`) redeems it with `redeem`. WhatsApp also links by itself: a
-submission's phone is the buyer's WhatsApp address.
+The core app (or a GOM) asks for a code; the person sends it to any bot, as each channel's
+registry entry says (``link_how``: a deep link's ``/start <code>``, ``/link <code>``,
+``LINK <code>``); the chat bot (`workflows/chat/linking.py`) redeems it with `redeem`. The
+channel where a person's address is their phone also links by itself: a submission's phone
+is the buyer's address there.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from gomflow_messaging.channels import registry
 from gomflow_messaging.errors import ValidationFailed
 
 if TYPE_CHECKING:
@@ -74,11 +76,7 @@ async def create_link_token(
     return {
         "code": code,
         "expires_at": (now + TOKEN_TTL).isoformat(),
-        "how": {
-            "telegram": f"/start {code}",
-            "discord": f"/link {code}",
-            "whatsapp": f"LINK {code}",
-        },
+        "how": registry.link_instructions(code),
     }
 
 

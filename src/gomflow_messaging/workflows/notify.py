@@ -36,7 +36,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_RECIPIENTS = 10_000
-ChannelName = Literal["sandbox", "telegram", "discord", "whatsapp"]
+if TYPE_CHECKING:
+    ChannelName = str
+else:
+    # Every registered channel (channels/registry.py), checked like any other literal.
+    ChannelName = Literal[CHANNEL_NAMES]
 
 
 class DirectRecipient(BaseModel):

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from gomflow_messaging import contacts
 from gomflow_messaging import orders as order_data
+from gomflow_messaging.channels import registry
 from gomflow_messaging.i18n import example_mobile
 from gomflow_messaging.money import format_money
 from gomflow_messaging.phones import normalize_phone
@@ -174,8 +175,8 @@ class BuyerCommands:
         if ctx.sender.supports_forms:
             return [Reply(_(ctx, "Join {title}", title=order.title), form=_submit_form(ctx, order))]
         data: dict[str, Any] = {"order_id": str(order.id)}
-        if ctx.sender.channel == "whatsapp":
-            data["phone"] = ctx.sender.address
+        if ctx.sender.channel == registry.phone_channel():
+            data["phone"] = ctx.sender.address  # the person's address here is their phone
         await ctx.conversation.save(ctx, {"flow": "submit", "step": "name", "data": data})
         return [
             Reply(order_card(ctx, order)),

@@ -7,6 +7,7 @@ published when the chat is linked and removed on STOP.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from typing import TYPE_CHECKING, Any
@@ -21,16 +22,20 @@ from aiogram.methods import (
 )
 from aiogram.types import BotCommand, BotCommandScopeChat
 
-from gomflow_messaging.channels.telegram import (
+from gomflow_messaging.channels.telegram import WEBHOOK_PATH
+from gomflow_messaging.channels.telegram.channel import (
     TelegramChannel,
     make_bot,
     parse_chat_id,
     translate_error,
 )
+from gomflow_messaging.cli import CommandError, run
 from gomflow_messaging.errors import ChannelError, TransientError
 from gomflow_messaging.workflows.chat.types import command_menu
 
 if TYPE_CHECKING:
+    import argparse
+
     from aiogram import Bot
 
     from gomflow_messaging.channels.base import Channel
@@ -38,7 +43,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WEBHOOK_PATH = "/webhook/telegram"
 # Telegram wants two-letter ISO 639-1 codes: Filipino is "tl" there. The default list
 # (no code) is English, for everyone whose app language has no list of its own.
 MENU_LANGUAGES: tuple[tuple[str | None, str], ...] = ((None, "en"), ("tl", "fil"), ("ms", "ms"))
@@ -183,3 +187,18 @@ async def delete_webhook(settings: Settings, *, drop_pending: bool = False) -> s
     finally:
         await bot.session.close()
     return "webhook removed" + (" and pending updates dropped" if drop_pending else "")
+
+
+def command(settings: Settings, args: argparse.Namespace) -> int:
+    """`telegram-webhook set|info|delete`."""
+    try:
+        if args.action == "set":
+            for line in run(set_webhook(settings, drop_pending=args.drop_pending)):
+                print(line)
+        elif args.action == "info":
+            print(json.dumps(run(webhook_info(settings)), indent=2))
+        else:
+            print(run(delete_webhook(settings, drop_pending=args.drop_pending)))
+    except WebhookError as exc:
+        raise CommandError(f"telegram-webhook {args.action}: {exc}") from None
+    return 0

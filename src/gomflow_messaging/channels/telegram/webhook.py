@@ -39,8 +39,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gomflow_messaging import ratelimit
+from gomflow_messaging.api import openapi
 from gomflow_messaging.api.common import first_time, parse_json, services
-from gomflow_messaging.channels.telegram import TelegramChannel, keyboard
+from gomflow_messaging.channels.telegram import WEBHOOK_PATH
+from gomflow_messaging.channels.telegram.channel import TelegramChannel, keyboard
 from gomflow_messaging.errors import ApiError, PermanentError, TransientError
 from gomflow_messaging.i18n import gettext, normalize_locale
 from gomflow_messaging.workflows.chat.router import link_code_attempt
@@ -54,13 +56,14 @@ from gomflow_messaging.workflows.chat.types import (
 if TYPE_CHECKING:
     from aiogram import Bot as AiogramBot
     from starlette.requests import Request
+    from starlette.routing import BaseRoute
 
     from gomflow_messaging.bootstrap import Services
+    from gomflow_messaging.settings import Settings
 
 log = logging.getLogger(__name__)
 
 SECRET_HEADER = "x-telegram-bot-api-secret-token"
-MAX_UPDATE_BYTES = 1024 * 1024
 # A reply that hits a short 429 is tried once more after the wait; a longer wait drops it
 # (the person can ask again; answers are not worth holding a request open for).
 REPLY_RETRY_LIMIT = 5.0
@@ -92,9 +95,8 @@ async def webhook(request: Request) -> Response:
         supplied.encode(), expected.get_secret_value().encode()
     ):
         raise ApiError(401, "unauthorized", "Missing or wrong X-Telegram-Bot-Api-Secret-Token.")
+    # MAX_TELEGRAM_UPDATE_BYTES bounds the body before it is read (api/limits.py).
     raw = await request.body()
-    if len(raw) > MAX_UPDATE_BYTES:
-        raise ApiError(413, "too_large", f"An update is at most {MAX_UPDATE_BYTES} bytes.")
     try:
         data = parse_json(raw)
     except (ValueError, UnicodeDecodeError):
@@ -456,4 +458,20 @@ async def inbound_allowed(
     )
 
 
-routes = [Route("/webhook/telegram", webhook, methods=["POST"])]
+def routes(settings: Settings) -> list[BaseRoute]:
+    return [Route(WEBHOOK_PATH, webhook, methods=["POST"])]
+
+
+def openapi_paths(settings: Settings) -> dict[str, Any]:
+    """This webhook in the service's OpenAPI document."""
+    return {
+        WEBHOOK_PATH: openapi.webhook(
+            "Telegram updates (X-Telegram-Bot-Api-Secret-Token); each update_id handled once",
+            openapi.JSON,
+            {
+                "200": "Handled; the body may carry one Bot API call as the answer",
+                "400": "Not a Telegram update",
+                "401": "Missing or wrong secret token",
+            },
+        )
+    }

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 from uuid import UUID
 from xml.etree import ElementTree
@@ -19,9 +19,11 @@ from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
 from gomflow_messaging import outbox, ratelimit
+from gomflow_messaging.api import openapi
 from gomflow_messaging.api.common import first_time, services
 from gomflow_messaging.channels.base import split_text
-from gomflow_messaging.channels.whatsapp import (
+from gomflow_messaging.channels.whatsapp import STATUS_PATH
+from gomflow_messaging.channels.whatsapp.channel import (
     FAILURE_REASONS,
     PREFIX,
     TWILIO_API,
@@ -43,8 +45,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_FORM_BYTES = 64 * 1024
-STATUS_PATH = "/webhook/status"
 #: Twilio's statuses we record; the rest (queued, accepted, sending, ...) are ours already.
 _RECORDED = {
     "sent": "sent",
@@ -58,9 +58,8 @@ _RECORDED = {
 async def _verified_form(request: Request) -> ImmutableMultiDict[str, str]:
     """The form fields, once the signature proves Twilio sent them; 403 otherwise."""
     settings = services(request).settings
+    # MAX_TWILIO_FORM_BYTES bounds the body before it is read (api/limits.py).
     raw = await request.body()
-    if len(raw) > MAX_FORM_BYTES:
-        raise ApiError(413, "too_large", f"The body is larger than {MAX_FORM_BYTES} bytes.")
     form = ImmutableMultiDict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
     url = settings.public_base_url + request.url.path
     if request.url.query:
@@ -75,7 +74,10 @@ async def _verified_form(request: Request) -> ImmutableMultiDict[str, str]:
         # Every request failing here usually means PUBLIC_BASE_URL is not the URL Twilio calls.
         log.warning("refused a Twilio webhook with a bad signature for %s", url)
         raise ApiError(403, "invalid_signature", "The Twilio signature does not match.")
-    return form
+    # Postgres stores no NUL character, and Twilio never sends one: drop it once verified.
+    return ImmutableMultiDict(
+        [(key, value.replace("\x00", "")) for key, value in form.multi_items()]
+    )
 
 
 def _phone(value: str) -> str:
@@ -233,3 +235,28 @@ def routes(settings: Settings) -> list[BaseRoute]:
         Route(settings.webhook_path, inbound, methods=["POST"]),
         Route(STATUS_PATH, status_callback, methods=["POST"]),
     ]
+
+
+def openapi_paths(settings: Settings) -> dict[str, Any]:
+    """These webhooks in the service's OpenAPI document."""
+    form = "application/x-www-form-urlencoded"
+    return {
+        settings.webhook_path: openapi.webhook(
+            "Twilio: incoming WhatsApp messages (X-Twilio-Signature); answered in TwiML",
+            form,
+            {
+                "200": "TwiML (application/xml); each MessageSid handled once",
+                "403": "Signature does not match",
+                "422": "MessageSid or From missing",
+            },
+        ),
+        STATUS_PATH: openapi.webhook(
+            "Twilio status callbacks (X-Twilio-Signature): sent, delivered, read, failed",
+            form,
+            {
+                "204": "Recorded (or not ours to record)",
+                "403": "Signature does not match",
+                "422": "MessageSid or MessageStatus missing",
+            },
+        ),
+    }

@@ -43,11 +43,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gomflow_messaging import ratelimit
+from gomflow_messaging.api import openapi
 from gomflow_messaging.api.common import first_time, parse_json, services
 from gomflow_messaging.channels.base import Button
-from gomflow_messaging.channels.discord import (
+from gomflow_messaging.channels.discord import WEBHOOK_PATH
+from gomflow_messaging.channels.discord.channel import DiscordChannel
+from gomflow_messaging.channels.discord.render import (
     EPHEMERAL,
-    DiscordChannel,
     Rendered,
     render_cards,
     render_text,
@@ -59,12 +61,13 @@ from gomflow_messaging.workflows.chat.types import Form, IncomingFile, Reply, Se
 
 if TYPE_CHECKING:
     from starlette.requests import Request
+    from starlette.routing import BaseRoute
 
     from gomflow_messaging.bootstrap import Services
+    from gomflow_messaging.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 256 * 1024
 MAX_CLOCK_SKEW_SECONDS = 300
 
 # Interaction types Discord sends, and the answer types we give.
@@ -123,9 +126,8 @@ def _channel(svc: Services) -> DiscordChannel:
 async def interactions(request: Request) -> Response:
     svc = services(request)
     channel = _channel(svc)
+    # MAX_DISCORD_INTERACTION_BYTES bounds the body before it is read (api/limits.py).
     body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise ApiError(413, "too_large", f"The body is larger than {MAX_BODY_BYTES} bytes.")
     verify(
         svc.settings.discord_public_key,
         body,
@@ -475,4 +477,20 @@ class Interaction:
         return parts
 
 
-routes = [Route("/webhook/discord", interactions, methods=["POST"])]
+def routes(settings: Settings) -> list[BaseRoute]:
+    return [Route(WEBHOOK_PATH, interactions, methods=["POST"])]
+
+
+def openapi_paths(settings: Settings) -> dict[str, Any]:
+    """This webhook in the service's OpenAPI document."""
+    return {
+        WEBHOOK_PATH: openapi.webhook(
+            "Discord interactions (Ed25519 X-Signature-Ed25519 over timestamp + body)",
+            openapi.JSON,
+            {
+                "200": "The interaction's answer",
+                "400": "Not an interaction",
+                "401": "Signature missing, wrong, or too old",
+            },
+        )
+    }

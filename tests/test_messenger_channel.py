@@ -16,11 +16,11 @@ from gomflow_messaging.channels.base import Button, OutboundMessage
 from gomflow_messaging.channels.messenger import cli
 from gomflow_messaging.channels.messenger.channel import MessengerChannel, on_hosts
 from gomflow_messaging.channels.messenger.render import render
-from gomflow_messaging.channels.messenger.settings import load
 from gomflow_messaging.errors import PermanentError, SkipMessage, TransientError
-from gomflow_messaging.settings import ConfigError
+from gomflow_messaging.settings import ConfigError, load_settings
 from gomflow_messaging.workflows.chat.types import Card
 from tests.fakes.messenger import FakeGraph, messenger_settings, run_psid
+from tests.helpers import SECRET
 
 
 @pytest.fixture
@@ -338,23 +338,22 @@ def test_meta_cdn_host_rules() -> None:
     "missing",
     ["MESSENGER_PAGE_ACCESS_TOKEN", "MESSENGER_APP_SECRET", "MESSENGER_VERIFY_TOKEN"],
 )
-def test_enabled_without_a_secret_stops_with_one_line_naming_it(missing: str) -> None:
-    values = {
-        "enable_messenger": True,
-        "messenger_page_access_token": "EAAx",
-        "messenger_app_secret": "s",
-        "messenger_verify_token": "v",
-        missing.lower(): "",
-    }
+def test_enabled_without_a_secret_stops_with_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    monkeypatch.setenv("SERVICE_SECRET", SECRET)
+    monkeypatch.setenv("ENABLE_MESSENGER", "true")
+    for name in ("MESSENGER_PAGE_ACCESS_TOKEN", "MESSENGER_APP_SECRET", "MESSENGER_VERIFY_TOKEN"):
+        monkeypatch.setenv(name, "" if name == missing else "set")
     with pytest.raises(ConfigError) as info:
-        load(_env_file=None, **values)
-    assert missing in str(info.value)
+        load_settings(_env_file=None)
+    assert f"{missing} is required when ENABLE_MESSENGER is true" in str(info.value)
     assert "\n" not in str(info.value)
 
 
 async def test_profile_set_info_delete(graph: FakeGraph) -> None:
     config = messenger_settings(graph.base_url)
-    lines = await cli.run(config, "set")
+    lines = await cli.profile_action(config, "set")
     assert "get_started" in graph.profile and lines
     menus = {m["locale"]: m for m in graph.profile["persistent_menu"]}
     assert set(menus) == {"default", "tl_PH", "ms_MY"}
@@ -364,10 +363,10 @@ async def test_profile_set_info_delete(graph: FakeGraph) -> None:
     greetings = {g["locale"]: g["text"] for g in graph.profile["greeting"]}
     assert "{{user_first_name}}" in greetings["tl_PH"]
     assert len({greetings["default"], greetings["tl_PH"], greetings["ms_MY"]}) == 3
-    info = await cli.run(config, "info")
+    info = await cli.profile_action(config, "info")
     assert info["page"] == "GOMFLOW Test Page"
     assert info["profile"]["get_started"] == {"payload": "start"}
-    await cli.run(config, "delete")
+    await cli.profile_action(config, "delete")
     assert graph.profile == {}
 
 

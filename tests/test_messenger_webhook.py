@@ -1,14 +1,11 @@
 """GET|POST /webhook/messenger: Meta's handshake, signed events, the bot, receipts.
 
-Phase 1 (before the channel registry): the app runs as deployed (sandbox on), and the test
-mounts Messenger's routes and channel into it the way the registry will.
+The app runs as deployed with Messenger enabled (through the registry), against a fake Graph
+API on loopback; every event is signed with the test app secret.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import hmac
 import itertools
 import json
 import re
@@ -22,18 +19,17 @@ import asyncpg
 import httpx
 import pytest
 
-from gomflow_messaging.channels.messenger.channel import MessengerChannel
-from gomflow_messaging.channels.messenger.webhook import routes
 from gomflow_messaging.demo import GOM_ID, ORDER_PH_ID
 from gomflow_messaging.settings import Settings
 from gomflow_messaging.workflows.linking import create_link_token
 from tests.fakes.messenger import (
-    APP_SECRET,
     PAGE_ID,
     VERIFY_TOKEN,
     FakeGraph,
     Sent,
-    messenger_settings,
+    messenger_env,
+    page_event,
+    sign,
 )
 from tests.helpers import eventually, running_app
 
@@ -48,48 +44,24 @@ async def graph() -> AsyncIterator[FakeGraph]:
     await fake.close()
 
 
-@contextlib.asynccontextmanager
-async def messenger_app(settings: Settings, graph: FakeGraph) -> AsyncIterator[httpx.AsyncClient]:
-    """The app as deployed, with Messenger's channel and routes mounted as the registry will."""
-    async with running_app(settings, mode="web") as c:
-        app = c.app  # type: ignore[attr-defined]
-        svc = app.state.services
-        channel = MessengerChannel(
-            messenger_settings(graph.base_url, messenger_attachment_hosts=graph.host),
-            svc.pool,
-            svc.queue.redis,
-            queue_name=settings.queue_name,
-            max_file_size=settings.max_file_size,
-            allow_http_downloads=True,
-        )
-        await channel.start()
-        svc.channels["messenger"] = channel
-        app.router.routes.extend(routes(settings))
-        try:
-            yield c
-        finally:
-            del svc.channels["messenger"]
-            await channel.close()
+@pytest.fixture
+def fb_settings(
+    make_settings: Callable[..., Settings], graph: FakeGraph
+) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        # Meta's CDN is played by the fake: its host:port is on the attachment list.
+        env = messenger_env(graph.base_url, messenger_attachment_hosts=graph.host)
+        return make_settings(**{**env, **overrides})
+
+    return make
 
 
 @pytest.fixture
 async def client(
-    make_settings: Callable[..., Settings], graph: FakeGraph, demo: dict[str, Any]
+    fb_settings: Callable[..., Settings], demo: dict[str, Any]
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async with messenger_app(make_settings(), graph) as c:
+    async with running_app(fb_settings(), mode="web") as c:
         yield c
-
-
-def sign(raw: bytes, secret: str = APP_SECRET) -> str:
-    return "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
-
-
-def page_event(*messaging: dict[str, Any]) -> dict[str, Any]:
-    now = int(time.time() * 1000)
-    return {
-        "object": "page",
-        "entry": [{"id": PAGE_ID, "time": now, "messaging": list(messaging)}],
-    }
 
 
 class Person:
@@ -295,9 +267,9 @@ async def test_an_m_me_ref_link_links_the_chat_to_a_gom(
 
 
 async def test_a_person_over_the_limit_gets_one_answer_then_silence(
-    make_settings: Callable[..., Settings], graph: FakeGraph
+    fb_settings: Callable[..., Settings], graph: FakeGraph
 ) -> None:
-    async with messenger_app(make_settings(rate_limit_max_messages=2), graph) as client:
+    async with running_app(fb_settings(rate_limit_max_messages=2), mode="web") as client:
         person = Person(client, graph)
         for _ in range(2):
             await person.say("help")

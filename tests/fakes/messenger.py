@@ -13,8 +13,11 @@ a hang, or fix an answer per person (551 unavailable). Everything received is re
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import secrets
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -371,8 +374,8 @@ class FakeGraph:
         return web.Response(body=data, content_type=content_type)
 
 
-def messenger_settings(base_url: str, **overrides: Any) -> MessengerSettings:
-    """Messenger on, pointed at the fake, quick to time out."""
+def messenger_env(base_url: str, **overrides: Any) -> dict[str, Any]:
+    """The MESSENGER_* settings of a deployment pointed at the fake, quick to time out."""
     values: dict[str, Any] = {
         "enable_messenger": True,
         "messenger_page_access_token": PAGE_TOKEN,
@@ -381,8 +384,26 @@ def messenger_settings(base_url: str, **overrides: Any) -> MessengerSettings:
         "messenger_api_base_url": base_url,
         "messenger_timeout_seconds": 1.0,
     }
-    values.update(overrides)
-    return MessengerSettings(_env_file=None, **values)  # type: ignore[call-arg]
+    return {**values, **overrides}
+
+
+def messenger_settings(base_url: str, **overrides: Any) -> MessengerSettings:
+    """Messenger's settings alone, for a channel without an app."""
+    return MessengerSettings(**messenger_env(base_url, **overrides))
+
+
+def sign(raw: bytes, secret: str = APP_SECRET) -> str:
+    """``X-Hub-Signature-256`` as Meta computes it over the raw body."""
+    return "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+
+
+def page_event(*messaging: dict[str, Any]) -> dict[str, Any]:
+    """A webhook body: one Page entry holding these ``messaging`` events."""
+    now = int(time.time() * 1000)
+    return {
+        "object": "page",
+        "entry": [{"id": PAGE_ID, "time": now, "messaging": list(messaging)}],
+    }
 
 
 def run_psid(run: int, n: int) -> str:

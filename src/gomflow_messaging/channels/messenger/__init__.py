@@ -1,42 +1,42 @@
-"""Facebook Messenger, the fourth chat: one package, reached by the core through the registry.
+"""The Facebook Messenger channel (the Graph API's Send API, one Page), the fourth chat.
 
-`build` makes the sender (`channel.MessengerChannel`), `routes` the webhook
-(`GET|POST /webhook/messenger`), `cli` the ``messenger-profile`` commands; their modules are
-imported only when Messenger is enabled.
+Its registry entry: the channel, ``GET|POST /webhook/messenger`` (Meta's handshake, signed
+events) and ``messenger-profile set|info|delete`` (Get Started, greeting, menu).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from gomflow_messaging.channels.messenger.settings import MessengerSettings
+from gomflow_messaging.channels.registry import ChannelPlugin, lazy
+
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
-    from starlette.routing import BaseRoute
+    from gomflow_messaging.channels.registry import AddCommand
 
-    from gomflow_messaging.channels.messenger.channel import MessengerChannel
-    from gomflow_messaging.db import Pool
-    from gomflow_messaging.settings import Settings
-
-NAME = "messenger"
 WEBHOOK_PATH = "/webhook/messenger"
 
 
-def build(settings: Settings, pool: Pool, redis: Redis) -> MessengerChannel:
-    from gomflow_messaging.channels.messenger import settings as messenger_settings
-    from gomflow_messaging.channels.messenger.channel import MessengerChannel
-    from gomflow_messaging.settings import Environment
-
-    return MessengerChannel(
-        messenger_settings.load(settings),
-        pool,
-        redis,
-        queue_name=settings.queue_name,
-        max_file_size=settings.max_file_size,
-        allow_http_downloads=settings.environment is not Environment.production,
+def _cli(add: AddCommand) -> None:
+    profile = add(
+        "messenger-profile",
+        lazy("gomflow_messaging.channels.messenger.cli:command"),
+        "Set, show or delete the Messenger Page's Get Started button, greeting and menu "
+        "(English, Filipino, Malay).",
     )
+    profile.add_argument("action", choices=("set", "info", "delete"), help="what to do")
 
 
-def routes(settings: Settings) -> list[BaseRoute]:
-    from gomflow_messaging.channels.messenger.webhook import routes as webhook_routes
-
-    return webhook_routes(settings)
+PLUGIN = ChannelPlugin(
+    name="messenger",
+    title="Messenger",
+    settings=MessengerSettings,
+    build=lazy("gomflow_messaging.channels.messenger.channel:build"),
+    routes=lazy("gomflow_messaging.channels.messenger.webhook:routes"),
+    webhook_paths=lambda settings: [WEBHOOK_PATH],
+    body_limits=lambda settings: {WEBHOOK_PATH: settings.max_messenger_event_bytes},
+    cli=_cli,
+    openapi_paths=lazy("gomflow_messaging.channels.messenger.webhook:openapi_paths"),
+    # Typed as on WhatsApp; an m.me/<page>?ref=<code> link does the same with one tap.
+    link_how="LINK {code}",
+)

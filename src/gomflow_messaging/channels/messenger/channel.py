@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from gomflow_messaging.channels.messenger.settings import MessengerSettings
     from gomflow_messaging.db import Pool
+    from gomflow_messaging.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ class MessengerChannel:
 
     def __init__(
         self,
-        config: MessengerSettings,
+        config: MessengerSettings | Settings,
         pool: Pool | None,
         redis: Redis | None,
         *,
@@ -343,7 +344,11 @@ class MessengerChannel:
         too_large = PermanentError(
             f"attachment larger than {limit} bytes", code="too_large", platform=PLATFORM
         )
-        hosts = self.config.attachment_hosts
+        hosts = tuple(
+            h.strip().lower()
+            for h in self.config.messenger_attachment_hosts.split(",")
+            if h.strip()
+        )
         target = url
         try:
             for _hop in range(MAX_REDIRECTS + 1):
@@ -427,3 +432,17 @@ def _menu(profile: dict[str, Any]) -> dict[str, list[dict[str, str]]]:
         ]
         for menu in profile.get("persistent_menu") or []
     }
+
+
+def build(settings: Settings, pool: Pool, redis: Redis) -> MessengerChannel:
+    from gomflow_messaging.settings import Environment
+
+    return MessengerChannel(
+        settings,
+        pool,
+        redis,
+        queue_name=settings.queue_name,
+        max_file_size=settings.max_file_size,
+        # Meta's CDN is https; plain http only for a fake on loopback outside production.
+        allow_http_downloads=settings.environment is not Environment.production,
+    )

@@ -7,12 +7,9 @@ Malay (``ms_MY``); a person sees the one for their Facebook language.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
-from gomflow_messaging.channels.messenger import settings as messenger_settings
 from gomflow_messaging.channels.messenger.channel import MessengerChannel
 from gomflow_messaging.channels.messenger.profile import (
     FIELDS,
@@ -21,10 +18,11 @@ from gomflow_messaging.channels.messenger.profile import (
     PROFILE_LOCALES,
     profile_body,
 )
+from gomflow_messaging.cli import CommandError, run
 from gomflow_messaging.errors import ChannelError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    import argparse
 
     from gomflow_messaging.channels.messenger.settings import MessengerSettings
     from gomflow_messaging.settings import Settings
@@ -57,7 +55,7 @@ async def delete_profile(channel: MessengerChannel) -> str:
     return f"deleted: {', '.join(FIELDS)}"
 
 
-async def run(config: MessengerSettings, action: str) -> Any:
+async def profile_action(config: MessengerSettings | Settings, action: str) -> Any:
     """One action with a channel of its own (no database, no Redis: nothing is sent).
 
     Raises ChannelError when Graph refuses or cannot be reached.
@@ -75,14 +73,11 @@ async def run(config: MessengerSettings, action: str) -> Any:
 
 
 def command(settings: Settings, args: argparse.Namespace) -> int:
-    # Imported here: the core CLI imports the registry, which names this module.
-    from gomflow_messaging.cli import CommandError
-
-    config = messenger_settings.load(settings)
-    if config.messenger_page_access_token is None:
+    """`messenger-profile set|info|delete`."""
+    if settings.messenger_page_access_token is None:
         raise CommandError(f"{COMMAND}: set MESSENGER_PAGE_ACCESS_TOKEN")
     try:
-        result = asyncio.run(run(config, args.action))
+        result = run(profile_action(settings, args.action))
     except ChannelError as exc:
         raise CommandError(f"{COMMAND} {args.action}: {exc.code}: {exc.message}") from None
     if isinstance(result, list):
@@ -93,14 +88,3 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     else:
         print(result)
     return 0
-
-
-def add_to(add: Callable[[str, Callable[..., int], str], argparse.ArgumentParser]) -> None:
-    """Register the subcommand with the core's ``add(name, func, help)``."""
-    parser = add(
-        COMMAND,
-        command,
-        "Set, show or delete the Messenger Page's Get Started button, greeting and menu "
-        "(en, fil, ms).",
-    )
-    parser.add_argument("action", choices=("set", "info", "delete"), help="what to do")

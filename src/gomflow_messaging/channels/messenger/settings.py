@@ -1,29 +1,19 @@
-"""MESSENGER_* settings (names fixed by DESIGN.md), validated once at start-up."""
+"""Messenger's settings (MESSENGER_*, names fixed by DESIGN.md), validated at start-up."""
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
-from gomflow_messaging.settings import ConfigError, _describe
+from gomflow_messaging.channels.base import empty_is_none, require_when_enabled
 
 #: Meta's own Graph API; tests point MESSENGER_API_BASE_URL at a fake on loopback.
 GRAPH_API = "https://graph.facebook.com/v23.0"
 
 
-class MessengerSettings(BaseSettings):
+class MessengerSettings(BaseModel):
     """Facebook Messenger through one Page: its token, the app secret, the webhook's token."""
-
-    model_config = SettingsConfigDict(
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        case_sensitive=False,
-        hide_input_in_errors=True,
-    )
 
     enable_messenger: bool = False
     #: The Page access token (Meta app > Messenger > Access tokens): sends and the profile.
@@ -45,15 +35,12 @@ class MessengerSettings(BaseSettings):
     #: Webhook batches carry at most a few events of a few KiB each.
     max_messenger_event_bytes: int = Field(262_144, ge=1024)
 
-    @field_validator(
+    _blank = field_validator(
         "messenger_page_access_token",
         "messenger_app_secret",
         "messenger_verify_token",
         mode="before",
-    )
-    @classmethod
-    def _empty_is_none(cls, value: Any) -> Any:
-        return None if value == "" else value
+    )(empty_is_none)
 
     @field_validator("messenger_api_base_url")
     @classmethod
@@ -63,36 +50,10 @@ class MessengerSettings(BaseSettings):
         return value.rstrip("/")
 
     @model_validator(mode="after")
-    def _credentials(self) -> MessengerSettings:
-        if self.enable_messenger:
-            for name in (
-                "messenger_page_access_token",
-                "messenger_app_secret",
-                "messenger_verify_token",
-            ):
-                if getattr(self, name) is None:
-                    raise ValueError(f"{name.upper()} is required when ENABLE_MESSENGER is true")
-        return self
-
-    @property
-    def attachment_hosts(self) -> tuple[str, ...]:
-        return tuple(
-            h.strip().lower() for h in self.messenger_attachment_hosts.split(",") if h.strip()
+    def _messenger_credentials(self) -> MessengerSettings:
+        require_when_enabled(
+            self,
+            "messenger",
+            ("messenger_page_access_token", "messenger_app_secret", "messenger_verify_token"),
         )
-
-
-def load(source: object = None, **overrides: Any) -> MessengerSettings:
-    """From the environment, or from a settings object that carries the same fields.
-
-    Raises ConfigError with one line naming the variable, as the core settings do.
-    """
-    values: dict[str, Any] = {}
-    if source is not None:
-        for name in MessengerSettings.model_fields:
-            if hasattr(source, name):
-                values[name] = getattr(source, name)
-    values.update(overrides)
-    try:
-        return MessengerSettings(**values)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid configuration: {_describe(exc)}") from None
+        return self

@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from gomflow_messaging import outbox, ratelimit
+from gomflow_messaging.api import openapi
 from gomflow_messaging.api.common import first_time, parse_json, services
 from gomflow_messaging.channels.messenger import WEBHOOK_PATH
 from gomflow_messaging.channels.messenger.channel import PLATFORM, MessengerChannel
@@ -92,9 +93,8 @@ async def events(request: Request) -> Response:
     svc = services(request)
     channel = channel_of(svc)
     config = channel.config
+    # Bounded before it is read by api/limits.py (MAX_MESSENGER_EVENT_BYTES).
     raw = await request.body()
-    if len(raw) > config.max_messenger_event_bytes:
-        raise ApiError(413, "too_large", "The body is too large.")
     secret = config.messenger_app_secret
     if secret is None or not signature_ok(
         secret.get_secret_value().encode(), raw, request.headers.get(SIGNATURE_HEADER, "")
@@ -281,6 +281,33 @@ async def _up_to(svc: Services, psid: str, watermark: datetime, status: str) -> 
         list(before),
         watermark,
     )
+
+
+def openapi_paths(settings: Settings) -> dict[str, Any]:
+    """This webhook in the service's OpenAPI document: Meta's handshake and its events."""
+    item = openapi.webhook(
+        "Messenger events (X-Hub-Signature-256 with the app secret); each mid handled once",
+        openapi.JSON,
+        {
+            "200": "Handled; replies go out through the Send API",
+            "400": "Not a Messenger page event",
+            "403": "Missing or wrong X-Hub-Signature-256",
+        },
+    )
+    item["get"] = {
+        "summary": "Meta's verification handshake: hub.challenge echoed for our verify token",
+        "tags": ["webhooks"],
+        "parameters": [
+            {"name": name, "in": "query", "required": True, "schema": {"type": "string"}}
+            for name in ("hub.mode", "hub.verify_token", "hub.challenge")
+        ],
+        "responses": {
+            "200": openapi.ok("hub.challenge, as sent", {"type": "string"}, "text/plain"),
+            "403": openapi.error("Wrong hub.mode or hub.verify_token"),
+            "404": openapi.error("This channel is not enabled on this deployment"),
+        },
+    }
+    return {WEBHOOK_PATH: item}
 
 
 def routes(settings: Settings) -> list[BaseRoute]:

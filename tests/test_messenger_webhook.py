@@ -31,7 +31,8 @@ from tests.fakes.messenger import (
     page_event,
     sign,
 )
-from tests.helpers import eventually, running_app
+from tests.helpers import AUTH, eventually, running_app
+from tests.test_payment_proofs import new_buyer, new_gom, new_order
 
 PATH = "/webhook/messenger"
 _mids = itertools.count(1)
@@ -330,3 +331,88 @@ async def test_a_referral_twice_is_handled_once_and_keeps_no_psid(
         "SELECT 1 FROM inbound_updates WHERE platform = 'messenger' AND update_id LIKE $1",
         f"%{person.psid}%",
     )
+
+
+# -- notifications through the outbox, and the GOM's review ----------------------------------
+
+
+async def test_a_gom_reviews_a_proof_on_messenger_and_the_buyer_hears_there(
+    fb_settings: Callable[..., Settings], graph: FakeGraph, conn: asyncpg.Connection
+) -> None:
+    async with running_app(fb_settings(), mode="serve") as client:  # with its worker
+        gom, buyer = Person(client, graph), Person(client, graph)
+        gom_id = await new_gom(conn, ("messenger", gom.psid))
+        order_id = await new_order(conn, gom_id)
+        submission = await new_buyer(conn, order_id, ("messenger", buyer.psid))
+        graph.media["/cdn/proof.jpg"] = ("image/jpeg", b"\xff\xd8\xff\xe0 a receipt")
+        image = {"type": "image", "payload": {"url": graph.origin + "/cdn/proof.jpg"}}
+        proof = await buyer.send(message={"mid": f"m_{uuid.uuid4().hex}", "attachments": [image]})
+        assert f"We received your receipt for {submission['reference']}" in texts(proof)
+
+        # The GOM is told on Messenger (an outbox message, inside their window).
+        alert = await eventually(lambda: _texts_with(graph, gom.psid, submission["reference"]))
+        assert alert[0].body["messaging_type"] == "UPDATE"
+        listed = await gom.press("payments")
+        approve = [p for p in payloads(listed) if p.startswith("approve ")]
+        assert approve, texts(listed)
+        await gom.press(approve[0])
+        confirmed = await eventually(
+            lambda: _texts_with(graph, buyer.psid, "payment", after=len(proof))
+        )
+        assert submission["reference"] in texts(confirmed)
+        assert (
+            await conn.fetchval(
+                "SELECT status FROM submissions WHERE id = $1", submission["submission_id"]
+            )
+            == "paid"
+        )
+
+
+async def test_outside_the_window_a_reminder_goes_to_the_next_route(
+    fb_settings: Callable[..., Settings], graph: FakeGraph, conn: asyncpg.Connection
+) -> None:
+    """Messenger skips (outside_window) what Meta would refuse; the buyer's next address
+    gets it. A purchase update still reaches Messenger, tagged."""
+    psid = str(3_100_000_000_000_000 + secrets.randbelow(10**15))
+    sandbox = f"fb-next-{uuid.uuid4().hex[:8]}"
+    gom_id = await new_gom(conn)
+    order_id = await new_order(conn, gom_id)
+    submission = await new_buyer(conn, order_id, ("messenger", psid), ("sandbox", sandbox))
+    await conn.execute(
+        "UPDATE contact_addresses SET last_inbound_at = now() - interval '2 days'"
+        " WHERE channel = 'messenger' AND address = $1",
+        psid,
+    )
+    graph.outside_window.add(psid)
+    async with running_app(fb_settings(), mode="serve") as client:
+        for event in ("payment_reminder", "payment_confirmed"):
+            response = await client.post(
+                "/api/notify",
+                json={
+                    "event": event,
+                    "recipients": [{"submission_id": str(submission["submission_id"])}],
+                },
+                headers=AUTH,
+            )
+            assert response.status_code == 202, response.text
+        tagged = await eventually(lambda: _texts_with(graph, psid, submission["reference"]))
+        assert [s.body.get("tag") for s in tagged] == ["POST_PURCHASE_UPDATE"]
+        reminded = await eventually(
+            lambda: conn.fetchval(
+                "SELECT count(*) FROM sandbox_messages WHERE address = $1", sandbox
+            )
+        )
+        assert reminded == 1
+    # One message: tried on Messenger (skipped by rule), then delivered on the next route.
+    attempts = await conn.fetch(
+        "SELECT a.outcome, a.error_code FROM delivery_attempts a JOIN messages m"
+        " ON m.id = a.message_id WHERE m.address = $1 AND m.event = 'payment_reminder'"
+        " ORDER BY a.id",
+        sandbox,
+    )
+    assert [a["error_code"] for a in attempts] == ["outside_window", None]
+    assert attempts[-1]["outcome"] == "sent"
+
+
+async def _texts_with(graph: FakeGraph, psid: str, words: str, after: int = 0) -> list[Sent]:
+    return [s for s in graph.to(psid)[after:] if words.lower() in s.text.lower()]

@@ -416,3 +416,41 @@ async def test_outside_the_window_a_reminder_goes_to_the_next_route(
 
 async def _texts_with(graph: FakeGraph, psid: str, words: str, after: int = 0) -> list[Sent]:
     return [s for s in graph.to(psid)[after:] if words.lower() in s.text.lower()]
+
+
+async def test_messenger_everywhere_the_other_chats_are(
+    fb_settings: Callable[..., Settings], graph: FakeGraph, conn: asyncpg.Connection
+) -> None:
+    """Health, /api/commands/status, the deployment's test message, export and erase."""
+    async with running_app(fb_settings(), mode="serve") as client:
+        person = Person(client, graph)
+        await person.say("help")  # opens the window, creates the contact
+        health = (await client.get("/api/health", headers=AUTH)).json()
+        assert health["components"]["channels"]["messenger"]["ok"] is True
+        commands = (await client.get("/api/commands/status", headers=AUTH)).json()
+        assert commands["platforms"]["messenger"]["source"] == "messenger_profile"
+
+        response = await client.post(
+            "/api/notifications/test",
+            json={"addresses": {"messenger": person.psid}, "locale": "fil"},
+            headers=AUTH,
+        )
+        assert response.status_code == 202, response.text
+        test = await eventually(lambda: _texts_with(graph, person.psid, "Test message ng GOMFLOW"))
+        assert test[-1].body["messaging_type"] == "UPDATE"
+
+        contact_id = await conn.fetchval(
+            "SELECT contact_id FROM contact_addresses WHERE channel = 'messenger' AND address = $1",
+            person.psid,
+        )
+        exported = (await client.get(f"/api/contacts/{contact_id}/export", headers=AUTH)).json()
+        assert person.psid in json.dumps(exported)
+        erased = await client.delete(f"/api/contacts/{contact_id}", headers=AUTH)
+        assert erased.status_code == 200, erased.text
+    assert not await conn.fetchval(
+        "SELECT 1 FROM contact_addresses WHERE channel = 'messenger' AND address = $1",
+        person.psid,
+    )
+    assert not await conn.fetchval(
+        "SELECT 1 FROM messages WHERE channel = 'messenger' AND address = $1", person.psid
+    )

@@ -19,6 +19,7 @@ import asyncpg
 import httpx
 import pytest
 
+from gomflow_messaging.channels import registry
 from gomflow_messaging.demo import GOM_ID, ORDER_PH_ID
 from gomflow_messaging.settings import Settings
 from gomflow_messaging.workflows.linking import create_link_token
@@ -245,14 +246,16 @@ async def test_an_image_off_meta_cdn_is_never_fetched(
     )
 
 
-@pytest.mark.parametrize("how", ["referral", "get_started_with_ref"])
+@pytest.mark.parametrize("how", ["referral", "get_started_with_ref", "typed"])
 async def test_an_m_me_ref_link_links_the_chat_to_a_gom(
     client: httpx.AsyncClient, graph: FakeGraph, conn: asyncpg.Connection, how: str
 ) -> None:
     person = Person(client, graph)
     code = (await create_link_token(client.app.state.services.pool, gom_id=GOM_ID))["code"]  # type: ignore[attr-defined]
     referral = {"ref": code, "source": "SHORTLINK", "type": "OPEN_THREAD"}
-    if how == "referral":
+    if how == "typed":
+        await person.say(registry.link_instructions(code)["messenger"])
+    elif how == "referral":
         await person.send(referral=referral)
     else:
         await person.send(

@@ -246,6 +246,19 @@ async def test_an_image_off_meta_cdn_is_never_fetched(
     )
 
 
+async def test_a_thumbs_up_sticker_is_not_a_receipt(
+    client: httpx.AsyncClient, graph: FakeGraph, conn: asyncpg.Connection
+) -> None:
+    person = Person(client, graph)
+    # A buyer with an unpaid order: an image from them is read as a receipt.
+    await new_buyer(conn, await new_order(conn, await new_gom(conn)), ("messenger", person.psid))
+    path = "/cdn/369239263222822.png"
+    graph.media[path] = ("image/png", b"\x89PNG thumbs up")
+    sticker = {"type": "image", "payload": {"url": graph.origin + path, "sticker_id": 1}}
+    await person.send(message={"mid": f"m_{uuid.uuid4().hex}", "attachments": [sticker]})
+    assert path not in graph.media_fetches
+
+
 @pytest.mark.parametrize("how", ["referral", "get_started_with_ref", "typed"])
 async def test_an_m_me_ref_link_links_the_chat_to_a_gom(
     client: httpx.AsyncClient, graph: FakeGraph, conn: asyncpg.Connection, how: str

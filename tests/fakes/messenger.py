@@ -120,6 +120,8 @@ class FakeGraph:
     #: CDN path -> (content type, bytes); path -> where it redirects.
     media: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     media_redirects: dict[str, str] = field(default_factory=dict)
+    #: CDN paths requested, in order.
+    media_fetches: list[str] = field(default_factory=list)
     profile: dict[str, Any] = field(default_factory=dict)
     unauthorized: int = 0
     me_calls: int = 0
@@ -365,6 +367,7 @@ class FakeGraph:
         return web.json_response({"result": "success"})
 
     async def _media(self, request: web.Request) -> web.Response:
+        self.media_fetches.append(request.path)
         if request.path in self.media_redirects:
             raise web.HTTPFound(self.media_redirects[request.path])
         found = self.media.get(request.path)

@@ -156,7 +156,9 @@ def _incoming(psid: str, event: dict[str, Any]) -> Incoming | None:
             if not isinstance(attachment, dict) or attachment.get("type") != "image":
                 continue
             payload = attachment.get("payload")
-            url = payload.get("url") if isinstance(payload, dict) else None
+            if not isinstance(payload, dict) or payload.get("sticker_id"):
+                continue  # a sticker (the thumbs-up is one) is not a receipt
+            url = payload.get("url")
             if isinstance(url, str) and url:
                 return Incoming(mid, psid, text=str(message.get("text") or ""), image_url=url)
         return Incoming(mid, psid, text=str(message.get("text") or ""))

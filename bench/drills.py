@@ -7,8 +7,8 @@ received: sent, lost and duplicated.
 - Redis flushed (this benchmark's database 10) and cut for 3 s mid-campaign;
 - Postgres cut for 5 s mid-campaign (every connection reset, new ones refused);
 - the platform answering 5xx for 30 s; the platform hanging for 20 s;
-- each webhook delivered three times (Telegram update_id, Twilio MessageSid; Discord does not
-  retry interactions);
+- each webhook delivered three times (Telegram update_id, Twilio MessageSid, Messenger mid;
+  Discord does not retry interactions);
 - 50 concurrent POST /api/notify with one Idempotency-Key.
 
 The shared Redis and Postgres servers are not restarted (other work uses them); cutting the
@@ -40,6 +40,8 @@ except ImportError:  # run as a script
     from campaign import WEBHOOK_SECRET, telegram_env  # type: ignore[no-redef]
 
 from tests.drill import campaign_chats, notify_bodies, received, tally
+from tests.fakes.messenger import FakeGraph, messenger_env, page_event, run_psid
+from tests.fakes.messenger import sign as sign_event
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, SENDER, FakeTwilio
 from tests.helpers import TcpProxy
@@ -53,10 +55,13 @@ PUBLIC = "https://gomflow.example.com"
 
 
 class Drills:
-    def __init__(self, database_url: str, fake: FakeTelegram, twilio: FakeTwilio) -> None:
+    def __init__(
+        self, database_url: str, fake: FakeTelegram, twilio: FakeTwilio, graph: FakeGraph
+    ) -> None:
         self.database_url = database_url
         self.fake = fake
         self.twilio = twilio
+        self.graph = graph
         self.queue = f"bench-drills-{secrets.token_hex(3)}"
         self.port = common.free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -91,6 +96,7 @@ class Drills:
             TWILIO_WHATSAPP_NUMBER=SENDER,
             TWILIO_API_BASE_URL=self.twilio.base_url,
             PUBLIC_BASE_URL=PUBLIC,
+            **{k.upper(): str(v) for k, v in messenger_env(self.graph.base_url).items()},
             **telegram_env(self.fake, RATE),
         )
         self.log.parent.mkdir(exist_ok=True)
@@ -194,7 +200,18 @@ class Drills:
         signature = RequestValidator(AUTH_TOKEN).compute_signature(
             PUBLIC + "/webhooks/whatsapp", form
         )
+        psid = run_psid(chat % 1_000_000, 888)
+        event = {
+            "sender": {"id": psid},
+            "recipient": {"id": "1"},
+            "timestamp": int(time.time() * 1000),
+            "message": {"mid": f"m_drill_{psid}", "text": "orders"},
+        }
+        raw = json.dumps(page_event(event)).encode()
+        signed = {"Content-Type": "application/json", "X-Hub-Signature-256": sign_event(raw)}
         async with httpx.AsyncClient(base_url=self.base, timeout=30) as client:
+            for _ in range(3):
+                await client.post("/webhook/messenger", content=raw, headers=signed)
             for _ in range(3):
                 await client.post(
                     "/webhook/telegram",
@@ -212,7 +229,13 @@ class Drills:
         await asyncio.sleep(2)
         replies = [c.text for c in self.fake.sent(chat)]
         answered = sum(1 for body in twiml if "<Message>" in body)
+        fb = [json.dumps(s.message, sort_keys=True) for s in self.graph.to(psid)]
         return {
+            "messenger_event_x3": {
+                "replies": len(fb),
+                "distinct": len(set(fb)),
+                "duplicated": len(fb) - len(set(fb)),
+            },
             "telegram_update_x3": {
                 "replies": len(replies),
                 "distinct": len(set(replies)),
@@ -258,7 +281,8 @@ async def main() -> dict[str, Any]:
     database_url = await common.make_database(seed=True)
     fake = await FakeTelegram().start()
     twilio = await FakeTwilio().start()
-    drills = Drills(database_url, fake, twilio)
+    graph = await FakeGraph().start()
+    drills = Drills(database_url, fake, twilio, graph)
     results: dict[str, Any] = {}
     try:
         await drills.start()
@@ -281,6 +305,7 @@ async def main() -> dict[str, Any]:
     finally:
         await drills.close()
         await twilio.close()
+        await graph.close()
         await fake.close()
         await common.drop_database(database_url)
     campaigns = [r for r in results.values() if "lost" in r and "expected" in r]

@@ -142,6 +142,14 @@ def summary(report: dict[str, Any]) -> str:
                 0,
                 tw["duplicated"],
             )
+            fb = hooks.get("messenger_event_x3")
+            if fb:
+                add(
+                    "Messenger mid delivered 3 times",
+                    f"handled once: {fb['distinct']} distinct replies of {fb['replies']}",
+                    0,
+                    fb["duplicated"],
+                )
         key = drills.get("notify_x50_one_key")
         if key:
             add(

@@ -14,6 +14,7 @@ from gomflow_messaging.channels.base import Button, Channel, OutboundMessage
 from gomflow_messaging.errors import PermanentError, TransientError
 from tests.contract import Harness, Unsupported
 from tests.fakes.discord import DiscordHarness
+from tests.fakes.messenger import MessengerHarness
 from tests.fakes.sandbox import SandboxHarness
 from tests.fakes.telegram import TelegramHarness
 from tests.fakes.twilio import TwilioHarness
@@ -35,12 +36,17 @@ async def _telegram(pool: Any, redis: Any) -> Harness:
     return TelegramHarness(pool, redis)
 
 
+async def _messenger(pool: Any, redis: Any) -> Harness:
+    return MessengerHarness(pool, redis)
+
+
 # Each platform adds its harness factory here: async (pool, redis) -> Harness.
 HARNESSES: dict[str, Callable[[Any, Any], Any]] = {
     "sandbox": _sandbox,
     "whatsapp": _whatsapp,
     "discord": _discord,
     "telegram": _telegram,
+    "messenger": _messenger,
 }
 
 

@@ -12,6 +12,9 @@ The full-length versions (30 s outage, real processes) are `bench/drills.py`.
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,6 +28,8 @@ from twilio.request_validator import RequestValidator
 from gomflow_messaging.settings import Settings
 from tests.conftest import REDIS_URL
 from tests.drill import Tally, campaign_chats, notify_bodies, received, tally
+from tests.fakes.messenger import FakeGraph, Sent, messenger_env, page_event, run_psid
+from tests.fakes.messenger import sign as sign_event
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, SENDER, FakeTwilio
 from tests.helpers import AUTH, TcpProxy, eventually, quiet, running_app, sweepable
@@ -246,3 +251,81 @@ async def test_drill_job_held_by_a_killed_worker_is_rescued(
 
         assert await eventually(sent, timeout=5) == 1
     print("drill: job held by a killed worker: sent 1/1, lost 0, duplicated 0")
+
+
+async def test_drill_messenger_event_delivered_three_times_is_answered_once(
+    make_settings: Callable[..., Settings], demo: dict[str, Any]
+) -> None:
+    graph = await FakeGraph().start()
+    psid = run_psid(int(campaign_chats(1)[0]) % 1_000_000, 777)
+    body = json.dumps(
+        page_event(
+            {
+                "sender": {"id": psid},
+                "recipient": {"id": "1"},
+                "timestamp": 1,
+                "message": {"mid": f"m_drill_{psid}", "text": "orders"},
+            }
+        )
+    ).encode()
+    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": sign_event(body)}
+    try:
+        async with running_app(make_settings(**messenger_env(graph.base_url)), mode="web") as c:
+            answers = [
+                await c.post("/webhook/messenger", content=body, headers=headers) for _ in range(3)
+            ]
+            replies = await eventually(lambda: _sent_to(graph, psid))
+    finally:
+        await graph.close()
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    # ORDERS answers with one carousel (or a line when no order is open): exactly once.
+    assert len(replies) == len({json.dumps(r.message, sort_keys=True) for r in replies})
+    print(f"drill: Messenger event delivered 3 times, {len(replies)} replies sent once each")
+
+
+@pytest.mark.parametrize("kind", ["server_error", "hang"])
+async def test_drill_messenger_fails_for_a_while(
+    make_settings: Callable[..., Settings], conn: asyncpg.Connection, kind: str
+) -> None:
+    graph = await FakeGraph().start()
+    run = int(campaign_chats(1)[0]) % 1_000_000
+    psids = [run_psid(run, n) for n in range(30)]
+    contact = await conn.fetchval(
+        "INSERT INTO contacts (display_name) VALUES ('drill') RETURNING id"
+    )
+    for psid in psids:
+        # People who wrote a moment ago: inside Messenger's 24-hour window.
+        await conn.execute(
+            "INSERT INTO contact_addresses (contact_id, channel, address, last_inbound_at)"
+            " VALUES ($1, 'messenger', $2, now())",
+            contact,
+            psid,
+        )
+    graph.faults += [(kind, None)] * 20  # the next 20 sends fail, then Graph is back
+    settings = make_settings(**messenger_env(graph.base_url, messenger_timeout_seconds=0.5))
+    try:
+        async with running_app(settings) as client:
+            body = {
+                "event": "custom",
+                "data": {"text": f"{kind} drill"},
+                "recipients": [{"channel": "messenger", "address": p} for p in psids],
+            }
+            response = await client.post("/api/notify", json=body, headers=AUTH)
+            assert response.status_code == 202, response.text
+            await eventually(lambda: _all_sent(graph, psids), timeout=60)
+            await asyncio.sleep(0.3)  # a duplicate still in flight would land by now
+    finally:
+        await graph.close()
+        await conn.execute("DELETE FROM contacts WHERE id = $1", contact)
+    counts = Counter(s.psid for s in graph.sent)
+    assert not graph.faults, "the platform never failed"
+    assert [counts[p] for p in psids] == [1] * 30
+    print(f"drill: Messenger {kind} for 20 sends: sent 30/30, lost 0, duplicated 0")
+
+
+async def _sent_to(graph: FakeGraph, psid: str) -> list[Sent]:
+    return graph.to(psid)
+
+
+async def _all_sent(graph: FakeGraph, psids: list[str]) -> bool:
+    return {s.psid for s in graph.sent} >= set(psids)

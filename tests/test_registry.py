@@ -52,7 +52,7 @@ def test_core_modules_name_no_platform(module: str) -> None:
 
 
 def test_every_channel_is_one_package_in_the_registry() -> None:
-    assert CHANNEL_NAMES == ("sandbox", "telegram", "discord", "whatsapp")
+    assert CHANNEL_NAMES == ("sandbox", "telegram", "discord", "whatsapp", "messenger")
     for plugin in registry.plugins():
         package = SRC / "channels" / plugin.name
         assert (package / "__init__.py").is_file()
@@ -101,7 +101,12 @@ def test_each_channel_brings_its_commands() -> None:
     from gomflow_messaging.cli import build_parser
 
     parser = build_parser()
-    for command in ("telegram-webhook", "discord-commands", "whatsapp-templates"):
+    for command in (
+        "telegram-webhook",
+        "discord-commands",
+        "whatsapp-templates",
+        "messenger-profile",
+    ):
         with pytest.raises(SystemExit) as exit_:
             parser.parse_args([command, "--help"])
         assert exit_.value.code == 0
@@ -119,6 +124,7 @@ def test_every_webhook_path_is_bounded_before_it_is_read() -> None:
         max_telegram_update_bytes=2048,
         max_discord_interaction_bytes=3072,
         max_twilio_form_bytes=4096,
+        max_messenger_event_bytes=5120,
         webhook_path="/hooks/twilio",
     )
     limits = BodyLimits.from_settings(settings)
@@ -132,4 +138,5 @@ def test_every_webhook_path_is_bounded_before_it_is_read() -> None:
         "/webhook/discord": 3072,
         "/hooks/twilio": 4096,
         "/webhook/status": 4096,
+        "/webhook/messenger": 5120,
     }

@@ -56,6 +56,7 @@ BUILTIN: dict[str, str] = {
     "telegram": "gomflow_messaging.channels.telegram",
     "discord": "gomflow_messaging.channels.discord",
     "whatsapp": "gomflow_messaging.channels.whatsapp",
+    "messenger": "gomflow_messaging.channels.messenger",
 }
 ENTRY_POINT_GROUP = "gomflow_messaging.channels"
 

@@ -1,0 +1,448 @@
+"""Facebook Messenger through the Graph API's Send API (httpx; Meta keeps no Python SDK).
+
+Messenger allows free-form messages only within 24 hours of the person's last message
+(`contact_addresses.last_inbound_at`). Outside it, updates about a purchase still go with
+``messaging_type: MESSAGE_TAG`` and ``tag: POST_PURCHASE_UPDATE`` (TAGGED_EVENTS); anything
+else (reminders, broadcasts, custom text) is skipped with reason ``outside_window`` so the
+next route is tried, never sent to fail. Every Graph failure becomes our own error in
+`map_error`; the Page's pace is shared by every worker through the Pacer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin, urlsplit
+
+import asyncpg
+import httpx
+from redis.exceptions import RedisError
+
+from gomflow_messaging.channels.base import (
+    ChannelHealth,
+    DeliveredParts,
+    OutboundMessage,
+    SendResult,
+    read_at_most,
+)
+from gomflow_messaging.channels.messenger.profile import FIELDS, profile_body
+from gomflow_messaging.channels.messenger.render import render_message
+from gomflow_messaging.channels.pacing import Limit, Pacer
+from gomflow_messaging.errors import ChannelError, PermanentError, SkipMessage, TransientError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from redis.asyncio import Redis
+
+    from gomflow_messaging.channels.messenger.settings import MessengerSettings
+    from gomflow_messaging.db import Pool
+    from gomflow_messaging.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "messenger"
+#: Events about a purchase the person made: allowed outside the window with this tag.
+TAGGED_EVENTS = frozenset(
+    {"order_confirmation", "payment_confirmed", "payment_rejected", "order_status_update"}
+)
+TAG = "POST_PURCHASE_UPDATE"
+#: Graph error codes meaning "too many calls": wait, then retry.
+RATE_LIMIT_CODES = frozenset({4, 32, 613})
+#: Graph error codes worth retrying at once: unknown error, service temporarily unavailable.
+SERVER_CODES = frozenset({1, 2})
+UNAVAILABLE_CODE = 551
+BAD_TOKEN_CODE = 190
+WINDOW_CODE, WINDOW_SUBCODE = 10, 2018278
+#: Meta's CDN redirects an attachment URL once or twice; more hops are refused.
+MAX_REDIRECTS = 3
+
+
+class GraphError(Exception):
+    """The Graph API answered an error (its envelope read) or an HTTP error without one."""
+
+    def __init__(
+        self,
+        status: int,
+        code: int = 0,
+        subcode: int = 0,
+        message: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(f"HTTP {status}, code {code}")
+        self.status = status
+        self.code = code
+        self.subcode = subcode
+        self.message = message
+        self.retry_after = retry_after
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds to wait: Retry-After when a proxy sends one, else Meta's usage header."""
+    value = response.headers.get("retry-after", "")
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        seconds = None
+    if seconds is not None and seconds >= 0:
+        return seconds
+    # X-Business-Use-Case-Usage: {"<id>": [{"estimated_time_to_regain_access": minutes}]}
+    try:
+        usage = json.loads(response.headers.get("x-business-use-case-usage", "") or "{}")
+        minutes = [
+            float(entry.get("estimated_time_to_regain_access") or 0)
+            for entries in usage.values()
+            for entry in entries
+        ]
+    except (ValueError, AttributeError, TypeError):
+        return None
+    return max(minutes) * 60 if minutes and max(minutes) > 0 else None
+
+
+def graph_error(response: httpx.Response) -> GraphError:
+    """Read Graph's envelope ``{"error": {"message", "type", "code", "error_subcode"}}``."""
+    try:
+        body = response.json().get("error") or {}
+    except (ValueError, AttributeError):
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+
+    def number(name: str) -> int:
+        value = body.get(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+    return GraphError(
+        response.status_code,
+        number("code"),
+        number("error_subcode"),
+        str(body.get("message") or "")[:300],
+        _retry_after(response),
+    )
+
+
+def map_error(exc: BaseException, pause: float = 60.0) -> ChannelError:
+    """Every failure of Graph, the network, Redis or Postgres as our own error.
+
+    ``pause`` is the wait after a rate-limit error that names none (Graph usually doesn't).
+    """
+    if isinstance(exc, ChannelError):
+        return exc
+    if isinstance(exc, GraphError):
+        text = f"Graph error {exc.code or exc.status}: {exc.message}"[:500]
+        if exc.code in RATE_LIMIT_CODES or exc.status == 429:
+            return TransientError(
+                text,
+                code="rate_limited",
+                platform=PLATFORM,
+                retry_after=exc.retry_after if exc.retry_after is not None else pause,
+            )
+        if exc.code == UNAVAILABLE_CODE:
+            return PermanentError(
+                text, code="unreachable", platform=PLATFORM, address_unreachable=True
+            )
+        if exc.code == BAD_TOKEN_CODE or (exc.status == 401 and not exc.code):
+            return PermanentError(text, code="bad_credentials", platform=PLATFORM)
+        if exc.code == WINDOW_CODE and exc.subcode == WINDOW_SUBCODE:
+            return SkipMessage(text, code="outside_window", platform=PLATFORM)
+        if exc.status >= 500 or exc.code in SERVER_CODES:
+            return TransientError(
+                text, code=f"http_{exc.status}", platform=PLATFORM, retry_after=exc.retry_after
+            )
+        return PermanentError(
+            text, code=f"graph_{exc.code}" if exc.code else f"http_{exc.status}", platform=PLATFORM
+        )
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        return TransientError("no answer from Graph in time", code="timeout", platform=PLATFORM)
+    if isinstance(exc, httpx.HTTPError):
+        return TransientError(f"network: {type(exc).__name__}", code="network", platform=PLATFORM)
+    if isinstance(exc, RedisError | asyncpg.PostgresError | OSError):
+        return TransientError(
+            f"store unavailable: {type(exc).__name__}", code="unavailable", platform=PLATFORM
+        )
+    log.error("unexpected error from the Messenger adapter: %r", exc)
+    return TransientError(f"unexpected: {type(exc).__name__}", code="internal", platform=PLATFORM)
+
+
+def on_hosts(url: str, hosts: tuple[str, ...], *, allow_http: bool = False) -> bool:
+    """``url`` is on one of ``hosts``: ``host`` (any port), ``host:port``, or ``*.domain``."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" and not (allow_http and parts.scheme == "http"):
+        return False
+    try:
+        port = parts.port
+    except ValueError:
+        return False
+    host = (parts.hostname or "").lower()
+    if not host or parts.username is not None or parts.password is not None:
+        return False
+    for allowed in hosts:
+        if allowed.startswith("*."):
+            if host.endswith(allowed[1:]) and len(host) > len(allowed) - 1:
+                return True
+        elif host == allowed or (port is not None and f"{host}:{port}" == allowed):
+            return True
+    return False
+
+
+class MessengerChannel:
+    """One Facebook Page; its workers share one pace through Redis."""
+
+    name = PLATFORM
+    #: The standard messaging window, less a margin: a message queued at the very edge
+    #: would otherwise fail later with code 10 / 2018278.
+    window_seconds = 24 * 3600 - 300
+
+    def __init__(
+        self,
+        config: MessengerSettings | Settings,
+        pool: Pool | None,
+        redis: Redis | None,
+        *,
+        queue_name: str,
+        max_file_size: int,
+        allow_http_downloads: bool = False,
+    ) -> None:
+        assert config.messenger_page_access_token is not None
+        self.config = config
+        self._pool = pool
+        self._token = config.messenger_page_access_token.get_secret_value()
+        self.base_url = config.messenger_api_base_url
+        self._max_file_size = max_file_size
+        self._allow_http = allow_http_downloads
+        prefix = f"gomflow:{queue_name}"
+        self._parts = DeliveredParts(redis, f"{prefix}:messenger")
+        self._pacer = Pacer(redis, prefix) if redis is not None else None
+        self._scope = "messenger:page"
+        self._limit = Limit(self._scope, config.messenger_rate_per_second)
+        self._http: httpx.AsyncClient | None = None
+        self._healthy_until = 0.0
+        self._page: dict[str, Any] = {}
+
+    async def start(self) -> None:
+        self._http = httpx.AsyncClient(
+            timeout=self.config.messenger_timeout_seconds,
+            follow_redirects=False,
+            trust_env=False,
+        )
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    def validate_address(self, address: str) -> str:
+        """A page-scoped id (PSID): digits only, as Meta gives them."""
+        value = address.strip()
+        if not (value.isdigit() and 5 <= len(value) <= 25):
+            raise ValueError("must be a Messenger page-scoped id (PSID): digits only")
+        return value
+
+    # -- Graph calls ---------------------------------------------------------------------
+
+    async def graph(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """One Graph API call with the Page token (as a Bearer header: never in a URL that
+        could be logged); any failure raised as our own error."""
+        assert self._http is not None, "start() the channel first"
+        try:
+            response = await self._http.request(
+                method,
+                self.base_url + path,
+                json=body,
+                params=params,
+                headers={"Authorization": f"Bearer {self._token}"},
+            )
+            if response.status_code >= 400:
+                raise graph_error(response)
+            answer = response.json()
+        except Exception as exc:
+            raise map_error(exc, self.config.messenger_rate_limit_pause_seconds) from None
+        return answer if isinstance(answer, dict) else {"data": answer}
+
+    async def post_message(
+        self, psid: str, message: dict[str, Any], messaging: dict[str, str]
+    ) -> str:
+        """Send one ``message`` object at the Page's pace; the Graph message id."""
+        body = {"recipient": {"id": psid}, **messaging, "message": message}
+        try:
+            if self._pacer is None:
+                answer = await self.graph("POST", "/me/messages", body=body)
+            else:
+                # The send counts in the Page's window from when it leaves until it is done.
+                async with self._pacer.slot([self._limit]):
+                    answer = await self.graph("POST", "/me/messages", body=body)
+        except TransientError as error:
+            if error.code == "rate_limited" and self._pacer is not None:
+                await self._pacer.hold_back(self._scope, error.retry_after or 1.0)
+            raise
+        return str(answer.get("message_id") or "")
+
+    # -- sending -------------------------------------------------------------------------
+
+    async def send(self, message: OutboundMessage) -> SendResult:
+        try:
+            messaging = await self._messaging(message)
+            parts = render_message(message)
+            ids = []
+            done = await self._parts.load(message.message_id) if len(parts) > 1 else {}
+            for index, part in enumerate(parts):
+                # A retry after part 2 failed must not send part 1 again.
+                if index in done:
+                    ids.append(done[index])
+                    continue
+                ids.append(await self.post_message(message.address, part, messaging))
+                if len(parts) > 1:
+                    await self._parts.mark(message.message_id, index, ids[-1])
+        except Exception as exc:
+            raise map_error(exc, self.config.messenger_rate_limit_pause_seconds) from None
+        return SendResult(provider_message_id=ids[0])
+
+    async def _messaging(self, message: OutboundMessage) -> dict[str, str]:
+        """RESPONSE/UPDATE inside the window, the purchase tag outside it, else skip."""
+        if await self.in_window(message.address):
+            return {"messaging_type": "UPDATE"}
+        if message.event in TAGGED_EVENTS:
+            return {"messaging_type": "MESSAGE_TAG", "tag": TAG}
+        raise SkipMessage(
+            f"outside Messenger's 24-hour window, and {message.event} is not a purchase update",
+            code="outside_window",
+            platform=PLATFORM,
+        )
+
+    async def in_window(self, psid: str) -> bool:
+        assert self._pool is not None, "a channel without a database sends nothing"
+        inside: bool | None = await self._pool.fetchval(
+            """
+            SELECT last_inbound_at > now() - make_interval(secs => $2)
+              FROM contact_addresses WHERE channel = 'messenger' AND address = $1
+            """,
+            psid,
+            self.window_seconds,
+        )
+        return bool(inside)
+
+    async def send_reply(self, psid: str, messages: list[dict[str, Any]]) -> None:
+        """Answers to what the person just wrote (inside the window by definition)."""
+        for message in messages:
+            await self.post_message(psid, message, {"messaging_type": "RESPONSE"})
+
+    # -- attachments, profile, health ----------------------------------------------------
+
+    async def download_attachment(self, url: str) -> bytes:
+        """A buyer's image from Meta's CDN, each redirect hop on the allowed hosts, bounded."""
+        assert self._http is not None
+        limit = self._max_file_size
+        too_large = PermanentError(
+            f"attachment larger than {limit} bytes", code="too_large", platform=PLATFORM
+        )
+        hosts = tuple(
+            h.strip().lower()
+            for h in self.config.messenger_attachment_hosts.split(",")
+            if h.strip()
+        )
+        target = url
+        try:
+            for _hop in range(MAX_REDIRECTS + 1):
+                if not on_hosts(target, hosts, allow_http=self._allow_http):
+                    raise PermanentError(
+                        "attachment is not on Meta's CDN", code="untrusted_url", platform=PLATFORM
+                    )
+                # No token here: the CDN URL is signed by Meta itself.
+                async with self._http.stream("GET", target) as response:
+                    if response.is_redirect:
+                        target = urljoin(target, response.headers.get("location", ""))
+                        continue
+                    if response.status_code >= 400:
+                        raise GraphError(response.status_code, message="attachment download")
+                    if int(response.headers.get("content-length") or 0) > limit:
+                        raise too_large
+                    return await read_at_most(response.aiter_bytes(), limit, too_large)
+            raise PermanentError(
+                "attachment redirected too many times", code="untrusted_url", platform=PLATFORM
+            )
+        except Exception as exc:
+            raise map_error(exc, self.config.messenger_rate_limit_pause_seconds) from None
+
+    async def page(self) -> dict[str, Any]:
+        """The Page the token belongs to (``GET /me``): id and name."""
+        if not self._page:
+            self._page = await self.graph("GET", "/me", params={"fields": "id,name"})
+        return self._page
+
+    async def command_status(self, expected: Sequence[object]) -> dict[str, Any]:
+        """The Page's menu and Get Started as Meta holds them, and whether they are ours.
+
+        Messenger keeps no command list: the persistent menu is what people see; they type
+        the rest (``expected``, the bot's commands) as words.
+        """
+        wanted = profile_body()
+        try:
+            answer = await self.graph(
+                "GET", "/me/messenger_profile", params={"fields": ",".join(FIELDS)}
+            )
+        except ChannelError as exc:
+            return {
+                "source": "local",
+                "note": "Graph could not be asked; this is what messenger-profile set would set",
+                "error": exc.code,
+                "menu": _menu(wanted),
+                "in_sync": None,
+            }
+        data = answer.get("data") or [{}]
+        held: dict[str, Any] = data[0] if isinstance(data, list) and data else {}
+        return {
+            "source": "messenger_profile",
+            "note": "fetched from Meta just now; people type the bot's commands as words",
+            "get_started": held.get("get_started"),
+            "menu": _menu(held),
+            "commands": [getattr(c, "name", "") for c in expected],
+            "in_sync": all(held.get(name) == wanted[name] for name in FIELDS),
+        }
+
+    async def health(self) -> ChannelHealth:
+        """``GET /me`` with the token (cached): a bad token makes the channel unusable."""
+        if time.monotonic() < self._healthy_until:
+            return ChannelHealth(ok=True, detail="Messenger Page token valid")
+        try:
+            self._page = await self.graph("GET", "/me", params={"fields": "id,name"})
+        except TransientError as error:
+            # Messages wait in the outbox; Graph being slow does not stop the service.
+            return ChannelHealth(ok=True, detail=f"Graph unreachable now: {error.code}")
+        except ChannelError as error:
+            return ChannelHealth(ok=False, detail=f"{error.code}: {error.message}")
+        self._healthy_until = time.monotonic() + self.config.messenger_health_cache_seconds
+        return ChannelHealth(ok=True, detail="Messenger Page token valid")
+
+
+def _menu(profile: dict[str, Any]) -> dict[str, list[dict[str, str]]]:
+    """Locale -> the persistent menu's items (title, payload)."""
+    return {
+        str(menu.get("locale")): [
+            {"title": str(item.get("title")), "payload": str(item.get("payload", ""))}
+            for item in menu.get("call_to_actions") or []
+        ]
+        for menu in profile.get("persistent_menu") or []
+    }
+
+
+def build(settings: Settings, pool: Pool, redis: Redis) -> MessengerChannel:
+    from gomflow_messaging.settings import Environment
+
+    return MessengerChannel(
+        settings,
+        pool,
+        redis,
+        queue_name=settings.queue_name,
+        max_file_size=settings.max_file_size,
+        # Meta's CDN is https; plain http only for a fake on loopback outside production.
+        allow_http_downloads=settings.environment is not Environment.production,
+    )

@@ -12,9 +12,9 @@ import pytest
 from redis.asyncio import Redis
 
 from gomflow_messaging import db
-from gomflow_messaging.channels.base import Button, OutboundMessage
+from gomflow_messaging.channels.base import Button, OutboundMessage, on_hosts
 from gomflow_messaging.channels.messenger import cli
-from gomflow_messaging.channels.messenger.channel import MessengerChannel, on_hosts
+from gomflow_messaging.channels.messenger.channel import MessengerChannel
 from gomflow_messaging.channels.messenger.render import render
 from gomflow_messaging.errors import PermanentError, SkipMessage, TransientError
 from gomflow_messaging.settings import ConfigError, load_settings

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from redis.exceptions import RedisError
@@ -181,3 +182,28 @@ def require_when_enabled(settings: Any, name: str, variables: tuple[str, ...]) -
     for variable in variables:
         if not getattr(settings, variable):
             raise ValueError(f"{variable.upper()} is required when ENABLE_{name.upper()} is true")
+
+
+def on_hosts(url: str, hosts: tuple[str, ...], *, allow_http: bool = False) -> bool:
+    """``url`` is on one of ``hosts``: ``host`` (any port), ``host:port``, or ``*.domain``.
+
+    The one check every channel's download passes (and each redirect hop it follows), so a
+    file is fetched only from the platform's own hosts (tests name a loopback host).
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "https" and not (allow_http and parts.scheme == "http"):
+        return False
+    try:
+        port = parts.port
+    except ValueError:
+        return False
+    host = (parts.hostname or "").lower()
+    if not host or parts.username is not None or parts.password is not None:
+        return False
+    for allowed in hosts:
+        if allowed.startswith("*."):
+            if host.endswith(allowed[1:]) and len(host) > len(allowed) - 1:
+                return True
+        elif host == allowed or (port is not None and f"{host}:{port}" == allowed):
+            return True
+    return False

@@ -21,7 +21,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
 
 import aiohttp
 import hikari
@@ -33,6 +32,7 @@ from gomflow_messaging.channels.base import (
     DeliveredParts,
     OutboundMessage,
     SendResult,
+    on_hosts,
     read_at_most,
 )
 from gomflow_messaging.channels.discord.commands import (
@@ -453,7 +453,7 @@ class DiscordChannel:
 
     async def download_attachment(self, url: str, limit: int) -> bytes:
         """A file attached to a slash command, from Discord's CDN, at most ``limit`` bytes."""
-        if not _on_hosts(url, self._attachment_hosts, allow_http=self._attachment_http):
+        if not on_hosts(url, self._attachment_hosts, allow_http=self._attachment_http):
             raise PermanentError(
                 "attachment is not on Discord's CDN", code="untrusted_url", platform=PLATFORM
             )
@@ -512,24 +512,6 @@ def _same_commands(registered: list[dict[str, Any]], wanted: list[dict[str, Any]
         )
 
     return key(registered) == key(wanted)
-
-
-def _on_hosts(url: str, hosts: tuple[str, ...], *, allow_http: bool) -> bool:
-    """``url`` is on one of ``hosts`` (a bare host, any port; or host:port, that port only).
-
-    A download is never redirected (httpx follows none here), so this host is the one read.
-    """
-    parts = urlsplit(url)
-    if parts.scheme != "https" and not (allow_http and parts.scheme == "http"):
-        return False
-    try:
-        port = parts.port
-    except ValueError:
-        return False
-    host = (parts.hostname or "").lower()
-    if not host or parts.username is not None or parts.password is not None:
-        return False
-    return host in hosts or (port is not None and f"{host}:{port}" in hosts)
 
 
 def build(settings: Settings, pool: Pool, redis: Redis) -> DiscordChannel:

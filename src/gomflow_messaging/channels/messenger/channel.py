@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import asyncpg
 import httpx
@@ -25,6 +25,7 @@ from gomflow_messaging.channels.base import (
     DeliveredParts,
     OutboundMessage,
     SendResult,
+    on_hosts,
     read_at_most,
 )
 from gomflow_messaging.channels.messenger.profile import FIELDS, profile_body
@@ -164,27 +165,6 @@ def map_error(exc: BaseException, pause: float = 60.0) -> ChannelError:
         )
     log.error("unexpected error from the Messenger adapter: %r", exc)
     return TransientError(f"unexpected: {type(exc).__name__}", code="internal", platform=PLATFORM)
-
-
-def on_hosts(url: str, hosts: tuple[str, ...], *, allow_http: bool = False) -> bool:
-    """``url`` is on one of ``hosts``: ``host`` (any port), ``host:port``, or ``*.domain``."""
-    parts = urlsplit(url)
-    if parts.scheme != "https" and not (allow_http and parts.scheme == "http"):
-        return False
-    try:
-        port = parts.port
-    except ValueError:
-        return False
-    host = (parts.hostname or "").lower()
-    if not host or parts.username is not None or parts.password is not None:
-        return False
-    for allowed in hosts:
-        if allowed.startswith("*."):
-            if host.endswith(allowed[1:]) and len(host) > len(allowed) - 1:
-                return True
-        elif host == allowed or (port is not None and f"{host}:{port}" == allowed):
-            return True
-    return False
 
 
 class MessengerChannel:

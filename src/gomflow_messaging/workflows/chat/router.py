@@ -183,6 +183,14 @@ class Bot:
             return await self._step(ctx, text)
         return [unknown(ctx)]
 
+    async def flow_waiting(self, sender: Sender) -> bool:
+        """Whether a step-by-step flow waits for this person's answer.
+
+        A chat that lets people answer a list with its number asks first: while a flow
+        waits, "2" is the answer to its question (a quantity), never a choice.
+        """
+        return await Conversation(self.redis, sender).load() is not None
+
     def understands(self, text: str) -> bool:
         """Whether ``text`` is one of our commands (a group's ``/cmd`` may be another bot's)."""
         name, _args = _parse_command(no_nul(text).strip())

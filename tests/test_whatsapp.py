@@ -384,6 +384,21 @@ async def test_in_the_submit_flow_a_number_is_the_quantity_not_a_choice(
         assert "Open orders (page 1 of" in (await chat.say("1"))[0]
 
 
+async def test_cancel_typed_as_its_button_line_says_ends_the_flow(
+    wa_settings: Settings, demo: dict[str, Any]
+) -> None:
+    _typed, phone = new_phone()
+    async with running_app(wa_settings, mode="web") as client:
+        chat = Chat(client, phone)
+        await chat.say(f"SUBMIT {demo['orders']['PHP']}")
+        [question] = await chat.say("Maria Clara")
+        assert "How many" in question and command_in([question], "CANCEL") == "CANCEL"
+        [cancelled] = await chat.say("CANCEL")
+        assert cancelled.startswith("Cancelled.")
+        # Nothing waits any more: a number is a choice of the menu shown with it.
+        assert "Open orders (page 1 of" in (await chat.say("1"))[0]
+
+
 async def test_duplicate_message_sid_is_handled_once(wa_settings: Settings, conn: Any) -> None:
     _typed, phone = new_phone()
     async with running_app(wa_settings, mode="web") as client:

@@ -173,6 +173,9 @@ class Bot:
             word, _sep, rest = text.partition(" ")
             if word.lower() in _KEYWORDS:
                 name, args = _KEYWORDS[word.lower()], rest.strip()
+        elif name is None and sender.keywords and text.lower() == "cancel":
+            # A keyword chat's Cancel button reads "reply CANCEL": mid-flow too, not a name.
+            name = "cancel"
         if name is not None:
             if name not in self._commands:
                 return [unknown(ctx)]

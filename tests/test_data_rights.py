@@ -7,7 +7,9 @@ import uuid
 from typing import Any
 
 import asyncpg
+from redis.asyncio import Redis
 
+from gomflow_messaging.channels.base import choices_key
 from gomflow_messaging.settings import Settings
 from tests.helpers import AUTH, eventually, running_app
 
@@ -122,3 +124,29 @@ async def test_unknown_contact_is_404_and_auth_required(settings: Settings) -> N
         assert (await client.delete(f"/api/contacts/{missing}", headers=AUTH)).status_code == 404
         assert (await client.delete(f"/api/contacts/{missing}")).status_code == 401
         assert (await client.get("/api/contacts/nope/export", headers=AUTH)).status_code == 422
+
+
+async def test_erase_forgets_the_persons_chat_state_in_redis(
+    settings: Settings, conn: asyncpg.Connection, redis: Redis
+) -> None:
+    """A conversation and the numbered choices a chat last showed (which can hold a payment
+    reference) live in Redis: erasing the person forgets them now, not at their expiry."""
+    phone = f"+63917555{uuid.uuid4().int % 10_000:04d}"
+    contact_id = await conn.fetchval(
+        "INSERT INTO contacts (display_name) VALUES ('E') RETURNING id"
+    )
+    await conn.execute(
+        "INSERT INTO contact_addresses (contact_id, channel, address) VALUES ($1, 'whatsapp', $2)",
+        contact_id,
+        phone,
+    )
+    keys = [
+        f"gomflow:conversation:whatsapp:{phone}",
+        choices_key(settings.queue_name, "whatsapp", phone),
+    ]
+    for key in keys:
+        await redis.set(key, '["pay PH-ERASEME1"]', ex=3600)
+    async with running_app(settings) as client:
+        erased = await client.delete(f"/api/contacts/{contact_id}", headers=AUTH)
+    assert erased.status_code == 200, erased.text
+    assert [await redis.exists(key) for key in keys] == [0, 0]

@@ -25,6 +25,7 @@ from gomflow_messaging.channels.base import Button, OutboundMessage
 from gomflow_messaging.channels.whatsapp.channel import WhatsAppChannel
 from gomflow_messaging.channels.whatsapp.webhook import _twiml
 from gomflow_messaging.errors import PermanentError, TransientError
+from gomflow_messaging.i18n import gettext
 from gomflow_messaging.settings import Settings
 from gomflow_messaging.workflows.chat.types import Reply
 from tests.fakes.twilio import (
@@ -125,6 +126,15 @@ def command_in(texts: list[str], command: str) -> str:
     raise AssertionError(f"no button for {command} in {texts!r}")
 
 
+def choice_in(texts: list[str], label: str, containing: str = "") -> str:
+    """The number to answer to press the button ``label`` (in the message ``containing``)."""
+    for text in texts:
+        found = re.search(rf"^(\d+)\. {re.escape(label)}\b", text, re.MULTILINE)
+        if found and containing in text:
+            return found.group(1)
+    raise AssertionError(f"no numbered choice {label!r} in {texts!r}")
+
+
 async def notify(client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:
     response = await client.post("/api/notify", json=body, headers=AUTH)
     assert response.status_code == 202, response.text
@@ -170,13 +180,10 @@ async def test_keywords_answer_in_twiml_and_submit_gives_a_payment_reference(
         chat = Chat(client, phone)
         listing = await chat.say("ORDERS")
         assert any("SEVENTEEN 'FML' Album" in text for text in listing)
-        assert command_in(listing, "SUBMIT").startswith("SUBMIT ")
 
-        # What a buyer types is the line the button rendered.
+        # The card's button is a numbered choice: the buyer answers with its number.
         card = await chat.say("ORDER demo-svt-fml")
-        submit = command_in(card, "SUBMIT")
-        assert submit == f"SUBMIT {demo['orders']['PHP']}"
-        answers = await chat.say(submit)
+        answers = await chat.say(choice_in(card, "Join this order"))
         assert "What name should the GOM put on your order?" in answers[-1]
         # WhatsApp already knows the phone number: the flow does not ask for it.
         assert "How many" in (await chat.say("Maria Clara"))[0]
@@ -261,6 +268,137 @@ async def test_help_lists_keywords_as_whatsapp_users_type_them(wa_settings: Sett
     assert "Send ORDERS to browse." in empty
 
 
+async def test_help_shows_numbered_choices_and_a_number_presses_one(
+    wa_settings: Settings, demo: dict[str, Any]
+) -> None:
+    _typed, phone = new_phone()
+    _other_typed, other = new_phone()
+    ask = "Reply with a number."
+    async with running_app(wa_settings, mode="web") as client:
+        chat = Chat(client, phone)
+        [help_text] = await chat.say("HELP")
+        assert help_text.endswith(
+            "\n\n1. Open orders (ORDERS)\n2. My orders (STATUS)\n3. Pay (PAY)\n"
+            f"4. Settings (SETTINGS)\n{ask}"
+        )
+        # "2" is what the second button does: the same answer as typing its keyword.
+        by_number = await chat.say("2")
+        assert by_number == await chat.say("STATUS")
+        assert "Send ORDERS to browse." in by_number[0]
+        # Spaces, a dot and digits of other scripts (full-width) are the same number.
+        for typed in (" 2 ", "2.", "\uff12"):
+            await chat.say("HELP")
+            assert await chat.say(typed) == by_number, typed
+        await chat.say("HELP")
+        assert "Open orders (page 1 of" in (await chat.say("1"))[0]
+
+        # Past the list's end, or 0, goes to the bot as typed (which knows no such thing).
+        for typed in ("5", "0", "12"):
+            await chat.say("HELP")
+            assert (await chat.say(typed))[0].startswith("Sorry, I did not understand that.")
+        # A list is one person's: someone else's "2" is only text.
+        assert (await Chat(client, other, "Ana").say("2"))[0].startswith(
+            "Sorry, I did not understand that."
+        )
+
+        # The choices speak the buyer's language.
+        await chat.say("LANG fil")
+        [help_fil] = await chat.say("HELP")
+        assert help_fil.endswith(gettext("fil", ask))
+        assert "\n2. " + gettext("fil", "My orders") + " (STATUS)\n" in help_fil
+
+
+@pytest.fixture
+async def web_buyer(conn: Any, demo: dict[str, Any]) -> tuple[str, str]:
+    """A buyer's WhatsApp number and the reference of their web submission made with it."""
+    typed_phone, phone = new_phone()
+    reference = f"PH-T{secrets.token_hex(4).upper()}"
+    await conn.execute(
+        """
+        INSERT INTO submissions (order_id, buyer_name, buyer_phone, buyer_platform, quantity,
+                                 total_amount, currency, payment_reference)
+        VALUES ($1, 'Web Buyer', $2, 'web', 1, 1250, 'PHP', $3)
+        """,
+        uuid.UUID(demo["orders"]["PHP"]),
+        typed_phone,
+        reference,
+    )
+    return phone, reference
+
+
+async def confirmation_sent(
+    client: httpx.AsyncClient, conn: Any, twilio: FakeTwilio, phone: str, reference: str
+) -> str:
+    """Sends the order confirmation of ``reference`` through the outbox; its WhatsApp body."""
+    submission_id = await conn.fetchval(
+        "SELECT id FROM submissions WHERE payment_reference = $1", reference
+    )
+    request = {"event": "order_confirmation", "recipients": [{"submission_id": str(submission_id)}]}
+    [entry] = (await notify(client, request))["messages"]
+    await wait_status(client, entry["id"], "sent")
+    body: str = twilio.to(phone)[-1].body
+    return body
+
+
+async def test_a_notification_with_buttons_then_1_presses_its_first_button(
+    wa_settings: Settings, twilio: FakeTwilio, conn: Any, web_buyer: tuple[str, str]
+) -> None:
+    phone, reference = web_buyer
+    async with running_app(wa_settings) as client:
+        chat = Chat(client, phone)
+        await chat.say("hi")
+        body = await confirmation_sent(client, conn, twilio, phone, reference)
+        assert body.endswith(f"\n\n1. Pay (PAY {reference})\nReply with a number.")
+        [instructions] = await chat.say("1")
+        assert "How to pay: send ₱1,250.00" in instructions and reference in instructions
+        # Its list was this buyer's alone.
+        [other] = await Chat(client, new_phone()[1], "Ana").say("1")
+        assert reference not in other and other.startswith("Sorry, I did not understand that.")
+
+
+async def test_in_the_submit_flow_a_number_is_the_quantity_not_a_choice(
+    wa_settings: Settings, twilio: FakeTwilio, conn: Any, web_buyer: tuple[str, str]
+) -> None:
+    phone, reference = web_buyer
+    async with running_app(wa_settings) as client:
+        chat = Chat(client, phone)
+        listing = await chat.say("ORDERS")
+        join = choice_in(listing, "Join this order", containing="SEVENTEEN 'FML' Album")
+        assert "What name should the GOM put on your order?" in (await chat.say(join))[-1]
+        [question] = await chat.say("Maria Clara")
+        # While the flow waits, its buttons are words to reply: a number is the answer.
+        assert "How many" in question and "Reply with a number." not in question
+        assert "Cancel: reply CANCEL" in question
+        # A notification's numbered button arrives meanwhile: "1" is still the quantity.
+        body = await confirmation_sent(client, conn, twilio, phone, reference)
+        assert "\n1. Pay (PAY " in body
+        assert "delivered" in (await chat.say("1"))[0]
+        await chat.say("12 Katipunan Ave, Quezon City")
+        summary = await chat.say("SKIP")
+        assert "Total: ₱1,250.00" in summary[0]
+        assert "How to pay" not in summary[0]
+        await chat.say("CANCEL")
+        # Once the flow has ended, the numbers are choices again.
+        [help_text] = await chat.say("HELP")
+        assert help_text.endswith("Reply with a number.")
+        assert "Open orders (page 1 of" in (await chat.say("1"))[0]
+
+
+async def test_cancel_typed_as_its_button_line_says_ends_the_flow(
+    wa_settings: Settings, demo: dict[str, Any]
+) -> None:
+    _typed, phone = new_phone()
+    async with running_app(wa_settings, mode="web") as client:
+        chat = Chat(client, phone)
+        await chat.say(f"SUBMIT {demo['orders']['PHP']}")
+        [question] = await chat.say("Maria Clara")
+        assert "How many" in question and command_in([question], "CANCEL") == "CANCEL"
+        [cancelled] = await chat.say("CANCEL")
+        assert cancelled.startswith("Cancelled.")
+        # Nothing waits any more: a number is a choice of the menu shown with it.
+        assert "Open orders (page 1 of" in (await chat.say("1"))[0]
+
+
 async def test_duplicate_message_sid_is_handled_once(wa_settings: Settings, conn: Any) -> None:
     _typed, phone = new_phone()
     async with running_app(wa_settings, mode="web") as client:
@@ -283,7 +421,7 @@ def test_twiml_escapes_splits_and_renders_buttons() -> None:
         Reply(long),
         Reply("Poster", image_url="https://example.com/poster.jpg"),
     ]
-    response = _twiml(replies, "en")
+    response, actions = _twiml(replies, "en")
     xml = bytes(response.body).decode()
     assert "&amp;" in xml and "&lt;Live&gt;" in xml
     root = ElementTree.fromstring(xml)
@@ -292,6 +430,33 @@ def test_twiml_escapes_splits_and_renders_buttons() -> None:
     assert texts[1] + texts[2] == long and len(texts[1]) == 1600
     assert root[3].findtext("Body") == "Poster"
     assert root[3].findtext("Media") == "https://example.com/poster.jpg"
+    assert actions == ()
+
+
+def test_twiml_numbers_choices_across_the_replies_of_one_answer() -> None:
+    replies = [
+        Reply(
+            "Pick one", buttons=((Button("Pay", "pay"), Button("Guide", url="https://g.example")),)
+        ),
+        Reply(
+            "Or these",
+            buttons=(
+                (Button("My orders", "status PH-AB12CD34"),),
+                (Button("Join", f"submit {uuid.uuid4()}"), Button("Cancel", "/cancel")),
+            ),
+        ),
+    ]
+    response, actions = _twiml(replies, "fil", numbered=True)
+    first, second = twiml_texts(bytes(response.body).decode())
+    ask = gettext("fil", "Reply with a number.")
+    assert ask != "Reply with a number."
+    assert first == f"Pick one\n\n1. Pay (PAY)\nGuide: https://g.example\n{ask}"
+    # Each number means one button of the answer; an order id is no help to type.
+    assert (
+        second
+        == f"Or these\n\n2. My orders (STATUS PH-AB12CD34)\n3. Join\n4. Cancel (CANCEL)\n{ask}"
+    )
+    assert actions == ("pay", "status PH-AB12CD34", replies[1].buttons[1][0].action, "/cancel")
 
 
 # -- notify through WhatsApp -------------------------------------------------------------
@@ -597,7 +762,9 @@ async def test_image_rides_the_first_part_and_buttons_the_last(
     assert "MediaUrl" not in parts[1].fields
     _text, buttons = parse_body(parts[1].body)
     assert buttons == ["My orders", "Track"]
-    assert parts[1].body.endswith("My orders: reply STATUS\nTrack: https://t.example")
+    assert parts[1].body.endswith(
+        "1. My orders (STATUS)\nTrack: https://t.example\nReply with a number."
+    )
 
 
 async def test_a_failed_second_part_is_retried_alone(

@@ -210,15 +210,24 @@ def run_phone(run: int, n: int) -> str:
     return f"+63917{run:04d}{n:03d}"
 
 
-_BUTTON = re.compile(r"^(?P<label>.+): (?:reply \S.*|https?://\S+)$")
+_BUTTON = re.compile(
+    r"^(?:\d+\. (?P<choice>.+?)(?: \([^()]*\))?|(?P<label>.+): (?:reply \S.*|https?://\S+))$"
+)
 
 
 def parse_body(body: str) -> tuple[str, list[str]]:
-    """Split a WhatsApp body into its text and the labels of the buttons rendered under it."""
+    """Split a WhatsApp body into its text and the labels of the buttons rendered under it.
+
+    Buttons are numbered choices ("1. Pay (PAY)", then a line asking for a number in the
+    reader's language), reply lines ("Pay: reply PAY") or links ("Track: https://...").
+    """
     head, sep, tail = body.rpartition("\n\n")
     lines = tail.split("\n") if sep else []
+    if any(re.match(r"^\d+\. ", line) for line in lines[:-1]):
+        lines = lines[:-1]
     if lines and all(_BUTTON.match(line) for line in lines):
-        return head, [_BUTTON.match(line)["label"] for line in lines]  # type: ignore[index]
+        found = [_BUTTON.match(line) for line in lines]
+        return head, [m["choice"] or m["label"] for m in found if m]
     return body, []
 
 

@@ -207,3 +207,9 @@ def on_hosts(url: str, hosts: tuple[str, ...], *, allow_http: bool = False) -> b
         elif host == allowed or (port is not None and f"{host}:{port}" == allowed):
             return True
     return False
+
+
+def choices_key(queue_name: str, channel: str, address: str) -> str:
+    """Where a chat remembers the numbered choices it last showed a person (Redis): a
+    person's state like a conversation's, so erasing the person forgets it too."""
+    return f"gomflow:{queue_name}:choices:{channel}:{address}"

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from gomflow_messaging.channels import registry
+from gomflow_messaging.channels.base import choices_key
 from gomflow_messaging.errors import ApiError
 
 if TYPE_CHECKING:
@@ -221,8 +222,10 @@ async def erase(ports: Ports, contact_id: UUID, actor: str) -> dict[str, Any]:
             str(contact_id),
             counts,
         )
-    # Conversation state lives in Redis; it expires by itself, but erase means now.
+    # Conversation state and remembered choices live in Redis; they expire by themselves,
+    # but erase means now.
     keys = [f"gomflow:conversation:{channel}:{address}" for channel, address in addresses]
+    keys += [choices_key(ports.settings.queue_name, ch, address) for ch, address in addresses]
     if keys:
         await ports.queue.redis.delete(*keys)
     return {"contact_id": str(contact_id), "erased": True, **counts}

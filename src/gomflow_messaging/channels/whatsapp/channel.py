@@ -4,14 +4,13 @@ WhatsApp lets a business send free text only within 24 hours of the buyer's last
 (`contact_addresses.last_inbound_at`); after that only an approved Content template
 (``whatsapp_templates``) may go out, and without one the message is skipped
 (``template_required``), never sent to fail. Buttons cannot be free-form on WhatsApp: they
-become lines the buyer can type back ("Pay now: reply PAY").
+become numbered choices the buyer answers with a digit (render.py), remembered per buyer.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -26,7 +25,6 @@ from twilio.rest import Client
 from yarl import URL
 
 from gomflow_messaging.channels.base import (
-    Button,
     ChannelHealth,
     DeliveredParts,
     OutboundMessage,
@@ -35,8 +33,8 @@ from gomflow_messaging.channels.base import (
     split_text,
 )
 from gomflow_messaging.channels.pacing import Limit, Pacer
+from gomflow_messaging.channels.whatsapp.render import Choices, render
 from gomflow_messaging.errors import ChannelError, PermanentError, SkipMessage, TransientError
-from gomflow_messaging.i18n import gettext
 from gomflow_messaging.phones import normalize_phone
 
 if TYPE_CHECKING:
@@ -175,6 +173,8 @@ class WhatsAppChannel:
         self._prefix = f"gomflow:{settings.queue_name}"
         self._parts = DeliveredParts(redis, f"{self._prefix}:whatsapp")
         self._pacer = Pacer(redis, self._prefix)
+        #: The numbered choices last shown to each buyer (also by the webhook's answers).
+        self.choices = Choices(redis, settings.queue_name)
         self._scope = f"whatsapp:{self.sender}"
         self._limit = Limit(self._scope, settings.whatsapp_messages_per_second)
         self._http: BaseUrlHttpClient | None = None
@@ -199,9 +199,10 @@ class WhatsAppChannel:
     # -- sending -------------------------------------------------------------------------
 
     async def send(self, message: OutboundMessage) -> SendResult:
+        actions: tuple[str, ...] = ()
         try:
             if await self._in_window(message.address):
-                requests = self._free_text(message)
+                requests, actions = self._free_text(message)
             else:
                 requests = [await self._template(message)]
             sids = [
@@ -212,6 +213,13 @@ class WhatsAppChannel:
             raise
         except Exception as exc:
             raise self._error(exc) from None
+        if actions:
+            try:
+                await self.choices.remember(message.address, actions)
+            except RedisError as exc:
+                # Sent already: failing now would send it again. A digit the buyer answers
+                # with then reaches the bot as typed, which tells them what it understands.
+                log.warning("numbered choices of %s not remembered: %r", message.message_id, exc)
         return SendResult(provider_message_id=sids[0])
 
     async def _in_window(self, address: str) -> bool:
@@ -225,13 +233,14 @@ class WhatsAppChannel:
         )
         return bool(inside)
 
-    def _free_text(self, message: OutboundMessage) -> list[dict[str, Any]]:
-        text = render_text(message.text, message.buttons, message.locale)
-        parts = split_text(text, self.max_text_length) or [""]
+    def _free_text(self, message: OutboundMessage) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+        """The requests that send it, and the actions of its numbered choices."""
+        rendered = render(message.text, message.buttons, message.locale, numbered=True)
+        parts = split_text(rendered.text, self.max_text_length) or [""]
         requests: list[dict[str, Any]] = [{"body": part} for part in parts]
         if message.image_url:
             requests[0]["media_url"] = [message.image_url]
-        return requests
+        return requests, rendered.actions
 
     async def _template(self, message: OutboundMessage) -> dict[str, Any]:
         """The approved template for this event and language, or skip: WhatsApp needs one.
@@ -442,26 +451,6 @@ class WhatsAppChannel:
             return PermanentError(f"Twilio: {exc}"[:500], code="twilio_error", platform=name)
         log.error("unexpected error from the WhatsApp adapter: %r", exc)
         return TransientError(f"unexpected: {type(exc).__name__}", code="internal", platform=name)
-
-
-_COMMAND = re.compile(r"^/?([A-Za-z_]+)(.*)$", re.DOTALL)
-
-
-def button_line(button: Button, locale: str) -> str:
-    """A button as a line a buyer can act on: a link, or the words to reply."""
-    if button.url:
-        return f"{button.label}: {button.url}"
-    match = _COMMAND.match(button.action.strip())
-    command = match.group(1).upper() + match.group(2) if match else button.action.strip().upper()
-    return gettext(locale, "{label}: reply {command}", label=button.label, command=command)
-
-
-def render_text(text: str, buttons: tuple[tuple[Button, ...], ...], locale: str) -> str:
-    """The message text with its buttons as reply lines under it."""
-    lines = [button_line(b, locale) for row in buttons for b in row]
-    if not lines:
-        return text
-    return (text + "\n\n" if text else "") + "\n".join(lines)
 
 
 def build(settings: Settings, pool: Pool, redis: Redis) -> WhatsAppChannel:

@@ -28,20 +28,21 @@ from gomflow_messaging.channels.whatsapp.channel import (
     PREFIX,
     TWILIO_API,
     WhatsAppChannel,
-    render_text,
 )
+from gomflow_messaging.channels.whatsapp.render import render
 from gomflow_messaging.errors import ApiError, PermanentError, ValidationFailed
 from gomflow_messaging.phones import normalize_phone
 from gomflow_messaging.workflows.chat.router import link_code_attempt
+from gomflow_messaging.workflows.chat.text import whole_number
 from gomflow_messaging.workflows.chat.types import IncomingFile, Reply, Sender
 
 if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.routing import BaseRoute
 
-    from gomflow_messaging.channels.base import Channel
     from gomflow_messaging.db import Pool
     from gomflow_messaging.settings import Settings
+    from gomflow_messaging.workflows.chat.router import Bot
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ async def inbound(request: Request) -> Response:
             {name: "is required" for name, ok in (("MessageSid", sid), ("From", address)) if not ok}
         )
     if not await first_time(svc.pool, "whatsapp", sid):
-        return _twiml([], "en")  # Twilio retried: answered already
+        return _twiml([], "en")[0]  # Twilio retried: answered already
     sender = Sender("whatsapp", address, form.get("ProfileName", "")[:100], keywords=True)
     # A tap on a template's quick-reply button carries its payload.
     text = form.get("ButtonPayload") or form.get("Body", "")
@@ -119,17 +120,23 @@ async def inbound(request: Request) -> Response:
     if allowed != "ok":
         # Over a limit: one answer, then an empty response, so nothing more is billed.
         if allowed == "silent":
-            return _twiml([], "en")
+            return _twiml([], "en")[0]
         locale = await _locale(svc.pool, address)
-        return _twiml([Reply(ratelimit.refusal(svc.settings, kind, locale))], locale)
+        return _twiml([Reply(ratelimit.refusal(svc.settings, kind, locale))], locale)[0]
+    channel = svc.channels["whatsapp"]
+    assert isinstance(channel, WhatsAppChannel)
     try:
-        upload = _attachment(svc.channels["whatsapp"], form)
+        upload = _attachment(channel, form)
         if upload is not None:
             # A receipt (the caption may name the reference): the payment-proof flow.
             replies = await svc.bot.file(sender, upload, form.get("Body", ""))
         else:
+            if not form.get("ButtonPayload"):
+                text = await _chosen(svc.bot, channel, sender, text)
             replies = await svc.bot.handle(sender, text)
         locale = await _locale(svc.pool, address)
+        # Numbers only when the next message will be read as one.
+        numbered = not await svc.bot.flow_waiting(sender)
     except BaseException:
         # Let Twilio's retry be handled, not dropped as a duplicate.
         with contextlib.suppress(Exception):
@@ -137,7 +144,26 @@ async def inbound(request: Request) -> Response:
                 "DELETE FROM inbound_updates WHERE platform = 'whatsapp' AND update_id = $1", sid
             )
         raise
-    return _twiml(replies, locale)
+    response, actions = _twiml(replies, locale, numbered=numbered)
+    # After the bot acted: a failure here must not make Twilio's retry act twice.
+    await channel.choices.remember(address, actions)
+    return response
+
+
+async def _chosen(bot: Bot, channel: WhatsAppChannel, sender: Sender, text: str) -> str:
+    """The action of the choice a bare number picks, else the text as typed.
+
+    "2", " 2 ", "2." and digits of other scripts (full-width) pick. A number with no list in
+    view, or past its end, reaches the bot as typed; so does any number while a flow waits
+    for an answer (the submit flow's quantity).
+    """
+    number = whole_number(text.strip().removesuffix("."))
+    if not number:
+        return text
+    action = await channel.choices.action(sender.address, number)
+    if action is None or await bot.flow_waiting(sender):
+        return text
+    return action
 
 
 async def _locale(pool: Pool, address: str) -> str:
@@ -149,13 +175,14 @@ async def _locale(pool: Pool, address: str) -> str:
     return str(locale or "en")
 
 
-def _attachment(channel: Channel, form: ImmutableMultiDict[str, str]) -> IncomingFile | None:
+def _attachment(
+    channel: WhatsAppChannel, form: ImmutableMultiDict[str, str]
+) -> IncomingFile | None:
     """The message's first attachment, fetched from Twilio with our credentials on demand."""
     count = form.get("NumMedia", "0")
     url = form.get("MediaUrl0", "")
     if not count.isdigit() or int(count) < 1 or not url:
         return None
-    assert isinstance(channel, WhatsAppChannel)
 
     async def fetch() -> bytes:
         # Our account's credentials go to Twilio's API and nowhere else.
@@ -172,12 +199,22 @@ def _attachment(channel: Channel, form: ImmutableMultiDict[str, str]) -> Incomin
     )
 
 
-def _twiml(replies: list[Reply], locale: str) -> Response:
-    """One <Message> per reply (and per 1600 characters), buttons as reply lines."""
+def _twiml(
+    replies: list[Reply], locale: str, *, numbered: bool = False
+) -> tuple[Response, tuple[str, ...]]:
+    """One <Message> per reply (and per 1600 characters), and the actions of its choices.
+
+    Buttons are numbered choices, counted on across the replies of one answer so that each
+    number means one button, or (``numbered`` false) lines saying what to reply.
+    """
     root = ElementTree.Element("Response")
+    actions: tuple[str, ...] = ()
     for reply in replies:
-        text = render_text(reply.text, reply.buttons, locale)
-        parts = split_text(text, WhatsAppChannel.max_text_length) or [""]
+        rendered = render(
+            reply.text, reply.buttons, locale, numbered=numbered, first=len(actions) + 1
+        )
+        actions += rendered.actions
+        parts = split_text(rendered.text, WhatsAppChannel.max_text_length) or [""]
         for index, part in enumerate(parts):
             message = ElementTree.SubElement(root, "Message")
             if index == 0 and reply.image_url:
@@ -186,7 +223,8 @@ def _twiml(replies: list[Reply], locale: str) -> Response:
             else:
                 message.text = part
     body = ElementTree.tostring(root, encoding="unicode", xml_declaration=False)
-    return Response('<?xml version="1.0" encoding="UTF-8"?>' + body, media_type="application/xml")
+    xml = '<?xml version="1.0" encoding="UTF-8"?>' + body
+    return Response(xml, media_type="application/xml"), actions
 
 
 async def status_callback(request: Request) -> Response:

@@ -173,6 +173,9 @@ class Bot:
             word, _sep, rest = text.partition(" ")
             if word.lower() in _KEYWORDS:
                 name, args = _KEYWORDS[word.lower()], rest.strip()
+        elif name is None and sender.keywords and text.lower() == "cancel":
+            # A keyword chat's Cancel button reads "reply CANCEL": mid-flow too, not a name.
+            name = "cancel"
         if name is not None:
             if name not in self._commands:
                 return [unknown(ctx)]
@@ -182,6 +185,14 @@ class Bot:
         if ctx.state is not None:
             return await self._step(ctx, text)
         return [unknown(ctx)]
+
+    async def flow_waiting(self, sender: Sender) -> bool:
+        """Whether a step-by-step flow waits for this person's answer.
+
+        A chat that lets people answer a list with its number asks first: while a flow
+        waits, "2" is the answer to its question (a quantity), never a choice.
+        """
+        return await Conversation(self.redis, sender).load() is not None
 
     def understands(self, text: str) -> bool:
         """Whether ``text`` is one of our commands (a group's ``/cmd`` may be another bot's)."""

@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     for plugin in registry.plugins():
         if plugin.cli is not None:
             plugin.cli(add)
-    job_list = "; ".join(f"{j.name}: {j.help}" for j in JOBS.values())
+    job_list = "; ".join(f"{j.name}: {j.help.rstrip('.')}" for j in JOBS.values())
     run_job = add("run-job", cmd_run_job, f"Run one scheduled job now. Jobs: {job_list}")
     run_job.add_argument("name", choices=sorted(JOBS), help="the job to run")
     run_job.add_argument(

@@ -1,3 +1,3 @@
-"""gomflow-messaging: GOMFLOW's buyer and GOM messaging on WhatsApp, Telegram and Discord."""
+"""gomflow-messaging: GOMFLOW's buyer and GOM messaging in the chats they use (see channels/)."""
 
 __version__ = "0.1.0"

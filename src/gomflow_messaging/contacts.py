@@ -196,12 +196,19 @@ async def for_gom(conn: Connection, profile_id: UUID) -> Recipient | None:
     return _recipient(contact_id, None, contacts, addresses, {"gom_id": str(profile_id)})
 
 
+def stranger(channel: str, address: str) -> Recipient:
+    """A direct address no contact holds: reached there only, with the default settings."""
+    return Recipient(addresses=[Address(channel, address)])
+
+
 async def for_address(conn: Connection, channel: str, address: str) -> Recipient:
     contact_id = await conn.fetchval(
         "SELECT contact_id FROM contact_addresses WHERE channel = $1 AND address = $2",
         channel,
         address,
     )
+    if contact_id is None:
+        return stranger(channel, address)
     contacts, addresses = await _contacts(conn, {contact_id} if contact_id else set())
     recipient = _recipient(contact_id, Address(channel, address), contacts, addresses, {})
     # A direct address is exactly where the caller asked: no other channel.

@@ -12,16 +12,25 @@ from tests.conftest import unique_text
 from tests.helpers import AUTH, running_app
 
 
-async def _contact(conn: Any, address: str, **columns: Any) -> Any:
+async def _contact(conn: Any, address: str, reachable: bool = True, **columns: Any) -> Any:
     names = ", ".join(columns)
     values = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
     contact_id = await conn.fetchval(
         f"INSERT INTO contacts ({names}) VALUES ({values}) RETURNING id", *columns.values()
     )
     await conn.execute(
-        "INSERT INTO contact_addresses (contact_id, channel, address) VALUES ($1, 'sandbox', $2)",
+        "INSERT INTO contact_addresses (contact_id, channel, address, reachable)"
+        " VALUES ($1, 'sandbox', $2, $3)",
         contact_id,
         address,
+        reachable,
+    )
+    # Another address of the contact: a direct recipient is reached where asked, only.
+    await conn.execute(
+        "INSERT INTO contact_addresses (contact_id, channel, address, priority)"
+        " VALUES ($1, 'sandbox', $2, 1)",
+        contact_id,
+        f"{address}-other",
     )
     return contact_id
 
@@ -30,7 +39,9 @@ async def test_direct_addresses_of_contacts_keep_their_settings_beside_strangers
     settings: Settings, conn: Any
 ) -> None:
     tag = unique_text("direct")
-    opted_out, quiet, off, stranger = (f"{tag}-{n}" for n in ("out", "quiet", "off", "new"))
+    opted_out, quiet, off, gone, stranger = (
+        f"{tag}-{n}" for n in ("out", "quiet", "off", "gone", "new")
+    )
     await _contact(conn, opted_out, opted_out_at=datetime.now(UTC))
     # Quiet from an hour ago to an hour from now, in the contact's own zone.
     local = datetime.now(ZoneInfo("Asia/Kuala_Lumpur"))
@@ -46,6 +57,7 @@ async def test_direct_addresses_of_contacts_keep_their_settings_beside_strangers
         "INSERT INTO contact_preferences (contact_id, kind, enabled) VALUES ($1, 'custom', false)",
         off_id,
     )
+    await _contact(conn, gone, reachable=False, locale="en")
     text = unique_text()
     async with running_app(settings, mode="web") as client:
         response = await client.post(
@@ -54,7 +66,8 @@ async def test_direct_addresses_of_contacts_keep_their_settings_beside_strangers
                 "event": "custom",
                 "data": {"text": text},
                 "recipients": [
-                    {"channel": "sandbox", "address": a} for a in (stranger, opted_out, quiet, off)
+                    {"channel": "sandbox", "address": a}
+                    for a in (stranger, opted_out, quiet, off, gone)
                 ],
             },
             headers=AUTH,
@@ -77,11 +90,13 @@ async def test_direct_addresses_of_contacts_keep_their_settings_beside_strangers
         (opted_out, 1, "skipped"),
         (quiet, 2, "queued"),
         (off, 3, "skipped"),
+        (gone, 4, "skipped"),
     ]
     assert "send_at" not in entries[0] and "reason" not in entries[0]
     assert entries[1]["reason"] == "opted_out"
     assert datetime.fromisoformat(entries[2]["send_at"]) > datetime.now(UTC) + timedelta(minutes=30)
     assert entries[3]["reason"] == "preference_off"
+    assert entries[4]["reason"] == "unreachable"
     [single] = alone.json()["messages"]
     assert (single["address"], single["recipient"], single["status"]) == (stranger, 0, "queued")
     assert set(single) == {"id", "channel", "address", "status", "recipient"}
@@ -101,5 +116,5 @@ async def test_direct_addresses_of_contacts_keep_their_settings_beside_strangers
     details = await conn.fetch(
         "SELECT detail FROM audit_log WHERE action = 'notify' AND subject = ANY($1::text[])", ids
     )
-    assert sorted(d["detail"]["messages"] for d in details) == [1, 4]
-    assert await conn.fetchval("SELECT count(*) FROM messages WHERE body->>'text' = $1", text) == 5
+    assert sorted(d["detail"]["messages"] for d in details) == [1, 5]
+    assert await conn.fetchval("SELECT count(*) FROM messages WHERE body->>'text' = $1", text) == 6

@@ -65,21 +65,21 @@ def submission_address(platform: str, platform_id: str | None, phone: str | None
         return None
 
 
+# What planning needs of a contact (`_recipient`): its settings and preferences.
+_CONTACT = """
+    SELECT c.id, c.locale, c.timezone, c.opted_out_at, c.quiet_start, c.quiet_end,
+           coalesce((SELECT jsonb_object_agg(p.kind, p.enabled) FROM contact_preferences p
+                      WHERE p.contact_id = c.id), '{}'::jsonb) AS preferences
+"""
+
+
 async def _contacts(
     conn: Connection, contact_ids: set[UUID]
 ) -> tuple[dict[UUID, asyncpg.Record], dict[UUID, list[Address]]]:
     if not contact_ids:
         return {}, {}
     ids = list(contact_ids)
-    rows = await conn.fetch(
-        """
-        SELECT c.id, c.locale, c.timezone, c.opted_out_at, c.quiet_start, c.quiet_end,
-               coalesce((SELECT jsonb_object_agg(p.kind, p.enabled) FROM contact_preferences p
-                          WHERE p.contact_id = c.id), '{}'::jsonb) AS preferences
-          FROM contacts c WHERE c.id = ANY($1::uuid[])
-        """,
-        ids,
-    )
+    rows = await conn.fetch(_CONTACT + " FROM contacts c WHERE c.id = ANY($1::uuid[])", ids)
     addresses: dict[UUID, list[Address]] = defaultdict(list)
     for row in await conn.fetch(
         """
@@ -196,17 +196,25 @@ async def for_gom(conn: Connection, profile_id: UUID) -> Recipient | None:
     return _recipient(contact_id, None, contacts, addresses, {"gom_id": str(profile_id)})
 
 
+def stranger(channel: str, address: str) -> Recipient:
+    """A direct address no contact holds: reached there only, with the default settings."""
+    return Recipient(addresses=[Address(channel, address)])
+
+
 async def for_address(conn: Connection, channel: str, address: str) -> Recipient:
-    contact_id = await conn.fetchval(
-        "SELECT contact_id FROM contact_addresses WHERE channel = $1 AND address = $2",
+    """Whoever holds a direct address, reached there only: the contact and this address's
+    reachability in one query (its other addresses are not used)."""
+    row = await conn.fetchrow(
+        _CONTACT
+        + """, ca.reachable FROM contact_addresses ca JOIN contacts c ON c.id = ca.contact_id
+         WHERE ca.channel = $1 AND ca.address = $2""",
         channel,
         address,
     )
-    contacts, addresses = await _contacts(conn, {contact_id} if contact_id else set())
-    recipient = _recipient(contact_id, Address(channel, address), contacts, addresses, {})
-    # A direct address is exactly where the caller asked: no other channel.
-    recipient.addresses = recipient.addresses[:1]
-    return recipient
+    if row is None:
+        return stranger(channel, address)
+    held = Address(channel, address, row["reachable"])
+    return _recipient(row["id"], held, {row["id"]: row}, {row["id"]: [held]}, {})
 
 
 # -- a person writing to a chat bot ---------------------------------------------------------

@@ -37,12 +37,36 @@ class PlannedMessage:
 _NOTIFICATION_CTE = """
     WITH n AS (
         INSERT INTO notifications (event, data, locale, send_at, source, request_id)
-        VALUES ($1, $2::jsonb, $3, $4, $5, $6) RETURNING id
+        {notification} RETURNING id
     ), audit AS (
         INSERT INTO audit_log (direction, actor, action, subject, result, detail)
         SELECT 'admin', $5, 'notify', n.id::text, 'accepted', $7::jsonb FROM n
     )
 """
+_NOTIFICATION = "VALUES ($1, $2::jsonb, $3, $4, $5, $6)"
+# Only while none of the addresses ($18, $19) belongs to a contact: the caller planned for
+# strangers, and the check and the insert see one snapshot (casts: SELECT infers no types).
+_NOTIFICATION_UNLESS_KNOWN = """
+        SELECT $1::text, $2::jsonb, $3::text, $4::timestamptz, $5::text, $6::text
+         WHERE NOT EXISTS (SELECT 1 FROM contact_addresses ca
+                             JOIN unnest($18::text[], $19::text[]) AS k(channel, address)
+                               USING (channel, address))
+"""
+_MESSAGES = """
+    INSERT INTO messages (notification_id, contact_id, channel, address, event, locale,
+                          body, status, status_reason, next_attempt_at, routes)
+    SELECT n.id, u.contact_id, u.channel, u.address, u.event, u.locale, u.body::jsonb,
+           u.status, u.status_reason, coalesce(u.next_attempt_at, now()), u.routes::jsonb
+    FROM n, unnest($8::uuid[], $9::text[], $10::text[], $11::text[], $12::text[],
+                   $13::text[], $14::text[], $15::text[], $16::timestamptz[], $17::text[])
+         WITH ORDINALITY AS u(contact_id, channel, address, event, locale, body, status,
+                              status_reason, next_attempt_at, routes, n)
+    ORDER BY u.n
+    RETURNING id, notification_id, channel, address, status, status_reason, next_attempt_at
+"""
+_INSERT = _NOTIFICATION_CTE.format(notification=_NOTIFICATION) + _MESSAGES
+_INSERT_UNLESS_KNOWN = _NOTIFICATION_CTE.format(notification=_NOTIFICATION_UNLESS_KNOWN) + _MESSAGES
+_INSERT_ALONE = _NOTIFICATION_CTE.format(notification=_NOTIFICATION) + "SELECT id FROM n"
 
 
 async def insert_notification(
@@ -56,27 +80,21 @@ async def insert_notification(
     request_id: str | None,
     audit: dict[str, Any],
     planned: list[PlannedMessage],
-) -> tuple[UUID, list[asyncpg.Record]]:
+    unless_known: list[tuple[str, str]] | None = None,
+) -> tuple[UUID, list[asyncpg.Record]] | None:
     """The notification, its audit row and all its messages in ONE statement: atomic without
-    a transaction, and one round trip for the whole of a notify (found profiling ingest)."""
+    a transaction, and one round trip for the whole of a notify (found profiling ingest).
+
+    With ``unless_known`` (channel, address) pairs, nothing is written and None is returned
+    when one of them belongs to a contact: the caller planned as if none did, to spare the
+    lookup's round trip, and must resolve and plan again.
+    """
     head = (event, data, locale, send_at, source, request_id, audit)
     if not planned:
-        notification_id: UUID = await conn.fetchval(_NOTIFICATION_CTE + "SELECT id FROM n", *head)
+        notification_id: UUID = await conn.fetchval(_INSERT_ALONE, *head)
         return notification_id, []
     rows = await conn.fetch(
-        _NOTIFICATION_CTE
-        + """
-        INSERT INTO messages (notification_id, contact_id, channel, address, event, locale,
-                              body, status, status_reason, next_attempt_at, routes)
-        SELECT n.id, u.contact_id, u.channel, u.address, u.event, u.locale, u.body::jsonb,
-               u.status, u.status_reason, coalesce(u.next_attempt_at, now()), u.routes::jsonb
-        FROM n, unnest($8::uuid[], $9::text[], $10::text[], $11::text[], $12::text[],
-                       $13::text[], $14::text[], $15::text[], $16::timestamptz[], $17::text[])
-             WITH ORDINALITY AS u(contact_id, channel, address, event, locale, body, status,
-                                  status_reason, next_attempt_at, routes, n)
-        ORDER BY u.n
-        RETURNING id, notification_id, channel, address, status, status_reason, next_attempt_at
-        """,
+        _INSERT if unless_known is None else _INSERT_UNLESS_KNOWN,
         *head,
         [p.contact_id for p in planned],
         [p.channel for p in planned],
@@ -88,7 +106,14 @@ async def insert_notification(
         [p.status_reason for p in planned],
         [p.next_attempt_at for p in planned],
         [_json(p.routes) for p in planned],
+        *(
+            ()
+            if unless_known is None
+            else ([c for c, _ in unless_known], [a for _, a in unless_known])
+        ),
     )
+    if not rows:
+        return None
     return rows[0]["notification_id"], list(rows)
 
 

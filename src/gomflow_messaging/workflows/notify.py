@@ -9,7 +9,7 @@ their quiet hours, and keeps their other addresses as fallbacks for a permanent 
 from __future__ import annotations
 
 import logging
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -133,6 +133,10 @@ def pydantic_fields(exc: ValidationError) -> dict[str, str]:
     return fields
 
 
+class AddressesKnown(Exception):
+    """A contact holds one of the addresses a notification was planned for as a stranger's."""
+
+
 @dataclass
 class NotifyResult:
     status_code: int
@@ -140,20 +144,39 @@ class NotifyResult:
     to_enqueue: list[tuple[UUID, int, datetime | None]]
 
 
+def _direct_address(spec: DirectRecipient, index: int, channels: Mapping[str, Channel]) -> str:
+    field = f"recipients.{index}"
+    if spec.channel not in channels:
+        raise ValidationFailed(
+            {f"{field}.channel": f"channel {spec.channel} is not enabled on this deployment"}
+        )
+    # The channel's own form ("0917 123 4567" -> "+639171234567"), so the contact is found.
+    try:
+        return channels[spec.channel].validate_address(spec.address)
+    except ValueError as exc:
+        raise ValidationFailed({f"{field}.address": str(exc)}) from None
+
+
+def _as_strangers(
+    specs: list[RecipientSpec], channels: Mapping[str, Channel]
+) -> list[tuple[int, Recipient]] | None:
+    """Direct recipients as if no contact held their addresses (most direct sends), so that
+    the insert can check that instead of a lookup first; None when a recipient is not direct."""
+    if not all(isinstance(spec, DirectRecipient) for spec in specs):
+        return None
+    return [
+        (index, contacts.stranger(spec.channel, _direct_address(spec, index, channels)))
+        for index, spec in enumerate(specs)
+        if isinstance(spec, DirectRecipient)
+    ]
+
+
 async def _resolve(
     conn: Connection, spec: RecipientSpec, index: int, channels: Mapping[str, Channel]
 ) -> list[Recipient]:
     field = f"recipients.{index}"
     if isinstance(spec, DirectRecipient):
-        if spec.channel not in channels:
-            raise ValidationFailed(
-                {f"{field}.channel": f"channel {spec.channel} is not enabled on this deployment"}
-            )
-        # The channel's own form ("0917 123 4567" -> "+639171234567"), so the contact is found.
-        try:
-            address = channels[spec.channel].validate_address(spec.address)
-        except ValueError as exc:
-            raise ValidationFailed({f"{field}.address": str(exc)}) from None
+        address = _direct_address(spec, index, channels)
         return [await contacts.for_address(conn, spec.channel, address)]
     if isinstance(spec, SubmissionRecipient):
         found = await contacts.for_submissions(conn, submission_id=spec.submission_id)
@@ -304,8 +327,13 @@ async def deliver_event(
     source: str = "api",
     request_id: str | None = None,
     now: datetime | None = None,
+    unless_known: list[tuple[str, str]] | None = None,
 ) -> NotifyResult:
-    """Render, plan and store one notification inside the caller's transaction."""
+    """Render, plan and store one notification inside the caller's transaction.
+
+    With ``unless_known`` (channel, address) pairs, raises AddressesKnown, having written
+    nothing, when one of them belongs to a contact.
+    """
     now = now or datetime.now(UTC)
     if len(recipients) > MAX_RECIPIENTS:
         raise ValidationFailed(
@@ -325,7 +353,7 @@ async def deliver_event(
         except events.MissingData as exc:
             raise ValidationFailed({exc.field: exc.message}) from None
         planned.append(plan(recipient, spec, body, chosen, enabled, channels, when, now))
-    notification_id, rows = await outbox.insert_notification(
+    stored = await outbox.insert_notification(
         conn,
         event=event,
         data=data,
@@ -340,7 +368,11 @@ async def deliver_event(
             "queued": sum(1 for p in planned if p.status == "queued"),
         },
         planned=planned,
+        unless_known=unless_known,
     )
+    if stored is None:
+        raise AddressesKnown
+    notification_id, rows = stored
     entries = []
     for (index, recipient), row in zip(recipients, rows, strict=True):
         entry: dict[str, Any] = {
@@ -406,19 +438,26 @@ async def notify(
     body_hash = idempotency.request_hash(body) if idempotency_key is not None else ""
 
     async def run(conn: Connection) -> NotifyResult:
+        options: dict[str, Any] = {
+            "event": request.event,
+            "data": request.data,
+            "channels": list(request.channels) if request.channels else None,
+            "send_at": request.send_at,
+            "locale": request.locale,
+            "source": source,
+            "request_id": request_id,
+            "now": None,
+        }
+        strangers = _as_strangers(request.recipients, ports.channels)
+        if strangers is not None:
+            # One round trip when no contact holds these addresses; else resolve them below.
+            known = [(r.addresses[0].channel, r.addresses[0].address) for _, r in strangers]
+            with suppress(AddressesKnown):
+                return await deliver_event(
+                    conn, ports, recipients=strangers, unless_known=known, **options
+                )
         recipients = await resolve_all(conn, request.recipients, ports.channels)
-        return await deliver_event(
-            conn,
-            ports,
-            event=request.event,
-            data=request.data,
-            recipients=recipients,
-            channels=list(request.channels) if request.channels else None,
-            send_at=request.send_at,
-            locale=request.locale,
-            source=source,
-            request_id=request_id,
-        )
+        return await deliver_event(conn, ports, recipients=recipients, **options)
 
     async with ports.pool.acquire() as conn:
         if idempotency_key is None:
@@ -490,7 +529,13 @@ async def send(
 
 async def enqueue(ports: Ports, result: NotifyResult) -> None:
     """After commit: enqueue; if Redis is down the sweeper picks the rows up later."""
-    if result.to_enqueue:
+    if len(result.to_enqueue) == 1:
+        # Most notifies: one message, one job; enqueue_many would gather it in a task of
+        # its own (an event loop turn per request, seen profiling ingest).
+        deferred = 0 if await ports.queue.enqueue_delivery(*result.to_enqueue[0]) else 1
+    elif result.to_enqueue:
         _, deferred = await ports.queue.enqueue_many(result.to_enqueue)
-        if deferred:
-            log.warning("Redis unavailable: %d message(s) left to the sweeper", deferred)
+    else:
+        deferred = 0
+    if deferred:
+        log.warning("Redis unavailable: %d message(s) left to the sweeper", deferred)

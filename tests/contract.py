@@ -8,7 +8,8 @@ has no 429) raise `Unsupported` and the test is skipped for that channel only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
+from uuid import UUID
 
 from gomflow_messaging.channels.base import Channel
 
@@ -53,3 +54,25 @@ class Harness(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+async def recent_contacts(pool: Any, channel: str, addresses: list[str]) -> list[UUID]:
+    """Contacts who wrote from these addresses just now (inside a 24-hour window), for the
+    harnesses of channels that may only answer people who wrote recently."""
+    ids: list[UUID] = []
+    for address in addresses:
+        contact_id = await pool.fetchval(
+            "INSERT INTO contacts (display_name) VALUES ('contract') RETURNING id"
+        )
+        ids.append(contact_id)
+        await pool.execute(
+            """
+            INSERT INTO contact_addresses (contact_id, channel, address, last_inbound_at)
+            VALUES ($1, $2, $3, now())
+            ON CONFLICT (channel, address) DO UPDATE SET last_inbound_at = now()
+            """,
+            contact_id,
+            channel,
+            address,
+        )
+    return ids

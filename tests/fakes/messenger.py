@@ -27,7 +27,7 @@ from aiohttp import web
 from gomflow_messaging.channels.base import Channel
 from gomflow_messaging.channels.messenger.channel import MessengerChannel
 from gomflow_messaging.channels.messenger.settings import MessengerSettings
-from tests.contract import Fault, Received
+from tests.contract import Fault, Received, recent_contacts
 
 PAGE_TOKEN = "EAAtest" + "x" * 40
 APP_SECRET = "test-app-secret-0123456789abcdef"
@@ -436,20 +436,8 @@ class MessengerHarness:
 
     async def start(self) -> Channel:
         await self.fake.start()
-        for n in [*range(1, 10), 999]:
-            contact_id = await self._pool.fetchval(
-                "INSERT INTO contacts (display_name) VALUES ('contract') RETURNING id"
-            )
-            self._contacts.append(contact_id)
-            await self._pool.execute(
-                """
-                INSERT INTO contact_addresses (contact_id, channel, address, last_inbound_at)
-                VALUES ($1, 'messenger', $2, now())
-                ON CONFLICT (channel, address) DO UPDATE SET last_inbound_at = now()
-                """,
-                contact_id,
-                self.address(n),
-            )
+        addresses = [self.address(n) for n in [*range(1, 10), 999]]
+        self._contacts += await recent_contacts(self._pool, "messenger", addresses)
         self.fake.errors_for[self.blocked_address()] = "unavailable"
         channel = MessengerChannel(
             messenger_settings(self.fake.base_url),

@@ -21,7 +21,7 @@ from aiohttp import web
 from gomflow_messaging.channels.base import Channel
 from gomflow_messaging.channels.whatsapp.channel import WhatsAppChannel
 from gomflow_messaging.settings import Settings
-from tests.contract import Fault, Received
+from tests.contract import Fault, Received, recent_contacts
 from tests.helpers import SECRET
 
 # Obviously fake credentials (the repository's hook refuses anything like a real SID).
@@ -246,20 +246,8 @@ class TwilioHarness:
 
     async def start(self) -> Channel:
         await self.fake.start()
-        for n in [*range(1, 10), 999]:
-            contact_id = await self._pool.fetchval(
-                "INSERT INTO contacts (display_name) VALUES ('contract') RETURNING id"
-            )
-            self._contacts.append(contact_id)
-            await self._pool.execute(
-                """
-                INSERT INTO contact_addresses (contact_id, channel, address, last_inbound_at)
-                VALUES ($1, 'whatsapp', $2, now())
-                ON CONFLICT (channel, address) DO UPDATE SET last_inbound_at = now()
-                """,
-                contact_id,
-                self.address(n),
-            )
+        addresses = [self.address(n) for n in [*range(1, 10), 999]]
+        self._contacts += await recent_contacts(self._pool, "whatsapp", addresses)
         self.fake.errors_for["whatsapp:" + self.blocked_address()] = (400, 21610)
         channel = WhatsAppChannel(twilio_settings(self.fake.base_url), self._pool, self._redis)
         await channel.start()

@@ -84,3 +84,33 @@ def test_every_command_has_help() -> None:
         )
         assert result.returncode == 0, (command, result.stderr)
         assert "usage: gomflow-messaging" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "variable", ["TELEGRAM_BOT_TOKEN", "DISCORD_TOKEN", "TWILIO_AUTH_TOKEN", "MESSENGER_APP_SECRET"]
+)
+def test_every_channels_empty_secret_means_unset(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    """Each channel's settings are a mixin of one class: a validator one mixin names like
+    another's would be lost (only one survives the composition)."""
+    monkeypatch.setenv("SERVICE_SECRET", SECRET)
+    monkeypatch.setenv(variable, "")
+    assert getattr(load_settings(_env_file=None), variable.lower()) is None
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "PUBLIC_BASE_URL",
+        "TELEGRAM_API_BASE_URL",
+        "DISCORD_API_BASE_URL",
+        "TWILIO_API_BASE_URL",
+        "MESSENGER_API_BASE_URL",
+    ],
+)
+def test_every_base_url_is_checked(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+    monkeypatch.setenv("SERVICE_SECRET", SECRET)
+    monkeypatch.setenv(variable, "ftp://example.com")
+    with pytest.raises(ConfigError, match=f"{variable}: must be an http"):
+        load_settings(_env_file=None)

@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gomflow_messaging.channels import registry
+from gomflow_messaging.channels.base import http_url
 
 
 class ConfigError(Exception):
@@ -173,12 +174,7 @@ class CoreSettings(BaseSettings):
             raise ValueError("must be a redis:// URL")
         return value
 
-    @field_validator("public_base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if urlsplit(value).scheme not in ("http", "https"):
-            raise ValueError("must be an http(s):// URL")
-        return value.rstrip("/")
+    _public_base_url = field_validator("public_base_url")(http_url)
 
     @model_validator(mode="after")
     def _smart_agent_url(self) -> CoreSettings:

@@ -175,6 +175,18 @@ def empty_is_none(value: Any) -> Any:
     return None if value == "" else value
 
 
+def http_url(value: str) -> str:
+    """A base URL setting: http(s), without its trailing slash."""
+    if urlsplit(value).scheme not in ("http", "https"):
+        raise ValueError("must be an http(s):// URL")
+    return value.rstrip("/")
+
+
+def optional_http_url(value: str) -> str:
+    """``http_url``, where "" means the platform's own (not set)."""
+    return http_url(value) if value else value
+
+
 def require_when_enabled(settings: Any, name: str, variables: tuple[str, ...]) -> None:
     """A channel switched on without a credential stops start-up, naming the variable."""
     if not getattr(settings, f"enable_{name}"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
-from gomflow_messaging.channels.base import empty_is_none, require_when_enabled
+from gomflow_messaging.channels.base import empty_is_none, http_url, require_when_enabled
 
 
 class DiscordSettings(BaseModel):
@@ -14,6 +14,8 @@ class DiscordSettings(BaseModel):
     discord_guild_id: str = ""
     discord_public_key: str = ""
     discord_api_base_url: str = "https://discord.com/api/v10"
+
+    _discord_base_url = field_validator("discord_api_base_url")(http_url)
     enable_slash_commands: bool = True
     enable_button_interactions: bool = True
     enable_modal_interactions: bool = True
@@ -35,7 +37,7 @@ class DiscordSettings(BaseModel):
     #: CDN), in every environment; tests name their fake's 127.0.0.1:port here.
     discord_attachment_hosts: str = "cdn.discordapp.com,media.discordapp.net"
 
-    _blank = field_validator("discord_token", mode="before")(empty_is_none)
+    _discord_blank = field_validator("discord_token", mode="before")(empty_is_none)
 
     @field_validator("discord_public_key")
     @classmethod

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
-from gomflow_messaging.channels.base import empty_is_none, require_when_enabled
+from gomflow_messaging.channels.base import empty_is_none, http_url, require_when_enabled
 
 #: Meta's own Graph API; tests point MESSENGER_API_BASE_URL at a fake on loopback.
 GRAPH_API = "https://graph.facebook.com/v23.0"
@@ -35,19 +33,14 @@ class MessengerSettings(BaseModel):
     #: Webhook batches carry at most a few events of a few KiB each.
     max_messenger_event_bytes: int = Field(262_144, ge=1024)
 
-    _blank = field_validator(
+    _messenger_blank = field_validator(
         "messenger_page_access_token",
         "messenger_app_secret",
         "messenger_verify_token",
         mode="before",
     )(empty_is_none)
 
-    @field_validator("messenger_api_base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if urlsplit(value).scheme not in ("http", "https"):
-            raise ValueError("must be an http(s):// URL")
-        return value.rstrip("/")
+    _messenger_base_url = field_validator("messenger_api_base_url")(http_url)
 
     @model_validator(mode="after")
     def _messenger_credentials(self) -> MessengerSettings:

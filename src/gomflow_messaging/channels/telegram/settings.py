@@ -6,7 +6,7 @@ import re
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
-from gomflow_messaging.channels.base import empty_is_none, require_when_enabled
+from gomflow_messaging.channels.base import empty_is_none, http_url, require_when_enabled
 
 
 class TelegramSettings(BaseModel):
@@ -15,6 +15,8 @@ class TelegramSettings(BaseModel):
     telegram_webhook_url: str = ""
     telegram_webhook_secret: SecretStr | None = None
     telegram_api_base_url: str = "https://api.telegram.org"
+
+    _telegram_base_url = field_validator("telegram_api_base_url")(http_url)
     #: Telegram updates are JSON of a few KiB (a message of 4,096 characters, its entities).
     max_telegram_update_bytes: int = Field(262_144, ge=1024)
     # Bot API request timeout; the adapter also keeps it under half the dispatcher's lease.
@@ -26,9 +28,9 @@ class TelegramSettings(BaseModel):
     telegram_chat_burst: int = Field(3, ge=1, le=30)
     telegram_health_cache_seconds: float = Field(30.0, ge=0)
 
-    _blank = field_validator("telegram_bot_token", "telegram_webhook_secret", mode="before")(
-        empty_is_none
-    )
+    _telegram_blank = field_validator(
+        "telegram_bot_token", "telegram_webhook_secret", mode="before"
+    )(empty_is_none)
 
     @field_validator("telegram_bot_token")
     @classmethod

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
-from gomflow_messaging.channels.base import empty_is_none, require_when_enabled
+from gomflow_messaging.channels.base import empty_is_none, optional_http_url, require_when_enabled
 
 if TYPE_CHECKING:
     from gomflow_messaging.settings import Environment
@@ -19,6 +19,8 @@ class WhatsAppSettings(BaseModel):
     twilio_auth_token: SecretStr | None = None
     twilio_whatsapp_number: str = ""
     twilio_api_base_url: str = ""
+
+    _whatsapp_base_url = field_validator("twilio_api_base_url")(optional_http_url)
     webhook_path: str = "/webhooks/whatsapp"
     #: Twilio's form-encoded webhooks (a message of 1,600 characters and its fields).
     max_twilio_form_bytes: int = Field(65_536, ge=1024)
@@ -36,7 +38,7 @@ class WhatsAppSettings(BaseModel):
         environment: Environment
         public_base_url: str
 
-    _blank = field_validator("twilio_auth_token", mode="before")(empty_is_none)
+    _whatsapp_blank = field_validator("twilio_auth_token", mode="before")(empty_is_none)
 
     @field_validator("webhook_path")
     @classmethod

@@ -320,6 +320,35 @@ async def test_duplicate_update_is_handled_once(
     assert len(fake_telegram.sent(chat)) == first
 
 
+async def test_a_reply_accepted_but_answered_late_is_not_sent_again(
+    telegram_settings: Callable[..., Settings], fake_telegram: FakeTelegram, demo: dict[str, Any]
+) -> None:
+    """Telegram took the reply but its answer came after our timeout: whether it landed is
+    unknown, and a reply is not worth sending twice (the person can ask again)."""
+    chat = new_chat()
+    fake_telegram.fail_next("late", retry_after=2, method="sendMessage", chat_id=chat)
+    settings = telegram_settings(telegram_request_timeout_seconds=1)
+    async with running_app(settings, mode="web") as client:
+        await post(client, message_update(chat, "/orders"))
+    texts = fake_telegram.texts(chat)
+    assert texts[0].startswith("Open orders (page 1 of")
+    assert len(texts) == len(set(texts)), texts
+
+
+async def test_a_reply_refused_with_a_short_wait_is_sent_once_after_it(
+    client: httpx.AsyncClient, fake_telegram: FakeTelegram
+) -> None:
+    chat = new_chat()
+    fake_telegram.fail_next("rate_limited", retry_after=1, method="sendMessage", chat_id=chat)
+    await post(client, message_update(chat, "/orders"))
+    texts = fake_telegram.texts(chat)
+    assert texts[0].startswith("Open orders (page 1 of")
+    assert len(texts) >= 3 and len(texts) == len(set(texts)), texts
+    assert [c.status for c in fake_telegram.requests("sendMessage") if c.chat_id == str(chat)][
+        :2
+    ] == [429, 200]
+
+
 async def test_unparseable_update_is_answered_200_and_logged(
     client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -32,7 +32,14 @@ from gomflow_messaging.channels.base import Channel
 from tests.contract import Fault, Received
 
 FakeFault = Literal[
-    "rate_limited", "server_error", "hang", "blocked", "chat_not_found", "migrated", "garbage"
+    "rate_limited",
+    "server_error",
+    "hang",
+    "late",
+    "blocked",
+    "chat_not_found",
+    "migrated",
+    "garbage",
 ]
 
 # Fields aiogram sends as JSON text inside a form.
@@ -242,7 +249,8 @@ class FakeTelegram:
         migrate_to: int = 0,
         after: int = 0,
     ) -> None:
-        """Answer ``count`` matching requests with this fault, after letting ``after`` pass."""
+        """Answer ``count`` matching requests with this fault, after letting ``after`` pass
+        (``late``: the request is accepted, and answered ``retry_after`` seconds later)."""
         for _ in range(count):
             self._faults.append(
                 _Planned(
@@ -343,13 +351,18 @@ class FakeTelegram:
                     return web.Response(
                         status=502, text="<html>502 Bad Gateway</html>", content_type="text/html"
                     )
-                self._raise_fault(fault)
+                if fault.kind != "late":
+                    self._raise_fault(fault)
             if method in _SENDS:
                 self._check_cap()
             handler = getattr(self, f"_m_{method}", None)
             if handler is None:
                 raise ApiFailure(404, "Not Found: method not found")
             result = handler(params, files)
+            if fault is not None and fault.kind == "late":
+                # Accepted (the person sees it), but the answer is lost on the way back.
+                call.status, call.result = 200, result
+                await asyncio.sleep(fault.retry_after)
         except ApiFailure as failure:
             call.status = failure.status
             body: dict[str, Any] = {

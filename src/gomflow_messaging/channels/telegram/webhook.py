@@ -64,8 +64,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SECRET_HEADER = "x-telegram-bot-api-secret-token"
-# A reply that hits a short 429 is tried once more after the wait; a longer wait drops it
-# (the person can ask again; answers are not worth holding a request open for).
+# A reply refused with a short 429 is tried once more after the wait; a longer wait drops it
+# (the person can ask again; answers are not worth holding a request open for). Any other
+# failure is not tried again: after a timeout or a 5xx the reply may well have arrived, and
+# a reply shown twice is worse than one the person asks for again.
 REPLY_RETRY_LIMIT = 5.0
 _DISPATCHER = "telegram.dispatcher"
 
@@ -153,7 +155,8 @@ async def send_replies(channel: TelegramChannel, chat_id: int | str, replies: li
                 break
             except TransientError as exc:
                 wait = exc.retry_after or 0.0
-                if attempt == 2 or wait > REPLY_RETRY_LIMIT:
+                refused = exc.code == "rate_limited" and wait <= REPLY_RETRY_LIMIT
+                if attempt == 2 or not refused:
                     log.warning("telegram reply to %s dropped: %s", chat_id, exc.code)
                     return True
                 await asyncio.sleep(wait)

@@ -1,8 +1,10 @@
 """The ingest benchmark's limit: a bare Starlette endpoint doing the same database insert and
 enqueue as `POST /api/notify`, and nothing else (no auth, validation, contacts, rendering,
-audit or idempotency). Run by bench/foundation.py under uvicorn like the real service:
+audit or idempotency), under uvicorn with the service's default server settings (h11 and its
+header bound, as `gomflow-messaging web`). Run by bench/foundation.py:
 
-    python bench/bare.py   (PORT, DATABASE_URL, REDIS_URL, QUEUE_NAME, DB_POOL_SIZE)
+    python bench/bare.py   (PORT, DATABASE_URL, REDIS_URL, QUEUE_NAME, DB_POOL_SIZE, and
+                            BARE_HTTP_PARSER=httptools to show what the parser costs)
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from gomflow_messaging.settings import Settings
 
 state: dict[str, object] = {}
 
@@ -73,6 +77,16 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     await pool.close()
 
 
+_SERVER = {
+    name: Settings.model_fields[name].default
+    for name in (
+        "http_parser",
+        "http_max_header_bytes",
+        "http_limit_concurrency",
+        "http_keep_alive_seconds",
+    )
+}
+
 app = Starlette(routes=[Route("/api/notify", notify, methods=["POST"])], lifespan=lifespan)
 
 if __name__ == "__main__":
@@ -83,4 +97,12 @@ if __name__ == "__main__":
         log_config=None,
         access_log=False,
         log_level="warning",
+        # The server settings `gomflow-messaging web` runs with by default (cli.py), so the
+        # ratio is the cost of the service's own work, not of another HTTP parser.
+        http=os.environ.get("BARE_HTTP_PARSER") or _SERVER["http_parser"],
+        h11_max_incomplete_event_size=_SERVER["http_max_header_bytes"],
+        limit_concurrency=_SERVER["http_limit_concurrency"],
+        timeout_keep_alive=_SERVER["http_keep_alive_seconds"],
+        proxy_headers=True,
+        forwarded_allow_ips="*",
     )

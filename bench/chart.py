@@ -20,7 +20,6 @@ def ratios(report: dict[str, Any]) -> list[tuple[str, float, float]]:
     if foundation:
         rows.append(("ingest / bare endpoint", foundation["ingest"]["vs_bare"]["ratio"], 0.8))
         rows.append(("dispatch / SAQ no-op", foundation["dispatch"]["vs_noop"]["ratio"], 1.0))
-        rows.append(("2 workers / 1 worker", foundation["dispatch"]["two_vs_one"]["ratio"], 1.7))
     campaign = report.get("campaign")
     if campaign:
         from bench.run import campaign_runs

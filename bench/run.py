@@ -74,7 +74,8 @@ def summary(report: dict[str, Any]) -> str:
             dispatch["two_vs_one"]["ratio"],
             f"≥ {aim}"
             if (aim := dispatch["two_vs_one"]["aim"])
-            else f"none: 1 worker keeps the 2 cores {one['machine_cpu_busy_percent']} % busy",
+            else f"none (cores busy: {one['machine_cpu_busy_percent']} % with 1 worker, "
+            f"{two['machine_cpu_busy_percent']} % with 2)",
         )
     if "campaign" in report:
         for key, run in campaign_runs(report["campaign"]):

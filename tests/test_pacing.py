@@ -6,6 +6,7 @@ import asyncio
 import secrets
 import time
 import uuid
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -104,3 +105,52 @@ async def test_a_stalled_sender_never_overshoots_the_platforms_sliding_window(
     assert refused == []
     assert [o for o in outcomes if isinstance(o, BaseException)] == []
     assert len(fake.sent()) == 4 * cap
+
+
+class CountingRedis:
+    """A real Redis client whose pacing scripts count their calls."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self.calls = 0
+
+    def register_script(self, script: str) -> Any:
+        registered = self._redis.register_script(script)
+
+        async def call(**kwargs: Any) -> Any:
+            self.calls += 1
+            return await registered(**kwargs)
+
+        return call
+
+
+async def test_a_send_due_at_once_is_admitted_with_its_reservation(
+    redis: Redis, prefix: str
+) -> None:
+    """A sender behind its schedule (a loaded CPU) pays two round trips a send, not three:
+    the reservation admits it to the sliding window in the same script."""
+    counting = CountingRedis(redis)
+    pacer = Pacer(counting, prefix)  # type: ignore[arg-type]
+    async with pacer.slot([Limit("bot", 1000)]):
+        assert counting.calls == 1
+    assert counting.calls == 2  # and the one that says it has finished
+    in_window = await redis.zcard(f"{prefix}:sent:bot")
+    assert in_window == 1
+
+
+async def test_a_due_send_still_waits_while_the_window_is_full(redis: Redis, prefix: str) -> None:
+    """Due by the schedule is not enough: sends still in flight hold their places in the
+    window, and a finished one counts for a second from when it finished."""
+    pacer = Pacer(redis, prefix)
+    limits = [Limit("bot", 3)]  # slots at 0, 1/3, 2/3, 1 s
+    left: list[float] = []
+
+    async def send(hold: float) -> None:
+        async with pacer.slot(limits):
+            left.append(time.monotonic() - started)
+            await asyncio.sleep(hold)  # the request takes this long
+
+    started = time.monotonic()
+    await asyncio.gather(*(send(0.5) for _ in range(3)), send(0))
+    # The fourth is due at 1 s, but the first send, finished at 0.5 s, counts until 1.5 s.
+    assert sorted(left)[3] >= 1.45, left

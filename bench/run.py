@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in one run; JSON and a chart under bench/results/.
 
-    python bench/run.py                  # all of them (about 8 minutes on 2 cores)
+    python bench/run.py                  # all of them (about 10 minutes on 2 cores)
     python bench/run.py drills           # only some: foundation campaign webhook footprint
                                          # flood drills timing
     python bench/run.py --latest ...     # also copy the run to bench/latest.json and latest.png

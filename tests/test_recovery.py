@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -211,6 +213,37 @@ async def test_health_is_503_when_redis_is_unreachable(make_settings: Any) -> No
 async def _status(client: Any, code: int) -> Any:
     response = await client.get("/api/health")
     return response if response.status_code == code else None
+
+
+async def test_the_sweeper_leaves_a_campaign_waiting_its_turn_in_line(
+    make_settings: Callable[..., Settings], conn: asyncpg.Connection, redis: Redis
+) -> None:
+    """A campaign paced for minutes keeps its messages queued behind their batch jobs: they are
+    waiting, not lost, and must not each get a job of their own every sweep. Once the line is
+    lost (Redis restarted empty), the same messages are swept."""
+    from gomflow_messaging.bootstrap import build_services
+
+    queue = f"test-line-{uuid.uuid4().hex[:8]}"
+    settings = make_settings(queue_name=queue, sweep_grace_seconds=0.2)
+    text = unique_text("in-line")
+    async with running_app(settings, mode="web") as web:  # no worker: the jobs wait in line
+        response = await web.post("/api/notify", json=batch(text, 3), headers=AUTH)
+    ours = {m["id"] for m in response.json()["messages"]}
+    await eventually(lambda: sweepable(conn, text, 0.2, 3))
+    services = await build_services(settings)
+    try:
+        await services.dispatcher.sweep()
+        carried = [ids for ids in await queued_jobs(redis, queue) if ours & set(ids)]
+        assert [sorted(ids) for ids in carried] == [sorted(ours)]  # the one batch job, no more
+        await redis.delete(f"saq:{queue}:queued")  # the line is gone
+        await services.dispatcher.sweep()
+        carried = [ids for ids in await queued_jobs(redis, queue) if ours & set(ids)]
+        assert sorted(i for ids in carried for i in ids) == sorted(ours)
+        assert all(len(ids) == 1 for ids in carried)
+    finally:
+        await services.close()
+        for key in [k async for k in redis.scan_iter(f"saq:{queue}:*")]:
+            await redis.delete(key)
 
 
 async def test_run_job_sweep_re_enqueues(

@@ -401,8 +401,11 @@ class Dispatcher:
         return {"result": "retry", "delay": round(delay, 3), "code": code}
 
     async def sweep(self, limit: int = 1000) -> int:
-        """Re-enqueue messages whose job may be lost; a job still waiting is not doubled."""
-        rows = await outbox.stuck_messages(self.pool, self.settings.sweep_grace_seconds, limit)
+        """Re-enqueue messages whose job may be lost; a job still waiting is not doubled (one
+        carrying a batch of a long paced campaign included: see `stuck_messages`)."""
+        rows = await outbox.stuck_messages(
+            self.pool, self.settings.sweep_grace_seconds, limit, await self.queue.oldest_waiting()
+        )
         if not rows:
             return 0
         ok = await self.queue.requeue_many((row["id"], int(row["attempts"])) for row in rows)

@@ -400,19 +400,32 @@ async def mark_address_unreachable(pool: Pool, channel: str, address: str, reaso
     )
 
 
-async def stuck_messages(pool: Pool, grace_seconds: float, limit: int) -> list[asyncpg.Record]:
-    """Messages that should have a live job but may not: Redis lost it, or a worker died."""
+async def stuck_messages(
+    pool: Pool, grace_seconds: float, limit: int, line_since: datetime | None = None
+) -> list[asyncpg.Record]:
+    """Messages that should have a live job but may not: Redis lost it, or a worker died.
+
+    ``line_since``: when the job now first in the queue's line joined it. A message's job
+    joins the line within the grace of the message falling due (the rule the grace already
+    stands for), and jobs leave the line in order: so a message due more than the grace before
+    ``line_since`` has had its job taken, while one due later may simply be waiting its turn
+    (a campaign paced for minutes) and is left alone. None (no job waits): every message past
+    the grace.
+    """
     return list(
         await pool.fetch(
             """
             SELECT id, attempts, next_attempt_at FROM messages
-             WHERE (status = 'queued' AND next_attempt_at <= now() - make_interval(secs => $1))
+             WHERE (status = 'queued' AND next_attempt_at <= now() - make_interval(secs => $1)
+                    AND ($3::timestamptz IS NULL
+                         OR next_attempt_at < $3 - make_interval(secs => $1)))
                 OR (status = 'sending' AND claimed_until < now())
              ORDER BY next_attempt_at
              LIMIT $2
             """,
             grace_seconds,
             limit,
+            line_since,
         )
     )
 

@@ -8,7 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -185,6 +185,20 @@ class JobQueue:
                 # Redis is away: leave the rest to the sweeper instead of timing out each.
                 return ok, failed
         return ok, failed
+
+    async def oldest_waiting(self) -> datetime | None:
+        """When the job next in line (the head of SAQ's queue) was put in line; None when no
+        job waits, or Redis cannot say. Jobs leave in order: any job put in line before this
+        one has been taken by a worker."""
+        try:
+            head = await self.redis.lindex(self.saq.namespace("queued"), 0)  # type: ignore[misc]
+            job = self.saq.deserialize(await self.redis.get(head)) if head else None
+        except (RedisError, OSError):
+            return None
+        if job is None:
+            return None
+        # `queued` is when it was enqueued (ms); a retry or a scheduled job joins the line later.
+        return datetime.fromtimestamp(max(job.queued / 1000, job.scheduled), UTC)
 
     async def ping(self) -> bool:
         try:

@@ -246,6 +246,21 @@ async def test_the_sweeper_leaves_a_campaign_waiting_its_turn_in_line(
             await redis.delete(key)
 
 
+async def test_a_line_the_sweeper_cannot_read_is_swept_as_if_empty(redis: Redis) -> None:
+    from gomflow_messaging.queue import JobQueue
+
+    queue = JobQueue(REDIS_URL, f"test-line-{uuid.uuid4().hex[:8]}", lease_seconds=60)
+    try:
+        assert await queue.oldest_waiting() is None  # nothing waits
+        await redis.rpush(f"saq:{queue.name}:queued", "saq:job:gone")  # type: ignore[misc]
+        assert await queue.oldest_waiting() is None  # its job is gone
+        await redis.set("saq:job:gone", "not json")
+        assert await queue.oldest_waiting() is None  # unreadable
+    finally:
+        await redis.delete(f"saq:{queue.name}:queued", "saq:job:gone")
+        await queue.close()
+
+
 async def test_run_job_sweep_re_enqueues(
     settings: Settings, conn: asyncpg.Connection, redis: Redis
 ) -> None:

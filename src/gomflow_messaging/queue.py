@@ -188,12 +188,12 @@ class JobQueue:
 
     async def oldest_waiting(self) -> datetime | None:
         """When the job next in line (the head of SAQ's queue) was put in line; None when no
-        job waits, or Redis cannot say. Jobs leave in order: any job put in line before this
-        one has been taken by a worker."""
+        job waits, or Redis cannot say (the sweeper then sweeps as if no job waited). Jobs
+        leave in order: any job put in line before this one has been taken by a worker."""
         try:
             head = await self.redis.lindex(self.saq.namespace("queued"), 0)  # type: ignore[misc]
             job = self.saq.deserialize(await self.redis.get(head)) if head else None
-        except (RedisError, OSError):
+        except (RedisError, OSError, ValueError):  # away, or a job it cannot read: sweep all
             return None
         if job is None:
             return None

@@ -2,9 +2,9 @@
 
 A job carries one message id, or a batch of them (a campaign's messages, enqueued together):
 a batch is claimed in one statement, sent concurrently (each send under its channel's
-pacer), and the sends that succeeded are recorded together as they finish (a group commit:
-whoever finds the writer free writes every outcome waiting), so a message costs a fraction
-of a queue job and of the round trips of one claimed alone."""
+pacer), and the sends that succeeded are recorded together as they finish (`GroupCommit`:
+the outcomes that arrive while a write is in flight go in the next one), so a message costs
+a fraction of a queue job and of the round trips of one claimed alone."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ import asyncpg
 from gomflow_messaging import metrics, outbox
 from gomflow_messaging.channels.base import OutboundMessage
 from gomflow_messaging.errors import ChannelError, PermanentError, SkipMessage, TransientError
+from gomflow_messaging.group_commit import GroupCommit
 from gomflow_messaging.logs import request_id_var
 
 if TYPE_CHECKING:
@@ -58,46 +59,6 @@ class _Sent:
     channel: str
     attempt: int
     created_at: datetime
-
-
-class _SentLog:
-    """Records sent messages of one claim in as few statements as possible, each as soon as
-    possible: a send never waits for the slowest of its batch to be recorded (a worker killed
-    meanwhile would have its lease run out and the message sent twice)."""
-
-    def __init__(self, dispatcher: Dispatcher, deadline: float) -> None:
-        self._dispatcher = dispatcher
-        self._deadline = deadline
-        self._pending: list[_Sent] = []
-        self._writer = asyncio.Lock()
-
-    async def add(self, sent: _Sent) -> None:
-        self._pending.append(sent)
-        # One turn of the loop lets the sends that ended at the same moment join this write
-        # (else the first writes alone and the rest wait for it: two statements, not one).
-        await asyncio.sleep(0)
-        async with self._writer:
-            if not self._pending:
-                return  # the writer before us took ours along
-            batch, self._pending = self._pending, []
-            rows = [(b.message_id, b.attempt_id, b.provider_message_id) for b in batch]
-            pool = self._dispatcher.pool
-            await self._dispatcher._durably(
-                lambda: outbox.finish_sent_many(pool, rows), self._deadline
-            )
-        now = datetime.now(UTC)
-        for b in batch:
-            latency = (now - b.created_at).total_seconds()
-            metrics.MESSAGES.labels(b.channel, "sent").inc()
-            metrics.DELIVERY_LATENCY.labels(b.channel).observe(max(latency, 0.0))
-            log.info(
-                "message %s sent on %s (attempt %d, %.3fs after it was accepted)",
-                b.message_id,
-                b.channel,
-                b.attempt,
-                latency,
-                extra={"message_id": str(b.message_id), "channel": b.channel},
-            )
 
 
 class _Budget:
@@ -162,6 +123,31 @@ class Dispatcher:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 2.0)
 
+    def _sent_log(self, deadline: float) -> GroupCommit[_Sent, None]:
+        """Records the sent messages of one claim in as few statements as possible, each as
+        soon as possible: a send never waits for the slowest of its batch to be recorded (a
+        worker killed meanwhile would have its lease run out and the message sent twice)."""
+
+        async def record(batch: list[_Sent]) -> list[None]:
+            rows = [(b.message_id, b.attempt_id, b.provider_message_id) for b in batch]
+            await self._durably(lambda: outbox.finish_sent_many(self.pool, rows), deadline)
+            now = datetime.now(UTC)
+            for b in batch:
+                latency = (now - b.created_at).total_seconds()
+                metrics.MESSAGES.labels(b.channel, "sent").inc()
+                metrics.DELIVERY_LATENCY.labels(b.channel).observe(max(latency, 0.0))
+                log.info(
+                    "message %s sent on %s (attempt %d, %.3fs after it was accepted)",
+                    b.message_id,
+                    b.channel,
+                    b.attempt,
+                    latency,
+                    extra={"message_id": str(b.message_id), "channel": b.channel},
+                )
+            return [None] * len(batch)
+
+        return GroupCommit(record)
+
     async def deliver(self, message_id: UUID) -> dict[str, Any]:
         token = request_id_var.set("")
         await self._budget.take(1)
@@ -186,7 +172,7 @@ class Dispatcher:
             row = await outbox.claim(self.pool, message_id, lease, self.worker_id)
             if row is None:
                 return {"result": "not_claimed"}
-        return await self._attempt(row, _SentLog(self, claimed_at + lease * 0.9))
+        return await self._attempt(row, self._sent_log(claimed_at + lease * 0.9))
 
     async def deliver_batch(self, message_ids: list[UUID]) -> dict[str, Any]:
         """Claim the due ones of these messages together (as many at a time as the budget
@@ -208,7 +194,7 @@ class Dispatcher:
                     raise
                 self._budget.give(got - len(rows))
                 counts["not_claimed"] += got - len(rows)
-                sent_log = _SentLog(self, claimed_at + lease * 0.9)
+                sent_log = self._sent_log(claimed_at + lease * 0.9)
                 results = await asyncio.gather(
                     *(self._attempt_then_give(row, sent_log) for row in rows),
                     return_exceptions=True,
@@ -222,13 +208,17 @@ class Dispatcher:
             request_id_var.reset(token)
         return dict(counts)
 
-    async def _attempt_then_give(self, row: asyncpg.Record, sent_log: _SentLog) -> dict[str, Any]:
+    async def _attempt_then_give(
+        self, row: asyncpg.Record, sent_log: GroupCommit[_Sent, None]
+    ) -> dict[str, Any]:
         try:
             return await self._attempt(row, sent_log)
         finally:
             self._budget.give(1)
 
-    async def _attempt(self, row: asyncpg.Record, sent_log: _SentLog) -> dict[str, Any]:
+    async def _attempt(
+        self, row: asyncpg.Record, sent_log: GroupCommit[_Sent, None]
+    ) -> dict[str, Any]:
         """One claimed attempt: send, then record how it went (before the lease ends)."""
         message_id: UUID = row["id"]
         lease = self.settings.dispatch_lease_seconds

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -11,6 +10,7 @@ import asyncpg
 
 from gomflow_messaging.channels.base import ChannelHealth, OutboundMessage, SendResult
 from gomflow_messaging.errors import PermanentError, TransientError
+from gomflow_messaging.group_commit import GroupCommit
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -37,9 +37,8 @@ class SandboxChannel:
     is counted (``deliveries``) instead of shown twice, as a platform honouring an
     idempotency key would.
 
-    Sends are recorded by group commit, as the dispatcher records their outcomes: while one
-    write is in flight the sends arriving meanwhile wait, and the next write takes them all,
-    so a campaign's sends cost a statement per few messages rather than one each.
+    Sends are stored by group commit (`GroupCommit`, as the dispatcher records their
+    outcomes), so a campaign's sends cost a statement per few messages rather than one each.
     """
 
     name = "sandbox"
@@ -48,16 +47,13 @@ class SandboxChannel:
     def __init__(self, pool: Pool, *, delay_ms: int = 0) -> None:
         self._pool = pool
         self._delay = delay_ms / 1000
-        self._pending: list[tuple[OutboundMessage, asyncio.Future[int]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._stored: GroupCommit[OutboundMessage, int] = GroupCommit(self._store)
 
     async def start(self) -> None:
         return None
 
     async def close(self) -> None:
-        if self._writer is not None:
-            with contextlib.suppress(Exception):
-                await self._writer
+        await self._stored.close()
 
     def validate_address(self, address: str) -> str:
         address = address.strip()
@@ -77,13 +73,9 @@ class SandboxChannel:
             )
         if message.address.startswith("flaky:"):
             await self._fail_the_first_attempt(message.message_id)
-        stored: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending.append((message, stored))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write())
-        # A send given up meanwhile (its timeout) cancels only its own wait: the row may
-        # still be written, as a platform may still deliver a message nobody waited for.
-        row_id = await stored
+        # A send given up meanwhile (its timeout) stops only its own wait: the row may still
+        # be written, as a platform may still deliver a message nobody waited for.
+        row_id = await self._stored.add(message)
         return SendResult(provider_message_id=f"sandbox-{row_id}")
 
     async def _fail_the_first_attempt(self, message_id: UUID) -> None:
@@ -98,46 +90,24 @@ class SandboxChannel:
                 "sandbox flaky address", code="http_503", platform=self.name, retry_after=0.2
             )
 
-    async def _write(self) -> None:
-        """Write what is pending, again and again until nothing is; every waiting send gets
-        its row's id or the error, whatever happens to this task."""
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                await self._settle(batch)
-            except BaseException:  # cancelled (the loop is closing): nobody is left waiting
-                for _, stored in [*batch, *self._pending]:
-                    stored.cancel()
-                self._pending = []
-                raise
-
-    async def _settle(self, batch: list[tuple[OutboundMessage, asyncio.Future[int]]]) -> None:
-        error: BaseException
+    async def _store(self, messages: list[OutboundMessage]) -> list[int | BaseException]:
+        """Each message's row id, or why it could not be stored."""
         try:
-            ids = await self._record([message for message, _ in batch])
+            ids = await self._record(messages)
         except asyncpg.DataError as exc:
-            if len(batch) > 1:
+            if len(messages) > 1:
                 # One message Postgres refuses must not fail those written with it.
-                for one in batch:
-                    await self._settle([one])
-                return
-            error = PermanentError(
-                f"sandbox cannot store this message: {type(exc).__name__}",
-                code="rejected",
-                platform=self.name,
-            )
+                return [outcome for m in messages for outcome in await self._store([m])]
+            return [
+                PermanentError(
+                    f"sandbox cannot store this message: {type(exc).__name__}",
+                    code="rejected",
+                    platform=self.name,
+                )
+            ]
         except (OSError, asyncpg.PostgresError) as exc:
-            error = _unavailable(exc)
-        except Exception as exc:  # not the store's answer: the dispatcher retries it
-            error = exc
-        else:
-            for message, stored in batch:
-                if not stored.done():
-                    stored.set_result(ids[message.message_id])
-            return
-        for _, stored in batch:
-            if not stored.done():
-                stored.set_exception(error)
+            return [_unavailable(exc)] * len(messages)
+        return [ids[m.message_id] for m in messages]
 
     async def _record(self, messages: list[OutboundMessage]) -> dict[UUID, int]:
         count: dict[UUID, int] = {}

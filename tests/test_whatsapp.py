@@ -36,7 +36,7 @@ from tests.fakes.twilio import (
     parse_body,
     twilio_settings,
 )
-from tests.helpers import AUTH, SECRET, eventually, running_app
+from tests.helpers import AUTH, SECRET, running_app, wait_status
 
 PUBLIC = "https://gomflow.example.com"
 INBOUND = "/webhooks/whatsapp"
@@ -139,17 +139,6 @@ async def notify(client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, A
     response = await client.post("/api/notify", json=body, headers=AUTH)
     assert response.status_code == 202, response.text
     result: dict[str, Any] = response.json()
-    return result
-
-
-async def wait_status(client: httpx.AsyncClient, message_id: str, *statuses: str) -> dict[str, Any]:
-    async def check() -> dict[str, Any] | None:
-        body: dict[str, Any] = (
-            await client.get(f"/api/messages/{message_id}", headers=AUTH)
-        ).json()
-        return body if body["status"] in statuses else None
-
-    result: dict[str, Any] = await eventually(check)
     return result
 
 

@@ -24,6 +24,20 @@ class Button:
     url: str = ""
 
 
+class CardLike(Protocol):
+    """An order card as channels render it (``workflows.chat.types.Card``), without
+    importing workflows."""
+
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def fields(self) -> tuple[tuple[str, str], ...]: ...
+
+    @property
+    def button(self) -> Button | None: ...
+
+
 @dataclass(frozen=True)
 class TemplateRef:
     """An approved platform template (WhatsApp Content API) and its variables."""

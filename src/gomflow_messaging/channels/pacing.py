@@ -29,6 +29,7 @@ from gomflow_messaging.errors import TransientError
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from redis.commands.core import AsyncScript
 
 # The sliding-window log (a Lua function both scripts below use). keys: one log per scope;
 # specs: (window, count) per scope. A send in flight is scored at now + bound (counted until
@@ -204,13 +205,7 @@ class Pacer:
             args += [self._in_flight, member]
             for limit in limits:
                 args += [limit.per_seconds, limit.window_count]
-        try:
-            raw = await self._reserve_script(keys=keys, args=args)
-        except (RedisError, OSError) as exc:
-            raise TransientError(
-                f"pacing unavailable: {type(exc).__name__}", code="pacing_unavailable"
-            ) from None
-        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        text = await _run(self._reserve_script, keys, args)
         if text.startswith("-"):
             wait = float(text[1:])
             raise TransientError(f"paced: next slot in {wait:.1f}s", code="paced", retry_after=wait)
@@ -225,13 +220,7 @@ class Pacer:
         longest = max(lim.per_seconds for lim in limits)
         waited = 0.0
         while True:
-            try:
-                raw = await self._admit(keys=keys, args=args)
-            except (RedisError, OSError) as exc:
-                raise TransientError(
-                    f"pacing unavailable: {type(exc).__name__}", code="pacing_unavailable"
-                ) from None
-            wait = float(raw.decode() if isinstance(raw, bytes) else raw)
+            wait = float(await _run(self._admit, keys, args))
             if wait <= 0:
                 return
             if waited > self._max_wait:
@@ -272,3 +261,14 @@ class Pacer:
         """A platform said retry-after for this scope: no slot there before then."""
         with contextlib.suppress(RedisError, OSError):
             await self._block(keys=[self._key(scope)], args=[seconds])
+
+
+async def _run(script: AsyncScript, keys: list[str], args: list[float | str]) -> str:
+    """A pacing script's answer as text; Redis away is a transient error of the send."""
+    try:
+        raw = await script(keys=keys, args=args)
+    except (RedisError, OSError) as exc:
+        raise TransientError(
+            f"pacing unavailable: {type(exc).__name__}", code="pacing_unavailable"
+        ) from None
+    return raw.decode() if isinstance(raw, bytes) else str(raw)

@@ -6,13 +6,14 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import hikari
 from hikari.impl import MessageActionRowBuilder
 
 from gomflow_messaging.channels.base import (
     Button,
+    CardLike,
     OutboundMessage,
     split_text,
 )
@@ -202,19 +203,6 @@ def render_text(
         ephemeral=ephemeral,
     )
     return rendered
-
-
-class CardLike(Protocol):
-    """One card of a list (workflows.chat.types.Card), without importing workflows."""
-
-    @property
-    def title(self) -> str: ...
-
-    @property
-    def fields(self) -> tuple[tuple[str, str], ...]: ...
-
-    @property
-    def button(self) -> Button | None: ...
 
 
 def card_embed(card: CardLike) -> hikari.Embed:

@@ -10,9 +10,9 @@ at most 10 elements. Titles are cut to Meta's 20 (buttons) and 80 (cards) charac
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from gomflow_messaging.channels.base import Button, split_text
+from gomflow_messaging.channels.base import Button, CardLike, split_text
 
 if TYPE_CHECKING:
     from gomflow_messaging.channels.base import OutboundMessage
@@ -28,19 +28,6 @@ MAX_ELEMENT_TEXT = 80
 MAX_PAYLOAD = 1000
 #: The text of a template that only carries buttons left over from the message above it.
 MORE = "…"
-
-
-class CardLike(Protocol):
-    """An order card (``workflows.chat.types.Card``); channels do not import workflows."""
-
-    @property
-    def title(self) -> str: ...
-
-    @property
-    def fields(self) -> tuple[tuple[str, str], ...]: ...
-
-    @property
-    def button(self) -> Button | None: ...
 
 
 def _cut(text: str, limit: int) -> str:

@@ -23,7 +23,7 @@ import pytest
 from pydantic import SecretStr
 
 from gomflow_messaging.channels.discord.commands import command_builders
-from gomflow_messaging.settings import Environment, Settings
+from gomflow_messaging.settings import Settings
 from gomflow_messaging.smart_agent import judge
 from gomflow_messaging.workflows.chat.types import command_menu
 from gomflow_messaging.workflows.proofs.intake import sniff
@@ -40,6 +40,11 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00" * 32 + b"receipt pi
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 32 + b"receipt pixels"
 PDF = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n"
 _ids = itertools.count(secrets.randbelow(10**6) * 1000)
+
+
+def png(n: int) -> bytes:
+    """Another receipt: a PNG whose bytes (and so its sha256) differ by ``n``."""
+    return PNG + f" #{n}".encode()
 
 
 # -- a world of our own ----------------------------------------------------------------------
@@ -191,7 +196,7 @@ AGENT_KEY = "agent-key-" + "k" * 32
 
 @pytest.fixture
 async def agent() -> AsyncIterator[FakeSmartAgent]:
-    fake = await FakeSmartAgent(secret=SECRET).start()
+    fake = await FakeSmartAgent(secret=AGENT_KEY).start()
     yield fake
     await fake.close()
 
@@ -275,8 +280,59 @@ def test_production_talks_to_the_agent_over_https_only(database_url: str) -> Non
         "_env_file": None,
     }
     with pytest.raises(ConfigError, match="SMART_AGENT_SERVICE_URL must be https"):
-        load_settings(**base, smart_agent_service_url="http://agent.internal")
-    assert load_settings(**base, smart_agent_service_url="https://agent.example.com")
+        load_settings(
+            **base, smart_agent_service_url="http://agent.internal", smart_agent_api_key=AGENT_KEY
+        )
+    assert load_settings(
+        **base, smart_agent_service_url="https://agent.example.com", smart_agent_api_key=AGENT_KEY
+    )
+
+
+def test_production_refuses_to_start_an_agent_without_its_own_key(database_url: str) -> None:
+    """Finding 7: the agent used to be sent SERVICE_SECRET when it had no key of its own."""
+    from gomflow_messaging.settings import ConfigError, load_settings
+
+    base = {
+        "environment": "production",
+        "database_url": database_url,
+        "service_secret": SECRET,
+        "_env_file": None,
+    }
+    with pytest.raises(ConfigError) as refused:
+        load_settings(**base, smart_agent_service_url="https://agent.example.com")
+    line = str(refused.value)
+    assert "SMART_AGENT_API_KEY" in line and "\n" not in line and SECRET not in line
+    # Not used, nothing to refuse.
+    assert load_settings(**base, smart_agent_service_url="", smart_agent_api_key="")
+
+
+async def test_without_a_key_the_agent_is_sent_no_credential_never_the_service_secret(
+    make_settings: Callable[..., Settings], conn: asyncpg.Connection
+) -> None:
+    """In development an agent may run without a key: requests then carry no Authorization
+    header at all. SERVICE_SECRET opens notify, export and erase: it never leaves."""
+    open_agent = await FakeSmartAgent(secret="").start()
+    try:
+        buyer_chat = sandbox_address("buyer")
+        buyer = await new_buyer(
+            conn, await new_order(conn, await new_gom(conn)), ("sandbox", buyer_chat)
+        )
+        settings = make_settings(smart_agent_service_url=open_agent.url)
+        async with running_app(settings, mode="serve") as client:
+            await send_file(client, buyer_chat, PNG)
+
+            async def paid() -> bool:
+                status = await conn.fetchval(
+                    "SELECT status FROM submissions WHERE id = $1", buyer["submission_id"]
+                )
+                return bool(status == "paid")
+
+            await eventually(paid)
+    finally:
+        await open_agent.close()
+    [sent] = open_agent.requests
+    assert sent.authorization == ""
+    assert SECRET not in json.dumps(sent.fields)
 
 
 # -- the Smart Agent -------------------------------------------------------------------------
@@ -289,7 +345,6 @@ async def test_agent_approves_the_right_submission_and_everyone_hears(
     gom_id = await new_gom(conn, ("sandbox", gom_chat))
     order_id = await new_order(conn, gom_id)
     buyer = await new_buyer(conn, order_id, ("sandbox", buyer_chat))
-    agent.secret = AGENT_KEY  # this agent's deployment has a key of its own
     settings = make_settings(smart_agent_service_url=agent.url, smart_agent_api_key=AGENT_KEY)
     async with running_app(settings, mode="serve") as client:
         replies = await send_file(client, buyer_chat, PNG)
@@ -308,24 +363,18 @@ async def test_agent_approves_the_right_submission_and_everyone_hears(
     assert [event for event, _text in buyer_heard] == ["payment_confirmed"]
     assert "We received your payment of ₱2,500.00" in buyer_heard[0][1]
     assert [event for event, _text in gom_heard] == ["payment_received"]
-    # As written, the agent refuses any multipart expected_amount (z.number() does not
-    # coerce strings); asked again without the amount, it reads the receipt.
-    refused, sent = agent.requests
-    assert (refused.status, sent.status) == (400, 200)
-    assert refused.fields == {
+    # One request: never the expected_amount that the agent, as written, refuses in any
+    # multipart form (z.number() does not coerce strings); it looks the amount up itself.
+    [sent] = agent.requests
+    assert sent.status == 200
+    assert sent.fields == {
         "platform": "web",  # a sandbox chat: the agent knows no "sandbox"
         "submission_id": str(buyer["submission_id"]),
         "order_id": str(order_id),
-        "expected_amount": "2500.00",
         "currency": "PHP",
     }
-    assert sent.fields == {
-        "platform": "web",
-        "submission_id": str(buyer["submission_id"]),
-        "order_id": str(order_id),
-    }
     # Its own credential, never the service's master secret.
-    assert {r.authorization for r in agent.requests} == {f"Bearer {AGENT_KEY}"}
+    assert sent.authorization == f"Bearer {AGENT_KEY}"
     assert sent.image == PNG and sent.content_type == "image/png"
     [proof] = await proofs_of(conn, buyer["submission_id"])
     assert (proof["status"], proof["decided_by"]) == ("approved", "smart_agent")
@@ -333,7 +382,7 @@ async def test_agent_approves_the_right_submission_and_everyone_hears(
     assert proof["sha256"] == hashlib.sha256(PNG).hexdigest()
     kept = proof["agent_result"]
     assert kept["match"]["auto_approve"] is True and kept["match"]["match_score"] == 95
-    assert kept["refused_first"] == ["Invalid request data: Expected number, received string"]
+    assert "refused_first" not in kept
     # The agent named another buyer too (62 points): a count is all we keep of them.
     assert kept["other_matches"] == 1
     assert OTHER_BUYER not in json.dumps(kept) and OTHER_REFERENCE not in json.dumps(kept)
@@ -358,6 +407,7 @@ async def test_anything_but_a_confident_match_goes_to_the_gom(
     buyer = await new_buyer(conn, await new_order(conn, gom_id), ("sandbox", buyer_chat))
     settings = make_settings(
         smart_agent_service_url=agent.url,
+        smart_agent_api_key=AGENT_KEY,
         smart_agent_timeout_seconds=0.4,
         smart_agent_attempts=2,
     )
@@ -382,23 +432,16 @@ async def test_anything_but_a_confident_match_goes_to_the_gom(
             "status": "unavailable",
             "error": "http_500" if mode == "error" else "timeout",
         }
-        # Refused with the amount, then the bare form tried twice (once retried).
-        assert agent.requests[0].status == 400
-        assert len(agent.requests) == 3
+        # One form, tried twice (once retried): never a refused form first.
+        assert len(agent.requests) == 2
+        assert all("expected_amount" not in r.fields for r in agent.requests)
         assert "Smart Agent: no answer" in card
     elif mode == "refuse":
-        # A 400 is the agent refusing this request: asked once more without the
-        # numeric context, then the GOM reviews, with the agent's reasons recorded.
-        first, second = agent.requests
-        assert "expected_amount" in first.fields and "currency" in first.fields
-        assert "expected_amount" not in second.fields and "currency" not in second.fields
-        assert result == {
-            "status": "refused",
-            "reasons": [
-                "Invalid request data: Expected number, received string",
-                "Invalid request data: Required",
-            ],
-        }
+        # A 400 is the agent refusing this request: not asked again; the GOM reviews,
+        # with the agent's reason recorded.
+        [refused] = agent.requests
+        assert refused.status == 400 and "expected_amount" not in refused.fields
+        assert result == {"status": "refused", "reasons": ["Invalid request data: Required"]}
         assert "Smart Agent: no answer" in card
     elif mode == "other_submission":
         assert result["match"] is None and result["other_matches"] == 1
@@ -443,7 +486,7 @@ async def test_a_proof_whose_agent_job_was_lost_is_swept(
     stale = await new_buyer(conn, order_id, ("sandbox", sandbox_address("stale")), name="Bea")
     lost_proof = await insert_waiting_proof(conn, lost, 60)
     stale_proof = await insert_waiting_proof(conn, stale, 7200)
-    settings = make_settings(smart_agent_service_url=agent.url)
+    settings = make_settings(smart_agent_service_url=agent.url, smart_agent_api_key=AGENT_KEY)
     async with running_app(settings, mode="serve"):
 
         async def decided() -> bool:
@@ -474,25 +517,25 @@ async def test_a_proof_whose_agent_job_was_lost_is_swept(
     ]
 
 
-async def test_doctor_asks_the_agent_and_warns_when_it_holds_the_service_secret(
+async def test_doctor_asks_the_agent_and_warns_when_it_has_no_key(
     make_settings: Callable[..., Settings], agent: FakeSmartAgent
 ) -> None:
     from gomflow_messaging import doctor
 
-    settings = make_settings(smart_agent_service_url=agent.url)
+    settings = make_settings(smart_agent_service_url=agent.url, smart_agent_api_key=AGENT_KEY)
     findings = {f.name: f for f in await doctor.run(settings)}
     assert findings["smart agent"].ok and "healthy" in findings["smart agent"].detail
-    assert "smart agent credential" not in findings  # not production
+    assert "smart agent credential" not in findings  # it has its own key
     agent.healthy = False
     [found] = [f for f in await doctor.run(settings) if f.name == "smart agent"]
     assert not found.ok and "http_503" in found.detail
 
-    production = settings.model_copy(update={"environment": Environment.production})
-    warning = doctor.agent_credential(production)
+    keyless = settings.model_copy(update={"smart_agent_api_key": None})
+    warning = doctor.agent_credential(keyless)
     assert warning is not None and warning.ok and warning.warning
-    assert "SMART_AGENT_API_KEY" in warning.detail
+    assert "SMART_AGENT_API_KEY" in warning.detail and "no credential" in warning.detail
     assert "[WARN] smart agent credential" in doctor.report([warning])
-    keyed = production.model_copy(update={"smart_agent_api_key": SecretStr(AGENT_KEY)})
+    keyed = keyless.model_copy(update={"smart_agent_api_key": SecretStr(AGENT_KEY)})
     assert doctor.agent_credential(keyed) is None
 
 
@@ -568,7 +611,7 @@ async def test_uploads_are_limited_per_sender(
     buyer = await new_buyer(conn, await new_order(conn, gom_id), ("sandbox", chat))
     settings = make_settings(rate_limit_max_uploads=2, rate_limit_window_ms=600_000)
     async with running_app(settings, mode="web") as client:
-        answers = [texts(await send_file(client, chat, PNG)) for _ in range(4)]
+        answers = [texts(await send_file(client, chat, png(n))) for n in range(4)]
         other = texts(await send_file(client, sandbox_address("someone"), PNG))
     assert "We received your receipt" in answers[0] and "We received your receipt" in answers[1]
     assert "many files in a short time" in answers[2]

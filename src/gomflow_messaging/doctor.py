@@ -12,7 +12,6 @@ from urllib.parse import urlsplit
 from gomflow_messaging import db
 from gomflow_messaging.channels.registry import build_channel
 from gomflow_messaging.queue import redis_client
-from gomflow_messaging.settings import Environment
 from gomflow_messaging.smart_agent import SmartAgent
 
 if TYPE_CHECKING:
@@ -29,18 +28,14 @@ class Finding:
 
 
 def agent_credential(settings: Settings) -> Finding | None:
-    """In production the agent should not hold SERVICE_SECRET, which opens this whole API."""
-    if (
-        settings.smart_agent_enabled
-        and settings.environment is Environment.production
-        and settings.smart_agent_api_key is None
-    ):
+    """Without SMART_AGENT_API_KEY receipts go out with no credential (production refuses to
+    start that way; SERVICE_SECRET is never sent in its place)."""
+    if settings.smart_agent_enabled and settings.smart_agent_api_key is None:
         return Finding(
             "smart agent credential",
             True,
-            "SMART_AGENT_API_KEY is unset, so the agent is sent SERVICE_SECRET, which also "
-            "opens this service's API (contact exports included); give the agent a key of "
-            "its own",
+            "SMART_AGENT_API_KEY is unset, so receipts go to the agent with no credential "
+            "(SERVICE_SECRET is never sent); production refuses to start like this",
             warning=True,
         )
     return None

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from saq import CronJob
 
 from gomflow_messaging.workflows import gom_alerts, reminders
+from gomflow_messaging.workflows.proofs import retention
 from gomflow_messaging.workflows.proofs.agent import AgentCheck
 
 if TYPE_CHECKING:
@@ -35,6 +36,11 @@ async def sweep_outbox(services: Services, at: datetime) -> dict[str, Any]:
 async def sweep_payment_proofs(services: Services, at: datetime) -> dict[str, Any]:
     """Ask the Smart Agent again about receipts whose job was lost; after an hour, the GOM."""
     return await AgentCheck(services).sweep()
+
+
+async def proof_images(services: Services, at: datetime) -> dict[str, Any]:
+    """Delete receipt images after PROOF_IMAGE_RETENTION_DAYS (decided or not); rows stay."""
+    return await retention.purge_images(services, at)
 
 
 async def purge_expired(services: Services, at: datetime) -> dict[str, Any]:
@@ -83,6 +89,7 @@ JOBS: dict[str, ScheduledJob] = {
             sweep_payment_proofs.__doc__ or "",
         ),
         ScheduledJob("purge-expired", "17 * * * *", purge_expired, purge_expired.__doc__ or ""),
+        ScheduledJob("proof-images", "23 * * * *", proof_images, proof_images.__doc__ or ""),
     )
 }
 

@@ -53,8 +53,8 @@ class CoreSettings(BaseSettings):
     core_api_url: str = "https://gomflow-core.vercel.app"
     payment_service_url: str = ""
     smart_agent_service_url: str = ""
-    #: The Smart Agent's own credential (Bearer); unset, SERVICE_SECRET is sent as the seed
-    #: guide's deployments expect, though that secret also opens this service's own API.
+    #: The Smart Agent's own credential (Bearer). Required in production when the agent is
+    #: used; unset elsewhere, requests carry no credential: SERVICE_SECRET is never sent.
     smart_agent_api_key: SecretStr | None = None
     public_base_url: str = "http://localhost:3000"
 
@@ -119,6 +119,17 @@ class CoreSettings(BaseSettings):
     smart_agent_auto_approve_threshold: float = Field(0.85, gt=0, le=1)
     #: How long a signed receipt image URL (for the GOM's chat) stays valid.
     proof_image_url_ttl_seconds: int = Field(900, ge=30, le=7 * 24 * 3600)
+    #: Receipt images (decided or not) are deleted this many days after they arrived, by the
+    #: proof-images job; the proof's row (hash, decision, audit) stays.
+    proof_image_retention_days: int = Field(30, ge=1, le=3650)
+    #: Receipts of one submission waiting for a decision at once; past it the buyer is told
+    #: to wait for the GOM.
+    proof_max_pending_per_submission: int = Field(3, ge=1, le=100)
+    #: Receipts one person may have stored in an hour, whatever they pay.
+    proof_max_per_person_hour: int = Field(10, ge=1, le=1000)
+    #: Receipts one process holds in memory at once (up to MAX_FILE_SIZE each), for intake
+    #: and again for the Smart Agent's jobs; more wait their turn.
+    proof_max_in_memory: int = Field(1, ge=1, le=64)
 
     @field_validator("service_secret")
     @classmethod
@@ -191,6 +202,17 @@ class CoreSettings(BaseSettings):
             raise ValueError("SMART_AGENT_SERVICE_URL must be https:// in production")
         if not self.smart_agent_route.startswith("/"):
             raise ValueError("SMART_AGENT_ROUTE must start with /")
+        if (
+            self.smart_agent_enabled
+            and self.environment is Environment.production
+            and self.smart_agent_api_key is None
+        ):
+            # Receipts go out only with the agent's own key: never with SERVICE_SECRET,
+            # which opens this service's API, and never with no credential at all.
+            raise ValueError(
+                "SMART_AGENT_API_KEY must be set in production when SMART_AGENT_SERVICE_URL "
+                "is (the Smart Agent's own key; SERVICE_SECRET is never sent to it)"
+            )
         return self
 
     @model_validator(mode="after")

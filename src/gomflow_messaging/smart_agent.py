@@ -1,20 +1,22 @@
 """The Smart Agent: a receipt goes out as multipart, its answer is trusted for one submission only.
 
-``POST SMART_AGENT_SERVICE_URL + SMART_AGENT_ROUTE`` (Bearer SMART_AGENT_API_KEY, or
-SERVICE_SECRET when that is unset) with ``image``, ``platform`` (``whatsapp``, ``telegram``,
-``discord`` or ``web``), ``submission_id``, ``order_id``, ``expected_amount`` and
-``currency``. The agent answers ``{"success", "data": {"extraction": {"confidence" (0-1),
-"payments_found", "requires_review"}, "matches": [{"submission_id", "match_score" (0-100),
-"confidence" (0-1), "auto_approve", "reasons", ...}], "review_required"}}``. Its matches may
-name other buyers: `judge` keeps only what concerns the submission we asked about, so
-nothing about anyone else is stored or shown.
+``POST SMART_AGENT_SERVICE_URL + SMART_AGENT_ROUTE`` with ``image``, ``platform``
+(``whatsapp``, ``telegram``, ``discord`` or ``web``), ``submission_id``, ``order_id`` and
+``currency``, and ``Authorization: Bearer SMART_AGENT_API_KEY``. Without a key (allowed
+outside production only) no Authorization header is sent: SERVICE_SECRET, which opens this
+service's own API, never leaves the service. The agent answers ``{"success", "data":
+{"extraction": {"confidence" (0-1), "payments_found", "requires_review"}, "matches":
+[{"submission_id", "match_score" (0-100), "confidence" (0-1), "auto_approve", "reasons",
+...}], "review_required"}}``. Its matches may name other buyers: `judge` keeps only what
+concerns the submission we asked about, so nothing about anyone else is stored or shown.
 
 The agent validates its form with zod, and ``z.number()`` does not coerce the strings a
 multipart form carries: as written it refuses (400) any request with ``expected_amount``.
-A 400 is the agent refusing THIS request, not the agent being away: we ask once more
-without the optional numeric context, and a second refusal leaves as `AgentRefused` with
-the agent's reasons. Timeouts and 5xx are retried (tenacity); they leave as
-`AgentUnavailable`. Either way the proof then goes to the GOM.
+So that field is never sent (the agent looks the amount up by ``submission_id``), and one
+request is made per receipt. A 400 is the agent refusing THIS request, not the agent being
+away: it leaves as `AgentRefused` with the agent's reason, without a second call. Timeouts
+and 5xx are retried (tenacity); they leave as `AgentUnavailable`. Either way the proof then
+goes to the GOM.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class AgentUnavailable(Exception):
 
 
 class AgentRefused(AgentUnavailable):
-    """The agent answered 400 to the request with and without the numeric context."""
+    """The agent answered 400: it refused this request (``reasons``, in its own words)."""
 
     def __init__(self, reasons: list[str]) -> None:
         super().__init__("refused", "; ".join(reasons))
@@ -84,7 +86,6 @@ class Receipt:
     platform: str
     submission_id: UUID
     order_id: UUID
-    expected_amount: Decimal
     currency: str
 
 
@@ -98,55 +99,46 @@ AGENT_PLATFORMS = ("whatsapp", "telegram", "discord", "web")
 AGENT_TYPES = ("image/jpeg", "image/png", "image/webp")
 
 
+#: The currencies the agent's schema accepts; another is left out rather than refused.
+AGENT_CURRENCIES = ("PHP", "MYR")
+
+
 def agent_platform(channel: str) -> str:
     return channel if channel in AGENT_PLATFORMS else "web"
 
 
-def credential(settings: Settings) -> str:
-    """SMART_AGENT_API_KEY; the shared SERVICE_SECRET only while the agent has no key of its own."""
-    key = settings.smart_agent_api_key or settings.service_secret
-    return key.get_secret_value()
-
-
-@dataclass(frozen=True)
-class Answer:
-    """The agent's JSON, and why it refused the first form when it did."""
-
-    body: dict[str, Any]
-    refused: list[str]
+def auth_headers(settings: Settings) -> dict[str, str]:
+    """Bearer SMART_AGENT_API_KEY, or nothing: never SERVICE_SECRET (settings refuse a
+    production agent without a key)."""
+    key = settings.smart_agent_api_key
+    return {"Authorization": f"Bearer {key.get_secret_value()}"} if key is not None else {}
 
 
 class SmartAgent:
     def __init__(self, settings: Settings) -> None:
         self.base_url = settings.smart_agent_service_url.rstrip("/")
         self.url = self.base_url + settings.smart_agent_route
-        self._secret = credential(settings)
+        self._headers = auth_headers(settings)
         self._timeout = settings.smart_agent_timeout_seconds
         self._attempts = settings.smart_agent_attempts
         self._production = settings.environment is Environment.production
 
-    async def process(self, receipt: Receipt) -> Answer:
+    async def process(self, receipt: Receipt) -> dict[str, Any]:
         """The agent's answer; raises AgentRefused or AgentUnavailable for anything else."""
         if self._production and urlsplit(self.url).scheme != "https":
             raise AgentUnavailable("insecure", "the Smart Agent must be reached over https")
+        # No expected_amount: the agent's schema refuses it in every multipart request.
         fields = {
             "platform": agent_platform(receipt.platform),
             "submission_id": str(receipt.submission_id),
             "order_id": str(receipt.order_id),
-            "expected_amount": str(receipt.expected_amount),
-            "currency": receipt.currency,
         }
+        if receipt.currency in AGENT_CURRENCIES:
+            fields["currency"] = receipt.currency
         try:
-            return Answer(await self._process(fields, receipt), [])
-        except _Refused as first:
-            log.warning("smart agent refused the request: %s; asking without the amount", first)
-            # The amount (and its currency) only help the agent rank candidates; without
-            # them it still reads the receipt and matches this submission.
-            bare = {k: v for k, v in fields.items() if k not in ("expected_amount", "currency")}
-            try:
-                return Answer(await self._process(bare, receipt), [first.reason])
-            except _Refused as second:
-                raise AgentRefused([first.reason, second.reason]) from None
+            return await self._process(fields, receipt)
+        except _Refused as refused:
+            raise AgentRefused([refused.reason]) from None
 
     async def health(self) -> str:
         """``GET /api/health``: the agent's status word; raises AgentUnavailable if not healthy."""
@@ -191,7 +183,7 @@ class SmartAgent:
         try:
             response = await client.post(
                 self.url,
-                headers={"Authorization": f"Bearer {self._secret}"},
+                headers=self._headers,
                 data=fields,
                 files={"image": (receipt.filename, receipt.content, receipt.mime)},
             )
@@ -307,7 +299,7 @@ def judge(answer: dict[str, Any], submission_id: UUID, threshold: float) -> Verd
     first = payments[0] if isinstance(payments, list) and payments else extraction
     if isinstance(first, dict) and _amount(first.get("amount")) is not None:
         summary["amount_read"] = _amount(first.get("amount"))
-        if first.get("currency") in ("PHP", "MYR"):
+        if first.get("currency") in AGENT_CURRENCIES:
             summary["currency_read"] = first["currency"]
     rivals = [m for m in matches if m is not ours and m.get("auto_approve") is True]
     auto = (

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from gomflow_messaging.free_text import quoted
 from gomflow_messaging.i18n import format_moment, gettext, ngettext
 from gomflow_messaging.money import format_money
 
@@ -321,7 +322,7 @@ def _new_submission(v: Values, ctx: RenderContext) -> dict[str, Any]:
     text = _(
         ctx,
         "{buyer_name} joined {order_title}: x{quantity}, {amount} (reference {reference}).",
-        buyer_name=v["buyer_name"],
+        buyer_name=quoted(v["buyer_name"]),
         order_title=v["order_title"],
         quantity=v["quantity"],
         amount=_money(v),
@@ -353,7 +354,7 @@ def _payment_received(v: Values, ctx: RenderContext) -> dict[str, Any]:
     text = _(
         ctx,
         "{buyer_name} paid {amount} for {order_title} (reference {reference}).",
-        buyer_name=v["buyer_name"],
+        buyer_name=quoted(v["buyer_name"]),
         amount=_money(v),
         order_title=v["order_title"],
         reference=v["reference"],
@@ -366,7 +367,7 @@ def _payment_needs_review(v: Values, ctx: RenderContext) -> dict[str, Any]:
         ctx,
         "{buyer_name} sent a payment proof for {order_title} (reference {reference}, "
         "{amount} expected). Please review it.",
-        buyer_name=v["buyer_name"],
+        buyer_name=quoted(v["buyer_name"]),
         order_title=v["order_title"],
         reference=v["reference"],
         amount=_money(v),

@@ -9,6 +9,7 @@ from uuid import UUID
 from gomflow_messaging import contacts
 from gomflow_messaging import orders as order_data
 from gomflow_messaging.channels import registry
+from gomflow_messaging.free_text import one_line
 from gomflow_messaging.i18n import example_mobile
 from gomflow_messaging.money import format_money
 from gomflow_messaging.phones import normalize_phone
@@ -409,7 +410,9 @@ def _accept(
     ctx: Context, step: str, text: str, data: dict[str, Any], order: order_data.Order
 ) -> str:
     """Validate one answer into ``data``; returns the problem, or "" when accepted."""
-    text = text.strip()
+    # One line, no control or bidi characters, whatever the chat allows (a Discord modal
+    # or a Telegram message can hold line breaks that would forge lines for the GOM).
+    text = one_line(text, 1000)
     if step == "name":
         if not 2 <= len(text) <= 100:
             return _(ctx, "Please send a name of 2 to 100 characters.")

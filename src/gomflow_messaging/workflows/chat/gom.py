@@ -296,7 +296,7 @@ class GomCommands:
     # -- payment proofs (workflows/proofs) -----------------------------------------------
 
     async def payments(self, ctx: Context, args: str) -> list[Reply]:
-        return await self.proofs.review_list(ctx)
+        return await self.proofs.review_list(ctx, args)
 
     async def approve(self, ctx: Context, args: str) -> list[Reply]:
         return await self.proofs.approve(ctx, args)

@@ -31,8 +31,8 @@ class PaymentProofs:
     async def choose(self, ctx: Context, args: str) -> list[Reply]:
         return await self.intake.choose(ctx, args)
 
-    async def review_list(self, ctx: Context) -> list[Reply]:
-        return await self.review.review_list(ctx)
+    async def review_list(self, ctx: Context, args: str = "") -> list[Reply]:
+        return await self.review.review_list(ctx, args)
 
     async def approve(self, ctx: Context, args: str) -> list[Reply]:
         return await self.review.approve(ctx, args)

@@ -21,6 +21,7 @@ from gomflow_messaging.smart_agent import (
     SmartAgent,
     judge,
 )
+from gomflow_messaging.workflows.proofs.memory import gate
 from gomflow_messaging.workflows.proofs.review import Review
 
 if TYPE_CHECKING:
@@ -111,10 +112,14 @@ class AgentCheck:
 
     async def check(self, proof_id: UUID) -> dict[str, Any]:
         """Ask the agent about one proof; approve on a confident match, else to the GOM."""
+        async with gate("agent", self.settings.proof_max_in_memory):
+            return await self._check(proof_id)
+
+    async def _check(self, proof_id: UUID) -> dict[str, Any]:
         row = await self.pool.fetchrow(
             """
             SELECT p.status, p.checked_at, p.content, p.mime, p.channel, p.submission_id,
-                   s.order_id, s.total_amount, s.currency, s.status AS submission_status
+                   s.order_id, s.currency, s.status AS submission_status
               FROM payment_proofs p JOIN submissions s ON s.id = p.submission_id
              WHERE p.id = $1
             """,
@@ -137,7 +142,6 @@ class AgentCheck:
                 platform=row["channel"],
                 submission_id=row["submission_id"],
                 order_id=row["order_id"],
-                expected_amount=row["total_amount"],
                 currency=row["currency"],
             )
             try:
@@ -150,13 +154,11 @@ class AgentCheck:
                 summary = {"status": "unavailable", "error": exc.code}
             else:
                 verdict = judge(
-                    answer.body,
+                    answer,
                     row["submission_id"],
                     self.settings.smart_agent_auto_approve_threshold,
                 )
                 summary = verdict.summary
-                if answer.refused:
-                    summary["refused_first"] = answer.refused
                 if verdict.auto_approve and row["submission_status"] == "pending":
                     outcome = await self.review.decide(
                         proof_id,

@@ -7,6 +7,13 @@ MAX_FILE_SIZE. It can only pay one of the sender's OWN unpaid submissions
 the one chosen with buttons (``proof <submission id>``). A reference that is not theirs gets
 the same answer as one that does not exist. Then the Smart Agent (`agent`) or the GOM
 (`review`) checks it.
+
+One proof per distinct file per submission (the sha256 of its bytes, a unique index): the
+same file again is answered "already received" and costs no agent call, so one receipt can
+never be decided twice (once rejected, once confirmed). A submission holds at most
+PROOF_MAX_PENDING_PER_SUBMISSION undecided receipts and a person stores at most
+PROOF_MAX_PER_PERSON_HOUR an hour; both are checked before the file is downloaded, and again
+under a lock when it is stored (two uploads at once count as two).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from gomflow_messaging.i18n import gettext
 from gomflow_messaging.money import REFERENCE_PREFIX, format_money
 from gomflow_messaging.workflows.chat.types import Reply, button
 from gomflow_messaging.workflows.proofs.agent import AgentCheck
+from gomflow_messaging.workflows.proofs.memory import gate
 from gomflow_messaging.workflows.proofs.review import uuid_in
 
 if TYPE_CHECKING:
@@ -30,6 +38,7 @@ if TYPE_CHECKING:
 
     import asyncpg
 
+    from gomflow_messaging.db import Connection
     from gomflow_messaging.workflows.chat.types import Context, IncomingFile
     from gomflow_messaging.workflows.ports import Ports
 
@@ -105,13 +114,22 @@ class Intake:
             pending = [r for r in own if r["status"] == "pending"]
         if not pending:
             return [Reply(_(ctx, "You have nothing waiting for payment."), private=True)]
-        problem, data, mime = await self._read(ctx, file)
-        if problem:
-            return [Reply(problem, private=True)]
-        if len(pending) == 1:
-            proof_id = await self._store(ctx, data, mime, pending[0]["id"])
-            return await self._submitted(ctx, proof_id, pending[0])
-        await self._store(ctx, data, mime, None)
+        target = pending[0] if len(pending) == 1 else None
+        # Counted before the download too, so a flood past the bounds costs no transfer.
+        async with self.pool.acquire() as conn:
+            bound = await self._bound(conn, ctx, target["id"] if target else None)
+        if bound:
+            return [self._refusal(ctx, bound, target)]
+        async with gate("intake", self.settings.proof_max_in_memory):
+            problem, data, mime = await self._read(ctx, file)
+            if problem:
+                return [Reply(problem, private=True)]
+            stored = await self._store(ctx, data, mime, target["id"] if target else None)
+            del data
+        if isinstance(stored, str):
+            return [self._refusal(ctx, stored, target)]
+        if target is not None:
+            return await self._submitted(ctx, stored, target)
         choices = tuple(
             (
                 button(
@@ -138,23 +156,96 @@ class Intake:
         target = next((r for r in rows if r["id"] == wanted and r["status"] == "pending"), None)
         if target is None:
             return [Reply(_(ctx, "I could not find that order among yours."), private=True)]
-        proof_id = await self.pool.fetchval(
-            """
-            UPDATE payment_proofs SET submission_id = $2, status = 'pending_review'
-             WHERE id = (SELECT id FROM payment_proofs
-                          WHERE contact_id = $1 AND status = 'awaiting_submission'
-                            AND created_at > now() - make_interval(secs => $3)
-                          ORDER BY created_at DESC LIMIT 1)
-               AND status = 'awaiting_submission'
-            RETURNING id
-            """,
-            ctx.contact_id,
-            target["id"],
-            CHOICE_SECONDS,
-        )
-        if proof_id is None:
-            return [Reply(_(ctx, "Please send your receipt again."), private=True)]
+        async with self.pool.acquire() as conn, conn.transaction():
+            await _lock(conn, target["id"], ctx.contact_id)
+            waiting = await conn.fetchrow(
+                """
+                SELECT id, sha256 FROM payment_proofs
+                 WHERE contact_id = $1 AND status = 'awaiting_submission'
+                   AND created_at > now() - make_interval(secs => $2)
+                 ORDER BY created_at DESC LIMIT 1
+                   FOR UPDATE
+                """,
+                ctx.contact_id,
+                CHOICE_SECONDS,
+            )
+            if waiting is None:
+                return [Reply(_(ctx, "Please send your receipt again."), private=True)]
+            same = await _same_file(conn, target["id"], waiting["sha256"])
+            bound = same or await self._bound(conn, ctx, target["id"], person=False)
+            if bound:
+                await conn.execute("DELETE FROM payment_proofs WHERE id = $1", waiting["id"])
+                return [self._refusal(ctx, bound, target)]
+            proof_id: UUID = await conn.fetchval(
+                "UPDATE payment_proofs SET submission_id = $2, status = 'pending_review'"
+                " WHERE id = $1 RETURNING id",
+                waiting["id"],
+                target["id"],
+            )
         return await self._submitted(ctx, proof_id, target)
+
+    async def _bound(
+        self,
+        conn: Connection,
+        ctx: Context,
+        submission_id: UUID | None,
+        *,
+        person: bool = True,
+    ) -> str:
+        """ "limit_submission" or "limit_person" when one more receipt is one too many."""
+        if submission_id is not None:
+            waiting = await conn.fetchval(
+                "SELECT count(*) FROM payment_proofs"
+                " WHERE submission_id = $1 AND status = 'pending_review'",
+                submission_id,
+            )
+            if waiting >= self.settings.proof_max_pending_per_submission:
+                return "limit_submission"
+        if person:
+            recent = await conn.fetchval(
+                "SELECT count(*) FROM payment_proofs"
+                " WHERE contact_id = $1 AND created_at > now() - interval '1 hour'",
+                ctx.contact_id,
+            )
+            if recent >= self.settings.proof_max_per_person_hour:
+                return "limit_person"
+        return ""
+
+    def _refusal(self, ctx: Context, why: str, submission: asyncpg.Record | None) -> Reply:
+        """What a buyer hears for a receipt we do not keep: a duplicate or past a bound."""
+        ref = submission["payment_reference"] if submission is not None else ""
+        texts = {
+            "same_pending_review": _(
+                ctx,
+                "We already received this receipt for {ref}; it is being checked. There is "
+                "no need to send it again.",
+                ref=ref,
+            ),
+            "same_approved": _(
+                ctx, "We already received this receipt for {ref}, and it was approved.", ref=ref
+            ),
+            "same_rejected": _(
+                ctx,
+                "We already received this receipt for {ref}, and it was not accepted. Please "
+                "send a different receipt, or ask your GOM.",
+                ref=ref,
+            ),
+            "limit_submission": _(
+                ctx,
+                "Your GOM already has {n} receipts for {ref} to check. Please wait until they "
+                "are checked before you send another.",
+                n=self.settings.proof_max_pending_per_submission,
+                ref=ref,
+            ),
+            "limit_person": _(
+                ctx,
+                "You have sent {n} receipts in the last hour. Please wait a while before you "
+                "send another.",
+                n=self.settings.proof_max_per_person_hour,
+            ),
+        }
+        # A duplicate of a superseded receipt: the payment was approved with another one.
+        return Reply(texts.get(why, texts["same_approved"]), private=True)
 
     async def _read(self, ctx: Context, file: IncomingFile) -> tuple[str, bytes, str]:
         """The file's bytes and its real type, or the problem to tell the sender."""
@@ -190,8 +281,18 @@ class Intake:
 
     async def _store(
         self, ctx: Context, data: bytes, mime: str, submission_id: UUID | None
-    ) -> UUID:
+    ) -> UUID | str:
+        """The new proof's id; or why it is not kept (same_<status>, limit_<which>)."""
+        digest = hashlib.sha256(data).hexdigest()
         async with self.pool.acquire() as conn, conn.transaction():
+            await _lock(conn, submission_id, ctx.contact_id)
+            if submission_id is not None:
+                same = await _same_file(conn, submission_id, digest)
+                if same:
+                    return same
+            bound = await self._bound(conn, ctx, submission_id)
+            if bound:
+                return bound
             # A receipt nobody said an order for is not kept past CHOICE_SECONDS, and one
             # buyer has one such receipt at most: a new one replaces it.
             await conn.execute(
@@ -214,7 +315,7 @@ class Intake:
                 data,
                 mime,
                 len(data),
-                hashlib.sha256(data).hexdigest(),
+                digest,
                 "pending_review" if submission_id else "awaiting_submission",
             )
         return proof_id
@@ -241,3 +342,26 @@ class Intake:
                 **values,
             )
         return [Reply(text, private=True)]
+
+
+async def _lock(conn: Connection, submission_id: UUID | None, contact_id: UUID) -> None:
+    """Serialise receipts of one submission and of one person until the transaction ends,
+    so the duplicate check and the bounds hold when two uploads arrive at once (in the same
+    order everywhere: submission, then person)."""
+    if submission_id is not None:
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"proof:{submission_id}"
+        )
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"proof-person:{contact_id}"
+    )
+
+
+async def _same_file(conn: Connection, submission_id: UUID, digest: str) -> str:
+    """same_<status> when this submission already has a proof with these bytes, else ""."""
+    status = await conn.fetchval(
+        "SELECT status FROM payment_proofs WHERE submission_id = $1 AND sha256 = $2",
+        submission_id,
+        digest,
+    )
+    return f"same_{status}" if status else ""

@@ -1,6 +1,7 @@
 """The GOM's review of payment proofs: the list, approve, reject with a reason, and deciding.
 
-``/payments`` lists the GOM's own proofs with the image at a signed, short-lived URL;
+``/payments`` lists the GOM's own proofs, a page at a time with a Next button, with the image
+at a signed, short-lived URL and every buyer-written value quoted;
 ``approve <id>`` / ``reject <id> [reason]`` decide. Every decision is audited; the buyer
 hears ``payment_confirmed`` or ``payment_rejected`` on their own routes; with
 AUTO_DELETE_PROCESSED_IMAGES the bytes are dropped once decided. The Smart Agent's
@@ -17,6 +18,7 @@ from uuid import UUID
 
 from gomflow_messaging import contacts
 from gomflow_messaging.channels.base import Button
+from gomflow_messaging.free_text import quoted
 from gomflow_messaging.i18n import gettext
 from gomflow_messaging.money import format_money
 from gomflow_messaging.workflows import audit, events, notify
@@ -92,40 +94,54 @@ class Review:
                 now=now,
             )
 
-    async def review_list(self, ctx: Context) -> list[Reply]:
-        """``/payments``: the GOM's own proofs waiting for review, oldest first."""
+    async def review_list(self, ctx: Context, args: str = "") -> list[Reply]:
+        """``/payments``: the GOM's own proofs waiting for review, oldest first, a page at a
+        time; ``payments after <proof id>`` is the next page (a Next button), so every
+        waiting proof can be reached, however many there are."""
+        after = uuid_in(args.removeprefix("after").strip()) if args.startswith("after") else None
         rows = await self.pool.fetch(
             """
-            SELECT p.id, p.mime, p.content IS NOT NULL AS stored, p.agent_result, p.checked_at,
-                   p.created_at, s.buyer_name, s.payment_reference, s.total_amount, s.currency,
-                   o.title, count(*) OVER () AS total
-              FROM payment_proofs p
-              JOIN submissions s ON s.id = p.submission_id
-              JOIN orders o ON o.id = s.order_id
-             WHERE p.status = 'pending_review' AND o.user_id = $1
-             ORDER BY p.created_at, p.id LIMIT $2
+            WITH waiting AS (
+                SELECT p.id, p.mime, p.content IS NOT NULL AS stored, p.agent_result,
+                       p.checked_at, p.created_at, s.buyer_name, s.payment_reference,
+                       s.total_amount, s.currency, o.title,
+                       row_number() OVER (ORDER BY p.created_at, p.id) AS position,
+                       count(*) OVER () AS total
+                  FROM payment_proofs p
+                  JOIN submissions s ON s.id = p.submission_id
+                  JOIN orders o ON o.id = s.order_id
+                 WHERE p.status = 'pending_review' AND o.user_id = $1
+            )
+            SELECT * FROM waiting
+             WHERE $2::uuid IS NULL
+                OR (created_at, id) > (SELECT created_at, id FROM payment_proofs WHERE id = $2)
+             ORDER BY position LIMIT $3
             """,
             ctx.gom_id,
+            after,
             REVIEW_PAGE,
         )
         if not rows:
             return [Reply(_(ctx, "No payment proofs are waiting for your review."), private=True)]
         total = int(rows[0]["total"])
+        first, last = int(rows[0]["position"]), int(rows[-1]["position"])
         header = (
             _(ctx, "Payment proofs to review: {n}", n=total)
-            if total <= REVIEW_PAGE
+            if first == 1 and last == total
             else _(
                 ctx,
-                "Payment proofs to review: {n} (the oldest {shown} first)",
+                "Payment proofs to review: {n}. Here are {first} to {last}, oldest first.",
                 n=total,
-                shown=REVIEW_PAGE,
+                first=first,
+                last=last,
             )
         )
         replies = [Reply(header, private=True)]
         clock = events.RenderContext(ctx.locale, ctx.timezone)
         for r in rows:
             lines = [
-                f"{r['buyer_name']} · {r['payment_reference']}",
+                # The name as the buyer typed it, quoted: it can never read as our own line.
+                f"{quoted(r['buyer_name'])} · {r['payment_reference']}",
                 r["title"],
                 _(ctx, "Amount due: {v}", v=format_money(r["total_amount"], r["currency"])),
                 self._agent_line(ctx, r["agent_result"], r["checked_at"], r["currency"]),
@@ -138,7 +154,9 @@ class Review:
                 )
             ]
             picture = ""
-            if r["stored"]:
+            if not r["stored"]:
+                lines.append(_(ctx, "The receipt image is no longer kept."))
+            else:
                 url = image_url(self.settings, r["id"])
                 if r["mime"] in _DISPLAYABLE:
                     picture = url
@@ -146,6 +164,14 @@ class Review:
                     actions.append((Button(_(ctx, "Open the receipt"), url=url),))
             replies.append(
                 Reply("\n".join(lines), buttons=tuple(actions), image_url=picture, private=True)
+            )
+        if last < total:
+            replies.append(
+                Reply(
+                    _(ctx, "{n} more waiting after these.", n=total - last),
+                    buttons=((button(_(ctx, "Next"), f"payments after {rows[-1]['id']}"),),),
+                    private=True,
+                )
             )
         return replies
 
@@ -233,8 +259,8 @@ class Review:
                 Reply(
                     _(
                         ctx,
-                        "Why are you rejecting {name}'s receipt for {ref}?",
-                        name=row["buyer_name"],
+                        "Why are you rejecting the receipt of {name} for {ref}?",
+                        name=quoted(row["buyer_name"]),
                         ref=row["payment_reference"],
                     ),
                     buttons=(

@@ -2,7 +2,7 @@
 
     python bench/run.py                  # all of them (about 10 minutes on 2 cores)
     python bench/run.py drills           # only some: foundation campaign webhook footprint
-                                         # flood drills timing
+                                         # flood receipts drills timing
     python bench/run.py --latest ...     # also copy the run to bench/latest.json and latest.png
     python bench/run.py --report bench/latest.json   # the README table of a saved run
 
@@ -27,7 +27,16 @@ sys.path.insert(0, str(HERE.parent))
 
 from bench import chart, common  # noqa: E402
 
-BENCHMARKS = ["foundation", "campaign", "webhook", "footprint", "flood", "drills", "timing"]
+BENCHMARKS = [
+    "foundation",
+    "campaign",
+    "webhook",
+    "footprint",
+    "flood",
+    "receipts",
+    "drills",
+    "timing",
+]
 
 
 def campaign_runs(campaign: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -117,6 +126,18 @@ def summary(report: dict[str, Any]) -> str:
         add(
             f"{flood['body_mib']} MiB unsigned to each webhook ({flood['requests']} requests)",
             f"answers {flood['answers']}, at most {flood['max_sent_mib']} MiB sent, "
+            f"peak RSS +{flood['peak_rss_growth_mb']} MB",
+            f"{flood['limit_mb']} MB",
+            round(flood["peak_rss_growth_mb"] / flood["limit_mb"], 2),
+            f"< {flood['limit_mb']} MB",
+        )
+    if "receipts" in report:
+        flood = report["receipts"]
+        answers = ", ".join(f"{k} {v}" for k, v in sorted(flood["answers"].items()))
+        add(
+            f"Receipt flood: {flood['people']} people x {flood['uploads_each']} uploads x "
+            f"{flood['file_mb']} MB at once (Telegram webhook, Smart Agent on)",
+            f"{answers}; {flood['downloads']} downloads, {flood['agent_calls']} agent calls; "
             f"peak RSS +{flood['peak_rss_growth_mb']} MB",
             f"{flood['limit_mb']} MB",
             round(flood["peak_rss_growth_mb"] / flood["limit_mb"], 2),

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -80,7 +80,8 @@ class _Retry(Exception):
 class Receipt:
     """What we send: the file and the one submission it should pay."""
 
-    content: bytes
+    #: Read from its start on each attempt, in chunks (a file, not the bytes in memory).
+    content: BinaryIO
     filename: str
     mime: str
     platform: str
@@ -180,6 +181,7 @@ class SmartAgent:
     async def _post(
         self, client: httpx.AsyncClient, fields: dict[str, str], receipt: Receipt
     ) -> httpx.Response:
+        receipt.content.seek(0)
         try:
             response = await client.post(
                 self.url,

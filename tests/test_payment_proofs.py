@@ -270,7 +270,10 @@ def test_pay_takes_a_receipt_attachment_and_payments_is_a_gom_command() -> None:
     assert options == {"reference": 3, "receipt": 11}  # STRING, ATTACHMENT
 
 
-def test_production_talks_to_the_agent_over_https_only(database_url: str) -> None:
+def test_production_talks_to_the_agent_over_https_with_its_own_key_only(
+    database_url: str,
+) -> None:
+    """Finding 7: the agent used to be sent SERVICE_SECRET when it had no key of its own."""
     from gomflow_messaging.settings import ConfigError, load_settings
 
     base = {
@@ -286,18 +289,6 @@ def test_production_talks_to_the_agent_over_https_only(database_url: str) -> Non
     assert load_settings(
         **base, smart_agent_service_url="https://agent.example.com", smart_agent_api_key=AGENT_KEY
     )
-
-
-def test_production_refuses_to_start_an_agent_without_its_own_key(database_url: str) -> None:
-    """Finding 7: the agent used to be sent SERVICE_SECRET when it had no key of its own."""
-    from gomflow_messaging.settings import ConfigError, load_settings
-
-    base = {
-        "environment": "production",
-        "database_url": database_url,
-        "service_secret": SECRET,
-        "_env_file": None,
-    }
     with pytest.raises(ConfigError) as refused:
         load_settings(**base, smart_agent_service_url="https://agent.example.com")
     line = str(refused.value)

@@ -197,7 +197,7 @@ class Intake:
         *,
         person: bool = True,
     ) -> str:
-        """ "limit_submission" or "limit_person" when one more receipt is one too many."""
+        """Why one more receipt would be one too many (limit_submission, limit_person), or ""."""
         if submission_id is not None:
             waiting = await conn.fetchval(
                 "SELECT count(*) FROM payment_proofs"

@@ -97,6 +97,21 @@ async def test_the_same_receipt_again_is_already_received_and_never_decided_twic
     assert len(agent.requests) == 2
 
 
+async def test_the_same_receipt_sent_three_times_at_once_is_one_proof(
+    make_settings: Callable[..., Settings], conn: asyncpg.Connection
+) -> None:
+    """A double tap (or a retried upload) arrives together: the lock makes it one proof."""
+    buyer_chat = sandbox_address("buyer")
+    buyer = await new_buyer(
+        conn, await new_order(conn, await new_gom(conn)), ("sandbox", buyer_chat)
+    )
+    async with running_app(make_settings(), mode="web") as client:
+        answers = await asyncio.gather(*(send_file(client, buyer_chat, PNG) for _ in range(3)))
+    assert sum("We received your receipt" in texts(a) for a in answers) == 1
+    assert sum("already received" in texts(a) for a in answers) == 2
+    assert len(await proofs_of(conn, buyer["submission_id"])) == 1
+
+
 async def _true(value: bool) -> bool:
     return value
 

@@ -342,19 +342,18 @@ async def _now(value: Any) -> Any:
 async def test_a_name_typed_in_the_discord_modal_is_stored_on_one_line(
     make_settings: Callable[..., Settings], conn: asyncpg.Connection
 ) -> None:
+    buyer_user = new_user_id()
+    order_id = await conn.fetchval(
+        """
+        INSERT INTO orders (user_id, title, price, currency, deadline, max_orders, is_active)
+        VALUES ($1, 'Names order', 100.00, 'PHP', now() + interval '3 days', 100, true)
+        RETURNING id
+        """,
+        await new_gom(conn),
+    )
     signer = Signer()
     discord = await FakeDiscord(public_key=signer.public_key).start()
     try:
-        buyer_user = new_user_id()
-        gom_id = await new_gom(conn)
-        order_id = await conn.fetchval(
-            """
-            INSERT INTO orders (user_id, title, price, currency, deadline, max_orders, is_active)
-            VALUES ($1, 'Names order', 100.00, 'PHP', now() + interval '3 days', 100, true)
-            RETURNING id
-            """,
-            gom_id,
-        )
         values = {
             "name": f"Ana Cruz\n{FORGED}\u202e",
             "phone": "0917 555 0" + buyer_user[-3:],
@@ -369,6 +368,8 @@ async def test_a_name_typed_in_the_discord_modal_is_stored_on_one_line(
             )
     finally:
         await discord.close()
+        # Closed again, so other tests' listings of open orders stay as they were.
+        await conn.execute("UPDATE orders SET is_active = false WHERE id = $1", order_id)
     assert done["type"] == 4
     row = await conn.fetchrow(
         "SELECT s.buyer_name, d.address, d.notes FROM submissions s"

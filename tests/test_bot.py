@@ -193,7 +193,14 @@ async def test_gom_manages_and_creates_orders(
     manage = await gom.say("/manage")
     assert "SEVENTEEN" in texts(manage) and "Collected" in texts(manage)
     await gom.say("/create")
-    for answer in ("NewJeans Bunnies Camp Photobook", "980", "PHP", "2030-01-15 20:00", "40"):
+    for answer in (
+        "NewJeans Bunnies Camp Photobook",
+        "980",
+        "PHP",
+        "2030-01-15 20:00",
+        "40",
+        "skip",
+    ):
         await gom.say(answer)
     assert "NewJeans" in texts(await gom.say("confirm"))
     created = await conn.fetchrow(

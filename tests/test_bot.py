@@ -131,7 +131,7 @@ async def test_form_submission_validates_every_field(
             "address": "Cebu City 6000",
         },
     )
-    assert "Only" in texts(bad) and bad[0]["private"]
+    assert "at most 10 items" in texts(bad) and bad[0]["private"]  # DEFAULT_MAX_PER_BUYER
     good = await chat.form(
         reply["form"]["id"],
         {

@@ -247,18 +247,19 @@ async def create_submission(
             raise SubmissionRefused("deadline_passed")
         if quantity < 1:
             raise SubmissionRefused("quantity_too_low")
-        # A person has one live submission per order (the duplicate check below), so the
-        # cap on it is the cap on them.
-        cap = row["max_per_buyer"] or default_max_per_buyer
-        if quantity > cap:
-            raise SubmissionRefused("over_buyer_cap", cap=cap)
         filled = await conn.fetchval(
             "SELECT coalesce(sum(quantity), 0) FROM submissions WHERE order_id = $1"
             " AND status NOT IN ('cancelled', 'expired', 'failed')",
             order_id,
         )
-        if row["max_orders"] is not None and filled + quantity > row["max_orders"]:
-            raise SubmissionRefused("quantity_too_high", left=max(row["max_orders"] - filled, 0))
+        left = None if row["max_orders"] is None else max(row["max_orders"] - filled, 0)
+        # A person has one live submission per order (the duplicate check below), so the
+        # cap on it is the cap on them. The tighter bound is the one named.
+        cap = row["max_per_buyer"] or default_max_per_buyer
+        if quantity > cap and (left is None or cap <= left):
+            raise SubmissionRefused("over_buyer_cap", cap=cap)
+        if left is not None and quantity > left:
+            raise SubmissionRefused("quantity_too_high", left=left)
         # Twice by the same PERSON is refused, saying only their own reference. A typed
         # phone proves nothing (anyone can type anyone's number, and would lock its owner
         # out of the order): a match on it is accepted and flagged to the GOM instead

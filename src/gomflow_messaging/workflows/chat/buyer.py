@@ -434,11 +434,12 @@ def _accept(
         quantity = whole_number(text)
         if quantity is None or quantity < 1:
             return _(ctx, "Please send a whole number, like 1 or 2.")
+        left = order.remaining
+        # The tighter bound is the one named: the buyer's cap, or what is left.
+        if left is not None and quantity > left and left < cap:
+            return _(ctx, "Only {n} left; please send a smaller number.", n=left)
         if quantity > cap:
             return _over_cap(ctx, cap)
-        limit = order.remaining if order.remaining is not None else cap
-        if quantity > limit:
-            return _(ctx, "Only {n} left; please send a smaller number.", n=limit)
         data["quantity"] = quantity
     elif step == "address":
         if not 5 <= len(text) <= 300:

@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from gomflow_messaging import orders as order_data
+from gomflow_messaging.channels.whatsapp.templates import check
 from gomflow_messaging.i18n import LOCALES, gettext
 from gomflow_messaging.settings import Settings
 from tests.conftest import unique_text
@@ -37,10 +38,12 @@ from tests.fakes.discord import (
     press,
 )
 from tests.fakes.telegram import FakeTelegram, visible_text
-from tests.helpers import AUTH, SECRET, running_app
+from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, SENDER, FakeTwilio
+from tests.helpers import AUTH, SECRET, running_app, wait_status
 from tests.test_groups import post
-from tests.test_payment_proofs import PNG, new_buyer, new_gom, send_file
+from tests.test_payment_proofs import PNG, new_buyer, new_gom, say, send_file, texts
 from tests.test_telegram_webhook import callback_update, message_update, new_chat
+from tests.test_whatsapp import new_phone
 
 #: Other runs share Redis: never fold this test's alerts into a digest.
 NO_DIGEST = {"gom_alert_digest_threshold": 10_000}
@@ -496,3 +499,71 @@ async def test_discord_autocomplete_past_the_persons_budget_is_empty(
     assert answers[-1] == {"type": 8, "data": {"choices": []}}
     assert len(others["data"]["choices"]) == 1
     assert pressed["type"] == 4 and "fast" not in pressed["data"].get("content", "")
+
+
+# -- WhatsApp outside the 24-hour window -------------------------------------------------------
+
+
+@pytest.fixture
+async def twilio() -> AsyncIterator[FakeTwilio]:
+    fake = await FakeTwilio().start()
+    yield fake
+    await fake.close()
+
+
+async def test_a_whatsapp_buyer_outside_the_window_hears_of_the_cancel_by_template(
+    make_settings: Callable[..., Settings],
+    twilio: FakeTwilio,
+    conn: asyncpg.Connection,
+) -> None:
+    """The hold events fill an approved template as the other transactional events do."""
+    settings = make_settings(
+        enable_whatsapp=True,
+        twilio_account_sid=ACCOUNT_SID,
+        twilio_auth_token=AUTH_TOKEN,
+        twilio_whatsapp_number=SENDER,
+        twilio_api_base_url=twilio.base_url,
+        twilio_timeout_seconds=2,
+        **NO_DIGEST,
+    )
+    gom_sandbox = f"hold-gom-{uuid.uuid4().hex[:8]}"
+    gom_id = await new_gom(conn, ("sandbox", gom_sandbox))
+    order_id = await conn.fetchval(
+        "INSERT INTO orders (user_id, title, price, currency, deadline, max_orders, is_active)"
+        " VALUES ($1, 'aespa Whiplash', 1250, 'PHP', now() + interval '3 days', 9, false)"
+        " RETURNING id",
+        gom_id,
+    )
+    _typed, phone = new_phone()
+    buyer = await new_buyer(conn, order_id, ("whatsapp", phone))
+    await conn.execute(
+        "UPDATE contact_addresses SET last_inbound_at = now() - interval '2 days'"
+        " WHERE channel = 'whatsapp' AND address = $1",
+        phone,
+    )
+    check("hold_cancelled", "en", "HX" + "0" * 32, {"1": "{order_title} x{quantity}"})
+    content_sid = "HX" + uuid.uuid4().hex
+    await conn.execute(
+        "INSERT INTO whatsapp_templates (event, locale, content_sid, variables)"
+        " VALUES ('hold_cancelled', 'en', $1, $2::jsonb)",
+        content_sid,
+        {"1": "{order_title} x{quantity}", "2": "{reference}"},
+    )
+    try:
+        async with running_app(settings) as client:
+            replies = await say(client, gom_sandbox, f"cancelhold {buyer['reference']} confirm")
+            assert "is cancelled" in texts(replies)
+            [message_id] = await conn.fetchval(
+                "SELECT array_agg(id) FROM messages WHERE address = $1"
+                " AND event = 'hold_cancelled'",
+                phone,
+            )
+            await wait_status(client, str(message_id), "sent")
+        [sent] = twilio.to(phone)
+        assert sent.get("ContentSid") == content_sid
+        assert json.loads(sent.get("ContentVariables")) == {
+            "1": "aespa Whiplash x2",
+            "2": buyer["reference"],
+        }
+    finally:
+        await conn.execute("DELETE FROM whatsapp_templates WHERE content_sid = $1", content_sid)

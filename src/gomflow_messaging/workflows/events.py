@@ -287,6 +287,7 @@ def _hold_expiring(v: Values, ctx: RenderContext) -> dict[str, Any]:
         template={
             "order_title": v["order_title"],
             "reference": v["reference"],
+            "quantity": v["quantity"],
             "amount": amount,
             "expires_at": expires_at,
         },
@@ -307,7 +308,11 @@ def _hold_expired(v: Values, ctx: RenderContext) -> dict[str, Any]:
         _(ctx, "Hold expired"),
         text,
         color="danger",
-        template={"order_title": v["order_title"], "reference": v["reference"]},
+        template={
+            "order_title": v["order_title"],
+            "reference": v["reference"],
+            "quantity": v["quantity"],
+        },
     )
 
 
@@ -324,7 +329,11 @@ def _hold_cancelled(v: Values, ctx: RenderContext) -> dict[str, Any]:
         _(ctx, "Hold cancelled"),
         text,
         color="danger",
-        template={"order_title": v["order_title"], "reference": v["reference"]},
+        template={
+            "order_title": v["order_title"],
+            "reference": v["reference"],
+            "quantity": v["quantity"],
+        },
     )
 
 

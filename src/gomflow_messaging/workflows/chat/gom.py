@@ -77,7 +77,7 @@ class GomCommands:
             "payments": self.payments,
             "approve": self.approve,
             "reject": self.reject,
-            "holds": self.holds,
+            "holds": self.list_holds,
             "cancelhold": self.cancel_hold_command,
         }
         return {name: _gom_only_guard(handler) for name, handler in handlers.items()}
@@ -179,7 +179,7 @@ class GomCommands:
 
     # -- unpaid holds (workflows/holds) ---------------------------------------------------
 
-    async def holds(self, ctx: Context, args: str) -> list[Reply]:
+    async def list_holds(self, ctx: Context, args: str) -> list[Reply]:
         """An order's unpaid submissions, each with a button that cancels its hold."""
         assert ctx.gom_id is not None
         order = await self._own_order(ctx, args)

@@ -194,10 +194,12 @@ async def unpaid_holds(pool: Pool, order_id: UUID, gom_id: UUID) -> list[asyncpg
 
 
 async def find_hold(pool: Pool, reference: str, gom_id: UUID) -> asyncpg.Record | None:
-    """One submission of the GOM's orders by its payment reference, with its order's title."""
+    """One submission of the GOM's orders by its payment reference, with its order's title
+    and whether a receipt for it waits for the GOM's review (``receipt_waiting``)."""
     return await pool.fetchrow(
-        """
-        SELECT s.id, s.payment_reference, s.buyer_name, s.quantity, s.status, o.title
+        f"""
+        SELECT s.id, s.payment_reference, s.buyer_name, s.quantity, s.status, o.title,
+               NOT {_NO_PROOF_WAITING} AS receipt_waiting
           FROM submissions s JOIN orders o ON o.id = s.order_id
          WHERE s.payment_reference = $1 AND o.user_id = $2
         """,

@@ -242,6 +242,12 @@ class GomCommands:
                 "back to the order and the buyer is told.",
                 **what,
             )
+            if found["receipt_waiting"]:
+                text += "\n" + _(
+                    ctx,
+                    "A receipt for it waits for your review ({command}).",
+                    command=command(ctx, "payments"),
+                )
             choice = (
                 button(_(ctx, "Yes, cancel it"), f"cancelhold {what['ref']} confirm"),
                 button(_(ctx, "Keep it"), "manage"),

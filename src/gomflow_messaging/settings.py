@@ -116,7 +116,7 @@ class CoreSettings(BaseSettings):
     #: far tighter than messages, so guessing a code costs more than the code space allows.
     link_code_max_attempts: int = Field(5, gt=0)
     link_code_window_seconds: int = Field(900, gt=0)
-    #: Discord autocomplete lookups per person per RATE_LIMIT_WINDOW_MS (one per keystroke);
+    #: Autocomplete lookups (one per keystroke) per person per RATE_LIMIT_WINDOW_MS;
     #: past it the suggestions are empty and nothing is searched.
     rate_limit_max_autocomplete: int = Field(60, gt=0)
     # Payment proofs and the Smart Agent (SMART_AGENT_SERVICE_URL, ENABLE_SMART_PAYMENT_...)

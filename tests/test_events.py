@@ -28,6 +28,7 @@ SAMPLE: dict[str, Any] = {
     "amount": "2500.00",
     "currency": "PHP",
     "deadline": "2026-12-01T20:00:00+08:00",
+    "expires_at": "2026-12-02T20:00:00+08:00",
     "reason": "the amount does not match",
     "status": "shipped",
     "tracking_number": "LBC123",

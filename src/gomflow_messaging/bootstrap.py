@@ -12,7 +12,7 @@ from gomflow_messaging import db
 from gomflow_messaging.channels import registry
 from gomflow_messaging.dispatcher import Dispatcher
 from gomflow_messaging.queue import JobQueue
-from gomflow_messaging.workflows import gom_alerts, reminders
+from gomflow_messaging.workflows import gom_alerts, holds, reminders
 from gomflow_messaging.workflows.chat.router import Bot
 from gomflow_messaging.workflows.proofs import PaymentProofs
 
@@ -91,6 +91,9 @@ async def build_services(
     async def remind_now(order_id: UUID) -> int:
         return await reminders.remind_now(ports, order_id, datetime.now(UTC))
 
+    async def cancel_hold(submission_id: UUID, gom_id: UUID, place: str) -> holds.CancelResult:
+        return await holds.cancel_hold(ports, submission_id, by=gom_id, place=place)
+
     async def gom_chat(sender: Sender, gom: bool) -> None:
         channel = channels.get(sender.channel)
         if channel is not None:
@@ -105,5 +108,7 @@ async def build_services(
         on_submission=submission_created,
         remind_now=remind_now,
         on_gom_chat=gom_chat,
+        cancel_hold=cancel_hold,
+        default_max_per_buyer=settings.default_max_per_buyer,
     )
     return Services(settings, pool, queue, channels, dispatcher, bot)

@@ -127,7 +127,8 @@ def _recipient(
 async def for_submissions(
     conn: Connection, *, order_id: UUID | None = None, submission_id: UUID | None = None
 ) -> list[Recipient]:
-    """The buyers of one submission, or of every live submission of an order (one each)."""
+    """The buyers of one submission, or of every submission of an order (one each) but the
+    ones let go (cancelled, or expired unpaid: those buyers are no longer in the order)."""
     rows = await conn.fetch(
         """
         SELECT s.id, s.buyer_platform, s.buyer_platform_id, s.buyer_phone, sc.contact_id
@@ -135,7 +136,7 @@ async def for_submissions(
           LEFT JOIN submission_contacts sc ON sc.submission_id = s.id
          WHERE ($1::uuid IS NULL OR s.order_id = $1)
            AND ($2::uuid IS NULL OR s.id = $2)
-           AND ($2::uuid IS NOT NULL OR s.status <> 'cancelled')
+           AND ($2::uuid IS NOT NULL OR s.status NOT IN ('cancelled', 'expired'))
          ORDER BY s.created_at, s.id
         """,
         order_id,

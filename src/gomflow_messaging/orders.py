@@ -22,7 +22,7 @@ _REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I to mis
 
 ORDER_COLUMNS = """
     o.id, o.user_id, o.title, o.description, o.price, o.currency, o.deadline, o.slug,
-    o.payment_methods, o.is_active, o.min_orders, o.max_orders,
+    o.payment_methods, o.is_active, o.min_orders, o.max_orders, o.max_per_buyer,
     coalesce((SELECT sum(s.quantity) FROM submissions s
                WHERE s.order_id = o.id AND s.status NOT IN ('cancelled', 'expired', 'failed')),
              0)::int AS filled
@@ -44,6 +44,8 @@ class Order:
     min_orders: int
     max_orders: int | None
     filled: int
+    #: The GOM's cap on one buyer's items; None: DEFAULT_MAX_PER_BUYER applies.
+    max_per_buyer: int | None = None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Order:
@@ -61,11 +63,16 @@ class Order:
             min_orders=row["min_orders"],
             max_orders=row["max_orders"],
             filled=row["filled"],
+            max_per_buyer=row["max_per_buyer"],
         )
 
     @property
     def remaining(self) -> int | None:
         return None if self.max_orders is None else max(self.max_orders - self.filled, 0)
+
+    def buyer_cap(self, default: int) -> int:
+        """How many items one buyer may hold here."""
+        return self.max_per_buyer or default
 
     def is_open(self, now: datetime) -> bool:
         return self.is_active and self.deadline > now and self.remaining != 0
@@ -219,13 +226,19 @@ async def create_submission(
     platform: str,
     platform_id: str,
     now: datetime,
+    default_max_per_buyer: int,
 ) -> asyncpg.Record:
-    """Checks (open, before deadline, within limits, not twice) and inserts, atomically."""
+    """Checks (open, before deadline, within limits, not twice) and inserts, atomically.
+
+    Within limits: the order's stock (slots held by pending and paid submissions) and the
+    per-buyer cap (the order's ``max_per_buyer``, else ``default_max_per_buyer``), so one
+    buyer cannot hold a whole order's stock.
+    """
     async with conn.transaction():
         # One submission at a time per order, so two buyers cannot both take the last slot.
         row = await conn.fetchrow(
-            "SELECT id, price, currency, deadline, is_active, max_orders FROM orders"
-            " WHERE id = $1 FOR UPDATE",
+            "SELECT id, price, currency, deadline, is_active, max_orders, max_per_buyer"
+            " FROM orders WHERE id = $1 FOR UPDATE",
             order_id,
         )
         if row is None or not row["is_active"]:
@@ -239,8 +252,14 @@ async def create_submission(
             " AND status NOT IN ('cancelled', 'expired', 'failed')",
             order_id,
         )
-        if row["max_orders"] is not None and filled + quantity > row["max_orders"]:
-            raise SubmissionRefused("quantity_too_high", left=max(row["max_orders"] - filled, 0))
+        left = None if row["max_orders"] is None else max(row["max_orders"] - filled, 0)
+        # A person has one live submission per order (the duplicate check below), so the
+        # cap on it is the cap on them. The tighter bound is the one named.
+        cap = row["max_per_buyer"] or default_max_per_buyer
+        if quantity > cap and (left is None or cap <= left):
+            raise SubmissionRefused("over_buyer_cap", cap=cap)
+        if left is not None and quantity > left:
+            raise SubmissionRefused("quantity_too_high", left=left)
         # Twice by the same PERSON is refused, saying only their own reference. A typed
         # phone proves nothing (anyone can type anyone's number, and would lock its owner
         # out of the order): a match on it is accepted and flagged to the GOM instead
@@ -315,12 +334,13 @@ async def create_order(
     slug: str,
     max_orders: int,
     payment_methods: list[str],
+    max_per_buyer: int | None = None,
 ) -> UUID:
     order_id: UUID = await pool.fetchval(
         """
         INSERT INTO orders (user_id, title, price, currency, deadline, slug, max_orders,
-                            payment_methods)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb) RETURNING id
+                            payment_methods, max_per_buyer)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9) RETURNING id
         """,
         gom_id,
         title,
@@ -330,5 +350,6 @@ async def create_order(
         slug,
         max_orders,
         payment_methods,
+        max_per_buyer,
     )
     return order_id

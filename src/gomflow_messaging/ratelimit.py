@@ -4,7 +4,9 @@ Three budgets, each per person as the platform names them (Telegram ``from.id``,
 user id, WhatsApp number, sandbox address), never per chat: messages
 (RATE_LIMIT_MAX_MESSAGES per RATE_LIMIT_WINDOW_MS), uploads (RATE_LIMIT_MAX_UPLOADS per the
 same window) and link-code attempts (LINK_CODE_MAX_ATTEMPTS per LINK_CODE_WINDOW_SECONDS,
-tighter, so guessing a code costs more than the code space allows).
+tighter, so guessing a code costs more than the code space allows). Discord's autocomplete
+lookups (one per keystroke, each a database search) have a budget of their own
+(RATE_LIMIT_MAX_AUTOCOMPLETE per window), so typing never uses up the messages budget.
 
 A window starts at the person's first counted action and lasts its full length, so "N per
 window" means exactly N however the actions fall on the clock. The first action over the
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["messages", "uploads", "link_codes"]
+Kind = Literal["messages", "uploads", "link_codes", "autocomplete"]
 Verdict = Literal["ok", "warn", "silent"]
 
 
@@ -40,6 +42,8 @@ def budget(settings: Settings, kind: Kind) -> tuple[int, int]:
         return settings.rate_limit_max_messages, settings.rate_limit_window_ms
     if kind == "uploads":
         return settings.rate_limit_max_uploads, settings.rate_limit_window_ms
+    if kind == "autocomplete":
+        return settings.rate_limit_max_autocomplete, settings.rate_limit_window_ms
     return settings.link_code_max_attempts, settings.link_code_window_seconds * 1000
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from saq import CronJob
 
-from gomflow_messaging.workflows import gom_alerts, reminders
+from gomflow_messaging.workflows import gom_alerts, holds, reminders
 from gomflow_messaging.workflows.proofs import retention
 from gomflow_messaging.workflows.proofs.agent import AgentCheck
 
@@ -61,6 +61,11 @@ async def payment_reminders(services: Services, at: datetime) -> dict[str, Any]:
     return await reminders.run(services, at)
 
 
+async def expire_holds(services: Services, at: datetime) -> dict[str, Any]:
+    """Unpaid holds: a last reminder, then expiry past deadline + HOLD_GRACE_HOURS."""
+    return await holds.expire(services, at)
+
+
 async def deadline_alerts(services: Services, at: datetime) -> dict[str, Any]:
     """Tell GOMs about orders closing in 6, 2 and 1 hours."""
     return await gom_alerts.deadline_alerts(services, at)
@@ -77,6 +82,7 @@ JOBS: dict[str, ScheduledJob] = {
         ScheduledJob(
             "payment-reminders", "*/5 * * * *", payment_reminders, payment_reminders.__doc__ or ""
         ),
+        ScheduledJob("expire-holds", "*/5 * * * *", expire_holds, expire_holds.__doc__ or ""),
         ScheduledJob(
             "deadline-alerts", "*/5 * * * *", deadline_alerts, deadline_alerts.__doc__ or ""
         ),

@@ -96,6 +96,13 @@ class CoreSettings(BaseSettings):
     #: Local hour (GOM's time zone) of the daily summary; weekly on summary_weekday (0=Mon).
     summary_hour: int = Field(20, ge=0, le=23)
     summary_weekday: int = Field(6, ge=0, le=6)
+    #: Items one buyer may hold in an order whose GOM set no cap of their own.
+    default_max_per_buyer: int = Field(10, ge=1, le=100_000)
+    #: An unpaid hold expires this long after the order's deadline (its payment deadline)...
+    hold_grace_hours: int = Field(24, ge=0, le=24 * 30)
+    #: ...and never sooner than this after its last reminder ("expires at ..."), which goes
+    #: out this long before that payment deadline.
+    hold_notice_hours: int = Field(12, ge=1, le=24 * 7)
 
     # Chat bots, on every channel
     enable_inline_payments: bool = True
@@ -109,6 +116,9 @@ class CoreSettings(BaseSettings):
     #: far tighter than messages, so guessing a code costs more than the code space allows.
     link_code_max_attempts: int = Field(5, gt=0)
     link_code_window_seconds: int = Field(900, gt=0)
+    #: Autocomplete lookups (one per keystroke) per person per RATE_LIMIT_WINDOW_MS;
+    #: past it the suggestions are empty and nothing is searched.
+    rate_limit_max_autocomplete: int = Field(60, gt=0)
     # Payment proofs and the Smart Agent (SMART_AGENT_SERVICE_URL, ENABLE_SMART_PAYMENT_...)
     #: The agent's route for a receipt; the deployment guide tests /api/process-payment.
     smart_agent_route: str = "/api/process"

@@ -267,6 +267,77 @@ def _payment_rejected(v: Values, ctx: RenderContext) -> dict[str, Any]:
     )
 
 
+def _hold_expiring(v: Values, ctx: RenderContext) -> dict[str, Any]:
+    amount, expires_at = _money(v), ctx.when(_moment(v, "expires_at"))
+    text = _(
+        ctx,
+        "Your items in {order_title} (x{quantity}, reference {reference}) are not paid yet. "
+        "Please pay {amount} before {expires_at}, or your hold expires and the items go to "
+        "other buyers. Already paid? Send your receipt screenshot here.",
+        order_title=v["order_title"],
+        quantity=v["quantity"],
+        reference=v["reference"],
+        amount=amount,
+        expires_at=expires_at,
+    )
+    return _body(
+        _(ctx, "Last payment reminder"),
+        text,
+        color="warning",
+        buttons=_pay_button(ctx, v["reference"]),
+        template={
+            "order_title": v["order_title"],
+            "reference": v["reference"],
+            "quantity": v["quantity"],
+            "amount": amount,
+            "expires_at": expires_at,
+        },
+    )
+
+
+def _hold_expired(v: Values, ctx: RenderContext) -> dict[str, Any]:
+    text = _(
+        ctx,
+        "Your unpaid hold on {order_title} (x{quantity}, reference {reference}) has expired, "
+        "and the items are free for other buyers. Already paid? Message your GOM with your "
+        "receipt.",
+        order_title=v["order_title"],
+        quantity=v["quantity"],
+        reference=v["reference"],
+    )
+    return _body(
+        _(ctx, "Hold expired"),
+        text,
+        color="danger",
+        template={
+            "order_title": v["order_title"],
+            "reference": v["reference"],
+            "quantity": v["quantity"],
+        },
+    )
+
+
+def _hold_cancelled(v: Values, ctx: RenderContext) -> dict[str, Any]:
+    text = _(
+        ctx,
+        "Your GOM cancelled your unpaid hold on {order_title} (x{quantity}, reference "
+        "{reference}). Already paid, or think this is a mistake? Message your GOM.",
+        order_title=v["order_title"],
+        quantity=v["quantity"],
+        reference=v["reference"],
+    )
+    return _body(
+        _(ctx, "Hold cancelled"),
+        text,
+        color="danger",
+        template={
+            "order_title": v["order_title"],
+            "reference": v["reference"],
+            "quantity": v["quantity"],
+        },
+    )
+
+
 STATUSES = ("quota_reached", "closed", "cancelled", "paid_to_supplier", "shipped", "arrived")
 
 
@@ -501,6 +572,41 @@ EVENTS: dict[str, EventSpec] = {
             ),
             _payment_rejected,
             "a payment proof was rejected",
+        ),
+        EventSpec(
+            "hold_expiring",
+            "buyer",
+            "transactional",
+            # Its expiry waits HOLD_NOTICE_HOURS for it: quiet hours must not push it later.
+            True,
+            (
+                REFERENCE,
+                ORDER_TITLE,
+                QUANTITY,
+                AMOUNT,
+                CURRENCY,
+                Field("expires_at", "when the unpaid hold expires, ISO-8601 with offset"),
+            ),
+            _hold_expiring,
+            "the last reminder before an unpaid hold expires",
+        ),
+        EventSpec(
+            "hold_expired",
+            "buyer",
+            "transactional",
+            False,
+            (REFERENCE, ORDER_TITLE, QUANTITY),
+            _hold_expired,
+            "an unpaid hold expired past the order's payment deadline",
+        ),
+        EventSpec(
+            "hold_cancelled",
+            "buyer",
+            "transactional",
+            False,
+            (REFERENCE, ORDER_TITLE, QUANTITY),
+            _hold_cancelled,
+            "the GOM cancelled an unpaid hold",
         ),
         EventSpec(
             "order_status_update",

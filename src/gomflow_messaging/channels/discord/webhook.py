@@ -296,13 +296,19 @@ class Interaction:
         """Suggestions for the option being typed, answered in the response within 3 s.
 
         ``order``: open orders whose title or code matches; ``reference``: the invoking
-        person's own references only. Too slow or failing: no suggestions, never an error.
+        person's own references only. Too slow or failing, or past the person's
+        autocomplete budget (ratelimit.py): no suggestions, never an error.
         """
         focused = next(
             (o for o in _flat_options(self.data.get("options")) if o.get("focused")), None
         )
         if focused is None or not self.user.get("id"):
             return []
+        allowed = await ratelimit.hit(
+            self.svc.queue.redis, self.settings, "autocomplete", "discord", str(self.user["id"])
+        )
+        if allowed != "ok":
+            return []  # past the person's budget: no suggestions, and no search
         typed = str(focused.get("value") or "")
         bot = self.svc.bot
         found: Awaitable[list[tuple[str, str]]]

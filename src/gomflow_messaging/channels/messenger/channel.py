@@ -47,7 +47,14 @@ log = logging.getLogger(__name__)
 PLATFORM = "messenger"
 #: Events about a purchase the person made: allowed outside the window with this tag.
 TAGGED_EVENTS = frozenset(
-    {"order_confirmation", "payment_confirmed", "payment_rejected", "order_status_update"}
+    {
+        "order_confirmation",
+        "payment_confirmed",
+        "payment_rejected",
+        "order_status_update",
+        "hold_expired",
+        "hold_cancelled",
+    }
 )
 TAG = "POST_PURCHASE_UPDATE"
 #: Graph error codes meaning "too many calls": wait, then retry.

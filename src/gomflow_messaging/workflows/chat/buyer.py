@@ -10,7 +10,7 @@ from gomflow_messaging import contacts
 from gomflow_messaging import orders as order_data
 from gomflow_messaging.channels import registry
 from gomflow_messaging.free_text import one_line
-from gomflow_messaging.i18n import example_mobile
+from gomflow_messaging.i18n import example_mobile, ngettext
 from gomflow_messaging.money import format_money
 from gomflow_messaging.phones import normalize_phone
 from gomflow_messaging.workflows.chat.conversation import cancel
@@ -49,11 +49,14 @@ class BuyerCommands:
         pool: Pool,
         clock: Callable[[], datetime],
         on_submission: Callable[[UUID], Awaitable[None]],
+        default_max_per_buyer: int,
     ) -> None:
         self.pool = pool
         self.clock = clock
         #: Called after a submission is created (GOM alert, confirmation notifications).
         self.on_submission = on_submission
+        #: Items one buyer may hold in an order whose GOM set no cap (DEFAULT_MAX_PER_BUYER).
+        self.default_max_per_buyer = default_max_per_buyer
 
     def commands(self) -> dict[str, Handler]:
         return {
@@ -181,8 +184,11 @@ class BuyerCommands:
         await ctx.conversation.save(ctx, {"flow": "submit", "step": "name", "data": data})
         return [
             Reply(order_card(ctx, order)),
-            Reply(_prompt(ctx, "name", order), buttons=cancel_button(ctx)),
+            Reply(_prompt(ctx, "name", order, self._cap(order)), buttons=cancel_button(ctx)),
         ]
+
+    def _cap(self, order: order_data.Order) -> int:
+        return order.buyer_cap(self.default_max_per_buyer)
 
     def _refusal_before_start(self, ctx: Context, order: order_data.Order) -> str:
         now = self.clock()
@@ -201,7 +207,7 @@ class BuyerCommands:
             return [Reply(_(ctx, "That order no longer exists."), private=True)]
         data: dict[str, Any] = {"order_id": str(order.id)}
         for step in _STEPS:
-            problem = _accept(ctx, step, values.get(step, ""), data, order)
+            problem = _accept(ctx, step, values.get(step, ""), data, order, self._cap(order))
             if problem:
                 return [Reply(problem, private=True)]
         return await self._finish(ctx, data)
@@ -223,7 +229,7 @@ class BuyerCommands:
             if answer in NO:
                 return await cancel(ctx)
             return [Reply(_(ctx, "Please press Confirm or Cancel."), buttons=confirm_buttons(ctx))]
-        problem = _accept(ctx, step, text, data, order)
+        problem = _accept(ctx, step, text, data, order, self._cap(order))
         if problem:
             return [Reply(problem, buttons=cancel_button(ctx))]
         remaining = [s for s in _STEPS[_STEPS.index(step) + 1 :] if s not in data]
@@ -231,7 +237,8 @@ class BuyerCommands:
             nxt = remaining[0]
             await ctx.conversation.save(ctx, {"flow": "submit", "step": nxt, "data": data})
             extra = ((button(_(ctx, "Skip"), "skip"),),) if nxt == "notes" else ()
-            return [Reply(_prompt(ctx, nxt, order), buttons=extra + cancel_button(ctx))]
+            prompt = _prompt(ctx, nxt, order, self._cap(order))
+            return [Reply(prompt, buttons=extra + cancel_button(ctx))]
         await ctx.conversation.save(ctx, {"flow": "submit", "step": "confirm", "data": data})
         total = format_money(order.price * data["quantity"], order.currency)
         summary = "\n".join(
@@ -261,6 +268,7 @@ class BuyerCommands:
                     platform=ctx.sender.channel,
                     platform_id=ctx.sender.address,
                     now=self.clock(),
+                    default_max_per_buyer=self.default_max_per_buyer,
                 )
             except order_data.SubmissionRefused as refused:
                 return [Reply(_refusal_text(ctx, refused), private=True)]
@@ -389,7 +397,8 @@ def _submit_form(ctx: Context, order: order_data.Order) -> Form:
     )
 
 
-def _prompt(ctx: Context, step: str, order: order_data.Order | None = None) -> str:
+def _prompt(ctx: Context, step: str, order: order_data.Order, cap: int) -> str:
+    most = cap if order.remaining is None else min(cap, order.remaining)
     prompts = {
         "name": _(ctx, "What name should the GOM put on your order?"),
         "phone": _(
@@ -397,9 +406,7 @@ def _prompt(ctx: Context, step: str, order: order_data.Order | None = None) -> s
             "What is your mobile number? (e.g. {example})",
             example=example_mobile(ctx.locale, ctx.timezone),
         ),
-        "quantity": _(ctx, "How many would you like? (up to {n})", n=order.remaining)
-        if order and order.remaining
-        else _(ctx, "How many would you like?"),
+        "quantity": _(ctx, "How many would you like? (up to {n})", n=most),
         "address": _(ctx, "Where should it be delivered? (full address)"),
         "notes": _(ctx, "Any notes for the GOM? Send SKIP if none."),
     }
@@ -407,7 +414,7 @@ def _prompt(ctx: Context, step: str, order: order_data.Order | None = None) -> s
 
 
 def _accept(
-    ctx: Context, step: str, text: str, data: dict[str, Any], order: order_data.Order
+    ctx: Context, step: str, text: str, data: dict[str, Any], order: order_data.Order, cap: int
 ) -> str:
     """Validate one answer into ``data``; returns the problem, or "" when accepted."""
     # One line, no control or bidi characters, whatever the chat allows (a Discord modal
@@ -430,9 +437,12 @@ def _accept(
         quantity = whole_number(text)
         if quantity is None or quantity < 1:
             return _(ctx, "Please send a whole number, like 1 or 2.")
-        limit = order.remaining if order.remaining is not None else 99
-        if quantity > limit:
-            return _(ctx, "Only {n} left; please send a smaller number.", n=limit)
+        left = order.remaining
+        # The tighter bound is the one named: the buyer's cap, or what is left.
+        if left is not None and quantity > left and left < cap:
+            return _(ctx, "Only {n} left; please send a smaller number.", n=left)
+        if quantity > cap:
+            return _over_cap(ctx, cap)
         data["quantity"] = quantity
     elif step == "address":
         if not 5 <= len(text) <= 300:
@@ -451,6 +461,7 @@ def _refusal_text(ctx: Context, refused: order_data.SubmissionRefused) -> str:
         "quantity_too_high": _(
             ctx, "Only {n} left; please send a smaller number.", n=refused.values.get("left", 0)
         ),
+        "over_buyer_cap": _over_cap(ctx, refused.values.get("cap", 0)),
         "duplicate": _(
             ctx,
             "You already joined this order (reference {ref}). Send {command} to see it.",
@@ -459,3 +470,13 @@ def _refusal_text(ctx: Context, refused: order_data.SubmissionRefused) -> str:
         ),
     }
     return texts.get(refused.reason, refused.reason)
+
+
+def _over_cap(ctx: Context, cap: int) -> str:
+    return ngettext(
+        ctx.locale,
+        "One buyer can take at most {n} item of this order; please send a smaller number.",
+        "One buyer can take at most {n} items of this order; please send a smaller number.",
+        cap,
+        n=cap,
+    )

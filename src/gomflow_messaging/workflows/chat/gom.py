@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from gomflow_messaging import orders as order_data
 from gomflow_messaging.i18n import ngettext
 from gomflow_messaging.money import format_money
-from gomflow_messaging.workflows import audit
+from gomflow_messaging.workflows import audit, holds
 from gomflow_messaging.workflows.chat.buyer import YES
 from gomflow_messaging.workflows.chat.conversation import cancel
 from gomflow_messaging.workflows.chat.text import (
@@ -22,6 +22,7 @@ from gomflow_messaging.workflows.chat.text import (
     command,
     confirm_buttons,
     gom_only,
+    status_name,
     when,
     whole_number,
 )
@@ -37,7 +38,11 @@ if TYPE_CHECKING:
     from gomflow_messaging.db import Pool
     from gomflow_messaging.workflows.chat.types import Context, Handler, Proofs
 
-_CREATE_STEPS = ("title", "price", "currency", "deadline", "max_orders")
+    #: workflows.holds.cancel_hold with its ports: (submission id, GOM profile id, channel).
+    CancelHold = Callable[[UUID, UUID, str], Awaitable[holds.CancelResult]]
+
+_CREATE_STEPS = ("title", "price", "currency", "deadline", "max_orders", "max_per_buyer")
+_SKIP = {"skip", "-", "none", "wala", "tiada"}
 
 
 class GomCommands:
@@ -48,6 +53,8 @@ class GomCommands:
         clock: Callable[[], datetime],
         proofs: Proofs,
         remind_now: Callable[[UUID], Awaitable[int]],
+        cancel_hold: CancelHold,
+        default_max_per_buyer: int,
     ) -> None:
         self.pool = pool
         self.redis = redis
@@ -55,6 +62,10 @@ class GomCommands:
         self.proofs = proofs
         #: Reminds an order's unpaid buyers now; returns how many.
         self.remind_now = remind_now
+        #: workflows.holds.cancel_hold with the ports bound: (submission, GOM, where) -> result.
+        self.cancel_hold = cancel_hold
+        #: The per-buyer cap of an order whose GOM leaves it to us (DEFAULT_MAX_PER_BUYER).
+        self.default_max_per_buyer = default_max_per_buyer
 
     def commands(self) -> dict[str, Handler]:
         handlers: dict[str, Handler] = {
@@ -66,6 +77,8 @@ class GomCommands:
             "payments": self.payments,
             "approve": self.approve,
             "reject": self.reject,
+            "holds": self.list_holds,
+            "cancelhold": self.cancel_hold_command,
         }
         return {name: _gom_only_guard(handler) for name, handler in handlers.items()}
 
@@ -103,6 +116,8 @@ class GomCommands:
                 if entry["pending"]:
                     row.insert(0, button(_(ctx, "Remind unpaid buyers"), f"remind {order.id}"))
                 actions = (tuple(row),)
+            if entry["pending"]:
+                actions += ((button(_(ctx, "Unpaid holds"), f"holds {order.id}"),),)
             replies.append(Reply("\n".join(lines), buttons=actions, private=True))
         replies.append(
             Reply(
@@ -162,6 +177,91 @@ class GomCommands:
         )
         return [Reply(_(ctx, "{title} is closed to new buyers.", title=order.title), private=True)]
 
+    # -- unpaid holds (workflows/holds) ---------------------------------------------------
+
+    async def list_holds(self, ctx: Context, args: str) -> list[Reply]:
+        """An order's unpaid submissions, each with a button that cancels its hold."""
+        assert ctx.gom_id is not None
+        order = await self._own_order(ctx, args)
+        if order is None:
+            return [Reply(_(ctx, "I could not find that order among yours."), private=True)]
+        rows = await holds.unpaid_holds(self.pool, order.id, ctx.gom_id)
+        if not rows:
+            text = _(ctx, "Nobody holds unpaid items in {title}.", title=order.title)
+            return [Reply(text, private=True)]
+        lines = [
+            _(
+                ctx,
+                "Unpaid holds in {title}. Press a reference to cancel its hold; "
+                "you will be asked to confirm.",
+                title=order.title,
+            )
+        ]
+        for r in rows:
+            lines.append(
+                f"{r['payment_reference']} · {_quoted(r['buyer_name'])} · x{r['quantity']} · "
+                f"{when(ctx, r['created_at'])}"
+            )
+        # The reference is the whole label: the same in every language, 11 characters.
+        buttons = tuple(
+            (button(r["payment_reference"], f"cancelhold {r['payment_reference']}"),) for r in rows
+        )
+        return [Reply("\n".join(lines), buttons=buttons, private=True)]
+
+    async def cancel_hold_command(self, ctx: Context, args: str) -> list[Reply]:
+        """``cancelhold REF`` asks; ``cancelhold REF confirm`` (its button) cancels."""
+        assert ctx.gom_id is not None
+        words = args.split()
+        found = await holds.find_hold(self.pool, words[0], ctx.gom_id) if words else None
+        if found is None:
+            # Another GOM's reference reads exactly as one that does not exist.
+            return [
+                Reply(
+                    _(ctx, "I found no submission with that reference in your orders."),
+                    private=True,
+                )
+            ]
+        what = {
+            "ref": found["payment_reference"],
+            "name": _quoted(found["buyer_name"]),
+            "n": found["quantity"],
+            "title": found["title"],
+        }
+        if found["status"] != "pending":
+            text = _(
+                ctx,
+                "{ref} is {status}: only an unpaid hold can be cancelled.",
+                ref=what["ref"],
+                status=status_name(ctx, found["status"]),
+            )
+            return [Reply(text, private=True)]
+        if words[1:] != ["confirm"]:
+            text = _(
+                ctx,
+                "Cancel the hold of {name} on {title} (x{n}, reference {ref})? The items go "
+                "back to the order and the buyer is told.",
+                **what,
+            )
+            if found["receipt_waiting"]:
+                text += "\n" + _(
+                    ctx,
+                    "A receipt for it waits for your review ({command}).",
+                    command=command(ctx, "payments"),
+                )
+            choice = (
+                button(_(ctx, "Yes, cancel it"), f"cancelhold {what['ref']} confirm"),
+                button(_(ctx, "Keep it"), "manage"),
+            )
+            return [Reply(text, buttons=(choice,), private=True)]
+        result = await self.cancel_hold(found["id"], ctx.gom_id, ctx.sender.channel)
+        if result == "cancelled":
+            text = _(ctx, "The hold {ref} is cancelled; {name} has been told.", **what)
+        elif result == "not_pending":
+            text = _(ctx, "{ref} is no longer unpaid; nothing was cancelled.", ref=what["ref"])
+        else:
+            text = _(ctx, "I found no submission with that reference in your orders.")
+        return [Reply(text, private=True)]
+
     # -- opening an order ----------------------------------------------------------------
 
     async def create(self, ctx: Context, args: str) -> list[Reply]:
@@ -175,6 +275,9 @@ class GomCommands:
         if ctx.gom_id is None:
             return [gom_only(ctx)]
         data: dict[str, Any] = {}
+        # A modal has five fields at most: "50 / 2" is the total and the per-buyer cap.
+        total, _sep, per_buyer = values.get("max_orders", "").partition("/")
+        values = {**values, "max_orders": total, "max_per_buyer": per_buyer or "skip"}
         for step in _CREATE_STEPS:
             problem = self._accept(ctx, step, values.get(step, ""), data)
             if problem:
@@ -198,7 +301,7 @@ class GomCommands:
         if index < len(_CREATE_STEPS):
             nxt = _CREATE_STEPS[index]
             await ctx.conversation.save(ctx, {"flow": "create", "step": nxt, "data": data})
-            return [_create_prompt(ctx, nxt)]
+            return [_create_prompt(ctx, nxt, self.default_max_per_buyer)]
         await ctx.conversation.save(ctx, {"flow": "create", "step": "confirm", "data": data})
         summary = "\n".join(
             [
@@ -215,6 +318,11 @@ class GomCommands:
                     deadline=when(ctx, datetime.fromisoformat(data["deadline"])),
                 ),
                 _(ctx, "Most items in total: {n}", n=data["max_orders"]),
+                _(
+                    ctx,
+                    "Most items per buyer: {n}",
+                    n=data["max_per_buyer"] or self.default_max_per_buyer,
+                ),
             ]
         )
         return [Reply(summary, buttons=confirm_buttons(ctx))]
@@ -255,6 +363,18 @@ class GomCommands:
             if max_orders is None or not 1 <= max_orders <= 100_000:
                 return _(ctx, "Please send a whole number, like 1 or 2.")
             data["max_orders"] = max_orders
+        elif step == "max_per_buyer":
+            if text.lower() in _SKIP:
+                data["max_per_buyer"] = None  # DEFAULT_MAX_PER_BUYER, as for the core's orders
+                return ""
+            cap = whole_number(text)
+            if cap is None or not 1 <= cap <= data["max_orders"]:
+                return _(
+                    ctx,
+                    "Please send a whole number from 1 to {n}, or SKIP.",
+                    n=data["max_orders"],
+                )
+            data["max_per_buyer"] = cap
         return ""
 
     async def _open_order(self, ctx: Context, data: dict[str, Any]) -> list[Reply]:
@@ -269,6 +389,7 @@ class GomCommands:
             deadline=datetime.fromisoformat(data["deadline"]),
             slug=slug,
             max_orders=data["max_orders"],
+            max_per_buyer=data.get("max_per_buyer"),
             payment_methods=["gcash", "maya", "bank_transfer"]
             if data["currency"] == "PHP"
             else ["maybank2u", "touch_n_go", "bank_transfer"],
@@ -330,13 +451,25 @@ def _create_form(ctx: Context) -> Form:
                 max_length=16,
                 placeholder="2026-12-24 18:00",
             ),
-            FormField("max_orders", _(ctx, "Most items in total"), max_length=6, placeholder="50"),
+            FormField(
+                "max_orders",
+                _(ctx, "Most items: in total / per buyer"),
+                max_length=13,
+                placeholder="50 / 2",
+            ),
         ),
     )
 
 
-def _create_prompt(ctx: Context, step: str) -> Reply:
+def _create_prompt(ctx: Context, step: str, default_cap: int) -> Reply:
     cancel_row = (button(_(ctx, "Cancel"), "/cancel"),)
+    if step == "max_per_buyer":
+        text = _(
+            ctx,
+            "How many items may one buyer hold at most? Skip for {n}.",
+            n=default_cap,
+        )
+        return Reply(text, buttons=((button(_(ctx, "Skip"), "skip"),), cancel_row))
     if step == "currency":
         return Reply(
             _(ctx, "Which currency?"),
@@ -348,6 +481,12 @@ def _create_prompt(ctx: Context, step: str) -> Reply:
         "max_orders": _(ctx, "How many items at most in total?"),
     }
     return Reply(texts[step], buttons=(cancel_row,))
+
+
+def _quoted(name: str) -> str:
+    """A buyer-written name on one line, in quotes: it can never pass as our own line."""
+    flat = "".join(c if c.isprintable() else " " for c in name)
+    return "\u201c" + " ".join(flat.split())[:100] + "\u201d"
 
 
 def _slug(title: str) -> str:

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from gomflow_messaging.db import Pool
+    from gomflow_messaging.workflows.chat.gom import CancelHold
     from gomflow_messaging.workflows.chat.types import (
         CommandInfo,
         GomChat,
@@ -79,6 +80,8 @@ _KEYWORDS = {
     "proof": "proof",
     "approve": "approve",
     "reject": "reject",
+    "holds": "holds",
+    "cancelhold": "cancelhold",
 }
 #: Button actions are lowercase command lines, e.g. "submit <uuid>" or "orders 2".
 _ACTIONS = frozenset(
@@ -101,6 +104,8 @@ _ACTIONS = frozenset(
         "payments",
         "approve",
         "reject",
+        "holds",
+        "cancelhold",
     }
 )
 
@@ -112,7 +117,8 @@ class Bot:
     ``on_submission`` (after a submission is created: GOM alert, confirmations),
     ``remind_now`` (remind an order's unpaid buyers now; returns how many) and
     ``on_gom_chat`` (a chat became a GOM's, or stopped being served as one, so its menu
-    can follow).
+    can follow), ``cancel_hold`` (a GOM lets an unpaid hold go: workflows.holds) and
+    ``default_max_per_buyer`` (DEFAULT_MAX_PER_BUYER).
     """
 
     def __init__(
@@ -124,6 +130,8 @@ class Bot:
         on_submission: Callable[[UUID], Awaitable[None]],
         remind_now: Callable[[UUID], Awaitable[int]],
         on_gom_chat: GomChat,
+        cancel_hold: CancelHold,
+        default_max_per_buyer: int,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.pool = pool
@@ -131,10 +139,12 @@ class Bot:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.proofs = proofs
         gom_chat = _never_raises(on_gom_chat)
-        self.buyer = BuyerCommands(pool, self.clock, on_submission)
+        self.buyer = BuyerCommands(pool, self.clock, on_submission, default_max_per_buyer)
         self.preferences = PreferenceCommands(pool, self.clock, gom_chat)
         self.linking = LinkCommands(pool, self.clock, gom_chat)
-        self.gom = GomCommands(pool, redis, self.clock, proofs, remind_now)
+        self.gom = GomCommands(
+            pool, redis, self.clock, proofs, remind_now, cancel_hold, default_max_per_buyer
+        )
         self._commands: dict[str, Handler] = {
             "start": self._start,
             "help": self._help,

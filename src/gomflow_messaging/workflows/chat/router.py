@@ -20,11 +20,11 @@ from uuid import UUID
 
 from gomflow_messaging import contacts
 from gomflow_messaging.i18n import LOCALES, normalize_locale
-from gomflow_messaging.workflows import audit
+from gomflow_messaging.workflows import audit, linking
 from gomflow_messaging.workflows.chat.buyer import BuyerCommands
 from gomflow_messaging.workflows.chat.conversation import Conversation, cancel
 from gomflow_messaging.workflows.chat.gom import GomCommands
-from gomflow_messaging.workflows.chat.linking import LinkCommands
+from gomflow_messaging.workflows.chat.linking import LinkCommands, is_answer
 from gomflow_messaging.workflows.chat.preferences import PreferenceCommands
 from gomflow_messaging.workflows.chat.text import _, gom_only, help_text, main_buttons, unknown
 from gomflow_messaging.workflows.chat.types import (
@@ -101,6 +101,7 @@ _ACTIONS = frozenset(
         "payments",
         "approve",
         "reject",
+        "link",
     }
 )
 
@@ -133,7 +134,7 @@ class Bot:
         gom_chat = _never_raises(on_gom_chat)
         self.buyer = BuyerCommands(pool, self.clock, on_submission)
         self.preferences = PreferenceCommands(pool, self.clock, gom_chat)
-        self.linking = LinkCommands(pool, self.clock, gom_chat)
+        self.linking = LinkCommands(pool, redis, self.clock, gom_chat)
         self.gom = GomCommands(pool, redis, self.clock, proofs, remind_now)
         self._commands: dict[str, Handler] = {
             "start": self._start,
@@ -173,6 +174,8 @@ class Bot:
             word, _sep, rest = text.partition(" ")
             if word.lower() in _KEYWORDS:
                 name, args = _KEYWORDS[word.lower()], rest.strip()
+            elif linking.looks_like_code(text):
+                name, args = "link", text  # a link code sent alone
         elif name is None and sender.keywords and text.lower() == "cancel":
             # A keyword chat's Cancel button reads "reply CANCEL": mid-flow too, not a name.
             name = "cancel"
@@ -282,11 +285,13 @@ class Bot:
             # A deep link from a group ("answered in private: open a chat with me").
             return await self._commands[payload](ctx, "")
         replies = []
-        if payload:
-            replies.append(await self.linking.use(ctx, payload))
         welcome_back = await self.preferences.welcome_back(ctx)
         if welcome_back is not None:
             replies.append(welcome_back)
+        if payload:
+            # A deep link's code (t.me/<bot>?start=CODE, m.me/<page>?ref=CODE): shown first,
+            # linked only when this person confirms.
+            return [*replies, await self.linking.offer(ctx, payload)]
         # Translators: {name} is empty or the buyer's name after a space: "Hi Ana!".
         greeting = _(
             ctx,
@@ -333,7 +338,8 @@ def _private(replies: list[Reply]) -> list[Reply]:
 
 
 def link_code_attempt(text: str) -> bool:
-    """Whether a message tries a link code (``/start CODE``, ``/link CODE``, ``LINK CODE``).
+    """Whether a message tries a link code (``/start CODE``, ``/link CODE``, ``LINK CODE``,
+    the code alone); pressing Confirm or Cancel tries none.
 
     Chats count these apart, per person, under a tighter limit than other messages.
     """
@@ -342,7 +348,9 @@ def link_code_attempt(text: str) -> bool:
     if name is None:
         word, _sep, rest = text.partition(" ")
         name, args = _KEYWORDS.get(word.lower()), rest.strip()
-    return name in ("start", "link") and bool(args)
+        if name is None and linking.looks_like_code(text):
+            return True
+    return name in ("start", "link") and bool(args) and not is_answer(args)
 
 
 def _parse_command(text: str) -> tuple[str | None, str]:

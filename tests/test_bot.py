@@ -11,7 +11,6 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from gomflow_messaging.i18n import gettext
 from gomflow_messaging.settings import Settings
 from tests.helpers import AUTH, running_app
 

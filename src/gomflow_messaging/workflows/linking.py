@@ -106,8 +106,10 @@ def initials(name: str) -> str:
 
 
 def looks_like_code(text: str) -> bool:
-    """A link code sent alone: 8-12 letters and digits, with at least one of each."""
+    """A link code sent alone: ours (10 of our characters), or letters and digits mixed."""
     text = text.strip()
+    if len(text) == 10 and all(c in _ALPHABET for c in text.upper()):
+        return True
     return (
         8 <= len(text) <= 12
         and text.isascii()

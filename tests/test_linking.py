@@ -21,6 +21,7 @@ from tests.fakes.discord import Signer, new_user_id, press, slash
 from tests.fakes.messenger import FakeGraph
 from tests.fakes.telegram import FakeTelegram
 from tests.helpers import AUTH, running_app
+from tests.test_bot import Chat, texts
 from tests.test_discord_interactions import discord_settings, fake
 from tests.test_messenger_webhook import Person, fb_settings, graph, payloads
 from tests.test_messenger_webhook import texts as fb_texts
@@ -287,16 +288,25 @@ async def test_a_discord_link_waits_for_the_same_persons_confirm(
     async with running_app(discord_settings(), mode="web") as client:
         code = await link_code(client, gom_id=str(gom_id))
 
-        async def interact(payload: dict[str, Any]) -> str:
+        async def answer(payload: dict[str, Any]) -> dict[str, Any]:
             body = json.dumps(payload).encode()
             response = await client.post(
                 "/webhook/discord", content=body, headers=signer.headers(body)
             )
             assert response.status_code == 200, response.text
-            return str(response.json()["data"].get("content", ""))
+            data: dict[str, Any] = response.json()["data"]
+            return data
 
-        offer = await interact(slash("link", {"code": code}, user_id=person))
-        assert "GOM account of Proof GOM" in offer
+        async def interact(payload: dict[str, Any]) -> str:
+            return str((await answer(payload)).get("content", ""))
+
+        offer = await answer(slash("link", {"code": code}, user_id=person))
+        assert "GOM account of Proof GOM" in offer["content"]
+        buttons = [b for row in offer["components"] for b in row["components"]]
+        assert [(b["label"], b["custom_id"]) for b in buttons] == [
+            ("Confirm", "link confirm"),
+            ("Cancel", "link cancel"),
+        ]
         assert "No link is waiting" in await interact(press("link confirm", user_id=other))
         assert "Only a GOM" in await interact(slash("manage", user_id=person))
         assert "linked to your GOM profile" in await interact(press("link confirm", user_id=person))
@@ -360,3 +370,38 @@ async def test_a_gom_code_for_a_buyer_adds_gom_rights_and_leaves_their_orders_th
     held = await holdings(conn, bought["contact_id"])
     assert held["submissions"] == [bought["submission_id"]]
     assert held["contact"]["profile_id"] == gom_id
+
+
+async def test_codes_made_before_linking_asked_first_and_cancel_forgets_a_shown_code(
+    settings: Settings, conn: asyncpg.Connection, demo: dict[str, Any]
+) -> None:
+    """A code of the old shape names a contact: its submissions, if no one chats from it."""
+    order_id = await new_order(conn, await new_gom(conn))
+    web = await new_buyer(conn, order_id, name="Lea Ramos")  # a contact without a chat
+    person = await new_buyer(conn, order_id, ("sandbox", f"old-{uuid.uuid4().hex[:8]}"))
+    codes = {}
+    for name, contact in (("web", web), ("person", person)):
+        codes[name] = f"OLD{secrets.token_hex(4).upper()}"
+        await conn.execute(
+            "INSERT INTO link_tokens (token, contact_id, expires_at)"
+            " VALUES ($1, $2, now() + interval '1 hour')",
+            codes[name],
+            contact["contact_id"],
+        )
+    async with running_app(settings, mode="web") as client:
+        chat = Chat(client)
+        await chat.say(f"/link {codes['web']}")
+        assert "Cancelled: nothing was linked." in texts(await chat.say("/cancel"))
+        assert "No link is waiting" in texts(await chat.say("link confirm"))
+        await chat.say(f"/link {codes['web']}")
+        assert "now linked" in texts(await chat.say("link confirm"))
+        assert web["reference"] in texts(await chat.say("/status"))
+        await chat.say(codes["person"])  # the code alone
+        assert "another chat" in texts(await chat.say("link confirm"))
+    mine = await conn.fetchval(
+        "SELECT contact_id FROM contact_addresses WHERE channel = 'sandbox' AND address = $1",
+        chat.address,
+    )
+    assert (await holdings(conn, mine))["submissions"] == [web["submission_id"]]
+    assert (await holdings(conn, person["contact_id"]))["submissions"] == [person["submission_id"]]
+    assert (await holdings(conn, web["contact_id"]))["contact"] is not None  # never deleted

@@ -121,7 +121,8 @@ class LinkCommands:
         # answers go): a press anywhere else does nothing, not even forget the code.
         if ctx.sender.chat not in (pending.get("chat"), ""):
             return None
-        await self.redis.delete(key)
+        if not await self.redis.delete(key):
+            return None  # a second press of the same button, answered by the first
         code: str = pending["code"]
         return code
 

@@ -24,7 +24,7 @@ from gomflow_messaging.workflows import audit, linking
 from gomflow_messaging.workflows.chat.buyer import BuyerCommands
 from gomflow_messaging.workflows.chat.conversation import Conversation, cancel
 from gomflow_messaging.workflows.chat.gom import GomCommands
-from gomflow_messaging.workflows.chat.linking import LinkCommands, is_answer
+from gomflow_messaging.workflows.chat.linking import LinkCommands, is_answer, pending_key
 from gomflow_messaging.workflows.chat.preferences import PreferenceCommands
 from gomflow_messaging.workflows.chat.text import _, gom_only, help_text, main_buttons, unknown
 from gomflow_messaging.workflows.chat.types import (
@@ -139,7 +139,7 @@ class Bot:
         self._commands: dict[str, Handler] = {
             "start": self._start,
             "help": self._help,
-            "cancel": cancel,
+            "cancel": self._cancel,
             "proof": proofs.choose,
             **self.buyer.commands(),
             **self.preferences.commands(),
@@ -301,6 +301,14 @@ class Bot:
         )
         replies.append(Reply(greeting, buttons=main_buttons(ctx)))
         return replies
+
+    async def _cancel(self, ctx: Context, args: str) -> list[Reply]:
+        """``/cancel``: the flow the person is in, and a link code waiting for their Confirm."""
+        if ctx.state is None and await self.redis.exists(
+            pending_key(ctx.sender.channel, ctx.sender.address)
+        ):
+            return [await self.linking.cancel(ctx)]
+        return await cancel(ctx, args)
 
     async def _help(self, ctx: Context, args: str) -> list[Reply]:
         return [Reply(help_text(ctx), buttons=main_buttons(ctx))]

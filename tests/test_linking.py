@@ -277,6 +277,41 @@ async def test_the_goms_relink_after_an_attack_gives_the_attacker_nothing(
     assert (await holdings(conn, gom_contact))["contact"] == {"kind": "gom", "profile_id": gom_id}
 
 
+async def test_a_goms_relink_from_a_chat_merged_by_the_old_linking_gives_the_rights_to_the_gom(
+    telegram_settings: Callable[..., Settings],
+    fake_telegram: FakeTelegram,
+    conn: asyncpg.Connection,
+) -> None:
+    """Data the old linking left behind: the GOM's chat was moved into the attacker's contact
+    and the GOM's contact deleted. The GOM's fresh code gives the rights to the GOM's chat
+    alone, split into a contact of its own; the attacker's contact stays a buyer's."""
+    gom_chat, attacker_chat = new_chat(), new_chat()
+    gom_id = await conn.fetchval("INSERT INTO profiles (name) VALUES ('Merged GOM') RETURNING id")
+    order_id = await new_order(conn, gom_id)
+    attacker = await new_buyer(
+        conn, order_id, ("telegram", str(attacker_chat)), ("telegram", str(gom_chat))
+    )
+    async with running_app(telegram_settings(**NO_DIGEST), mode="web") as client:
+        code = await link_code(client, gom_id=str(gom_id))
+        await telegram_post(client, message_update(gom_chat, f"/start {code}"))
+        await telegram_post(client, callback_update(gom_chat, "link confirm"))
+        assert "Only a GOM" not in await said(client, fake_telegram, gom_chat, "/manage")
+        assert "Only a GOM" in await said(client, fake_telegram, attacker_chat, "/manage")
+    held = await holdings(conn, attacker["contact_id"])
+    assert held["contact"] == {"kind": "buyer", "profile_id": None}
+    assert held["addresses"] == [("telegram", str(attacker_chat))]
+    assert held["submissions"] == [attacker["submission_id"]]
+    gom_contact = await conn.fetchval(
+        "SELECT contact_id FROM contact_addresses WHERE channel = 'telegram' AND address = $1",
+        str(gom_chat),
+    )
+    assert await holdings(conn, gom_contact) == {
+        "contact": {"kind": "gom", "profile_id": gom_id},
+        "addresses": [("telegram", str(gom_chat))],
+        "submissions": [],
+    }
+
+
 # -- every chat's buttons, and the codes' own answers --------------------------------------
 
 

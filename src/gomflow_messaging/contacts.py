@@ -366,13 +366,6 @@ async def set_locale(pool: Pool, contact_id: UUID, locale: str) -> None:
     )
 
 
-async def locale_of(pool: Pool, contact_id: UUID) -> str | None:
-    locale: str | None = await pool.fetchval(
-        "SELECT locale FROM contacts WHERE id = $1", contact_id
-    )
-    return locale
-
-
 async def set_preference(pool: Pool, contact_id: UUID, kind: str, enabled: bool) -> None:
     await pool.execute(
         """

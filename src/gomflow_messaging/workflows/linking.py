@@ -8,9 +8,11 @@ confirms in that same chat (`confirm`).
 
 Linking is by consent, never by moving people: confirming attaches the code's subject (a
 submission, or GOM rights) to the confirming person's own contact. No chat address ever
-moves between contacts, no contact is deleted, and a submission that another person already
-follows in a chat stays theirs. A GOM code gives the confirming person GOM rights beside
-their own purchases, which stay theirs as a buyer's, untouched.
+moves into another person's contact, no contact is deleted, and a submission that another
+person already follows in a chat stays theirs. A GOM code gives the confirming person GOM
+rights beside their own purchases, which stay theirs as a buyer's, untouched; when their
+chat shares a contact with other chats (the linking before this one merged a chat into
+whoever's code it used), that chat alone is split into a GOM contact of its own.
 
 The channel where a person's address is their phone also links by itself: a submission's
 phone is the buyer's address there (`contacts.for_chat`).
@@ -98,6 +100,8 @@ class Linked:
     result: Literal["linked", "already", "elsewhere", "other_gom"]
     #: What it was about, for the audit row: "submission:<id>,..." or "gom:<id>".
     subject: str
+    #: The confirming person's contact now.
+    contact_id: UUID
 
 
 def initials(name: str) -> str:
@@ -178,9 +182,10 @@ async def offer(pool: Pool, code: str, now: datetime) -> Offer | Unusable:
 
 
 async def confirm(
-    pool: Pool, code: str, *, contact_id: UUID, used_by: str, now: datetime
+    pool: Pool, code: str, *, contact_id: UUID, channel: str, address: str, now: datetime
 ) -> Linked | Unusable:
-    """Use ``code`` for the person whose contact is ``contact_id`` (they confirmed it).
+    """Use ``code`` for the person at ``address`` on ``channel``, whose contact is
+    ``contact_id`` (they confirmed it there).
 
     Only rows of that contact and the code's subject change: a submission nobody follows in
     a chat (made on the web, or by a code made before linking asked first) is attached to
@@ -192,7 +197,7 @@ async def confirm(
         if unusable is not None:
             return unusable
         if row["profile_id"] is not None:
-            linked = await _link_gom(conn, row["profile_id"], contact_id)
+            linked = await _link_gom(conn, row["profile_id"], contact_id, channel, address)
         else:
             linked = await _link_submissions(conn, row, contact_id)
         if linked.result in ("linked", "already"):
@@ -200,34 +205,60 @@ async def confirm(
                 "UPDATE link_tokens SET used_at = $2, used_by = $3 WHERE token = $1",
                 row["token"],
                 now,
-                used_by,
+                f"{channel}:{address}",
             )
     return linked
 
 
-async def _link_gom(conn: Connection, profile_id: UUID, contact_id: UUID) -> Linked:
+async def _link_gom(
+    conn: Connection, profile_id: UUID, contact_id: UUID, channel: str, address: str
+) -> Linked:
     subject = f"gom:{profile_id}"
     held = await conn.fetchval(
         "SELECT profile_id FROM contacts WHERE id = $1 FOR UPDATE", contact_id
     )
     if held == profile_id:
-        return Linked(profile_id, "already", subject)
+        return Linked(profile_id, "already", subject, contact_id)
     if held is not None:
-        return Linked(profile_id, "other_gom", subject)
+        return Linked(profile_id, "other_gom", subject, contact_id)
+    shared = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM contact_addresses WHERE contact_id = $1"
+        " AND (channel, address) <> ($2, $3))",
+        contact_id,
+        channel,
+        address,
+    )
+    if shared:
+        # The chat's contact holds other chats too (linking before it asked first merged a
+        # chat into whoever's code it used): the rights go to the person who confirmed,
+        # in a contact of their own with this chat alone, never to the others.
+        person = await conn.fetchval(
+            "INSERT INTO contacts (kind, profile_id, locale, timezone)"
+            " SELECT 'gom', $2, locale, timezone FROM contacts WHERE id = $1 RETURNING id",
+            contact_id,
+            profile_id,
+        )
+        await conn.execute(
+            "UPDATE contact_addresses SET contact_id = $1 WHERE channel = $2 AND address = $3",
+            person,
+            channel,
+            address,
+        )
+        return Linked(profile_id, "linked", subject, person)
     # GOM rights beside the person's own purchases: their submissions stay theirs, a buyer's.
     await conn.execute(
         "UPDATE contacts SET kind = 'gom', profile_id = $2, updated_at = now() WHERE id = $1",
         contact_id,
         profile_id,
     )
-    return Linked(profile_id, "linked", subject)
+    return Linked(profile_id, "linked", subject, contact_id)
 
 
 async def _link_submissions(conn: Connection, row: Any, contact_id: UUID) -> Linked:
     submissions = await _subject_submissions(conn, row)
     subject = ",".join(f"submission:{s}" for s in submissions)
     if not submissions:
-        return Linked(None, "elsewhere", subject)
+        return Linked(None, "elsewhere", subject, contact_id)
     holders = await conn.fetch(
         """
         SELECT sc.submission_id, sc.contact_id,
@@ -241,10 +272,10 @@ async def _link_submissions(conn: Connection, row: Any, contact_id: UUID) -> Lin
     )
     held = {r["submission_id"]: r for r in holders}
     if any(r["a_person"] and r["contact_id"] != contact_id for r in holders):
-        return Linked(None, "elsewhere", subject)
+        return Linked(None, "elsewhere", subject, contact_id)
     mine = [s for s in submissions if s in held and held[s]["contact_id"] == contact_id]
     if len(mine) == len(submissions):
-        return Linked(None, "already", subject)
+        return Linked(None, "already", subject, contact_id)
     changed = 0
     for s in submissions:
         if s in mine:
@@ -265,4 +296,4 @@ async def _link_submissions(conn: Connection, row: Any, contact_id: UUID) -> Lin
                 contact_id,
             )
         changed += int(status.split()[-1])
-    return Linked(None, "linked" if changed else "elsewhere", subject)
+    return Linked(None, "linked" if changed else "elsewhere", subject, contact_id)

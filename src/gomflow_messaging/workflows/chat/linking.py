@@ -141,12 +141,14 @@ class LinkCommands:
             self.pool,
             code,
             contact_id=ctx.contact_id,
-            used_by=f"{ctx.sender.channel}:{ctx.sender.address}",
+            channel=ctx.sender.channel,
+            address=ctx.sender.address,
             now=self.clock(),
         )
         if isinstance(linked, str):
             await self._audit(ctx, "link.confirm", "", linked)
             return Reply(_unusable(ctx, linked), private=True)
+        ctx.contact_id = linked.contact_id
         await self._audit(ctx, "link.confirm", linked.subject, linked.result)
         if linked.result == "elsewhere":
             text = _(

@@ -251,8 +251,17 @@ async def test_the_goms_relink_after_an_attack_gives_the_attacker_nothing(
             assert "Only a GOM" in await said(client, fake_telegram, attacker_chat, text), text
         await telegram_post(client, callback_update(attacker_chat, f"approve {junk['id']}"))
         assert "Only a GOM" in fake_telegram.texts(attacker_chat)[-1]
-        # The GOM still is one, in their own chat.
+        # The GOM still is one, in their own chat, and the GOM's alerts still reach it.
         assert "Only a GOM" not in await said(client, fake_telegram, gom_chat, "/manage")
+        alert = {
+            "event": "custom",
+            "data": {"text": "A new buyer joined."},
+            "recipients": [{"gom_id": str(gom_id)}],
+        }
+        sent = await client.post("/api/notify", headers=AUTH, json=alert)
+        assert [(m["channel"], m["address"]) for m in sent.json()["messages"]] == [
+            ("telegram", str(gom_chat))
+        ]
 
     assert (await holdings(conn, attacker["contact_id"]))["contact"] == {
         "kind": "buyer",

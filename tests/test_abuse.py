@@ -16,12 +16,12 @@ import httpx
 import pytest
 
 from gomflow_messaging.settings import Settings
-from tests.fakes.discord import Signer, modal_submit, new_user_id, slash
+from tests.fakes.discord import Signer, modal_submit, new_user_id, press, slash
 from tests.fakes.twilio import FakeTwilio
 from tests.helpers import AUTH, running_app
 from tests.test_bot import PHP_ORDER, Chat, texts
 from tests.test_discord_interactions import discord_settings, fake
-from tests.test_telegram_webhook import message_update, new_chat, shown
+from tests.test_telegram_webhook import callback_update, message_update, new_chat, shown
 from tests.test_telegram_webhook import post as telegram_post
 from tests.test_whatsapp import Chat as WhatsAppChat
 from tests.test_whatsapp import new_phone, twilio, wa_settings
@@ -93,6 +93,7 @@ async def _signed_create_form(
     gom = new_user_id()
     code = await _link_code(client, gom_id=gom_id)
     await _discord(client, signer, slash("link", {"code": code}, user_id=gom))
+    await _discord(client, signer, press("link confirm", user_id=gom))
     deadline = (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%d %H:%M")
     values = {
         "title": title,
@@ -182,7 +183,8 @@ async def test_discord_link_code_guesses_are_limited_per_person(
         real = await _link_code(client, gom_id=gom_id)
         blocked = await _discord(client, signer, slash("link", {"code": real}, user_id=guesser))
         # Another person is not held back by this one's guesses.
-        fine = await _discord(client, signer, slash("link", {"code": real}, user_id=other))
+        await _discord(client, signer, slash("link", {"code": real}, user_id=other))
+        fine = await _discord(client, signer, press("link confirm", user_id=other))
     for answer in guesses[:5]:
         assert "not valid" in answer["data"]["content"]
     for answer in (guesses[5], blocked):
@@ -268,7 +270,8 @@ async def test_telegram_start_code_guesses_are_limited_per_person_across_chats(
         warned = (await telegram_post(client, message_update(person, f"/start {_code()}"))).json()
         real = await _link_code(client, gom_id=gom_id)
         blocked = await telegram_post(client, message_update(person, f"/start {real}"))
-        other = await telegram_post(client, message_update(neighbour, f"/start {real}"))
+        await telegram_post(client, message_update(neighbour, f"/start {real}"))
+        other = await telegram_post(client, callback_update(neighbour, "link confirm"))
     assert TOO_MANY_CODES in shown(warned)
     assert blocked.json() == {}
     assert not await _linked(conn, "telegram", str(person))
@@ -307,6 +310,7 @@ async def _creating(sandbox: httpx.AsyncClient, gom_id: str, *answers: str) -> C
     """A newly linked GOM's sandbox chat, in the middle of /create."""
     gom = Chat(sandbox)
     await gom.say(f"link {await _link_code(sandbox, gom_id=gom_id)}")
+    await gom.say("link confirm")
     for text in ("/create", *answers):
         await gom.say(text)
     return gom

@@ -11,7 +11,6 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from gomflow_messaging.i18n import gettext
 from gomflow_messaging.settings import Settings
 from tests.helpers import AUTH, running_app
 
@@ -155,25 +154,35 @@ async def test_status_never_shows_another_buyers_order(client: httpx.AsyncClient
     assert "Andrea" not in reply and "1,250" not in reply
 
 
-async def test_status_and_pay_for_a_linked_buyer(client: httpx.AsyncClient) -> None:
+async def test_status_and_pay_for_a_linked_buyer(
+    client: httpx.AsyncClient, conn: asyncpg.Connection
+) -> None:
+    # Made on the web: no chat follows it yet.
+    reference = f"PH-{uuid.uuid4().hex[:8].upper()}"
+    submission_id = await conn.fetchval(
+        "INSERT INTO submissions (order_id, buyer_name, quantity, total_amount, currency,"
+        " payment_reference) VALUES ($1, 'Lea Ramos', 2, 2500.00, 'PHP', $2) RETURNING id",
+        uuid.UUID(PHP_ORDER),
+        reference,
+    )
     response = await client.post(
-        "/api/link-tokens",
-        headers=AUTH,
-        json={"submission_id": "00000000-0000-4000-8000-000000005001"},
+        "/api/link-tokens", headers=AUTH, json={"submission_id": str(submission_id)}
     )
     assert response.status_code == 201
     code = response.json()["code"]
     chat = Chat(client)
-    # Linked to Andrea, the chat now speaks her language (Filipino).
-    linked = gettext("fil", "This chat is now linked to your GOMFLOW orders.")
-    assert linked in texts(await chat.say(f"/start {code}"))
+    offer = await chat.say(f"/start {code}")
+    assert f"the order of L. R., {reference}" in texts(offer)
+    assert actions(offer) == ["link confirm", "link cancel"]
+    assert "not joined any order" in texts(await chat.say("/status"))  # nothing linked yet
+    linked = texts(await chat.say("link confirm"))
+    assert "This chat is now linked to your GOMFLOW orders." in linked
     status = texts(await chat.say("/status"))
-    # The chat now belongs to the demo buyer Andrea, whose language is Filipino.
-    assert "PH-DEMO0001" in status and gettext("fil", "waiting for payment") in status
+    assert reference in status and "waiting for payment" in status
     pay = texts(await chat.say("pay"))
-    assert "₱2,500.00" in pay and "PH-DEMO0001" in pay
-    # A code works once.
-    assert "not valid" in texts(await Chat(client).say(f"/start {code}"))
+    assert "₱2,500.00" in pay and reference in pay
+    # A code works once, and says so.
+    assert "used already" in texts(await Chat(client).say(f"/start {code}"))
 
 
 async def test_gom_commands_refused_for_a_buyer(client: httpx.AsyncClient) -> None:
@@ -189,7 +198,8 @@ async def test_gom_manages_and_creates_orders(
         "code"
     ]
     gom = Chat(client)
-    assert "GOM profile" in texts(await gom.say(f"link {code.lower()}"))
+    assert "GOM account of" in texts(await gom.say(f"link {code.lower()}"))
+    assert "GOM profile" in texts(await gom.say("link confirm"))
     manage = await gom.say("/manage")
     assert "SEVENTEEN" in texts(manage) and "Collected" in texts(manage)
     await gom.say("/create")
@@ -331,6 +341,7 @@ async def test_gom_dashboard_sends_reminders_now_once_an_hour(
     ]
     gom = Chat(client)
     await gom.say(f"link {code}")
+    await gom.say("link confirm")
     dashboard = await gom.say("/dashboard")
     assert f"remind {PHP_ORDER}" in actions(dashboard) and "payments" in actions(dashboard)
     before = await conn.fetchval(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import re
+import secrets
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -11,7 +14,11 @@ from redis.asyncio import Redis
 
 from gomflow_messaging.channels.base import choices_key
 from gomflow_messaging.settings import Settings
+from gomflow_messaging.workflows.chat.linking import pending_key
+from tests.fakes.telegram import FakeTelegram
 from tests.helpers import AUTH, eventually, running_app
+from tests.test_telegram_webhook import callback_update, message_update, new_chat
+from tests.test_telegram_webhook import post as telegram_post
 
 PHP_ORDER = "00000000-0000-4000-8000-00000000a001"
 OUR_TABLES = (
@@ -150,3 +157,95 @@ async def test_erase_forgets_the_persons_chat_state_in_redis(
         erased = await client.delete(f"/api/contacts/{contact_id}", headers=AUTH)
     assert erased.status_code == 200, erased.text
     assert [await redis.exists(key) for key in keys] == [0, 0]
+
+
+# Tables of the GOMFLOW core schema (migrations/001): the core app's, never erased here.
+CORE_TABLES = ("profiles", "orders", "submissions", "schema_migrations")
+
+
+async def test_erase_leaves_the_persons_identifiers_in_no_column_of_any_table(
+    telegram_settings: Callable[..., Settings],
+    fake_telegram: FakeTelegram,
+    conn: asyncpg.Connection,
+    redis: Redis,
+    demo: dict[str, Any],
+) -> None:
+    """A Telegram buyer who joined, was messaged, linked a web order and has a code waiting:
+    after the erase, every text and JSON column of every messaging table (listed from
+    information_schema, so a new table is covered too) is searched for what identifies them."""
+    chat = new_chat()
+    digits = f"{secrets.randbelow(10**4):04d}"
+    typed, phone = f"0917 555 {digits}", f"+63917555{digits}"
+    name, street = "Rosario Dimaculangan", f"{secrets.randbelow(900) + 100} Kamuning Rd, QC"
+    web = await conn.fetchval(
+        "INSERT INTO submissions (order_id, buyer_name, quantity, total_amount, currency,"
+        " payment_reference) VALUES ($1, 'Lea Ramos', 1, 1250.00, 'PHP', $2) RETURNING id",
+        uuid.UUID(PHP_ORDER),
+        f"PH-{secrets.token_hex(4).upper()}",
+    )
+    async with running_app(telegram_settings(), mode="serve") as client:
+        await telegram_post(client, callback_update(chat, f"submit {PHP_ORDER}"))
+        for text in (name, typed, "1", street):
+            await telegram_post(client, message_update(chat, text))
+        for action in ("skip", "confirm"):
+            await telegram_post(client, callback_update(chat, action))
+        contact_id = await conn.fetchval(
+            "SELECT contact_id FROM contact_addresses WHERE channel = 'telegram' AND address = $1",
+            str(chat),
+        )
+        for subject in ({"submission_id": str(web)}, {"gom_id": demo["gom_id"]}):
+            code = (await client.post("/api/link-tokens", headers=AUTH, json=subject)).json()
+            await telegram_post(client, message_update(chat, f"/start {code['code']}"))
+            if "submission_id" in subject:
+                await telegram_post(client, callback_update(chat, "link confirm"))
+        # The second code waits for its Confirm. A message sent to the chat: Telegram's
+        # message id names the chat ("<chat id>:<message id>").
+        notify = {
+            "event": "custom",
+            "data": {"text": f"Hi {name}!"},
+            "recipients": [{"channel": "telegram", "address": str(chat)}],
+        }
+        assert (await client.post("/api/notify", headers=AUTH, json=notify)).status_code == 202
+
+        async def delivered() -> bool:
+            return bool(
+                await conn.fetchval(
+                    "SELECT count(*) FROM messages WHERE channel = 'telegram' AND address = $1"
+                    " AND provider_message_id IS NOT NULL",
+                    str(chat),
+                )
+            )
+
+        await eventually(delivered)
+        assert await conn.fetchval(
+            "SELECT used_by FROM link_tokens WHERE used_by = $1", f"telegram:{chat}"
+        )
+        pending = pending_key("telegram", str(chat))
+        assert await redis.exists(pending)
+        erased = await client.delete(f"/api/contacts/{contact_id}", headers=AUTH)
+        assert erased.status_code == 200, erased.text
+
+    assert not await redis.exists(pending)  # the code shown, waiting for a Confirm
+    columns = await conn.fetch(
+        """
+        SELECT table_name, column_name FROM information_schema.columns
+         WHERE table_schema = 'public' AND table_name <> ALL($1::text[])
+           AND (data_type IN ('text', 'character varying', 'character', 'json', 'jsonb')
+                OR udt_name IN ('_text', '_varchar'))
+         ORDER BY 1, 2
+        """,
+        list(CORE_TABLES),
+    )
+    assert {"provider_message_id", "used_by"} <= {c["column_name"] for c in columns}
+    found = []
+    for column in columns:
+        table, col = column["table_name"], column["column_name"]
+        for needle in (str(chat), phone, typed, name, street):
+            # Whole numbers only: a chat id inside a longer number is not that chat id.
+            pattern = "(^|[^0-9])" + re.escape(needle) + "([^0-9]|$)"
+            hits = await conn.fetchval(
+                f'SELECT count(*) FROM "{table}" WHERE "{col}"::text ~ $1', pattern
+            )
+            if hits:
+                found.append((table, col, needle))
+    assert found == []

@@ -316,6 +316,7 @@ async def test_a_buyer_name_with_markdown_is_inert_in_the_goms_discord_card(
     }
     async with running_app(discord_settings(), mode="serve") as client:
         await post(client, signer, slash("link", {"code": token}, user_id=gom_user))
+        await post(client, signer, press("link confirm", user_id=gom_user))
         done = await post(client, signer, modal_submit(f"submit:{order_id}", values, user_id=buyer))
         assert done.json()["type"] == 4
         [card] = await eventually(lambda: _async(fake.dm_messages(gom_user)))
@@ -461,7 +462,8 @@ async def test_linked_gom_gets_the_create_modal(
         demo["gom_id"],
     )
     async with running_app(discord_settings(), mode="web") as client:
-        linked = (await post(client, signer, slash("link", {"code": token}, user_id=user))).json()
+        await post(client, signer, slash("link", {"code": token}, user_id=user))
+        linked = (await post(client, signer, press("link confirm", user_id=user))).json()
         create = (await post(client, signer, slash("create", user_id=user))).json()
     assert "linked to your GOM profile" in linked["data"]["content"]
     assert create["type"] == 9

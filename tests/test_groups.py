@@ -106,6 +106,9 @@ async def test_a_group_member_cannot_act_as_the_gom_and_private_answers_leave_th
 
         # The GOM links themselves from the group: the person, never the group.
         await post(client, in_group(message_update(gom, f"/start {code}", user_id=gom), group))
+        assert "GOM account of" in fake_telegram.texts(gom)[-1]
+        # Its Confirm, pressed in the GOM's own chat (where the group's private answer went).
+        await post(client, callback_update(gom, "link confirm", user_id=gom))
         assert "linked to your GOM profile" in "\n".join(fake_telegram.texts(gom))
         owners = dict(
             await conn.fetch(

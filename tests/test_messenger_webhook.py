@@ -99,6 +99,11 @@ class Person:
     async def say(self, text: str, mid: str = "") -> list[Sent]:
         return await self.send(message={"mid": mid or f"m_{uuid.uuid4().hex}", "text": text})
 
+    async def tap(self, payload: str) -> list[Sent]:
+        """A quick reply under the last answer."""
+        quick = {"mid": f"m_{uuid.uuid4().hex}", "text": "a", "quick_reply": {"payload": payload}}
+        return await self.send(message=quick)
+
     async def press(self, payload: str) -> list[Sent]:
         return await self.send(
             postback={"mid": f"m_{uuid.uuid4().hex}", "title": "a button", "payload": payload}
@@ -267,13 +272,18 @@ async def test_an_m_me_ref_link_links_the_chat_to_a_gom(
     code = (await create_link_token(client.app.state.services.pool, gom_id=GOM_ID))["code"]  # type: ignore[attr-defined]
     referral = {"ref": code, "source": "SHORTLINK", "type": "OPEN_THREAD"}
     if how == "typed":
-        await person.say(registry.link_instructions(code)["messenger"])
+        offer = await person.say(registry.link_instructions(code)["messenger"])
     elif how == "referral":
-        await person.send(referral=referral)
+        offer = await person.send(referral=referral)
     else:
-        await person.send(
+        offer = await person.send(
             postback={"title": "Get Started", "payload": "start", "referral": referral}
         )
+    # Shown first, with Confirm / Cancel; linked only when the person confirms.
+    assert "GOM account of" in texts(offer)
+    assert payloads(offer)[:2] == ["link confirm", "link cancel"]
+    assert "Only a GOM" in texts(await person.say("manage"))
+    await person.tap("link confirm")
     gom = await conn.fetchval(
         "SELECT c.profile_id FROM contacts c JOIN contact_addresses ca ON ca.contact_id = c.id"
         " WHERE ca.channel = 'messenger' AND ca.address = $1",

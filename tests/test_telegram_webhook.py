@@ -218,7 +218,12 @@ async def test_gom_links_with_a_start_token_and_manages(
     client: httpx.AsyncClient, fake_telegram: FakeTelegram, conn: asyncpg.Connection
 ) -> None:
     chat = new_chat()
-    await post(client, message_update(chat, f"/start {await _gom_link_token(conn)}"))
+    offer = await post(client, message_update(chat, f"/start {await _gom_link_token(conn)}"))
+    assert labels(offer.json()["reply_markup"]) == [
+        ("Confirm", "link confirm"),
+        ("Cancel", "link cancel"),
+    ]
+    await post(client, callback_update(chat, "link confirm"))
     assert "linked to your GOM profile" in fake_telegram.texts(chat)[0]
     body = (await post(client, message_update(chat, "/manage"))).json()
     assert "You have no orders yet" in shown(body)
@@ -249,6 +254,7 @@ async def test_a_linked_gom_chat_gets_the_gom_commands_in_its_menu_until_stop(
     scope = {"type": "chat", "chat_id": chat}
     fake_telegram.fail_next("rate_limited", retry_after=1, method="setMyCommands")  # retried
     await post(client, message_update(chat, f"/start {await _gom_link_token(conn)}"))
+    await post(client, callback_update(chat, "link confirm"))
     assert "linked to your GOM profile" in fake_telegram.texts(chat)[0]
 
     async def published() -> dict[str, Any] | None:
@@ -276,6 +282,7 @@ async def test_a_gom_menu_that_cannot_be_set_does_not_undo_the_link(
     chat = new_chat()
     fake_telegram.fail_next("chat_not_found", method="setMyCommands")
     await post(client, message_update(chat, f"/start {await _gom_link_token(conn)}"))
+    await post(client, callback_update(chat, "link confirm"))
     assert "linked to your GOM profile" in fake_telegram.texts(chat)[0]
     body = (await post(client, message_update(chat, "/manage"))).json()
     assert "You have no orders yet" in shown(body)

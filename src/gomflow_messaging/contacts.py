@@ -188,13 +188,24 @@ async def for_submissions(
 
 
 async def for_gom(conn: Connection, profile_id: UUID) -> Recipient | None:
-    """The GOM's linked contact, or None when the profile does not exist."""
+    """The GOM reached on every chat linked to the profile, or None when it does not exist.
+
+    Each chat that confirmed a GOM code is its person's own contact (a chat never moves
+    into another); the first linked one's settings apply, its addresses come first.
+    """
     exists = await conn.fetchval("SELECT 1 FROM profiles WHERE id = $1", profile_id)
     if not exists:
         return None
-    contact_id = await conn.fetchval("SELECT id FROM contacts WHERE profile_id = $1", profile_id)
-    contacts, addresses = await _contacts(conn, {contact_id} if contact_id else set())
-    return _recipient(contact_id, None, contacts, addresses, {"gom_id": str(profile_id)})
+    linked = [
+        r["id"]
+        for r in await conn.fetch(
+            "SELECT id FROM contacts WHERE profile_id = $1 ORDER BY created_at, id", profile_id
+        )
+    ]
+    contacts, addresses = await _contacts(conn, set(linked))
+    first = linked[0] if linked else None
+    every = {first: [a for c in linked for a in addresses.get(c, [])]} if first else {}
+    return _recipient(first, None, contacts, every, {"gom_id": str(profile_id)})
 
 
 def stranger(channel: str, address: str) -> Recipient:
@@ -354,13 +365,6 @@ async def set_locale(pool: Pool, contact_id: UUID, locale: str) -> None:
     await pool.execute(
         "UPDATE contacts SET locale = $2, updated_at = now() WHERE id = $1", contact_id, locale
     )
-
-
-async def locale_of(pool: Pool, contact_id: UUID) -> str | None:
-    locale: str | None = await pool.fetchval(
-        "SELECT locale FROM contacts WHERE id = $1", contact_id
-    )
-    return locale
 
 
 async def set_preference(pool: Pool, contact_id: UUID, kind: str, enabled: bool) -> None:

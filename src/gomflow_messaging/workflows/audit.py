@@ -38,6 +38,22 @@ async def from_chat(pool: Pool, ctx: Context, action: str, what: str) -> None:
     )
 
 
+async def link(pool: Pool, ctx: Context, action: str, subject: str, result: str) -> None:
+    """A link code shown, confirmed or cancelled: by which person, in which chat."""
+    await pool.execute(
+        """
+        INSERT INTO audit_log (direction, actor, action, channel, subject, result, detail)
+        VALUES ('inbound', $1, $2, $3, $4, $5, $6::jsonb)
+        """,
+        str(ctx.contact_id),
+        action,
+        ctx.sender.channel,
+        subject or None,
+        result,
+        {"person": ctx.sender.address, "chat": ctx.sender.chat or "own"},
+    )
+
+
 async def admin(
     db: Pool | Connection,
     *,

@@ -2,7 +2,9 @@
 
 Erasure covers messaging's own tables (the core order tables belong to the core app): the
 contact, their addresses and preferences, what they wrote to the bots (audit detail), the text
-of messages sent to them, their delivery details, their payment receipts and chat state.
+of messages sent to them, their delivery details (platform message ids and errors that
+quote an address), the link codes they used (who used them), their payment receipts and
+chat state.
 What stays is anonymised:
 message rows keep event, channel, status and times (for counts), with no address or text.
 Both requests are themselves recorded in the audit log.
@@ -16,6 +18,7 @@ from uuid import UUID
 from gomflow_messaging.channels import registry
 from gomflow_messaging.channels.base import choices_key
 from gomflow_messaging.errors import ApiError
+from gomflow_messaging.workflows.chat.linking import pending_key
 
 if TYPE_CHECKING:
     from gomflow_messaging.workflows.ports import Ports
@@ -134,6 +137,9 @@ async def erase(ports: Ports, contact_id: UUID, actor: str) -> dict[str, Any]:
             UPDATE messages m
                SET body = jsonb_build_object('erased', true), last_error = NULL,
                    routes = '[]'::jsonb,
+                   provider_message_id = CASE WHEN m.contact_id = $1 OR (m.channel, m.address)
+                                                   IN (SELECT * FROM unnest($3::text[], $4::text[]))
+                                              THEN NULL ELSE m.provider_message_id END,
                    address = CASE WHEN m.contact_id = $1 OR (m.channel, m.address) IN
                                        (SELECT * FROM unnest($3::text[], $4::text[]))
                                   THEN $5 ELSE m.address END,
@@ -152,6 +158,11 @@ async def erase(ports: Ports, contact_id: UUID, actor: str) -> dict[str, Any]:
             ERASED,
         )
         counts: dict[str, Any] = {"messages_anonymised": len(anonymised)}
+        # A platform's error can quote the address it failed on ("chat 123 not found").
+        await conn.execute(
+            "UPDATE delivery_attempts SET error = NULL WHERE message_id = ANY($1::uuid[])",
+            [r["id"] for r in anonymised],
+        )
         # /api/notify keeps its answers for a day (Idempotency-Key replays), and they name
         # each message's address: the same addresses go from them, the rest stays replayable.
         await conn.execute(
@@ -212,6 +223,12 @@ async def erase(ports: Ports, contact_id: UUID, actor: str) -> dict[str, Any]:
             "DELETE FROM submission_details WHERE submission_id = ANY($1::uuid[])", submission_ids
         )
         await conn.execute("DELETE FROM link_tokens WHERE contact_id = $1", contact_id)
+        # A code this person used keeps that it was used, not by whom.
+        await conn.execute(
+            "UPDATE link_tokens SET used_by = $2 WHERE used_by = ANY($1::text[])",
+            [f"{channel}:{address}" for channel, address in addresses],
+            ERASED,
+        )
         await conn.execute("DELETE FROM contacts WHERE id = $1", contact_id)
         counts["addresses_deleted"] = len(addresses)
         counts["submissions_unlinked"] = len(submission_ids)
@@ -226,6 +243,7 @@ async def erase(ports: Ports, contact_id: UUID, actor: str) -> dict[str, Any]:
     # but erase means now.
     keys = [f"gomflow:conversation:{channel}:{address}" for channel, address in addresses]
     keys += [choices_key(ports.settings.queue_name, ch, address) for ch, address in addresses]
+    keys += [pending_key(channel, address) for channel, address in addresses]
     if keys:
         await ports.queue.redis.delete(*keys)
     return {"contact_id": str(contact_id), "erased": True, **counts}

@@ -214,7 +214,8 @@ async def summaries(ports: Ports, at: datetime) -> dict[str, Any]:
     """Daily (and on the weekly day, weekly) summaries, at SUMMARY_HOUR in each GOM's zone."""
     settings = ports.settings
     goms = await ports.pool.fetch(
-        "SELECT p.id, p.timezone FROM profiles p JOIN contacts c ON c.profile_id = p.id"
+        "SELECT p.id, p.timezone FROM profiles p"
+        " WHERE EXISTS (SELECT 1 FROM contacts c WHERE c.profile_id = p.id)"
     )
     sent = 0
     for gom in goms:

@@ -20,11 +20,11 @@ from uuid import UUID
 
 from gomflow_messaging import contacts
 from gomflow_messaging.i18n import LOCALES, normalize_locale
-from gomflow_messaging.workflows import audit
+from gomflow_messaging.workflows import audit, linking
 from gomflow_messaging.workflows.chat.buyer import BuyerCommands
 from gomflow_messaging.workflows.chat.conversation import Conversation, cancel
 from gomflow_messaging.workflows.chat.gom import GomCommands
-from gomflow_messaging.workflows.chat.linking import LinkCommands
+from gomflow_messaging.workflows.chat.linking import LinkCommands, is_answer, pending_key
 from gomflow_messaging.workflows.chat.preferences import PreferenceCommands
 from gomflow_messaging.workflows.chat.text import _, gom_only, help_text, main_buttons, unknown
 from gomflow_messaging.workflows.chat.types import (
@@ -106,6 +106,7 @@ _ACTIONS = frozenset(
         "reject",
         "holds",
         "cancelhold",
+        "link",
     }
 )
 
@@ -141,14 +142,14 @@ class Bot:
         gom_chat = _never_raises(on_gom_chat)
         self.buyer = BuyerCommands(pool, self.clock, on_submission, default_max_per_buyer)
         self.preferences = PreferenceCommands(pool, self.clock, gom_chat)
-        self.linking = LinkCommands(pool, self.clock, gom_chat)
+        self.linking = LinkCommands(pool, redis, self.clock, gom_chat)
         self.gom = GomCommands(
             pool, redis, self.clock, proofs, remind_now, cancel_hold, default_max_per_buyer
         )
         self._commands: dict[str, Handler] = {
             "start": self._start,
             "help": self._help,
-            "cancel": cancel,
+            "cancel": self._cancel,
             "proof": proofs.choose,
             **self.buyer.commands(),
             **self.preferences.commands(),
@@ -183,6 +184,8 @@ class Bot:
             word, _sep, rest = text.partition(" ")
             if word.lower() in _KEYWORDS:
                 name, args = _KEYWORDS[word.lower()], rest.strip()
+            elif linking.looks_like_code(text):
+                name, args = "link", text  # a link code sent alone
         elif name is None and sender.keywords and text.lower() == "cancel":
             # A keyword chat's Cancel button reads "reply CANCEL": mid-flow too, not a name.
             name = "cancel"
@@ -292,11 +295,13 @@ class Bot:
             # A deep link from a group ("answered in private: open a chat with me").
             return await self._commands[payload](ctx, "")
         replies = []
-        if payload:
-            replies.append(await self.linking.use(ctx, payload))
         welcome_back = await self.preferences.welcome_back(ctx)
         if welcome_back is not None:
             replies.append(welcome_back)
+        if payload:
+            # A deep link's code (t.me/<bot>?start=CODE, m.me/<page>?ref=CODE): shown first,
+            # linked only when this person confirms.
+            return [*replies, await self.linking.offer(ctx, payload)]
         # Translators: {name} is empty or the buyer's name after a space: "Hi Ana!".
         greeting = _(
             ctx,
@@ -306,6 +311,14 @@ class Bot:
         )
         replies.append(Reply(greeting, buttons=main_buttons(ctx)))
         return replies
+
+    async def _cancel(self, ctx: Context, args: str) -> list[Reply]:
+        """``/cancel``: the flow the person is in, and a link code waiting for their Confirm."""
+        if ctx.state is None and await self.redis.exists(
+            pending_key(ctx.sender.channel, ctx.sender.address)
+        ):
+            return [await self.linking.cancel(ctx)]
+        return await cancel(ctx, args)
 
     async def _help(self, ctx: Context, args: str) -> list[Reply]:
         return [Reply(help_text(ctx), buttons=main_buttons(ctx))]
@@ -343,7 +356,8 @@ def _private(replies: list[Reply]) -> list[Reply]:
 
 
 def link_code_attempt(text: str) -> bool:
-    """Whether a message tries a link code (``/start CODE``, ``/link CODE``, ``LINK CODE``).
+    """Whether a message tries a link code (``/start CODE``, ``/link CODE``, ``LINK CODE``,
+    the code alone); pressing Confirm or Cancel tries none.
 
     Chats count these apart, per person, under a tighter limit than other messages.
     """
@@ -352,7 +366,9 @@ def link_code_attempt(text: str) -> bool:
     if name is None:
         word, _sep, rest = text.partition(" ")
         name, args = _KEYWORDS.get(word.lower()), rest.strip()
-    return name in ("start", "link") and bool(args)
+        if name is None and linking.looks_like_code(text):
+            return True
+    return name in ("start", "link") and bool(args) and not is_answer(args)
 
 
 def _parse_command(text: str) -> tuple[str | None, str]:

@@ -79,6 +79,7 @@ _KEYWORDS = {
     "proof": "proof",
     "approve": "approve",
     "reject": "reject",
+    "console": "console",
 }
 #: Button actions are lowercase command lines, e.g. "submit <uuid>" or "orders 2".
 _ACTIONS = frozenset(
@@ -101,6 +102,7 @@ _ACTIONS = frozenset(
         "payments",
         "approve",
         "reject",
+        "console",
     }
 )
 
@@ -112,7 +114,8 @@ class Bot:
     ``on_submission`` (after a submission is created: GOM alert, confirmations),
     ``remind_now`` (remind an order's unpaid buyers now; returns how many) and
     ``on_gom_chat`` (a chat became a GOM's, or stopped being served as one, so its menu
-    can follow).
+    can follow) and ``console_link`` (a one-time sign-in link to the web console for a
+    GOM's profile).
     """
 
     def __init__(
@@ -124,6 +127,7 @@ class Bot:
         on_submission: Callable[[UUID], Awaitable[None]],
         remind_now: Callable[[UUID], Awaitable[int]],
         on_gom_chat: GomChat,
+        console_link: Callable[[UUID], Awaitable[str]] | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.pool = pool
@@ -134,7 +138,7 @@ class Bot:
         self.buyer = BuyerCommands(pool, self.clock, on_submission)
         self.preferences = PreferenceCommands(pool, self.clock, gom_chat)
         self.linking = LinkCommands(pool, self.clock, gom_chat)
-        self.gom = GomCommands(pool, redis, self.clock, proofs, remind_now)
+        self.gom = GomCommands(pool, redis, self.clock, proofs, remind_now, console_link)
         self._commands: dict[str, Handler] = {
             "start": self._start,
             "help": self._help,

@@ -17,6 +17,7 @@ import secrets
 import shutil
 import socket
 import struct
+import sys
 import uuid
 import zlib
 from collections.abc import AsyncIterator
@@ -38,7 +39,8 @@ from tests.test_payment_proofs import new_buyer, new_gom, new_order
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 #: Where the README's screenshot is written when asked for (CONSOLE_SCREENSHOT=1).
-SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "console.png"
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOT = ROOT / "docs" / "console.png"
 MARKUP_NAME = '<img src=x onerror="window.__xss=1"><b>Bold</b>'
 
 
@@ -453,3 +455,65 @@ async def test_nothing_wider_than_a_phone(
             assert wide <= 390, (path, wide)
     finally:
         await ctx.close()
+
+
+async def test_console_link_on_the_command_line_and_the_gom_menu(
+    api: httpx.AsyncClient, world: World, database_url: str, tmp_path: Path
+) -> None:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(ROOT / "src"),
+        "SERVICE_SECRET": SECRET,
+        "DATABASE_URL": database_url,
+        "PUBLIC_BASE_URL": str(api.base_url),
+    }
+
+    async def console_link(gom: str) -> tuple[int | None, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gomflow_messaging",
+            "console-link",
+            "--gom",
+            gom,
+            env=env,
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        return proc.returncode, out.decode().strip(), err.decode().strip()
+
+    code, link, err = await console_link(str(world.gom_id))
+    assert code == 0, err
+    token = link.removeprefix(f"{api.base_url}/console/sign-in/")
+    assert token != link
+    origin = {"Origin": str(api.base_url).rstrip("/")}
+    signed = await api.post("/console/sign-in", data={"token": token}, headers=origin)
+    assert signed.status_code == 303 and "gomflow_console" in signed.cookies
+    code, _out, err = await console_link(str(uuid.uuid4()))
+    assert code == 1 and "no GOM profile" in err
+    # The GOM's menu offers the console; a buyer's chat hears it is for GOMs.
+    manage = await api.post(
+        "/api/sandbox/inbound", headers=AUTH, json={"address": world.gom_address, "text": "/manage"}
+    )
+    actions = [b["action"] for r in manage.json()["replies"] for row in r["buttons"] for b in row]
+    assert "console" in actions
+
+
+async def test_sign_in_attempts_are_limited(
+    api: httpx.AsyncClient, queue_name: str, redis: Any
+) -> None:
+    key = f"gomflow:{queue_name}:limit:link_codes:console:127.0.0.1"
+    origin = {"Origin": str(api.base_url).rstrip("/")}
+    try:
+        for _ in range(101):
+            response = await api.post(
+                "/console/sign-in", data={"token": secrets.token_urlsafe(32)}, headers=origin
+            )
+            if response.status_code == 429:
+                break
+            assert response.status_code == 404
+        assert response.status_code == 429 and "Too many sign-in attempts" in response.text
+    finally:
+        await redis.delete(key)

@@ -292,10 +292,6 @@ async def test_another_gom_order_is_404_and_markup_is_text(
         # The buyer nobody can reach stands out.
         nowhere = page.locator(f"tr[data-submission='{world.buyers['nowhere']['submission_id']}']")
         assert "unreachable" in (await nowhere.get_attribute("class") or "")
-        if os.environ.get("CONSOLE_SCREENSHOT"):
-            await page.set_viewport_size({"width": 1000, "height": 700})
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            await page.screenshot(path=str(SCREENSHOT))
     finally:
         await ctx.close()
 
@@ -365,6 +361,11 @@ async def test_remind_from_the_console_reaches_only_the_unpaid(
     # The message's timeline: for this GOM, and for nobody else.
     ctx, page = await signed_in(browser, api, world.gom_address)
     try:
+        if os.environ.get("CONSOLE_SCREENSHOT"):  # the README's picture, after the reminders
+            await page.set_viewport_size({"width": 900, "height": 640})
+            await page.goto(f"{api.base_url}/console/orders/{world.order_id}")
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            await page.screenshot(path=str(SCREENSHOT))
         response = await page.goto(f"{api.base_url}/console/messages/{message_id}")
         assert response is not None and response.status == 200
         assert await page.locator("dd", has_text="payment_reminder").count() == 1
@@ -453,6 +454,8 @@ async def test_nothing_wider_than_a_phone(
             await page.goto(f"{api.base_url}{path}")
             wide = await page.evaluate("document.documentElement.scrollWidth")
             assert wide <= 390, (path, wide)
+            if os.environ.get("CONSOLE_SCREENSHOT") and path.startswith("/console/orders"):
+                await page.screenshot(path=str(ROOT / "docs" / "console-phone.png"))
     finally:
         await ctx.close()
 

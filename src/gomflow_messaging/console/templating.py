@@ -4,6 +4,7 @@ security headers every console answer carries, and the words for statuses and re
 
 from __future__ import annotations
 
+import functools
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,57 +44,64 @@ def secure(response: Response) -> Response:
     return response
 
 
+@functools.lru_cache(maxsize=4096)
+def _money(amount: Decimal, currency: str) -> str:
+    """An order's amounts repeat (price times a few quantities): Babel formats each once."""
+    return format_money(amount, currency)
+
+
 class Words:
-    """Statuses and reasons in the viewer's language."""
+    """Statuses and reasons in the viewer's language (looked up once per page, not per row)."""
 
     def __init__(self, locale: str) -> None:
-        self.locale = locale
+        def tr(text: str) -> str:
+            return gettext(locale, text)
 
-    def payment(self, status: str) -> str:
-        names = {
-            "pending": gettext(self.locale, "waiting for payment"),
-            "paid": gettext(self.locale, "paid"),
-            "failed": gettext(self.locale, "payment failed"),
-            "expired": gettext(self.locale, "expired"),
-            "cancelled": gettext(self.locale, "cancelled"),
+        self._payment = {
+            "pending": tr("waiting for payment"),
+            "paid": tr("paid"),
+            "failed": tr("payment failed"),
+            "expired": tr("expired"),
+            "cancelled": tr("cancelled"),
         }
-        return names.get(status, status)
-
-    def message(self, status: str) -> str:
-        names = {
-            "": gettext(self.locale, "no message yet"),
-            "queued": gettext(self.locale, "queued"),
-            "sending": gettext(self.locale, "sending"),
-            "sent": gettext(self.locale, "sent"),
-            "delivered": gettext(self.locale, "delivered"),
-            "read": gettext(self.locale, "read"),
-            "failed": gettext(self.locale, "failed"),
-            "skipped": gettext(self.locale, "skipped"),
+        self._message = {
+            "": tr("no message yet"),
+            "queued": tr("queued"),
+            "sending": tr("sending"),
+            "sent": tr("sent"),
+            "delivered": tr("delivered"),
+            "read": tr("read"),
+            "failed": tr("failed"),
+            "skipped": tr("skipped"),
         }
-        return names.get(status, status)
-
-    def reason(self, code: str) -> str:
-        """Why a message failed or was skipped, as a GOM says it."""
-        if not code:
-            return ""
-        outside = gettext(self.locale, "outside WhatsApp's 24 hours")
-        gone = gettext(self.locale, "the chat no longer exists")
-        names = {
-            "blocked": gettext(self.locale, "blocked the bot"),
+        outside = tr("outside WhatsApp's 24 hours")
+        gone = tr("the chat no longer exists")
+        self._reason = {
+            "": "",
+            "blocked": tr("blocked the bot"),
             "outside_window": outside,
             "template_required": outside,
-            "opted_out": gettext(self.locale, "opted out"),
-            "preference_off": gettext(self.locale, "turned these messages off"),
-            "unreachable": gettext(self.locale, "no chat can reach them"),
-            "no_address": gettext(self.locale, "no chat known"),
-            "channel_disabled": gettext(self.locale, "that chat is switched off here"),
+            "opted_out": tr("opted out"),
+            "preference_off": tr("turned these messages off"),
+            "unreachable": tr("no chat can reach them"),
+            "no_address": tr("no chat known"),
+            "channel_disabled": tr("that chat is switched off here"),
             "chat_not_found": gone,
             "not_found": gone,
             "invalid_address": gone,
             "bad_address": gone,
-            "daily_cap": gettext(self.locale, "the chat's daily limit was reached"),
+            "daily_cap": tr("the chat's daily limit was reached"),
         }
-        return names.get(code, code)
+
+    def payment(self, status: str) -> str:
+        return self._payment.get(status, status)
+
+    def message(self, status: str) -> str:
+        return self._message.get(status, status)
+
+    def reason(self, code: str) -> str:
+        """Why a message failed or was skipped, as a GOM says it."""
+        return self._reason.get(code, code)
 
 
 def render(
@@ -111,16 +119,13 @@ def render(
     def when(moment: datetime | None) -> str:
         return format_moment(locale, moment, timezone) if moment is not None else ""
 
-    def money(amount: Decimal, currency: str) -> str:
-        return format_money(amount, currency)
-
     values: dict[str, Any] = {
         "viewer": viewer,
         "lang": locale,
         "_": partial(gettext, locale),
         "ngettext": partial(ngettext, locale),
         "when": when,
-        "money": money,
+        "money": _money,
         "words": Words(locale),
         **(context or {}),
     }

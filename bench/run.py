@@ -202,7 +202,8 @@ def summary(report: dict[str, Any]) -> str:
         page = report["console"]
         add(
             f"console order page, {page['buyers']} buyers (server time, in-process)",
-            f"p50 {page['p50_ms']} ms, p95 {page['p95_ms']} ms ({page['page_kib']} KiB)",
+            f"p50 {page['p50_ms']} ms, p95 {page['p95_ms']} ms ({page['page_kib']} KiB); "
+            f"CPU {page['cpu_p50_ms']} ms a page, load average {page['load_average']}",
             f"aim p95 {page['aim_p95_ms']} ms",
             round(page["p95_ms"] / page["aim_p95_ms"], 2),
             "≤ 1.0",

@@ -63,7 +63,8 @@ async def current(request: Request, pool: Pool, settings: Settings) -> Viewer | 
         """
         WITH live AS (
             UPDATE console_sessions SET last_seen_at = $2
-             WHERE token_hash = $1 AND ended_at IS NULL AND last_seen_at > $2::timestamptz - $3::interval
+             WHERE token_hash = $1 AND ended_at IS NULL
+               AND last_seen_at > $2::timestamptz - $3::interval
             RETURNING profile_id, csrf)
         SELECT live.profile_id, live.csrf, p.name,
                coalesce(c.locale, 'en') AS locale, coalesce(c.timezone, p.timezone) AS timezone

@@ -21,7 +21,7 @@ from gomflow_messaging import ratelimit
 from gomflow_messaging.api.common import services
 from gomflow_messaging.api.operators import same_origin
 from gomflow_messaging.console import queries, sessions
-from gomflow_messaging.console.templating import Words, render, secure
+from gomflow_messaging.console.templating import Words, buyer_rows, render, secure
 from gomflow_messaging.i18n import LOCALES, normalize_locale
 from gomflow_messaging.workflows import console_links, order_updates
 from gomflow_messaging.workflows.proofs.review import (
@@ -189,7 +189,7 @@ async def order_page(request: Request) -> Response:
         "order.html",
         {
             "order": summary,
-            "buyers": buyers,
+            "rows": buyer_rows(buyers, viewer.locale, viewer.timezone),
             "reach": per_chat,
             "nowhere": nowhere,
             "reach_max": max([*per_chat.values(), nowhere, 1]),

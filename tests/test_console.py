@@ -423,6 +423,49 @@ async def test_approving_a_receipt(
         await conn.close()
 
 
+async def test_an_update_to_every_buyer_is_previewed_then_sent(
+    browser: Any, api: httpx.AsyncClient, world: World, database_url: str
+) -> None:
+    text = "Album arrived <b>today</b> & ships Friday"
+    ctx, page = await signed_in(browser, api, world.gom_address)
+    try:
+        await page.goto(f"{api.base_url}/console/orders/{world.order_id}")
+        await page.get_by_role("link", name="Send an update").click()
+        await page.locator("textarea[name=text]").fill(text)
+        await page.get_by_role("button", name="Preview").click()
+        assert await page.locator("blockquote.preview").inner_text() == text
+        await page.get_by_role("button", name="Send update").click()
+        # Four buyers have a chat; the fifth has none and is skipped.
+        await page.get_by_text("Update queued for 4 buyers").wait_for()
+    finally:
+        await ctx.close()
+    conn = await asyncpg.connect(database_url)
+    try:
+
+        async def received() -> list[str]:
+            rows = await conn.fetch(
+                "SELECT address FROM sandbox_messages WHERE payload->>'text' = $1", text
+            )
+            return sorted(r["address"] for r in rows)
+
+        paid_too = f"{world.paid_address}-2"
+        expected = sorted([world.buyer_address, world.unpaid_address, world.paid_address, paid_too])
+
+        async def all_arrived() -> bool:
+            return await received() == expected
+
+        assert await eventually(all_arrived)
+        assert (
+            await conn.fetchval(
+                "SELECT channel FROM audit_log WHERE action = 'order.update' AND subject = $1",
+                str(world.order_id),
+            )
+            == "console"
+        )
+    finally:
+        await conn.close()
+
+
 async def test_the_csv_of_an_order(browser: Any, api: httpx.AsyncClient, world: World) -> None:
     ctx, _page = await signed_in(browser, api, world.gom_address)
     try:
@@ -432,10 +475,15 @@ async def test_the_csv_of_an_order(browser: Any, api: httpx.AsyncClient, world: 
         assert response.status == 200
         assert "attachment" in response.headers["content-disposition"]
         rows = list(csv.DictReader(io.StringIO(await response.text())))
+        data = await (
+            await ctx.request.get(f"{api.base_url}/console/orders/{world.order_id}/data.json")
+        ).json()
     finally:
         await ctx.close()
     by_ref = {r["reference"]: r for r in rows}
     assert len(rows) == 5
+    # The same data as JSON, which the page polls to refresh itself.
+    assert len(data["buyers"]) == 5 and data["version"] and data["reach"]["nowhere"] >= 1
     markup = by_ref[world.buyers["markup"]["reference"]]
     assert (markup["name"], markup["quantity"], markup["amount"]) == (MARKUP_NAME, "2", "2500.00")
     assert by_ref[world.buyers["paid"]["reference"]]["status"] == "paid"

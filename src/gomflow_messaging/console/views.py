@@ -92,9 +92,6 @@ async def _post_allowed(request: Request, viewer: Viewer | None) -> dict[str, st
     return values
 
 
-# -- signing in and out ----------------------------------------------------------------------
-
-
 async def home(request: Request) -> Response:
     viewer = await _viewer(request)
     if viewer is None:
@@ -103,16 +100,18 @@ async def home(request: Request) -> Response:
     return render(request, viewer, "home.html", {"orders": found})
 
 
+# -- signing in and out ----------------------------------------------------------------------
+
+
 async def sign_in_link(request: Request) -> Response:
     """The link's page: one button, so a chat's link preview cannot use the link up."""
     token = request.path_params["token"]
     state = await console_links.state(services(request).pool, token, datetime.now(UTC))
     if state != "valid":
         return _sign_in_page(request, 410 if state != "unknown" else 404, state)
-    page = render(
+    return render(
         request, None, "sign_in_link.html", {"token": token}, locale=_browser_locale(request)
     )
-    return page
 
 
 async def sign_in(request: Request) -> Response:
@@ -288,7 +287,10 @@ async def confirm_action(request: Request) -> Response:
     return render(request, viewer, "confirm.html", {"order": summary, "action": action})
 
 
-async def preview_update(request: Request) -> Response:
+async def _order_post(
+    request: Request,
+) -> tuple[Viewer, queries.OrderSummary, dict[str, str]] | Response:
+    """A POST about one of the GOM's own orders, with its form (checked by `_post_allowed`)."""
     found = await _order_for(request)
     if isinstance(found, Response):
         return found
@@ -296,7 +298,19 @@ async def preview_update(request: Request) -> Response:
     allowed = await _post_allowed(request, viewer)
     if isinstance(allowed, Response):
         return allowed
-    text = allowed.get("text", "").replace("\x00", "").strip()[: order_updates.MAX_TEXT]
+    return viewer, summary, allowed
+
+
+def _update_text(form: dict[str, str]) -> str:
+    return form.get("text", "").replace("\x00", "").strip()[: order_updates.MAX_TEXT]
+
+
+async def preview_update(request: Request) -> Response:
+    found = await _order_post(request)
+    if isinstance(found, Response):
+        return found
+    viewer, summary, form = found
+    text = _update_text(form)
     if not text:
         return render(request, viewer, "confirm.html", {"order": summary, "action": "update"})
     buyers = await queries.buyers(services(request).pool, summary.id)
@@ -309,13 +323,10 @@ async def preview_update(request: Request) -> Response:
 
 
 async def do_action(request: Request) -> Response:
-    found = await _order_for(request)
+    found = await _order_post(request)
     if isinstance(found, Response):
         return found
-    viewer, summary = found
-    allowed = await _post_allowed(request, viewer)
-    if isinstance(allowed, Response):
-        return allowed
+    viewer, summary, form = found
     assert viewer.gom_id is not None
     action = request.path_params["action"]
     svc: Services = services(request)
@@ -326,7 +337,7 @@ async def do_action(request: Request) -> Response:
     elif action == "close":
         outcome["closed"] = await gom.close_order(viewer.gom_id, summary.id, place="console")
     elif action == "update":
-        text = allowed.get("text", "").replace("\x00", "").strip()
+        text = _update_text(form)
         if not text:
             return render(request, viewer, "confirm.html", {"order": summary, "action": action})
         outcome["count"] = await order_updates.send_update(

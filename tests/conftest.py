@@ -85,7 +85,7 @@ def queue_name() -> str:
     return f"gomflow-test-{secrets.token_hex(4)}"
 
 
-def settings_for(database_url: str, queue_name: str, **overrides: Any) -> Settings:
+def settings_for(database_url: str, queue_name: str, /, **overrides: Any) -> Settings:
     """The tests' settings on this run's database and queue; keyword overrides on top."""
     values: dict[str, Any] = {
         "environment": "test",

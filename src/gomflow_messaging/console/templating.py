@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -175,8 +174,8 @@ def render(
     values: dict[str, Any] = {
         "viewer": viewer,
         "lang": locale,
-        "_": partial(gettext, locale),
-        "ngettext": partial(ngettext, locale),
+        "_": functools.partial(gettext, locale),
+        "ngettext": functools.partial(ngettext, locale),
         "when": when,
         "money": _money,
         "words": Words(locale),

@@ -30,8 +30,10 @@ import httpx
 import pytest
 import uvicorn
 from playwright.async_api import async_playwright
+from starlette.responses import Response
 
 from gomflow_messaging.app import create_app
+from gomflow_messaging.console import sessions
 from gomflow_messaging.workflows import console_links
 from tests.conftest import settings_for
 from tests.helpers import AUTH, SECRET, eventually
@@ -568,3 +570,32 @@ async def test_sign_in_attempts_are_limited(
         assert response.status_code == 429 and "Too many sign-in attempts" in response.text
     finally:
         await redis.delete(key)
+
+
+async def test_a_session_ends_after_a_day_idle_and_cookies_are_secure_on_https(
+    api: httpx.AsyncClient, world: World, database_url: str, make_settings: Any
+) -> None:
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    try:
+        link = await console_links.issue(pool, str(api.base_url), world.gom_id, datetime.now(UTC))
+        origin = {"Origin": str(api.base_url).rstrip("/")}
+        token = link.rsplit("/", 1)[1]
+        async with httpx.AsyncClient(base_url=api.base_url) as browserless:
+            signed = await browserless.post(
+                "/console/sign-in", data={"token": token}, headers=origin
+            )
+            assert signed.status_code == 303
+            assert "SEVENTEEN" in (await browserless.get("/console")).text
+            await pool.execute(
+                "UPDATE console_sessions SET last_seen_at = now() - interval '25 hours'"
+                " WHERE token_hash = $1",
+                console_links.token_hash(browserless.cookies["gomflow_console"]),
+            )
+            idle = await browserless.get("/console")
+            assert "Sign in to the console" in idle.text and "SEVENTEEN" not in idle.text
+    finally:
+        await pool.close()
+    response = Response()
+    sessions.set_cookie(response, make_settings(public_base_url="https://gomflow.example"), "x")
+    cookie = response.headers["set-cookie"].lower()
+    assert "secure" in cookie and "httponly" in cookie and "samesite=lax" in cookie

@@ -599,3 +599,25 @@ async def test_a_session_ends_after_a_day_idle_and_cookies_are_secure_on_https(
     sessions.set_cookie(response, make_settings(public_base_url="https://gomflow.example"), "x")
     cookie = response.headers["set-cookie"].lower()
     assert "secure" in cookie and "httponly" in cookie and "samesite=lax" in cookie
+
+
+async def test_the_order_page_follows_a_status_change_by_itself(
+    browser: Any, api: httpx.AsyncClient, world: World, database_url: str
+) -> None:
+    ctx, page = await signed_in(browser, api, world.gom_address)
+    try:
+        await page.goto(f"{api.base_url}/console/orders/{world.order_id}")
+        row = f"tr[data-submission='{world.buyers['nowhere']['submission_id']}'] td.pay-expired"
+        assert await page.locator(row).count() == 0
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute(
+                "UPDATE submissions SET status = 'expired' WHERE id = $1",
+                world.buyers["nowhere"]["submission_id"],
+            )
+        finally:
+            await conn.close()
+        # Its script polls the order's JSON every 5 s and reloads when the version moved.
+        await page.locator(row).wait_for(timeout=20_000)
+    finally:
+        await ctx.close()

@@ -499,6 +499,8 @@ async def test_nothing_wider_than_a_phone(
     ctx, page = await signed_in(
         browser, api, world.gom_address, viewport={"width": 390, "height": 844}
     )
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text))
     try:
         for path in ("/console", f"/console/orders/{world.order_id}", "/console/receipts"):
             await page.goto(f"{api.base_url}{path}")
@@ -506,6 +508,9 @@ async def test_nothing_wider_than_a_phone(
             assert wide <= 390, (path, wide)
             if os.environ.get("CONSOLE_SCREENSHOT") and path.startswith("/console/orders"):
                 await page.screenshot(path=str(ROOT / "docs" / "console-phone.png"))
+        # The stylesheet and the script load under the Content-Security-Policy.
+        assert not [e for e in errors if "Content Security Policy" in e], errors
+        assert await page.evaluate("getComputedStyle(document.body).marginTop") == "0px"
     finally:
         await ctx.close()
 

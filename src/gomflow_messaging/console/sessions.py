@@ -88,8 +88,13 @@ async def current(request: Request, pool: Pool, settings: Settings) -> Viewer | 
 
 
 async def start(pool: Pool, profile_id: UUID) -> str:
-    """A new session for this GOM; the cookie's value."""
+    """A new session for this GOM; the cookie's value. Ended and idle sessions go."""
     token = secrets.token_urlsafe(32)
+    await pool.execute(
+        "DELETE FROM console_sessions WHERE ended_at IS NOT NULL"
+        " OR last_seen_at < now() - $1::interval",
+        IDLE,
+    )
     await pool.execute(
         "INSERT INTO console_sessions (token_hash, profile_id, csrf) VALUES ($1, $2, $3)",
         token_hash(token),

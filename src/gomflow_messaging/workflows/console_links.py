@@ -31,6 +31,8 @@ def token_hash(token: str) -> str:
 async def issue(pool: Pool, public_base_url: str, profile_id: UUID, now: datetime) -> str:
     """A new link for this GOM: ``{PUBLIC_BASE_URL}/console/sign-in/<token>``."""
     token = secrets.token_urlsafe(32)
+    # Links a day past their end go (until then a used or late one can still say so).
+    await pool.execute("DELETE FROM console_links WHERE expires_at < $1", now - timedelta(days=1))
     await pool.execute(
         "INSERT INTO console_links (token_hash, profile_id, created_at, expires_at)"
         " VALUES ($1, $2, $3, $4)",

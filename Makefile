@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: dev test lint format bench drills install services stop env migrate seed clean i18n i18n-check
+.PHONY: dev test lint format bench drills install services browser stop env migrate seed clean i18n i18n-check
 
 $(STAMP): pyproject.toml
 	@bash scripts/bootstrap-venv.sh "$(PYTHON)" "$(VENV)"
@@ -34,7 +34,11 @@ seed: migrate
 dev: env install services migrate seed
 	ENABLE_SANDBOX=true $(VENV)/bin/gomflow-messaging serve
 
-test: install services
+# The console's browser tests drive Debian's chromium (installed here when missing).
+browser:
+	@bash scripts/ensure-browser.sh
+
+test: install services browser
 	bash scripts/run-tests.sh $(PY)
 
 lint: install

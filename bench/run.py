@@ -2,7 +2,7 @@
 
     python bench/run.py                  # all of them (about 10 minutes on 2 cores)
     python bench/run.py drills           # only some: foundation campaign webhook footprint
-                                         # flood receipts drills timing
+                                         # flood receipts drills timing console
     python bench/run.py --latest ...     # also copy the run to bench/latest.json and latest.png
     python bench/run.py --report bench/latest.json   # the README table of a saved run
 
@@ -36,6 +36,7 @@ BENCHMARKS = [
     "receipts",
     "drills",
     "timing",
+    "console",
 ]
 
 
@@ -209,6 +210,24 @@ def summary(report: dict[str, Any]) -> str:
             f"Redis up: {down['redis_up_s']} s",
             round(down["redis_down_s"] / max(down["redis_up_s"], 0.001), 1),
             f"< {down['aim_s']} s",
+        )
+    if "console" in report:
+        page = report["console"]
+        add(
+            f"console order page, {page['buyers']} buyers (server time, in-process)",
+            f"p50 {page['p50_ms']} ms, p95 {page['p95_ms']} ms ({page['page_kib']} KiB); "
+            f"CPU {page['cpu_p50_ms']} ms a page, load average {page['load_average']}",
+            f"aim p95 {page['aim_p95_ms']} ms",
+            round(page["p95_ms"] / page["aim_p95_ms"], 2),
+            "≤ 1.0",
+        )
+        queries = page["queries"]
+        add(
+            "console order page: queries on the wire",
+            f"{queries['buyers_1000']} with 1,000 buyers",
+            f"{queries['buyers_10']} with 10 buyers",
+            round(queries["buyers_1000"] / max(queries["buyers_10"], 1), 2),
+            "= 1.0 (no query per buyer)",
         )
     return "\n".join(rows)
 

@@ -85,25 +85,30 @@ def queue_name() -> str:
     return f"gomflow-test-{secrets.token_hex(4)}"
 
 
+def settings_for(database_url: str, queue_name: str, /, **overrides: Any) -> Settings:
+    """The tests' settings on this run's database and queue; keyword overrides on top."""
+    values: dict[str, Any] = {
+        "environment": "test",
+        "database_url": database_url,
+        "redis_url": REDIS_URL,
+        "service_secret": SECRET,
+        "queue_name": queue_name,
+        "enable_sandbox": True,
+        "dispatch_lease_seconds": 3,
+        "dispatch_backoff_base_seconds": 0.1,
+        "sweep_interval_seconds": 0.3,
+        "sweep_grace_seconds": 0.5,
+        "shutdown_grace_seconds": 10,
+        "worker_concurrency": 10,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
 @pytest.fixture
 def make_settings(database_url: str, queue_name: str) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {
-            "environment": "test",
-            "database_url": database_url,
-            "redis_url": REDIS_URL,
-            "service_secret": SECRET,
-            "queue_name": queue_name,
-            "enable_sandbox": True,
-            "dispatch_lease_seconds": 3,
-            "dispatch_backoff_base_seconds": 0.1,
-            "sweep_interval_seconds": 0.3,
-            "sweep_grace_seconds": 0.5,
-            "shutdown_grace_seconds": 10,
-            "worker_concurrency": 10,
-        }
-        values.update(overrides)
-        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+        return settings_for(database_url, queue_name, **overrides)
 
     return make
 

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gomflow_messaging import metrics
+from gomflow_messaging import console, metrics
 from gomflow_messaging.api import monitoring
 from gomflow_messaging.api.common import error_response
 from gomflow_messaging.api.limits import BodyLimitMiddleware, BodyLimits
@@ -145,6 +145,7 @@ def create_app(
             *routes,
             Route("/openapi.json", openapi_json, methods=["GET"]),
             *monitoring.routes(),
+            *console.routes(),
             *registry.routes(settings),
         ],
         middleware=[

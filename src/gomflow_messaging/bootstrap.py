@@ -12,7 +12,7 @@ from gomflow_messaging import db
 from gomflow_messaging.channels import registry
 from gomflow_messaging.dispatcher import Dispatcher
 from gomflow_messaging.queue import JobQueue
-from gomflow_messaging.workflows import gom_alerts, holds, reminders
+from gomflow_messaging.workflows import console_links, gom_alerts, holds, reminders
 from gomflow_messaging.workflows.chat.router import Bot
 from gomflow_messaging.workflows.proofs import PaymentProofs
 
@@ -101,6 +101,11 @@ async def build_services(
             if on_gom_chat is not None:
                 on_gom_chat(channel, sender.address, gom)
 
+    async def console_link(profile_id: UUID) -> str:
+        return await console_links.issue(
+            pool, settings.public_base_url, profile_id, datetime.now(UTC)
+        )
+
     bot = Bot(
         pool,
         queue.redis,
@@ -110,5 +115,6 @@ async def build_services(
         on_gom_chat=gom_chat,
         cancel_hold=cancel_hold,
         default_max_per_buyer=settings.default_max_per_buyer,
+        console_link=console_link,
     )
     return Services(settings, pool, queue, channels, dispatcher, bot)

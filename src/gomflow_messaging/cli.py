@@ -12,6 +12,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
+from uuid import UUID
 
 import asyncpg
 from redis.exceptions import RedisError
@@ -138,6 +139,32 @@ def cmd_seed_demo(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_console_link(settings: Settings, args: argparse.Namespace) -> int:
+    from gomflow_messaging import db
+    from gomflow_messaging.workflows import console_links
+
+    async def main() -> str:
+        pool = await db.create_pool(settings.database_url, max_size=2)
+        try:
+            if not await pool.fetchval("SELECT 1 FROM profiles WHERE id = $1", args.gom):
+                raise CommandError(f"no GOM profile with id {args.gom}")
+            return await console_links.issue(
+                pool, settings.public_base_url, args.gom, datetime.now(UTC)
+            )
+        finally:
+            await pool.close()
+
+    print(run(main()))
+    return 0
+
+
+def _profile_id(value: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a profile id (a UUID)") from None
+
+
 def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
     from gomflow_messaging import doctor
 
@@ -209,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
         "Check settings, Postgres, Redis and every enabled channel. Exit 0: all good; "
         "1: a check failed; 2: the configuration itself is invalid.",
     )
+    link = add(
+        "console-link",
+        cmd_console_link,
+        "Print a one-time sign-in link to the web console for a GOM (one use, 10 minutes).",
+    )
+    link.add_argument("--gom", type=_profile_id, required=True, help="the GOM's profile id")
     for plugin in registry.plugins():
         if plugin.cli is not None:
             plugin.cli(add)

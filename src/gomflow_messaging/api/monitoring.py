@@ -6,17 +6,14 @@ opening `/saq` is asked for a password: any user name, the service secret as pas
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
-from typing import TYPE_CHECKING, Literal
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from gomflow_messaging import metrics
 from gomflow_messaging.api.common import require_service_secret, services
+from gomflow_messaging.api.operators import authorized, same_origin
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -31,44 +28,6 @@ async def metrics_endpoint(request: Request) -> Response:
     require_service_secret(request)
     body, content_type = await metrics.render(services(request))
     return Response(body, media_type=content_type)
-
-
-def _authorized(header: str, secrets: list[bytes]) -> Literal["bearer", "basic", ""]:
-    """Bearer <secret>, or Basic with the secret as password (any user name): which one."""
-    scheme, _, credentials = header.partition(" ")
-    credentials = credentials.strip()
-    if scheme.lower() == "bearer":
-        supplied = credentials.encode()
-    elif scheme.lower() == "basic":
-        try:
-            decoded = base64.b64decode(credentials, validate=True)
-        except (binascii.Error, ValueError):
-            return ""
-        supplied = decoded.partition(b":")[2]
-    else:
-        return ""
-    valid = False
-    for secret in secrets:
-        valid |= hmac.compare_digest(supplied, secret)
-    if not (supplied and valid):
-        return ""
-    return "bearer" if scheme.lower() == "bearer" else "basic"
-
-
-def _same_origin(headers: dict[bytes, bytes]) -> bool:
-    """The request comes from a page of this service, not from another site's form or script.
-
-    A browser replays cached Basic credentials on any request to us, a cross-site form post
-    included; it also says where the request comes from (Sec-Fetch-Site, else Origin), which
-    a page on another site cannot forge.
-    """
-    site = headers.get(b"sec-fetch-site")
-    if site is not None:
-        return site == b"same-origin"
-    origin = headers.get(b"origin")
-    if origin is None:
-        return False
-    return urlsplit(origin.decode("latin-1")).netloc.encode("latin-1") == headers.get(b"host")
 
 
 def _refuse(status: int, code: str, message: str, headers: dict[str, str]) -> JSONResponse:
@@ -101,7 +60,7 @@ class SaqUi:
         svc: Services = scope["app"].state.services
         headers = dict(scope["headers"])
         header = headers.get(b"authorization", b"").decode("latin-1")
-        scheme = _authorized(header, svc.settings.service_secrets())
+        scheme = authorized(header, svc.settings.service_secrets())
         if not scheme:
             response = _refuse(
                 401,
@@ -115,7 +74,7 @@ class SaqUi:
         if (
             scheme == "basic"
             and scope["method"] not in ("GET", "HEAD", "OPTIONS")
-            and not _same_origin(headers)
+            and not same_origin(headers)
         ):
             # Retry and abort change jobs: with a browser's Basic credentials, only from here.
             response = _refuse(

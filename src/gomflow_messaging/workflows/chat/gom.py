@@ -1,5 +1,9 @@
 """A GOM's commands: their orders at a glance, remind unpaid buyers, close, open a new order,
-and the payment proofs waiting for their review (answered by workflows/proofs)."""
+the payment proofs waiting for their review (answered by workflows/proofs), and a sign-in
+link to the web console.
+
+`remind_unpaid` and `close_order` are the one code path for those actions: the chat commands
+and the web console (``place="console"``) both call them, and they write the audit row."""
 
 from __future__ import annotations
 
@@ -55,6 +59,7 @@ class GomCommands:
         remind_now: Callable[[UUID], Awaitable[int]],
         cancel_hold: CancelHold,
         default_max_per_buyer: int,
+        console_link: Callable[[UUID], Awaitable[str]] | None = None,
     ) -> None:
         self.pool = pool
         self.redis = redis
@@ -66,6 +71,8 @@ class GomCommands:
         self.cancel_hold = cancel_hold
         #: The per-buyer cap of an order whose GOM leaves it to us (DEFAULT_MAX_PER_BUYER).
         self.default_max_per_buyer = default_max_per_buyer
+        #: A one-time sign-in link to the web console for a GOM's profile (None: no console).
+        self.console_link = console_link
 
     def commands(self) -> dict[str, Handler]:
         handlers: dict[str, Handler] = {
@@ -79,6 +86,7 @@ class GomCommands:
             "reject": self.reject,
             "holds": self.list_holds,
             "cancelhold": self.cancel_hold_command,
+            "console": self.console,
         }
         return {name: _gom_only_guard(handler) for name, handler in handlers.items()}
 
@@ -119,14 +127,32 @@ class GomCommands:
             if entry["pending"]:
                 actions += ((button(_(ctx, "Unpaid holds"), f"holds {order.id}"),),)
             replies.append(Reply("\n".join(lines), buttons=actions, private=True))
+        row = [button(_(ctx, "Review payments"), "payments")]
+        if self.console_link is not None:
+            row.append(button(_(ctx, "Console"), "console"))
         replies.append(
             Reply(
                 _(ctx, "Payment proofs waiting for your review:"),
-                buttons=((button(_(ctx, "Review payments"), "payments"),),),
+                buttons=(tuple(row),),
                 private=True,
             )
         )
         return replies
+
+    async def console(self, ctx: Context, args: str) -> list[Reply]:
+        """A one-time sign-in link to the web console, to this GOM only (never a group)."""
+        assert ctx.gom_id is not None
+        if self.console_link is None:
+            return [Reply(_(ctx, "The web console is not available here."), private=True)]
+        url = await self.console_link(ctx.gom_id)
+        await audit.from_chat(self.pool, ctx, "console.link", "")
+        text = _(
+            ctx,
+            "Your sign-in link to the web console (one use, valid for 10 minutes; do not "
+            "share it):\n{url}",
+            url=url,
+        )
+        return [Reply(text, private=True)]
 
     async def _own_order(self, ctx: Context, args: str) -> order_data.Order | None:
         order = await order_data.find_order(self.pool, args.split()[0]) if args else None
@@ -134,11 +160,13 @@ class GomCommands:
 
     async def remind(self, ctx: Context, args: str) -> list[Reply]:
         """The GOM's "send reminders now": every unpaid buyer of one order, once an hour."""
+        assert ctx.gom_id is not None
         order = await self._own_order(ctx, args)
         if order is None:
             return [Reply(_(ctx, "I could not find that order among yours."), private=True)]
-        fresh = await self.redis.set(f"gomflow:remind-now:{order.id}", "1", ex=3600, nx=True)
-        if not fresh:
+        await audit.from_chat(self.pool, ctx, "order.remind", str(order.id))
+        count = await self.remind_unpaid(ctx.gom_id, order.id, place=ctx.sender.channel)
+        if count is None:
             return [
                 Reply(
                     _(
@@ -149,8 +177,6 @@ class GomCommands:
                     private=True,
                 )
             ]
-        count = await self.remind_now(order.id)
-        await audit.from_chat(self.pool, ctx, "order.remind", str(order.id))
         sent = ngettext(
             ctx.locale,
             "Reminder sent to {n} buyer who has not paid yet.",
@@ -165,17 +191,40 @@ class GomCommands:
         order = await self._own_order(ctx, args)
         if order is None:
             return [Reply(_(ctx, "I could not find that order among yours."), private=True)]
-        closed = await order_data.close_order(self.pool, order.id, ctx.gom_id)
+        await self.close_order(ctx.gom_id, order.id, place=ctx.sender.channel)
+        return [Reply(_(ctx, "{title} is closed to new buyers.", title=order.title), private=True)]
+
+    async def remind_unpaid(self, gom_id: UUID, order_id: UUID, *, place: str) -> int | None:
+        """Remind the order's unpaid buyers now: how many, or None when reminders for it
+        went out less than an hour ago (from any chat or the console)."""
+        fresh = await self.redis.set(f"gomflow:remind-now:{order_id}", "1", ex=3600, nx=True)
+        if not fresh:
+            return None
+        count = await self.remind_now(order_id)
         await audit.admin(
             self.pool,
-            actor=f"gom:{ctx.gom_id}",
+            actor=f"gom:{gom_id}",
+            action="order.remind",
+            channel=place,
+            subject=str(order_id),
+            result="sent",
+            detail={"reminders": count},
+        )
+        return count
+
+    async def close_order(self, gom_id: UUID, order_id: UUID, *, place: str) -> bool:
+        """Close the GOM's own order to new buyers; False when it was closed already."""
+        closed = await order_data.close_order(self.pool, order_id, gom_id)
+        await audit.admin(
+            self.pool,
+            actor=f"gom:{gom_id}",
             action="order.close",
-            channel=ctx.sender.channel,
-            subject=str(order.id),
+            channel=place,
+            subject=str(order_id),
             result="closed" if closed else "already_closed",
             detail={},
         )
-        return [Reply(_(ctx, "{title} is closed to new buyers.", title=order.title), private=True)]
+        return closed
 
     # -- unpaid holds (workflows/holds) ---------------------------------------------------
 

@@ -82,6 +82,7 @@ _KEYWORDS = {
     "reject": "reject",
     "holds": "holds",
     "cancelhold": "cancelhold",
+    "console": "console",
 }
 #: Button actions are lowercase command lines, e.g. "submit <uuid>" or "orders 2".
 _ACTIONS = frozenset(
@@ -107,6 +108,7 @@ _ACTIONS = frozenset(
         "holds",
         "cancelhold",
         "link",
+        "console",
     }
 )
 
@@ -118,8 +120,9 @@ class Bot:
     ``on_submission`` (after a submission is created: GOM alert, confirmations),
     ``remind_now`` (remind an order's unpaid buyers now; returns how many) and
     ``on_gom_chat`` (a chat became a GOM's, or stopped being served as one, so its menu
-    can follow), ``cancel_hold`` (a GOM lets an unpaid hold go: workflows.holds) and
-    ``default_max_per_buyer`` (DEFAULT_MAX_PER_BUYER).
+    can follow), ``cancel_hold`` (a GOM lets an unpaid hold go: workflows.holds),
+    ``default_max_per_buyer`` (DEFAULT_MAX_PER_BUYER) and ``console_link`` (a one-time
+    sign-in link to the web console for a GOM's profile).
     """
 
     def __init__(
@@ -133,6 +136,7 @@ class Bot:
         on_gom_chat: GomChat,
         cancel_hold: CancelHold,
         default_max_per_buyer: int,
+        console_link: Callable[[UUID], Awaitable[str]] | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.pool = pool
@@ -144,7 +148,14 @@ class Bot:
         self.preferences = PreferenceCommands(pool, self.clock, gom_chat)
         self.linking = LinkCommands(pool, redis, self.clock, gom_chat)
         self.gom = GomCommands(
-            pool, redis, self.clock, proofs, remind_now, cancel_hold, default_max_per_buyer
+            pool,
+            redis,
+            self.clock,
+            proofs,
+            remind_now,
+            cancel_hold,
+            default_max_per_buyer,
+            console_link,
         )
         self._commands: dict[str, Handler] = {
             "start": self._start,

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 #: Commands a deep link may carry (``/start status``): a group sends people to their own
 #: chat with the bot this way. Never ``start`` or ``link``: their argument is a link code.
 DEEP_LINK_COMMANDS = frozenset(
-    {"status", "pay", "settings", "submit", "manage", "dashboard", "payments", "create"}
+    {"status", "pay", "settings", "submit", "manage", "dashboard", "payments", "create", "console"}
 )
 MAX_CALLBACK_BYTES = 64
 
@@ -185,6 +185,7 @@ COMMANDS: tuple[CommandInfo, ...] = (
     CommandInfo("dashboard", "Your orders at a glance: payments, reminders, proofs", gom_only=True),
     CommandInfo("create", "Open a new group order", gom_only=True),
     CommandInfo("payments", "Payment proofs waiting for your review", gom_only=True),
+    CommandInfo("console", "A sign-in link to your web console", gom_only=True),
 )
 
 

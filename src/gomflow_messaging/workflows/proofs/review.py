@@ -60,6 +60,49 @@ def uuid_in(value: str) -> UUID | None:
         return None
 
 
+def agent_line(
+    locale: str, result: dict[str, Any] | None, checked_at: datetime | None, currency: str
+) -> str:
+    """What the Smart Agent read in a receipt, in one line (the chat's review and the console)."""
+    if checked_at is None:
+        return gettext(locale, "Smart Agent: still reading it")
+    result = result or {}
+    status = result.get("status")
+    if status in ("unavailable", "refused"):
+        return gettext(locale, "Smart Agent: no answer; please check it yourself")
+    if status != "answered":
+        return gettext(locale, "Smart Agent: not used; please check it yourself")
+    match = result.get("match")
+    parts = [
+        gettext(
+            locale,
+            "Smart Agent's certainty: {confidence}%",
+            confidence=round(float(result.get("confidence") or 0) * 100),
+        )
+    ]
+    if result.get("amount_read"):
+        parts.append(
+            gettext(
+                locale,
+                "amount read: {v}",
+                v=format_money(
+                    Decimal(result["amount_read"]), result.get("currency_read") or currency
+                ),
+            )
+        )
+    if isinstance(match, dict):
+        parts.append(
+            gettext(
+                locale,
+                "matches this order at {score}%",
+                score=round(float(match.get("match_score") or 0)),
+            )
+        )
+    else:
+        parts.append(gettext(locale, "no match with this order"))
+    return "; ".join(parts)
+
+
 class Review:
     """The GOM's side; one per process, stateless."""
 
@@ -144,7 +187,7 @@ class Review:
                 f"{quoted(r['buyer_name'])} · {r['payment_reference']}",
                 r["title"],
                 _(ctx, "Amount due: {v}", v=format_money(r["total_amount"], r["currency"])),
-                self._agent_line(ctx, r["agent_result"], r["checked_at"], r["currency"]),
+                agent_line(ctx.locale, r["agent_result"], r["checked_at"], r["currency"]),
                 _(ctx, "Sent: {when}", when=clock.when(r["created_at"])),
             ]
             actions: list[tuple[Button, ...]] = [
@@ -174,52 +217,6 @@ class Review:
                 )
             )
         return replies
-
-    def _agent_line(
-        self,
-        ctx: Context,
-        result: dict[str, Any] | None,
-        checked_at: datetime | None,
-        currency: str,
-    ) -> str:
-        if checked_at is None:
-            return _(ctx, "Smart Agent: still reading it")
-        result = result or {}
-        status = result.get("status")
-        if status in ("unavailable", "refused"):
-            return _(ctx, "Smart Agent: no answer; please check it yourself")
-        if status != "answered":
-            return _(ctx, "Smart Agent: not used; please check it yourself")
-        match = result.get("match")
-        parts = [
-            _(
-                ctx,
-                "Smart Agent's certainty: {confidence}%",
-                confidence=round(float(result.get("confidence") or 0) * 100),
-            )
-        ]
-        if result.get("amount_read"):
-            parts.append(
-                _(
-                    ctx,
-                    "amount read: {v}",
-                    v=format_money(
-                        Decimal(result["amount_read"]),
-                        result.get("currency_read") or currency,
-                    ),
-                )
-            )
-        if isinstance(match, dict):
-            parts.append(
-                _(
-                    ctx,
-                    "matches this order at {score}%",
-                    score=round(float(match.get("match_score") or 0)),
-                )
-            )
-        else:
-            parts.append(_(ctx, "no match with this order"))
-        return "; ".join(parts)
 
     async def approve(self, ctx: Context, args: str) -> list[Reply]:
         assert ctx.gom_id is not None

@@ -22,6 +22,7 @@ from gomflow_messaging.workflows.chat.text import (
     command,
     confirm_buttons,
     gom_only,
+    label,
     when,
     whole_number,
 )
@@ -99,15 +100,15 @@ class GomCommands:
             ]
             actions: tuple[tuple[Button, ...], ...] = ()
             if order.is_active:
-                row = [button(_(ctx, "Close order"), f"close {order.id}")]
+                row = [button(label(ctx, "Close order"), f"close {order.id}")]
                 if entry["pending"]:
-                    row.insert(0, button(_(ctx, "Remind unpaid buyers"), f"remind {order.id}"))
+                    row.insert(0, button(label(ctx, "Remind unpaid buyers"), f"remind {order.id}"))
                 actions = (tuple(row),)
             replies.append(Reply("\n".join(lines), buttons=actions, private=True))
         replies.append(
             Reply(
                 _(ctx, "Payment proofs waiting for your review:"),
-                buttons=((button(_(ctx, "Review payments"), "payments"),),),
+                buttons=((button(label(ctx, "Review payments"), "payments"),),),
                 private=True,
             )
         )
@@ -336,7 +337,7 @@ def _create_form(ctx: Context) -> Form:
 
 
 def _create_prompt(ctx: Context, step: str) -> Reply:
-    cancel_row = (button(_(ctx, "Cancel"), "/cancel"),)
+    cancel_row = (button(label(ctx, "Cancel"), "/cancel"),)
     if step == "currency":
         return Reply(
             _(ctx, "Which currency?"),

@@ -229,3 +229,34 @@ async def test_a_malay_speaker_gets_malaysia_time_until_choosing_another(
         await other.say("/lang en")
         assert (await _contact(conn, "sandbox", other.address))["timezone"] == "Asia/Manila"
         assert "Time zone: Manila" in (await other.say("/settings"))[0]["text"]
+
+
+def test_make_i18n_leaves_the_template_alone_when_no_text_changed(tmp_path: Path) -> None:
+    """The extraction `make i18n` runs, then the script: only POT-Creation-Date would differ."""
+    from babel.messages.frontend import CommandLineInterface
+
+    pot = ROOT / "src/gomflow_messaging/locales/messages.pot"
+    fresh, current = tmp_path / "messages.pot.new", tmp_path / "messages.pot"
+    current.write_bytes(pot.read_bytes())
+    CommandLineInterface().run(
+        [
+            "pybabel",
+            "-q",
+            "extract",
+            "-F",
+            str(ROOT / "babel.cfg"),
+            "--project=gomflow-messaging",
+            "--add-comments=Translators:",
+            "--no-location",
+            "--sort-output",
+            "--header-comment=# Bot and notification texts of gomflow-messaging; English is the "
+            "source.",
+            "-o",
+            str(fresh),
+            str(ROOT / "src/gomflow_messaging"),
+        ]
+    )
+    assert b"POT-Creation-Date" in fresh.read_bytes()
+    _labels_script().mark(fresh, current)
+    assert not fresh.exists()
+    assert current.read_bytes() == pot.read_bytes(), "run `make i18n`"

@@ -216,6 +216,8 @@ async def test_a_malay_speaker_gets_malaysia_time_until_choosing_another(
         malay = Person(client, "ms-MY", labels)
         shown = await malay.say("/settings")
         assert "Zon waktu: Kuala Lumpur" in shown[0]["text"]
+        # The quiet-hours button's hours, said in words the button has no room for.
+        assert "(Senyap waktu malam: 10:00 malam hingga 8:00 pagi)" in shown[0]["text"]
         assert (await _contact(conn, "sandbox", malay.address))["timezone"] == "Asia/Kuala_Lumpur"
 
         # A new English speaker starts on Manila's clock; choosing Malay brings Malaysia's,

@@ -116,11 +116,21 @@ class PreferenceCommands:
             else _(ctx, "off")
         )
         lines.append(_(ctx, "Quiet hours: {v}", v=quiet))
+        # A button cannot hold both times in Malay ("10 malam", "8 pagi"), so a line says
+        # what its hours are.
+        night = label(ctx, "Quiet at night")
+        lines.append(
+            _(
+                ctx,
+                "({button}: {start} to {end})",
+                button=night,
+                start=format_clock(ctx.locale, time(22)),
+                end=format_clock(ctx.locale, time(8)),
+            )
+        )
         lines.append(_(ctx, "Time zone: {v}", v=zone_place(ctx.locale, ctx.timezone)))
-        # A button cannot hold both times in Malay ("10 malam", "8 pagi"); the line above
-        # it says what the quiet hours are once set.
         quiet_row = (
-            button(label(ctx, "Quiet at night"), "quiet 22-8"),
+            button(night, "quiet 22-8"),
             button(label(ctx, "No quiet hours"), "quiet off"),
         )
         zone_row = tuple(

@@ -268,8 +268,8 @@ async def test_a_quiet_day_still_shows_the_buyers_each_open_order_has(
 ) -> None:
     """The README's example: a summary for a day without news about orders that have buyers."""
     gom_id, gom_address = await make_gom(conn, tz="Asia/Manila")
-    order_id = await make_order(conn, gom_id, deadline=datetime.now(UTC) + timedelta(days=30))
     monday_8pm = datetime(2027, 3, 15, 12, 0, tzinfo=UTC)
+    order_id = await make_order(conn, gom_id, deadline=monday_8pm + timedelta(days=10))
     await make_buyer(conn, order_id, status="paid")
     await make_buyer(conn, order_id)
     await make_buyer(conn, order_id)

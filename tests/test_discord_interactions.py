@@ -496,6 +496,10 @@ async def test_disabled_kinds_get_a_polite_private_answer(
     assert (
         await conn.fetchval("SELECT count(*) FROM audit_log WHERE subject = $1", user) == 0
     )  # the bot never saw them
+    # In the person's language (these texts were once never extracted for translators).
+    async with running_app(settings, mode="web") as client:
+        malay = (await post(client, signer, slash("orders", user_id=user, locale="ms"))).json()
+    assert malay["data"]["content"] == "Slash command dimatikan di sini buat masa ini."
 
 
 # -- slow answers ------------------------------------------------------------------------

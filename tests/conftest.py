@@ -80,6 +80,36 @@ async def database_url() -> AsyncIterator[str]:
         await admin.close()
 
 
+#: How long what a test run leaves in Redis lives after the run.
+LEFTOVER_TTL_SECONDS = 3600
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def redis_keys_expire() -> AsyncIterator[None]:
+    """No key of the test database outlives the run forever.
+
+    SAQ keeps a queue's lists and its not-yet-run jobs (each run's queues, the cron jobs
+    it scheduled) without expiry: a worker would take them, but a test queue has none once
+    the run ends. The database is the runs' own (tests flush it), so every key left without
+    an expiry gets one.
+    """
+    yield
+    client = Redis.from_url(REDIS_URL)
+    try:
+        keys = [key async for key in client.scan_iter(count=1000)]
+        async with client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.ttl(key)
+            ttls = await pipe.execute()
+        async with client.pipeline(transaction=False) as pipe:
+            for key, ttl in zip(keys, ttls, strict=True):
+                if ttl == -1:
+                    pipe.expire(key, LEFTOVER_TTL_SECONDS)
+            await pipe.execute()
+    finally:
+        await client.aclose()
+
+
 @pytest.fixture(scope="session")
 def queue_name() -> str:
     return f"gomflow-test-{secrets.token_hex(4)}"

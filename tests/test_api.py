@@ -159,6 +159,48 @@ async def test_validation_error_names_the_field(
         assert field in error["fields"], error
 
 
+async def test_an_unknown_channel_is_one_error_naming_the_channels_there_are(
+    settings: Settings,
+) -> None:
+    body = {
+        "event": "custom",
+        "data": {"text": "x"},
+        "recipients": [
+            {"gom_id": "00000000-0000-4000-8000-000000000001"},
+            {"channel": "sms", "address": "+639170000001"},
+        ],
+    }
+    async with running_app(settings, mode="web") as client:
+        response = await client.post("/api/notify", json=body, headers=AUTH)
+        assert response.status_code == 422, response.text
+        fields = response.json()["error"]["fields"]
+        assert fields == {
+            "recipients.1.channel": "unknown channel 'sms'; channels: sandbox, telegram, "
+            "discord, whatsapp, messenger"
+        }
+        body["recipients"] = [{"phone": "+639170000001"}]
+        response = await client.post("/api/notify", json=body, headers=AUTH)
+        assert response.json()["error"]["fields"] == {
+            "recipients.0": 'must be {"channel", "address"}, {"submission_id"}, {"order_id"} '
+            'or {"gom_id"}'
+        }
+
+
+async def test_a_disabled_channels_webhook_says_what_turns_it_on(settings: Settings) -> None:
+    assert "telegram" not in settings.enabled_channels
+    async with running_app(settings, mode="web") as client:
+        for path, variable in (
+            ("/webhook/telegram", "ENABLE_TELEGRAM"),
+            ("/webhooks/whatsapp", "ENABLE_WHATSAPP"),
+            ("/webhook/messenger", "ENABLE_MESSENGER"),
+        ):
+            response = await client.post(path, json={"update_id": 1})
+            assert response.status_code == 404, (path, response.text)
+            error = response.json()["error"]
+            assert error["code"] == "channel_disabled"
+            assert "is not enabled" in error["message"] and f"{variable}=true" in error["message"]
+
+
 async def test_malformed_json_is_422(settings: Settings) -> None:
     async with running_app(settings, mode="web") as client:
         response = await client.post(

@@ -61,7 +61,7 @@ def one_line(result: subprocess.CompletedProcess[str]) -> str:
 # -- the command line ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("action", ["info", "delete"])
+@pytest.mark.parametrize("action", ["info", "delete", "set"])
 def test_telegram_webhook_without_settings_is_one_line(tmp_path: Path, action: str) -> None:
     # As .env.example leaves them: present but empty.
     result = cli(
@@ -70,6 +70,23 @@ def test_telegram_webhook_without_settings_is_one_line(tmp_path: Path, action: s
     assert result.returncode == 1
     assert "TELEGRAM_BOT_TOKEN is not set" in one_line(result)
     assert result.stdout == ""
+
+
+def test_messenger_profile_offline_says_which_host_once(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = cli(
+        "messenger-profile",
+        "info",
+        cwd=tmp_path,
+        MESSENGER_PAGE_ACCESS_TOKEN="token",
+        MESSENGER_API_BASE_URL=f"http://127.0.0.1:{port}",
+    )
+    assert result.returncode == 1
+    assert one_line(result) == (
+        "gomflow-messaging: messenger-profile info: network: cannot reach 127.0.0.1"
+    )
 
 
 def test_doctor_exit_codes(tmp_path: Path, database_url: str) -> None:

@@ -202,7 +202,7 @@ async def test_orders_is_one_message_of_embeds_with_join_buttons(
     fields = {f["name"]: f["value"] for f in card["fields"]}
     assert fields["Price"] == "₱1,250.00"
     # The deadline names its zone (the buyer's; Manila unless they chose another).
-    assert fields["Deadline"].endswith("Philippine Standard Time")
+    assert fields["Deadline"].endswith("PH time")
     assert re.fullmatch(r"\d+ / 50", fields["Taken"])
     assert f"submit {ORDER_PH_ID}" in custom_ids(data)
     assert fake.follow_ups(payload["token"]) == []  # one message, nothing after it
@@ -498,6 +498,10 @@ async def test_disabled_kinds_get_a_polite_private_answer(
     assert (
         await conn.fetchval("SELECT count(*) FROM audit_log WHERE subject = $1", user) == 0
     )  # the bot never saw them
+    # In the person's language (these texts were once never extracted for translators).
+    async with running_app(settings, mode="web") as client:
+        malay = (await post(client, signer, slash("orders", user_id=user, locale="ms"))).json()
+    assert malay["data"]["content"] == "Slash command dimatikan di sini buat masa ini."
 
 
 # -- slow answers ------------------------------------------------------------------------

@@ -79,7 +79,7 @@ def test_money_and_dates_are_formatted_per_currency_and_zone() -> None:
     ctx = events.RenderContext(locale="en", timezone="Asia/Kuala_Lumpur", now=NOW)
     body = events.render("payment_reminder", {**SAMPLE, "amount": "85", "currency": "MYR"}, ctx)
     assert "RM 85.00" in body["text"] and "₱" not in body["text"]
-    assert "1 Dec 2026, 8:00 PM Malaysia Time" in body["text"]  # every time with its zone
+    assert "1 Dec 2026, 8:00 PM Malaysia time" in body["text"]  # every time with its zone
     assert body["extra"]["color"] == "warning"  # under 24 h before the deadline
     far = events.RenderContext(now=NOW - timedelta(days=3))
     assert events.render("payment_reminder", SAMPLE, far)["extra"]["color"] == "info"

@@ -218,9 +218,11 @@ def test_alerts_use_the_plural_of_their_count() -> None:
         # The last line: the first is the title.
         return str(render(event, {**deadline, **counts, **data}, context)["text"]).split("\n")[-1]
 
-    assert text("deadline_alert", "en", hours=1).startswith("BTS Album closes in 1 hour (")
-    assert text("deadline_alert", "en", hours="6").startswith("BTS Album closes in 6 hours (")
-    assert text("deadline_alert", "ms", hours=2).startswith("BTS Album akan tutup dalam 2 jam")
+    assert text("deadline_alert", "en", hours=1).startswith("BTS Album closes in under 1 hour (")
+    assert text("deadline_alert", "en", hours="6").startswith("BTS Album closes in under 6 hours (")
+    assert text("deadline_alert", "ms", hours=2).startswith(
+        "BTS Album akan tutup dalam masa kurang 2 jam"
+    )
     assert text("submissions_digest", "en", count=1, orders="BTS Album").startswith(
         "1 new submission in"
     )
@@ -237,9 +239,9 @@ def test_times_are_on_the_person_clock_never_utc() -> None:
     assert not [t for t in template if re.search(r"\b([01]\d|2[0-3]):[0-5]\d\b", t)]
     now = datetime(2026, 11, 30, 9, 30, tzinfo=UTC)
     sent = render("test", {}, RenderContext(locale="ms", timezone="Asia/Kuala_Lumpur", now=now))
-    assert sent["text"].endswith("Dihantar 30 Nov 2026, 5:30 PTG Waktu Malaysia.")
+    assert sent["text"].endswith("Dihantar 30 Nov 2026, 5:30 petang waktu Malaysia.")
     sent = render("test", {}, RenderContext(locale="en", timezone="Asia/Manila", now=now))
-    assert sent["text"].endswith("Sent 30 Nov 2026, 5:30 PM Philippine Standard Time.")
+    assert sent["text"].endswith("Sent 30 Nov 2026, 5:30 PM PH time.")
 
 
 def test_example_numbers_come_from_the_person_country() -> None:
@@ -290,7 +292,8 @@ async def test_bot_answers_in_the_language_the_buyer_chose(
         cards = [r for r in replies[1:] if "BLACKPINK Lightstick v2" in r["text"]]
         assert len(cards) == 1
         assert "Harga: RM" in cards[0]["text"]
-        assert re.search(r"Deadline: \d+ \w+ \d{4}, \d{1,2}:\d\d (PG|PTG)\b", cards[0]["text"])
+        deadline = r"Deadline: \d+ \w+ \d{4}, \d{1,2}:\d\d (pagi|tengah hari|petang|malam) waktu "
+        assert re.search(deadline, cards[0]["text"])
         assert cards[0]["buttons"][0][0]["label"] == "Sertai GO ini"
 
         help_reply = await _say(client, address, "/help")
@@ -312,12 +315,12 @@ async def test_bot_answers_in_the_language_the_buyer_chose(
 
         await _say(client, address, "/lang ms")
         settings_reply = await _say(client, address, "/settings")
-        assert "Waktu senyap: 10:00 PTG hingga 8:00 PG" in settings_reply[0]["text"]
+        assert "Waktu senyap: 10:00 malam hingga 8:00 pagi" in settings_reply[0]["text"]
         labels = [b["label"] for row in settings_reply[0]["buttons"] for b in row]
-        assert "Waktu senyap 10:00 PTG hingga 8:00 PG" in labels
+        assert "Senyap waktu malam" in labels
         assert "Update status order" in settings_reply[0]["text"]
         await _say(client, address, f"submit {DEMO_PHP_ORDER}")
         asked = await _say(client, address, "Ana Cruz")
-        assert asked[0]["text"] == "Apakah nombor telefon bimbit anda? (cth. 011-2345 6789)"
+        assert asked[0]["text"] == "Apa nombor telefon anda? (cth. 011-2345 6789)"
         wrong = await _say(client, address, "12345")
-        assert wrong[0]["text"].endswith("Cuba cth. 011-2345 6789.")
+        assert wrong[0]["text"].endswith("Cuba tulis begini, cth. 011-2345 6789.")

@@ -223,3 +223,13 @@ async def test_saq_ui_needs_the_secret(settings: Settings) -> None:
             assert [q["name"] for q in queues.json()["queues"]] == [settings.queue_name]
         page = await client.get("/saq/", headers=AUTH)
         assert page.status_code == 200 and "<html" in page.text.lower()
+
+        async def workers() -> dict[str, Any]:
+            queues = (await client.get("/saq/api/queues", headers=AUTH)).json()["queues"]
+            found: dict[str, Any] = queues[0]["workers"]
+            return found
+
+        # The live worker is listed (its id once held colons, and SAQ showed none); workers
+        # of the run's earlier apps may still be listed until their info expires.
+        listed = await eventually(workers)
+        assert {w["queue_key"] for w in listed.values()} == {settings.queue_name}

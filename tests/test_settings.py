@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -31,7 +32,38 @@ def test_enabled_channel_without_credentials(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("ENABLE_TELEGRAM", "true")
     with pytest.raises(ConfigError) as info:
         load_settings(_env_file=None)
-    assert "TELEGRAM_BOT_TOKEN is required when ENABLE_TELEGRAM is true" in str(info.value)
+    assert (
+        "TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET are required when ENABLE_TELEGRAM is true"
+        in str(info.value)
+    )
+
+
+def test_every_missing_credential_is_named_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SERVICE_SECRET", SECRET)
+    monkeypatch.setenv("ENABLE_WHATSAPP", "true")
+    monkeypatch.setenv("TWILIO_WHATSAPP_NUMBER", "+14155238886")
+    with pytest.raises(ConfigError) as info:
+        load_settings(_env_file=None)
+    assert str(info.value) == (
+        "invalid configuration: TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are required when "
+        "ENABLE_WHATSAPP is true"
+    )
+
+
+def test_without_a_dotenv_it_says_where_settings_are_read(tmp_path: Path) -> None:
+    """Run from a folder with no .env: not pydantic's "SERVICE_SECRET: Field required"."""
+    run = subprocess.run(
+        [sys.executable, "-m", "gomflow_messaging", "doctor"],
+        env=_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode != 0
+    [line] = run.stderr.strip().splitlines()
+    assert "SERVICE_SECRET is not set" in line and "Field required" not in line
+    assert f"a .env file in the working directory ({tmp_path / '.env'} does not exist" in line
 
 
 def test_bad_value_is_named(monkeypatch: pytest.MonkeyPatch) -> None:

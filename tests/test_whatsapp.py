@@ -257,6 +257,26 @@ async def test_help_lists_keywords_as_whatsapp_users_type_them(wa_settings: Sett
     assert "Send ORDERS to browse." in empty
 
 
+async def test_a_malaysian_number_is_on_malaysia_time_until_it_chooses(
+    wa_settings: Settings, conn: Any
+) -> None:
+    phone = f"+6012{secrets.randbelow(10**7):07d}"
+    async with running_app(wa_settings, mode="web") as client:
+        chat = Chat(client, phone)
+        [settings_text] = await chat.say("SETTINGS")
+        assert "Time zone: Kuala Lumpur" in settings_text
+        zone = await conn.fetchval(
+            "SELECT c.timezone FROM contacts c JOIN contact_addresses a ON a.contact_id = c.id"
+            " WHERE a.channel = 'whatsapp' AND a.address = $1",
+            phone,
+        )
+        assert zone == "Asia/Kuala_Lumpur"
+        # A Philippine number stays on Manila's clock.
+        _typed, ph = new_phone()
+        [ph_text] = await Chat(client, ph).say("SETTINGS")
+        assert "Time zone: Manila" in ph_text
+
+
 async def test_help_shows_numbered_choices_and_a_number_presses_one(
     wa_settings: Settings, demo: dict[str, Any]
 ) -> None:
@@ -846,10 +866,12 @@ def test_twilio_is_imported_only_when_whatsapp_is_on(database_url: str) -> None:
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
     ).stdout.splitlines()
-    assert out == [
-        "False False []",
-        "True True ['/webhook/status', '/webhooks/whatsapp']",
-    ]
+    # Off, every channel's webhook paths only say it is not enabled (no SDK behind them).
+    hooks = (
+        "['/webhook/discord', '/webhook/messenger', '/webhook/status', '/webhook/telegram', "
+        "'/webhooks/whatsapp']"
+    )
+    assert out == [f"False False {hooks}", f"True True {hooks}"]
 
 
 def test_templates_are_managed_from_the_command_line(settings: Settings) -> None:

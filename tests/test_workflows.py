@@ -243,11 +243,49 @@ async def test_deadline_alerts_6_2_1_hours_each_once(
     for hours_before in (7, 5.5, 5, 1.5, 0.5, 0.4):
         await gom_alerts.deadline_alerts(services, D - timedelta(hours=hours_before))
     alerts = await messages_to(conn, gom_address, "deadline_alert")
-    assert [a["body"]["text"].split(" closes in ")[1].split(" h")[0] for a in alerts] == [
+    assert [a["body"]["text"].split(" closes in under ")[1].split(" h")[0] for a in alerts] == [
         "6",
         "2",
         "1",
     ]
+
+
+async def test_a_deadline_alert_never_gives_more_time_than_is_left(
+    services: Services, conn: asyncpg.Connection
+) -> None:
+    gom_id, gom_address = await make_gom(conn)
+    await make_order(conn, gom_id, deadline=D)
+    # The cron found it 4 h 59 min before the deadline: past the 6-hour mark, not the 2-hour.
+    await gom_alerts.deadline_alerts(services, D - timedelta(hours=4, minutes=59))
+    [alert] = await messages_to(conn, gom_address, "deadline_alert")
+    text = alert["body"]["text"]
+    assert "TWICE Lightstick closes in under 5 hours (" in text, text
+    assert "6 hours" not in text
+
+
+async def test_a_quiet_day_still_shows_the_buyers_each_open_order_has(
+    services: Services, conn: asyncpg.Connection
+) -> None:
+    """The README's example: a summary for a day without news about orders that have buyers."""
+    gom_id, gom_address = await make_gom(conn, tz="Asia/Manila")
+    monday_8pm = datetime(2027, 3, 15, 12, 0, tzinfo=UTC)
+    order_id = await make_order(conn, gom_id, deadline=monday_8pm + timedelta(days=10))
+    await make_buyer(conn, order_id, status="paid")
+    await make_buyer(conn, order_id)
+    await make_buyer(conn, order_id)
+    await make_buyer(conn, order_id, status="cancelled")
+    # Joined (and paid elsewhere) well before the day the summary covers.
+    await conn.execute(
+        "UPDATE submissions SET created_at = $2 WHERE order_id = $1",
+        order_id,
+        monday_8pm - timedelta(days=3),
+    )
+    await gom_alerts.summaries(services, monday_8pm)
+    [summary] = await messages_to(conn, gom_address, "gom_summary")
+    text = summary["body"]["text"]
+    assert "New submissions: 0" in text and "Payments: 0" in text
+    assert "Collected: -" not in text
+    assert "Open orders now:\nTWICE Lightstick: 3 buyers, 1 paid, 2 waiting for payment" in text
 
 
 async def test_summaries_in_the_gom_time_zone(services: Services, conn: asyncpg.Connection) -> None:
@@ -309,7 +347,7 @@ async def test_summary_counts_only_its_own_period(
     assert "New submissions: 1" in text
     assert "Payments: 1" in text
     assert "Collected: ₱1,500.00" in text
-    zone = "Philippine Standard Time"
+    zone = "PH time"
     assert f"From 14 Mar 2027, 8:00 PM {zone} to 15 Mar 2027, 8:00 PM {zone}" in text
 
 

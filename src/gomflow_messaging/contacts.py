@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from gomflow_messaging.channels import registry
-from gomflow_messaging.i18n import normalize_locale
+from gomflow_messaging.i18n import default_timezone, normalize_locale
 from gomflow_messaging.phones import normalize_phone
 
 if TYPE_CHECKING:
@@ -257,10 +257,13 @@ async def for_chat(
         if row is not None:
             return row
         async with conn.transaction():
+            locale = normalize_locale(language)
             contact_id = await conn.fetchval(
-                "INSERT INTO contacts (display_name, locale) VALUES ($1, $2) RETURNING id",
+                "INSERT INTO contacts (display_name, locale, timezone) VALUES ($1, $2, $3)"
+                " RETURNING id",
                 name[:100] or None,
-                normalize_locale(language),
+                locale,
+                chat_timezone(locale, channel, address),
             )
             linked = await conn.fetchval(
                 """
@@ -289,6 +292,13 @@ async def for_chat(
         )
         assert row is not None
         return row
+
+
+def chat_timezone(locale: str, channel: str, address: str) -> str:
+    """The zone of a chat person who has not chosen one: Malaysia's for a Malay speaker or a
+    +60 number (on the phone channel), else Manila's."""
+    phone = address if channel == registry.phone_channel() else ""
+    return default_timezone(locale, phone)
 
 
 async def _link_by_phone(conn: Connection, contact_id: UUID, phone: str) -> None:

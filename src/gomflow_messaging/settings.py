@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
@@ -292,17 +293,26 @@ else:
 CHANNEL_NAMES = registry.names()
 
 
-def _describe(error: ValidationError) -> str:
+def _describe(error: ValidationError) -> tuple[str, bool]:
+    """One line for every problem, the variables not set named together first; and whether
+    a variable is missing."""
+    missing: list[str] = []
     parts = []
     for item in error.errors():
         loc = item.get("loc") or ()
+        if item.get("type") == "missing" and loc:
+            missing.append(str(loc[0]).upper())
+            continue
         message = str(item.get("msg", "invalid"))
         message = message.removeprefix("Value error, ")
         if loc:
             parts.append(f"{str(loc[0]).upper()}: {message}")
         else:
             parts.append(message)
-    return "; ".join(parts)
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        parts.insert(0, f"{', '.join(missing)} {verb} not set")
+    return "; ".join(parts), bool(missing)
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -310,4 +320,14 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(f"invalid configuration: {_describe(exc)}") from None
+        line, missing = _describe(exc)
+        if missing:
+            env = Path.cwd() / ".env"
+            where = (
+                f"the environment and {env}"
+                if env.exists()
+                else f"the environment, or a .env file in the working directory ({env} does "
+                "not exist; `make env` writes one from .env.example)"
+            )
+            line += f". Settings are read from {where}"
+        raise ConfigError(f"invalid configuration: {line}") from None

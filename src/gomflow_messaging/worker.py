@@ -43,7 +43,10 @@ class WorkerContext(Context, total=False):
 
 
 def new_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    """``host-pid-random``: no colon, as SAQ's queue info reads a worker's id back as the text
+    after the last colon of its stats key (a colon here hid every worker from ``/saq``)."""
+    host = socket.gethostname().replace(":", "-")
+    return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 async def deliver(ctx: WorkerContext, *, message_id: str) -> dict[str, Any]:

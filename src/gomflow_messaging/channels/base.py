@@ -202,12 +202,15 @@ def optional_http_url(value: str) -> str:
 
 
 def require_when_enabled(settings: Any, name: str, variables: tuple[str, ...]) -> None:
-    """A channel switched on without a credential stops start-up, naming the variable."""
+    """A channel switched on without credentials stops start-up, naming every one missing."""
     if not getattr(settings, f"enable_{name}"):
         return
-    for variable in variables:
-        if not getattr(settings, variable):
-            raise ValueError(f"{variable.upper()} is required when ENABLE_{name.upper()} is true")
+    missing = [variable.upper() for variable in variables if not getattr(settings, variable)]
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        raise ValueError(
+            f"{' and '.join(missing)} {verb} required when ENABLE_{name.upper()} is true"
+        )
 
 
 def on_hosts(url: str, hosts: tuple[str, ...], *, allow_http: bool = False) -> bool:

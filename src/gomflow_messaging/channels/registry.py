@@ -37,11 +37,17 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from starlette.routing import Route
+
+from gomflow_messaging.errors import ApiError
+
 if TYPE_CHECKING:
     import argparse
 
     from pydantic import BaseModel
     from redis.asyncio import Redis
+    from starlette.requests import Request
+    from starlette.responses import Response
     from starlette.routing import BaseRoute
 
     from gomflow_messaging.channels.base import Channel
@@ -171,13 +177,35 @@ def build_channel(name: str, settings: Settings, pool: Pool, redis: Redis) -> Ch
 
 
 def routes(settings: Settings) -> list[BaseRoute]:
-    """Each enabled channel's routes, and those of channels whose routes answer when off."""
+    """Each enabled channel's routes, and those of channels whose routes answer when off.
+
+    A disabled channel's webhook paths answer 404 in the JSON error envelope, naming the
+    variable that turns the channel on (a platform set up before the deployment was).
+    """
     on = set(settings.enabled_channels)
     found: list[BaseRoute] = []
     for plugin in plugins():
         if plugin.routes is not None and (plugin.name in on or plugin.routes_when_off):
             found += plugin.routes(settings)
+        elif plugin.webhook_paths is not None:
+            endpoint = _not_enabled(plugin)
+            found += [
+                Route(path, endpoint, methods=["GET", "POST"])
+                for path in plugin.webhook_paths(settings)
+            ]
     return found
+
+
+def _not_enabled(plugin: ChannelPlugin) -> Callable[[Request], Awaitable[Response]]:
+    async def answer(request: Request) -> Response:
+        raise ApiError(
+            404,
+            "channel_disabled",
+            f"The {plugin.title} channel is not enabled here: ENABLE_{plugin.name.upper()}=true "
+            "(with its credentials) turns it on.",
+        )
+
+    return answer
 
 
 def webhook_platforms(settings: Settings) -> dict[str, str]:

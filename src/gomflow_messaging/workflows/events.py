@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from gomflow_messaging import i18n
 from gomflow_messaging.free_text import quoted
 from gomflow_messaging.i18n import format_moment, gettext, ngettext
 from gomflow_messaging.money import format_money
@@ -62,6 +63,11 @@ class RenderContext:
 def _(ctx: RenderContext, message: str, **values: Any) -> str:
     """Translate into the recipient's language (extracted by `make i18n` like the chat bot's)."""
     return gettext(ctx.locale, message, **values)
+
+
+def label(ctx: RenderContext, message: str) -> str:
+    """A button's text (at most 20 characters in every language; see `i18n.label`)."""
+    return i18n.label(ctx.locale, message)
 
 
 Values = dict[str, Any]
@@ -128,9 +134,9 @@ def _moment(values: Values, name: str) -> datetime:
     return moment
 
 
-def _count(values: Values, name: str) -> int:
+def _count(values: Mapping[str, Any], name: str) -> int:
     """A count that picks a plural form: a whole number, from JSON as 2 or "2"."""
-    value = values[name]
+    value = values.get(name)
     if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
         raise MissingData(f"data.{name}", "must be a whole number")
     return int(value)
@@ -158,7 +164,7 @@ def _body(
 
 
 def _pay_button(ctx: RenderContext, reference: str) -> list[list[dict[str, str]]]:
-    return [[{"label": _(ctx, "Pay"), "action": f"pay {reference}"}]]
+    return [[{"label": label(ctx, "Pay"), "action": f"pay {reference}"}]]
 
 
 # -- buyer events --------------------------------------------------------------------------
@@ -447,7 +453,7 @@ def _payment_needs_review(v: Values, ctx: RenderContext) -> dict[str, Any]:
         _(ctx, "Payment proof to review"),
         text,
         color="warning",
-        buttons=[[{"label": _(ctx, "Review payments"), "action": "payments"}]],
+        buttons=[[{"label": label(ctx, "Review payments"), "action": "payments"}]],
     )
 
 
@@ -467,12 +473,13 @@ def _quota_alert(v: Values, ctx: RenderContext) -> dict[str, Any]:
 
 
 def _deadline_alert(v: Values, ctx: RenderContext) -> dict[str, Any]:
+    # "under 5 hours" with 4 h 59 min left: never more time than there is.
     text = ngettext(
         ctx.locale,
-        "{order_title} closes in {hours} hour ({deadline}). Paid: {paid}, waiting for payment: "
-        "{pending}.",
-        "{order_title} closes in {hours} hours ({deadline}). Paid: {paid}, waiting for payment: "
-        "{pending}.",
+        "{order_title} closes in under {hours} hour ({deadline}). Paid: {paid}, waiting for "
+        "payment: {pending}.",
+        "{order_title} closes in under {hours} hours ({deadline}). Paid: {paid}, waiting for "
+        "payment: {pending}.",
         _count(v, "hours"),
         order_title=v["order_title"],
         hours=v["hours"],
@@ -498,10 +505,33 @@ def _gom_summary(v: Values, ctx: RenderContext) -> dict[str, Any]:
     lines += [
         _(ctx, "New submissions: {n}", n=v["new_submissions"]),
         _(ctx, "Payments: {n}", n=v["payments"]),
-        _(ctx, "Collected: {v}", v=v["collected"]),
     ]
+    if v["collected"] and v["collected"] != "-":
+        lines.append(_(ctx, "Collected: {v}", v=v["collected"]))
     if v.get("attention"):
         lines.append(_(ctx, "Needs attention: {v}", v=v["attention"]))
+    # Where each open order stands now: a quiet period still shows the buyers it has.
+    standing = v.get("open_orders") or []
+    if not isinstance(standing, list):
+        raise MissingData("data.open_orders", "must be a list of orders")
+    if standing:
+        lines.append(_(ctx, "Open orders now:"))
+    for order in standing:
+        if not isinstance(order, Mapping):
+            raise MissingData("data.open_orders", "must be a list of orders")
+        buyers = _count(order, "buyers")
+        lines.append(
+            ngettext(
+                ctx.locale,
+                "{title}: {n} buyer, {paid} paid, {pending} waiting for payment",
+                "{title}: {n} buyers, {paid} paid, {pending} waiting for payment",
+                buyers,
+                title=order.get("title", ""),
+                n=buyers,
+                paid=_count(order, "paid"),
+                pending=_count(order, "pending"),
+            )
+        )
     return _body(title, "\n".join(lines))
 
 
@@ -692,7 +722,7 @@ EVENTS: dict[str, EventSpec] = {
             (
                 ORDER_TITLE,
                 DEADLINE,
-                Field("hours", "hours left: 6, 2 or 1"),
+                Field("hours", "closes in under this many hours: 5 with 4 h 59 min left"),
                 Field("paid", "paid submissions"),
                 Field("pending", "unpaid submissions"),
             ),
@@ -708,10 +738,15 @@ EVENTS: dict[str, EventSpec] = {
                 Field("period", "daily or weekly", choices=("daily", "weekly")),
                 Field("new_submissions", "count"),
                 Field("payments", "count"),
-                Field("collected", "amounts collected, formatted"),
+                Field("collected", 'amounts collected, formatted ("-" or "": none)'),
                 Field("attention", "orders near deadline or quota", required=False),
                 Field("since", "start of the period, ISO-8601", required=False),
                 Field("until", "end of the period, ISO-8601", required=False),
+                Field(
+                    "open_orders",
+                    "each open order now: [{title, buyers, paid, pending}]",
+                    required=False,
+                ),
             ),
             _gom_summary,
             "the GOM's daily or weekly summary",

@@ -198,7 +198,7 @@ async def deadline_alerts(ports: Ports, at: datetime) -> dict[str, Any]:
                 {
                     "order_title": order["title"],
                     "deadline": order["deadline"].isoformat(),
-                    "hours": min(new),
+                    "hours": hours_under(order["deadline"] - at),
                     "paid": order["paid"],
                     "pending": order["pending"],
                 },
@@ -208,6 +208,12 @@ async def deadline_alerts(ports: Ports, at: datetime) -> dict[str, Any]:
             )
             sent += 1
     return {"orders": len(orders), "alerts": sent}
+
+
+def hours_under(left: timedelta) -> int:
+    """The whole hours an order closes within, rounded up: 5 with 4 h 59 min left (the alert
+    says "under 5 hours"; never "6 hours", the threshold it crossed)."""
+    return max(1, -(-left // timedelta(hours=1)))
 
 
 async def summaries(ports: Ports, at: datetime) -> dict[str, Any]:
@@ -267,7 +273,8 @@ async def summaries(ports: Ports, at: datetime) -> dict[str, Any]:
 async def _summary_data(
     ports: Ports, gom_id: UUID, since: datetime, until: datetime
 ) -> dict[str, Any]:
-    """What happened in (since, until]: new submissions, and payments with their amounts.
+    """What happened in (since, until]: new submissions, and payments with their amounts;
+    and where each open order stands at the end (buyers, paid, waiting for payment).
 
     The core schema has no paid_at, so a payment's moment is the decision that approved its
     proof (payment_proofs.decided_at, by the GOM or the Smart Agent): one per submission, as
@@ -289,7 +296,10 @@ async def _summary_data(
                coalesce(sum(s.total_amount) FILTER (WHERE paid.submission_id IS NOT NULL), 0)
                    AS collected,
                coalesce(sum(s.quantity) FILTER (WHERE s.status NOT IN
-                        ('cancelled', 'expired', 'failed')), 0) AS filled
+                        ('cancelled', 'expired', 'failed')), 0) AS filled,
+               count(s.id) FILTER (WHERE s.status IN ('pending', 'paid')) AS buyers,
+               count(s.id) FILTER (WHERE s.status = 'paid') AS paid_now,
+               count(s.id) FILTER (WHERE s.status = 'pending') AS pending_now
           FROM orders o LEFT JOIN submissions s ON s.order_id = o.id
           LEFT JOIN paid ON paid.submission_id = s.id
          WHERE o.user_id = $1
@@ -301,7 +311,17 @@ async def _summary_data(
     )
     collected: dict[str, Decimal] = {}
     attention = []
+    standing = []
     for r in rows:
+        if r["is_active"] and r["deadline"] > until:
+            standing.append(
+                {
+                    "title": r["title"],
+                    "buyers": r["buyers"],
+                    "paid": r["paid_now"],
+                    "pending": r["pending_now"],
+                }
+            )
         if r["paid"]:
             collected[r["currency"]] = collected.get(r["currency"], Decimal(0)) + r["collected"]
         if not (r["is_active"] or r["deadline"] > since):
@@ -315,4 +335,5 @@ async def _summary_data(
         "payments": sum(r["paid"] for r in rows),
         "collected": ", ".join(format_money(v, c) for c, v in sorted(collected.items())) or "-",
         "attention": ", ".join(attention),
+        "open_orders": standing,
     }

@@ -16,7 +16,16 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gomflow_messaging import contacts, idempotency, metrics, outbox
 from gomflow_messaging.errors import ValidationFailed
@@ -43,10 +52,19 @@ else:
     ChannelName = Literal[CHANNEL_NAMES]
 
 
+def _known_channel(value: Any) -> Any:
+    """An unknown channel is named, with the channels there are (before the literal check)."""
+    if isinstance(value, str) and value not in CHANNEL_NAMES:
+        raise ValueError(f"unknown channel {value!r}; channels: {', '.join(CHANNEL_NAMES)}")
+    return value
+
+
 class DirectRecipient(BaseModel):
     model_config = ConfigDict(extra="forbid")
     channel: ChannelName
     address: Annotated[str, Field(min_length=1, max_length=200)]
+
+    _channel = field_validator("channel", mode="before")(_known_channel)
 
 
 class SubmissionRecipient(BaseModel):
@@ -64,7 +82,37 @@ class GomRecipient(BaseModel):
     gom_id: UUID
 
 
-RecipientSpec = DirectRecipient | SubmissionRecipient | OrderRecipient | GomRecipient
+_RECIPIENT_KINDS = {
+    "channel": "direct",
+    "submission_id": "submission",
+    "order_id": "order",
+    "gom_id": "gom",
+}
+
+
+def _recipient_kind(value: Any) -> str | None:
+    """Which recipient shape a body item is, by its key, so that a mistake in one shape is
+    reported once, not once per shape it is not."""
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
+    if not isinstance(value, dict):
+        return None
+    return next((kind for key, kind in _RECIPIENT_KINDS.items() if key in value), None)
+
+
+RecipientSpec = Annotated[
+    Annotated[DirectRecipient, Tag("direct")]
+    | Annotated[SubmissionRecipient, Tag("submission")]
+    | Annotated[OrderRecipient, Tag("order")]
+    | Annotated[GomRecipient, Tag("gom")],
+    Discriminator(
+        _recipient_kind,
+        custom_error_type="recipient",
+        custom_error_message=(
+            'must be {"channel", "address"}, {"submission_id"}, {"order_id"} or {"gom_id"}'
+        ),
+    ),
+]
 
 
 class NotifyRequest(BaseModel):
@@ -88,6 +136,14 @@ class NotifyRequest(BaseModel):
     ] = None
     send_at: datetime | None = None
     locale: Locale | None = None
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _known_channels(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            for item in value:
+                _known_channel(item)
+        return value
 
     @field_validator("event")
     @classmethod
@@ -122,12 +178,15 @@ def parse_request(body: Any) -> NotifyRequest:
     return request
 
 
+_RECIPIENT_TAGS = frozenset(_RECIPIENT_KINDS.values())
+
+
 def pydantic_fields(exc: ValidationError) -> dict[str, str]:
     fields: dict[str, str] = {}
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
-        # Union members add their class name to the path; a reader wants the JSON path.
-        loc = [part for part in loc if not part[:1].isupper()]
+        # Union members add their class name (or tag) to the path; a reader wants the JSON path.
+        loc = [part for part in loc if not part[:1].isupper() and part not in _RECIPIENT_TAGS]
         name = ".".join(loc) or "body"
         fields.setdefault(name, error["msg"].removeprefix("Value error, "))
     return fields

@@ -55,7 +55,7 @@ from gomflow_messaging.channels.discord.render import (
     render_text,
 )
 from gomflow_messaging.errors import ApiError, ChannelError
-from gomflow_messaging.i18n import gettext, normalize_locale
+from gomflow_messaging.i18n import gettext, label, normalize_locale
 from gomflow_messaging.workflows.chat.router import link_code_attempt
 from gomflow_messaging.workflows.chat.types import Form, IncomingFile, Reply, Sender
 
@@ -189,9 +189,6 @@ class Interaction:
         self.locale = normalize_locale(payload.get("locale") or payload.get("guild_locale"))
         self.in_guild = bool(payload.get("guild_id"))
 
-    def _(self, message: str) -> str:
-        return gettext(self.locale, message)
-
     @property
     def sender(self) -> Sender:
         roles = self.member.get("roles") or []
@@ -214,7 +211,7 @@ class Interaction:
     # -- answering -----------------------------------------------------------------------
 
     def expired(self) -> dict[str, Any]:
-        return self.notice(self._("This has expired. Send /help to start again."))
+        return self.notice(gettext(self.locale, "This has expired. Send /help to start again."))
 
     def handled_already(self) -> dict[str, Any]:
         """The answer to a replay: private, and it changes nothing."""
@@ -247,7 +244,9 @@ class Interaction:
         work: Callable[[], Awaitable[list[Reply]]]
         if kind == APPLICATION_COMMAND:
             if not self.settings.enable_slash_commands:
-                return self.notice(self._("Slash commands are turned off here for now."))
+                return self.notice(
+                    gettext(self.locale, "Slash commands are turned off here for now.")
+                )
             origin = line
             upload = self._attachment()
             if upload is not None:
@@ -257,12 +256,12 @@ class Interaction:
                 work = functools.partial(bot.handle, sender, origin)
         elif kind == MESSAGE_COMPONENT:
             if not self.settings.enable_button_interactions:
-                return self.notice(self._("Buttons are turned off here for now."))
+                return self.notice(gettext(self.locale, "Buttons are turned off here for now."))
             origin = line
             work = functools.partial(bot.handle, sender, origin)
         elif kind == MODAL_SUBMIT:
             if not self.settings.enable_modal_interactions:
-                return self.notice(self._("Forms are turned off here for now."))
+                return self.notice(gettext(self.locale, "Forms are turned off here for now."))
             origin = ""
             form_id = str(self.data.get("custom_id", ""))
             work = functools.partial(bot.submit_form, sender, form_id, self._form_values())
@@ -275,7 +274,7 @@ class Interaction:
         )
         if task in done:
             replies = task.result()
-            first = replies[0] if replies else Reply(self._("Done."), private=True)
+            first = replies[0] if replies else Reply(gettext(self.locale, "Done."), private=True)
             if first.form is not None and self.settings.enable_modal_interactions:
                 answer = self._modal(first.form)
                 later = self._render_all(replies[1:], origin)
@@ -336,13 +335,18 @@ class Interaction:
             log.exception("discord interaction failed: %s", self._describe())
             return [
                 Reply(
-                    self._("Something went wrong on our side. Please try again in a moment."),
+                    gettext(
+                        self.locale,
+                        "Something went wrong on our side. Please try again in a moment.",
+                    ),
                     private=True,
                 )
             ]
 
     async def _finish_deferred(self, task: asyncio.Task[list[Reply]], origin: str) -> None:
-        parts = self._render_all(await task, origin) or [Rendered(content=self._("Done."))]
+        parts = self._render_all(await task, origin) or [
+            Rendered(content=gettext(self.locale, "Done."))
+        ]
         try:
             await self.channel.edit_original(self.token, parts[0])
         except ChannelError as exc:
@@ -471,9 +475,13 @@ class Interaction:
             if reply.form is not None:
                 # Only a first answer can be a modal; here a button asks for the form again.
                 if self.settings.enable_modal_interactions and 0 < len(origin) <= 100:
-                    buttons = ((Button(self._("Open the form"), action=origin),), *buttons)
+                    buttons = (
+                        (Button(label(self.locale, "Open the form"), action=origin),),
+                        *buttons,
+                    )
                 else:
-                    text = f"{text}\n{self._('Forms are turned off here for now.')}"
+                    off = gettext(self.locale, "Forms are turned off here for now.")
+                    text = f"{text}\n{off}"
             if reply.cards:
                 parts += render_cards(text, reply.cards, buttons, ephemeral=reply.private)
             else:

@@ -165,13 +165,21 @@ def map_error(exc: BaseException, pause: float = 60.0) -> ChannelError:
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
         return TransientError("no answer from Graph in time", code="timeout", platform=PLATFORM)
     if isinstance(exc, httpx.HTTPError):
-        return TransientError(f"network: {type(exc).__name__}", code="network", platform=PLATFORM)
+        # The code already says "network"; the message says where (the CLI prints both).
+        return TransientError(f"cannot reach {_host(exc)}", code="network", platform=PLATFORM)
     if isinstance(exc, RedisError | asyncpg.PostgresError | OSError):
         return TransientError(
             f"store unavailable: {type(exc).__name__}", code="unavailable", platform=PLATFORM
         )
     log.error("unexpected error from the Messenger adapter: %r", exc)
     return TransientError(f"unexpected: {type(exc).__name__}", code="internal", platform=PLATFORM)
+
+
+def _host(exc: httpx.HTTPError) -> str:
+    try:
+        return exc.request.url.host or "the Graph API"
+    except RuntimeError:  # an error raised without its request
+        return "the Graph API"
 
 
 class MessengerChannel:

@@ -137,6 +137,8 @@ async def _call(bot: Bot, method: Any, settings: Settings) -> Any:
 
 async def set_webhook(settings: Settings, *, drop_pending: bool = False) -> list[str]:
     """Point Telegram at our webhook with the secret, and publish the command menus."""
+    if settings.telegram_bot_token is None:  # the first thing to set, so named first
+        raise WebhookError("TELEGRAM_BOT_TOKEN is not set")
     url = webhook_url(settings)
     if not url.startswith("https://"):
         raise WebhookError(f"TELEGRAM_WEBHOOK_URL must be an https:// URL (got {url!r})")

@@ -19,6 +19,7 @@ from gomflow_messaging.workflows.chat.text import (
     cancel_button,
     command,
     confirm_buttons,
+    label,
     order_card,
     order_fields,
     payment_instructions,
@@ -85,14 +86,15 @@ class BuyerCommands:
         header = _(ctx, "Open orders (page {page} of {pages}):", page=page, pages=pages)
         nav = []
         if page > 1:
-            nav.append(button(_(ctx, "Previous"), f"orders {page - 1}"))
+            nav.append(button(label(ctx, "Previous"), f"orders {page - 1}"))
         if page < pages:
-            nav.append(button(_(ctx, "Next"), f"orders {page + 1}"))
+            nav.append(button(label(ctx, "Next"), f"orders {page + 1}"))
         if ctx.sender.supports_cards:
             cards = tuple(
                 Card(
                     order.title,
                     tuple(order_fields(ctx, order)),
+                    # A card's button (Discord's, up to 80 characters) names the order.
                     button(_(ctx, "Join {title}", title=order.title)[:80], f"submit {order.id}"),
                 )
                 for order in found
@@ -103,7 +105,7 @@ class BuyerCommands:
             replies.append(
                 Reply(
                     order_card(ctx, order),
-                    buttons=((button(_(ctx, "Join this order"), f"submit {order.id}"),),),
+                    buttons=((button(label(ctx, "Join this order"), f"submit {order.id}"),),),
                 )
             )
         if nav:
@@ -117,7 +119,7 @@ class BuyerCommands:
         text = order_card(ctx, order)
         if order.description:
             text += "\n\n" + order.description
-        actions = ((button(_(ctx, "Join this order"), f"submit {order.id}"),),)
+        actions = ((button(label(ctx, "Join this order"), f"submit {order.id}"),),)
         return [Reply(text, buttons=actions if order.is_open(self.clock()) else ())]
 
     async def order_cards(self, ctx: Context, query: str, limit: int) -> list[Reply]:
@@ -128,7 +130,7 @@ class BuyerCommands:
         for order in found:
             text = order_card(ctx, order)
             if all(word in text.lower() for word in words):
-                join = button(_(ctx, "Join this order"), f"submit {order.id}")
+                join = button(label(ctx, "Join this order"), f"submit {order.id}")
                 cards.append(Reply(text, buttons=((join,),)))
         return cards[:limit]
 
@@ -236,7 +238,7 @@ class BuyerCommands:
         if remaining:
             nxt = remaining[0]
             await ctx.conversation.save(ctx, {"flow": "submit", "step": nxt, "data": data})
-            extra = ((button(_(ctx, "Skip"), "skip"),),) if nxt == "notes" else ()
+            extra = ((button(label(ctx, "Skip"), "skip"),),) if nxt == "notes" else ()
             prompt = _prompt(ctx, nxt, order, self._cap(order))
             return [Reply(prompt, buttons=extra + cancel_button(ctx))]
         await ctx.conversation.save(ctx, {"flow": "submit", "step": "confirm", "data": data})
@@ -297,7 +299,7 @@ class BuyerCommands:
                 ),
             ]
         )
-        return [Reply(text, buttons=((button(_(ctx, "My orders"), "status"),),))]
+        return [Reply(text, buttons=((button(label(ctx, "My orders"), "status"),),))]
 
     # -- after joining -------------------------------------------------------------------
 
@@ -324,7 +326,7 @@ class BuyerCommands:
                         "You have not joined any order yet. Send {command} to browse.",
                         command=command(ctx, "orders"),
                     ),
-                    buttons=((button(_(ctx, "Open orders"), "orders"),),),
+                    buttons=((button(label(ctx, "Open orders"), "orders"),),),
                 )
             ]
         lines = [_(ctx, "Your orders:")]
@@ -335,7 +337,7 @@ class BuyerCommands:
                 f"{status_name(ctx, r['status'])}"
             )
         pending = any(r["status"] == "pending" for r in rows)
-        actions = ((button(_(ctx, "Pay"), "pay"),),) if pending else ()
+        actions = ((button(label(ctx, "Pay"), "pay"),),) if pending else ()
         return [Reply("\n".join(lines), buttons=actions, private=True)]
 
     async def pay(self, ctx: Context, args: str) -> list[Reply]:

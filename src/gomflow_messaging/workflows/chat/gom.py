@@ -26,6 +26,7 @@ from gomflow_messaging.workflows.chat.text import (
     command,
     confirm_buttons,
     gom_only,
+    label,
     status_name,
     when,
     whole_number,
@@ -120,9 +121,9 @@ class GomCommands:
             ]
             actions: tuple[tuple[Button, ...], ...] = ()
             if order.is_active:
-                row = [button(_(ctx, "Close order"), f"close {order.id}")]
+                row = [button(label(ctx, "Close order"), f"close {order.id}")]
                 if entry["pending"]:
-                    row.insert(0, button(_(ctx, "Remind unpaid buyers"), f"remind {order.id}"))
+                    row.insert(0, button(label(ctx, "Remind unpaid buyers"), f"remind {order.id}"))
                 actions = (tuple(row),)
             if entry["pending"]:
                 actions += ((button(_(ctx, "Unpaid holds"), f"holds {order.id}"),),)
@@ -511,14 +512,14 @@ def _create_form(ctx: Context) -> Form:
 
 
 def _create_prompt(ctx: Context, step: str, default_cap: int) -> Reply:
-    cancel_row = (button(_(ctx, "Cancel"), "/cancel"),)
+    cancel_row = (button(label(ctx, "Cancel"), "/cancel"),)
     if step == "max_per_buyer":
         text = _(
             ctx,
             "How many items may one buyer hold at most? Skip for {n}.",
             n=default_cap,
         )
-        return Reply(text, buttons=((button(_(ctx, "Skip"), "skip"),), cancel_row))
+        return Reply(text, buttons=((button(label(ctx, "Skip"), "skip"),), cancel_row))
     if step == "currency":
         return Reply(
             _(ctx, "Which currency?"),

@@ -7,9 +7,15 @@ from datetime import time
 from typing import TYPE_CHECKING
 
 from gomflow_messaging import contacts
-from gomflow_messaging.i18n import LANGUAGE_NAMES, LOCALES, format_clock, normalize_locale
+from gomflow_messaging.i18n import (
+    LANGUAGE_NAMES,
+    LOCALES,
+    format_clock,
+    normalize_locale,
+    zone_place,
+)
 from gomflow_messaging.workflows import audit
-from gomflow_messaging.workflows.chat.text import _, command
+from gomflow_messaging.workflows.chat.text import _, command, label
 from gomflow_messaging.workflows.chat.types import Reply, button
 
 if TYPE_CHECKING:
@@ -44,6 +50,21 @@ def kind_name(ctx: Context, kind: str) -> str:
     return names.get(kind, kind)
 
 
+def switch_label(ctx: Context, kind: str, on: bool) -> str:
+    """The button that turns a kind off (when ``on``) or on again: short, as chats cut at 20."""
+    labels = {
+        ("reminders", True): label(ctx, "Turn off reminders"),
+        ("reminders", False): label(ctx, "Turn on reminders"),
+        ("order_updates", True): label(ctx, "Turn off updates"),
+        ("order_updates", False): label(ctx, "Turn on updates"),
+        ("gom_alerts", True): label(ctx, "Turn off GOM alerts"),
+        ("gom_alerts", False): label(ctx, "Turn on GOM alerts"),
+        ("summaries", True): label(ctx, "Turn off summaries"),
+        ("summaries", False): label(ctx, "Turn on summaries"),
+    }
+    return labels[(kind, on)]
+
+
 class PreferenceCommands:
     def __init__(self, pool: Pool, clock: Callable[[], datetime], gom_chat: GomChat) -> None:
         self.pool = pool
@@ -74,20 +95,16 @@ class PreferenceCommands:
         kind_rows = []
         if ctx.opted_out:
             lines.append(_(ctx, "Reminders and updates: {v}", v=_(ctx, "off")))
-            kind_rows.append((button(_(ctx, "Turn updates on"), "notify on"),))
+            kind_rows.append((button(label(ctx, "Turn everything on"), "notify on"),))
         else:
             for kind in kinds(ctx):
                 on = preferences.get(kind, True)
                 name = kind_name(ctx, kind)
                 state = _(ctx, "on") if on else _(ctx, "off")
                 lines.append(f"{name}: {state}")
-                label = (
-                    _(ctx, "Turn {kind} off", kind=name)
-                    if on
-                    else _(ctx, "Turn {kind} on", kind=name)
-                )
-                kind_rows.append((button(label, f"notify {kind} {'off' if on else 'on'}"),))
-            kind_rows.append((button(_(ctx, "Stop everything"), "notify off"),))
+                toggle = switch_label(ctx, kind, on)
+                kind_rows.append((button(toggle, f"notify {kind} {'off' if on else 'on'}"),))
+            kind_rows.append((button(label(ctx, "Stop everything"), "notify off"),))
         quiet = (
             _(
                 ctx,
@@ -99,22 +116,26 @@ class PreferenceCommands:
             else _(ctx, "off")
         )
         lines.append(_(ctx, "Quiet hours: {v}", v=quiet))
-        lines.append(_(ctx, "Time zone: {v}", v=ctx.timezone))
+        # A button cannot hold both times in Malay ("10 malam", "8 pagi"), so a line says
+        # what its hours are.
+        night = label(ctx, "Quiet at night")
+        lines.append(
+            _(
+                ctx,
+                "({button}: {start} to {end})",
+                button=night,
+                start=format_clock(ctx.locale, time(22)),
+                end=format_clock(ctx.locale, time(8)),
+            )
+        )
+        lines.append(_(ctx, "Time zone: {v}", v=zone_place(ctx.locale, ctx.timezone)))
         quiet_row = (
-            button(
-                _(
-                    ctx,
-                    "Quiet {start} to {end}",
-                    start=format_clock(ctx.locale, time(22)),
-                    end=format_clock(ctx.locale, time(8)),
-                ),
-                "quiet 22-8",
-            ),
-            button(_(ctx, "No quiet hours"), "quiet off"),
+            button(night, "quiet 22-8"),
+            button(label(ctx, "No quiet hours"), "quiet off"),
         )
         zone_row = tuple(
-            button(("✓ " if zone == ctx.timezone else "") + label, f"tz {label.lower()}")
-            for label, zone in ZONES.items()
+            button(("✓ " if zone == ctx.timezone else "") + name, f"tz {name.lower()}")
+            for name, zone in ZONES.items()
         )
         rows = (lang_row, *kind_rows, quiet_row, zone_row)
         return [Reply("\n".join(lines), buttons=rows, private=True)]
@@ -154,6 +175,13 @@ class PreferenceCommands:
         if code not in LOCALES or not args:
             return await self.settings(ctx, "")
         await contacts.set_locale(self.pool, ctx.contact_id, code)
+        # Someone who never chose a zone keeps the one of their language (Malay: Malaysia's).
+        sender = ctx.sender
+        was = contacts.chat_timezone(ctx.locale, sender.channel, sender.address)
+        follows = contacts.chat_timezone(code, sender.channel, sender.address)
+        if ctx.timezone == was != follows:
+            await contacts.set_timezone(self.pool, ctx.contact_id, follows)
+            ctx.timezone = follows
         ctx.locale = code
         # Translators: name the language you translate into, not English.
         return [Reply(_(ctx, "Done! I will write to you in English."), private=True)]

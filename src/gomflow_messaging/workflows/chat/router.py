@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from gomflow_messaging import contacts
-from gomflow_messaging.i18n import LOCALES, normalize_locale
+from gomflow_messaging.i18n import DEFAULT_TIMEZONE, LOCALES, default_timezone, normalize_locale
 from gomflow_messaging.workflows import audit, linking
 from gomflow_messaging.workflows.chat.buyer import BuyerCommands
 from gomflow_messaging.workflows.chat.conversation import Conversation, cancel
@@ -256,7 +256,7 @@ class Bot:
             sender=sender,
             contact_id=UUID(int=0),
             locale=locale if locale in LOCALES else "en",
-            timezone=(known["timezone"] if known else None) or "Asia/Manila",
+            timezone=(known["timezone"] if known else None) or default_timezone(locale),
             gom_id=None,
             opted_out=False,
             conversation=Conversation(self.redis, sender),
@@ -293,7 +293,7 @@ class Bot:
             sender=sender,
             contact_id=row["id"],
             locale=row["locale"] if row["locale"] in LOCALES else "en",
-            timezone=row["timezone"] or "Asia/Manila",
+            timezone=row["timezone"] or DEFAULT_TIMEZONE,
             gom_id=row["profile_id"] if row["kind"] == "gom" else None,
             opted_out=row["opted_out_at"] is not None,
             conversation=conversation,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from gomflow_messaging import i18n
 from gomflow_messaging.i18n import format_moment, gettext
 from gomflow_messaging.money import format_money
 from gomflow_messaging.workflows.chat.types import Reply, button, command_menu
@@ -21,6 +22,11 @@ Buttons = tuple[tuple["Button", ...], ...]
 
 def _(ctx: Context, message: str, **values: Any) -> str:
     return gettext(ctx.locale, message, **values)
+
+
+def label(ctx: Context, message: str, **values: Any) -> str:
+    """A button's text in this person's language (at most 20 characters in every one)."""
+    return i18n.label(ctx.locale, message, **values)
 
 
 def command(ctx: Context, name: str, argument: str = "") -> str:
@@ -79,17 +85,17 @@ def status_name(ctx: Context, status: str) -> str:
 
 def main_buttons(ctx: Context) -> Buttons:
     return (
-        (button(_(ctx, "Open orders"), "orders"), button(_(ctx, "My orders"), "status")),
-        (button(_(ctx, "Pay"), "pay"), button(_(ctx, "Settings"), "settings")),
+        (button(label(ctx, "Open orders"), "orders"), button(label(ctx, "My orders"), "status")),
+        (button(label(ctx, "Pay"), "pay"), button(label(ctx, "Settings"), "settings")),
     )
 
 
 def confirm_buttons(ctx: Context) -> Buttons:
-    return ((button(_(ctx, "Confirm"), "confirm"), button(_(ctx, "Cancel"), "/cancel")),)
+    return ((button(label(ctx, "Confirm"), "confirm"), button(label(ctx, "Cancel"), "/cancel")),)
 
 
 def cancel_button(ctx: Context) -> Buttons:
-    return ((button(_(ctx, "Cancel"), "/cancel"),),)
+    return ((button(label(ctx, "Cancel"), "/cancel"),),)
 
 
 def unknown(ctx: Context) -> Reply:

@@ -135,22 +135,13 @@ class Intake:
             return [self._refusal(ctx, stored, target)]
         if target is not None:
             return await self._submitted(ctx, stored, target)
-        choices = tuple(
-            (
-                button(
-                    f"{r['payment_reference']} · {r['title']}"[:60],
-                    f"proof {r['id']}",
-                ),
-            )
-            for r in pending[:10]
-        )
-        return [
-            Reply(
-                _(ctx, "Thank you! Which order is this receipt for?"),
-                buttons=choices,
-                private=True,
-            )
-        ]
+        # A button holds the reference (chats cut labels at 20 characters); the text lists
+        # each reference with its order's title.
+        shown = pending[:10]
+        choices = tuple((button(r["payment_reference"], f"proof {r['id']}"),) for r in shown)
+        lines = [_(ctx, "Thank you! Which order is this receipt for?")]
+        lines += [f"{r['payment_reference']} · {r['title']}" for r in shown]
+        return [Reply("\n".join(lines), buttons=choices, private=True)]
 
     async def choose(self, ctx: Context, args: str) -> list[Reply]:
         """``proof <submission id>``: the buyer says which of their orders the receipt pays."""

@@ -22,6 +22,7 @@ from gomflow_messaging.free_text import quoted
 from gomflow_messaging.i18n import gettext
 from gomflow_messaging.money import format_money
 from gomflow_messaging.workflows import audit, events, notify
+from gomflow_messaging.workflows.chat.text import label
 from gomflow_messaging.workflows.chat.types import Reply, button
 from gomflow_messaging.workflows.proofs.urls import image_url
 
@@ -192,8 +193,8 @@ class Review:
             ]
             actions: list[tuple[Button, ...]] = [
                 (
-                    button(_(ctx, "Approve"), f"approve {r['id']}"),
-                    button(_(ctx, "Reject"), f"reject {r['id']}"),
+                    button(label(ctx, "Approve"), f"approve {r['id']}"),
+                    button(label(ctx, "Reject"), f"reject {r['id']}"),
                 )
             ]
             picture = ""
@@ -204,7 +205,7 @@ class Review:
                 if r["mime"] in _DISPLAYABLE:
                     picture = url
                 else:
-                    actions.append((Button(_(ctx, "Open the receipt"), url=url),))
+                    actions.append((Button(label(ctx, "Open the receipt"), url=url),))
             replies.append(
                 Reply("\n".join(lines), buttons=tuple(actions), image_url=picture, private=True)
             )
@@ -247,7 +248,7 @@ class Review:
                 return [
                     Reply(
                         _(ctx, "Type the reason the buyer will see, in one message."),
-                        buttons=((button(_(ctx, "Cancel"), "/cancel"),),),
+                        buttons=((button(label(ctx, "Cancel"), "/cancel"),),),
                         private=True,
                     )
                 ]
@@ -261,12 +262,12 @@ class Review:
                         ref=row["payment_reference"],
                     ),
                     buttons=(
-                        (button(_(ctx, "Amount does not match"), f"{prefix} amount"),),
-                        (button(_(ctx, "Cannot read it"), f"{prefix} unreadable"),),
-                        (button(_(ctx, "Wrong account"), f"{prefix} account"),),
+                        (button(label(ctx, "Wrong amount"), f"{prefix} amount"),),
+                        (button(label(ctx, "Cannot read it"), f"{prefix} unreadable"),),
+                        (button(label(ctx, "Wrong account"), f"{prefix} account"),),
                         (
-                            button(_(ctx, "Other reason"), f"{prefix} other"),
-                            button(_(ctx, "Cancel"), "/cancel"),
+                            button(label(ctx, "Other reason"), f"{prefix} other"),
+                            button(label(ctx, "Cancel"), "/cancel"),
                         ),
                     ),
                     private=True,

@@ -90,10 +90,16 @@ async def _walk_gom(gom: Person) -> None:
     code = (
         await gom.client.post("/api/link-tokens", headers=AUTH, json={"gom_id": GOM_ID})
     ).json()["code"]
-    await gom.say(f"link {code}")
+    await gom.say(f"link {code}")  # the offer: Confirm / Cancel
+    await gom.say("link confirm")
     # The chat is now the demo GOM's contact: speak this language, and leave it as it was.
     await gom.say(f"/lang {gom.language}")
-    for text in ("/manage", "/dashboard", "/settings", "notify gom_alerts off"):
+    manage = await gom.say("/manage")
+    for holds in _actions(manage, "holds ")[:1]:
+        listing = await gom.say(holds)  # a button per unpaid reference
+        for cancel in _actions(listing, "cancelhold ")[:1]:
+            await gom.say(cancel)  # the confirmation's buttons; not confirmed
+    for text in ("/dashboard", "/settings", "notify gom_alerts off"):
         await gom.say(text)
     await gom.say("notify summaries off")
     listing = await gom.say("/payments")
@@ -116,6 +122,7 @@ def _event_labels(locale: str) -> dict[str, str]:
         "amount": "1250.00",
         "currency": "PHP",
         "deadline": "2026-12-08T15:59:00+00:00",
+        "expires_at": "2026-12-09T15:59:00+00:00",
         "buyer_name": "Ana",
         "quantity": 1,
         "reason": "unreadable",
@@ -159,6 +166,7 @@ async def test_every_button_label_fits_20_characters_in_every_language(
     for wanted in ("Matikan reminder", "I-on ang summaries", "Senyap waktu malam", "Tolak"):
         assert wanted in labels, sorted(labels)
     assert "I-remind ang unpaid" in labels and "Ingatkan pembeli" in labels
+    assert {"Unpaid holds", "Keep it", "Yes, cancel it", "Confirm", "Console"} <= set(labels)
     assert "Maling amount" in labels and "Amaun salah" in labels
     too_long = {text: where for text, where in labels.items() if len(text) > MAX_LABEL}
     assert not too_long, f"button labels longer than {MAX_LABEL} characters: {too_long}"

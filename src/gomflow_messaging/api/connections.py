@@ -69,14 +69,14 @@ class HeadTimedH11Protocol(H11Protocol):
         # uvicorn's own check counts connections; ours (in `_admit`) counts requests.
         self.limit_concurrency = None
         self._inner_app = self.app
-        self.app = self._admit  # type: ignore[assignment]
+        self.app = self._admit
 
     async def _admit(self, scope: Scope, receive: Receive, send: Send) -> None:
         # This request's task is already in `tasks`, hence ">".
         if self.max_requests is not None and len(self.tasks) > self.max_requests:
             await service_unavailable(scope, receive, send)  # type: ignore[arg-type]
             return
-        await self._inner_app(scope, receive, send)  # type: ignore[arg-type]
+        await self._inner_app(scope, receive, send)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)

@@ -163,11 +163,17 @@ class Dispatcher:
         return list(self.channels)
 
     async def _hand_over(self, unclaimed: list[UUID]) -> int:
-        """Messages not claimed because their channel is not enabled here go back in line for
-        a worker that has it (a rolling deploy turning a channel on): never failed here."""
+        """Messages not claimed because their channel is not enabled here are never failed
+        here (a rolling deploy turning a channel on shares the queue): they go back in line
+        when a live worker has their channel, else they wait, queued, for the sweeper of the
+        first worker that has it. Returns how many were left to others."""
         foreign = await outbox.due_elsewhere(self.pool, unclaimed, self.channel_names)
-        if foreign:
-            await self.queue.hand_over(foreign)
+        if not foreign:
+            return 0
+        served = await self._served_channels()
+        ids = [m for m, channel in foreign if served is None or channel in served]
+        if ids:
+            await self.queue.hand_over(ids)
         return len(foreign)
 
     async def _deliver(self, message_id: UUID) -> dict[str, Any]:

@@ -184,16 +184,18 @@ async def claim_many(
     )
 
 
-async def due_elsewhere(pool: Pool, message_ids: list[UUID], channels: list[str]) -> list[UUID]:
-    """Those of these messages that are due on a channel not in ``channels``: another worker's
-    to send (a rolling deploy), never this one's to fail."""
+async def due_elsewhere(
+    pool: Pool, message_ids: list[UUID], channels: list[str]
+) -> list[tuple[UUID, str]]:
+    """(id, channel) of those of these messages that are due on a channel not in
+    ``channels``: another worker's to send (a rolling deploy), never this one's to fail."""
     rows = await pool.fetch(
-        "SELECT id FROM messages WHERE id = ANY($1::uuid[]) AND channel <> ALL($2::text[]) AND "
-        + _DUE,
+        "SELECT id, channel FROM messages WHERE id = ANY($1::uuid[])"
+        " AND channel <> ALL($2::text[]) AND " + _DUE,
         message_ids,
         channels,
     )
-    return [row["id"] for row in rows]
+    return [(row["id"], row["channel"]) for row in rows]
 
 
 async def not_due_until(pool: Pool, message_id: UUID) -> datetime | None:

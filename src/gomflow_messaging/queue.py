@@ -258,10 +258,6 @@ class JobQueue:
             await self.redis.zrem(WORKERS_KEY.format(queue=self.name), worker_id)
             await self.redis.delete(self._channels_key(worker_id))
 
-    async def live_workers(self) -> int:
-        key = WORKERS_KEY.format(queue=self.name)
-        return int(await self.redis.zcount(key, time.time(), "+inf"))
-
     async def live_worker_channels(self) -> dict[str, frozenset[str] | None]:
         return await live_worker_channels(self.redis, self.name)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from gomflow_messaging import db
+from gomflow_messaging import db, outbox
 from gomflow_messaging.channels.registry import build_channel
 from gomflow_messaging.queue import live_worker_channels, redis_client
 from gomflow_messaging.settings import Environment
@@ -171,13 +171,7 @@ async def _workers(settings: Settings, pool: db.Pool, redis: Redis) -> Finding:
     name = "workers"
     try:
         workers = await live_worker_channels(redis, settings.queue_name)
-        pending = {
-            row["channel"]: row["n"]
-            for row in await pool.fetch(
-                "SELECT channel, count(*) AS n FROM messages WHERE status = 'queued'"
-                " AND next_attempt_at <= now() GROUP BY channel"
-            )
-        }
+        pending = {row["channel"]: row["pending"] for row in await outbox.due_by_channel(pool)}
     except Exception as exc:
         return Finding(name, False, f"{type(exc).__name__}: {str(exc)[:200]}")
     if not workers:

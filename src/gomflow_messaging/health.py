@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from gomflow_messaging import __version__
+from gomflow_messaging import __version__, outbox
 from gomflow_messaging.channels import registry
 from gomflow_messaging.settings import Environment
 from gomflow_messaging.smart_agent import AgentUnavailable, SmartAgent
@@ -33,17 +33,7 @@ async def _timed(coro: Any) -> Any:
 
 async def _database(services: Services) -> dict[str, Any]:
     try:
-        backlog = await _timed(
-            services.pool.fetch(
-                """
-                SELECT channel, count(*) AS pending,
-                       extract(epoch FROM now() - min(next_attempt_at)) AS oldest_due_seconds
-                  FROM messages
-                 WHERE status IN ('queued', 'sending') AND next_attempt_at <= now()
-                 GROUP BY channel
-                """
-            )
-        )
+        backlog = await _timed(outbox.due_by_channel(services.pool))
     except Exception as exc:
         return {"ok": False, "error": type(exc).__name__}
     oldest = max((row["oldest_due_seconds"] for row in backlog), default=None)

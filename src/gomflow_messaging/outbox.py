@@ -198,6 +198,21 @@ async def due_elsewhere(
     return [(row["id"], row["channel"]) for row in rows]
 
 
+async def due_by_channel(pool: Pool) -> list[asyncpg.Record]:
+    """Per channel, the messages due and not finished, and how long the oldest has been due."""
+    return list(
+        await pool.fetch(
+            """
+            SELECT channel, count(*) AS pending,
+                   extract(epoch FROM now() - min(next_attempt_at)) AS oldest_due_seconds
+              FROM messages
+             WHERE status IN ('queued', 'sending') AND next_attempt_at <= now()
+             GROUP BY channel
+            """
+        )
+    )
+
+
 async def not_due_until(pool: Pool, message_id: UUID) -> datetime | None:
     """When a queued message becomes due, if it is queued for later."""
     value: datetime | None = await pool.fetchval(

@@ -8,7 +8,7 @@ RUN python -m venv /venv && /venv/bin/pip install --upgrade pip && /venv/bin/pip
 
 FROM python:3.11-slim
 ENV PATH=/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
-    ENVIRONMENT=production PORT=3000
+    ENVIRONMENT=production HOST=0.0.0.0 PORT=3000
 RUN useradd --create-home --uid 10001 gomflow
 WORKDIR /app
 COPY --from=build /venv /venv

@@ -2,7 +2,7 @@
 
     python bench/run.py                  # all of them (about 10 minutes on 2 cores)
     python bench/run.py drills           # only some: foundation campaign webhook footprint
-                                         # flood receipts drills timing console
+                                         # flood idle receipts drills timing console
     python bench/run.py --latest ...     # also copy the run to bench/latest.json and latest.png
     python bench/run.py --report bench/latest.json   # the README table of a saved run
 
@@ -33,6 +33,7 @@ BENCHMARKS = [
     "webhook",
     "footprint",
     "flood",
+    "idle",
     "receipts",
     "drills",
     "timing",
@@ -143,6 +144,18 @@ def summary(report: dict[str, Any]) -> str:
             f"{flood['limit_mb']} MB",
             round(flood["peak_rss_growth_mb"] / flood["limit_mb"], 2),
             f"< {flood['limit_mb']} MB",
+        )
+    if "idle" in report:
+        idle = report["idle"]
+        held, free = idle["health_with_idle"], idle["health_without"]
+        add(
+            f"`/api/health` while {idle['idle_sockets']:,} sockets send no request head "
+            f"({idle['requests']} requests)",
+            f"p50 {held['p50_ms']} ms, p95 {held['p95_ms']} ms, {held['not_200']} not 200; "
+            f"all closed after {idle['all_closed_after_s']} s",
+            f"no idle sockets: p50 {free['p50_ms']} ms, p95 {free['p95_ms']} ms",
+            idle["ratio_p95"],
+            f"0 not 200, closed by {idle['header_timeout_s']:.0f} s + 2 s",
         )
     if "drills" in report:
         drills = report["drills"]

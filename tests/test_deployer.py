@@ -158,7 +158,7 @@ def test_production_warns_about_the_sandbox_and_no_channel(
     assert doctor.returncode == 0, doctor.stdout
     assert "[WARN] settings: ENABLE_SANDBOX is true in production" in doctor.stdout
     assert "[WARN] settings: no channel is enabled" in doctor.stdout
-    assert doctor.stdout.strip().endswith("all checks passed (2 warnings)")
+    assert doctor.stdout.strip().endswith("no check failed, but 2 warnings: settings")
 
     # At start: the same two warnings, before anything else goes wrong.
     with served(tmp_path, PORT=str(free_port()), LOG_FORMAT="text", **env) as log:

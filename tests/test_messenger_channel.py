@@ -292,7 +292,7 @@ async def test_an_unreachable_graph_is_degraded_not_down(pool: db.Pool, redis: R
     await graph.close()  # nothing listens there any more
     try:
         health = await adapter.health()
-        assert health.ok
+        assert not health.ok and health.away
         assert "unreachable" in health.detail
     finally:
         await adapter.close()

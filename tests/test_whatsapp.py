@@ -512,7 +512,7 @@ async def test_buyer_phone_reaches_the_whatsapp_contact_and_stop_is_honoured(
         )
         [sent] = twilio.to(phone)
         assert sent.body == "Your album has arrived in Manila!"
-        health = (await client.get("/api/health")).json()
+        health = (await client.get("/api/health", headers=AUTH)).json()
         assert health["components"]["channels"]["whatsapp"]["ok"]
         assert sent.get("From") == f"whatsapp:{SENDER}"
 

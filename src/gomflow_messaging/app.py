@@ -132,7 +132,15 @@ def create_app(
                 await runner.start()  # its heartbeat reports Redis missing
             else:
                 await _say_if_redis_is_away(svc)
-            log.info("gomflow-messaging %s ready: channels %s", mode, ", ".join(svc.channels))
+            log.info(
+                "gomflow-messaging %s ready: %s",
+                mode,
+                f"channels {', '.join(svc.channels)}"
+                if svc.channels
+                else "no channel enabled (each has its ENABLE_* variable: "
+                + ", ".join(f"ENABLE_{p.name.upper()}" for p in registry.plugins())
+                + ")",
+            )
             yield
         finally:
             if runner is not None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -51,18 +53,36 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything starts: a port already taken is one line."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise CommandError(
+                f"port {port} on {host} is taken (is another `gomflow-messaging serve` or "
+                "`make dev` running?): stop it, or set PORT to another port"
+            ) from None
+        raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def _serve(settings: Settings, mode: Literal["serve", "web"]) -> int:
     import uvicorn
 
+    from gomflow_messaging.api.connections import protocol
     from gomflow_messaging.app import create_app
     from gomflow_messaging.bootstrap import build_services
     from gomflow_messaging.worker import new_worker_id
+
+    listener = _listen(settings.host, settings.port)
 
     async def main() -> bool:
         # Connect before uvicorn starts, so an unreachable database is one line, not a trace.
         services = await build_services(settings, worker_id=new_worker_id())
         try:
             app = create_app(settings, mode=mode, services=services)
+            h11 = settings.http_parser == "h11"
             server = uvicorn.Server(
                 uvicorn.Config(
                     app,
@@ -74,19 +94,24 @@ def _serve(settings: Settings, mode: Literal["serve", "web"]) -> int:
                     proxy_headers=True,
                     forwarded_allow_ips="*",
                     timeout_graceful_shutdown=settings.shutdown_grace_seconds,
-                    # Bodies are bounded by api/limits.py; these bound connections and headers.
-                    limit_concurrency=settings.http_limit_concurrency,
+                    # Bodies are bounded by api/limits.py; connections and request heads by
+                    # api/connections.py (h11), which counts requests, not idle sockets.
+                    limit_concurrency=None if h11 else settings.http_limit_concurrency,
                     timeout_keep_alive=settings.http_keep_alive_seconds,
-                    http=settings.http_parser,
+                    http=protocol(settings) if h11 else settings.http_parser,
                     h11_max_incomplete_event_size=settings.http_max_header_bytes,
                 )
             )
-            await server.serve()
+            log.info("listening on http://%s:%d", settings.host, settings.port)
+            await server.serve(sockets=[listener])
             return bool(server.started)
         finally:
             await services.close()
 
-    return 0 if run(main()) else 1
+    try:
+        return 0 if run(main()) else 1
+    finally:
+        listener.close()
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:

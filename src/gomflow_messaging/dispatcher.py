@@ -157,21 +157,42 @@ class Dispatcher:
             self._budget.give(1)
             request_id_var.reset(token)
 
+    @property
+    def channel_names(self) -> list[str]:
+        """The channels this worker sends on: it claims messages of these only."""
+        return list(self.channels)
+
+    async def _hand_over(self, unclaimed: list[UUID]) -> int:
+        """Messages not claimed because their channel is not enabled here are never failed
+        here (a rolling deploy turning a channel on shares the queue): they go back in line
+        when a live worker has their channel, else they wait, queued, for the sweeper of the
+        first worker that has it. Returns how many were left to others."""
+        foreign = await outbox.due_elsewhere(self.pool, unclaimed, self.channel_names)
+        if not foreign:
+            return 0
+        served = await self._served_channels()
+        ids = [m for m, channel in foreign if served is None or channel in served]
+        if ids:
+            await self.queue.hand_over(ids)
+        return len(foreign)
+
     async def _deliver(self, message_id: UUID) -> dict[str, Any]:
         lease = self.settings.dispatch_lease_seconds
         claimed_at = time.monotonic()
-        row = await outbox.claim(self.pool, message_id, lease, self.worker_id)
+        channels = self.channel_names
+        row = await outbox.claim(self.pool, message_id, lease, self.worker_id, channels)
         if row is None:
             due = await outbox.not_due_until(self.pool, message_id)
-            if due is None:
-                return {"result": "not_claimed"}
-            wait = (due - datetime.now(UTC)).total_seconds()
-            if wait > _EARLY_WAIT_LIMIT:
-                return {"result": "not_due"}
-            await asyncio.sleep(max(wait, 0) + 0.01)
-            row = await outbox.claim(self.pool, message_id, lease, self.worker_id)
-            if row is None:
-                return {"result": "not_claimed"}
+            if due is not None:
+                wait = (due - datetime.now(UTC)).total_seconds()
+                if wait > _EARLY_WAIT_LIMIT:
+                    return {"result": "not_due"}
+                await asyncio.sleep(max(wait, 0) + 0.01)
+                row = await outbox.claim(self.pool, message_id, lease, self.worker_id, channels)
+        if row is None:
+            if await self._hand_over([message_id]):
+                return {"result": "handed_over"}
+            return {"result": "not_claimed"}
         return await self._attempt(row, self._sent_log(claimed_at + lease * 0.9))
 
     async def deliver_batch(self, message_ids: list[UUID]) -> dict[str, Any]:
@@ -188,12 +209,19 @@ class Dispatcher:
                 group, remaining = remaining[:got], remaining[got:]
                 claimed_at = time.monotonic()
                 try:
-                    rows = await outbox.claim_many(self.pool, group, lease, self.worker_id)
+                    rows = await outbox.claim_many(
+                        self.pool, group, lease, self.worker_id, self.channel_names
+                    )
                 except BaseException:
                     self._budget.give(got)
                     raise
                 self._budget.give(got - len(rows))
-                counts["not_claimed"] += got - len(rows)
+                if len(rows) < got:
+                    claimed = {row["id"] for row in rows}
+                    handed = await self._hand_over([m for m in group if m not in claimed])
+                    if handed:
+                        counts["handed_over"] += handed
+                    counts["not_claimed"] += got - len(rows) - handed
                 sent_log = self._sent_log(claimed_at + lease * 0.9)
                 results = await asyncio.gather(
                     *(self._attempt_then_give(row, sent_log) for row in rows),
@@ -235,17 +263,7 @@ class Dispatcher:
                 error=f"gave up after {attempt - 1} attempts",
             )
             return {"result": "failed", "reason": "too_many_attempts"}
-        channel = self.channels.get(channel_name)
-        if channel is None:
-            await outbox.finish_failed(
-                self.pool,
-                message_id,
-                attempt_id,
-                reason="channel_disabled",
-                error=f"channel {channel_name} is not enabled on this deployment",
-            )
-            return {"result": "failed", "reason": "channel_disabled"}
-
+        channel = self.channels[channel_name]  # claimed only on a channel of ours
         message = OutboundMessage.from_body(message_id, row["address"], row["body"])
         # Leave time to record the outcome before the lease runs out.
         send_timeout = max(lease * 0.8, 1.0)
@@ -390,11 +408,23 @@ class Dispatcher:
         )
         return {"result": "retry", "delay": round(delay, 3), "code": code}
 
+    async def _served_channels(self) -> list[str] | None:
+        """The channels some live worker sends on (ours included); None when a live worker
+        does not say (an older version), so it may send on any."""
+        sets = (await self.queue.live_worker_channels()).values()
+        if any(channels is None for channels in sets):
+            return None
+        return sorted(set(self.channels).union(*(s for s in sets if s is not None)))
+
     async def sweep(self, limit: int = 1000) -> int:
         """Re-enqueue messages whose job may be lost; a job still waiting is not doubled (one
         carrying a batch of a long paced campaign included: see `stuck_messages`)."""
         rows = await outbox.stuck_messages(
-            self.pool, self.settings.sweep_grace_seconds, limit, await self.queue.oldest_waiting()
+            self.pool,
+            self.settings.sweep_grace_seconds,
+            limit,
+            await self.queue.oldest_waiting(),
+            await self._served_channels(),
         )
         if not rows:
             return 0

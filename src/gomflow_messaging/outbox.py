@@ -121,53 +121,94 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
+# Due for an attempt: queued and due, or held by a worker whose lease ran out.
+_DUE = """((status = 'queued' AND next_attempt_at <= now())
+          OR (status = 'sending' AND claimed_until < now()))"""
+
+
+_CLAIM = (
+    """
+    WITH picked AS (
+        SELECT id FROM messages
+         WHERE id = ANY($1::uuid[]) AND channel = ANY($4::text[]) AND """
+    + _DUE
+    + """
+         FOR UPDATE SKIP LOCKED
+    ), claimed AS (
+        UPDATE messages m
+           SET status = 'sending', attempts = m.attempts + 1, updated_at = now(),
+               claimed_until = now() + make_interval(secs => $2)
+          FROM picked
+         WHERE m.id = picked.id
+        RETURNING m.id, m.channel, m.address, m.event, m.locale, m.body, m.attempts,
+                  m.contact_id, m.created_at, m.notification_id
+    ), attempt AS (
+        INSERT INTO delivery_attempts (message_id, attempt, worker)
+        SELECT id, attempts, $3 FROM claimed
+        RETURNING id, message_id
+    )
+    SELECT claimed.*, attempt.id AS attempt_id,
+           (SELECT request_id FROM notifications n
+             WHERE n.id = claimed.notification_id) AS request_id
+      FROM claimed JOIN attempt ON attempt.message_id = claimed.id
+    """
+)
+
+
 async def claim(
-    pool: Pool, message_id: UUID, lease_seconds: float, worker: str
+    pool: Pool, message_id: UUID, lease_seconds: float, worker: str, channels: list[str]
 ) -> asyncpg.Record | None:
     """Take the message for one attempt and open its attempt record, in one statement.
 
-    None when it is not due, already finished, or leased by a live worker.
+    None when it is not due, already finished, leased by a live worker, or for a channel
+    not in ``channels`` (the ones this worker sends on).
     """
-    rows = await claim_many(pool, [message_id], lease_seconds, worker)
+    rows = await claim_many(pool, [message_id], lease_seconds, worker, channels)
     return rows[0] if rows else None
 
 
 async def claim_many(
-    pool: Pool, message_ids: list[UUID], lease_seconds: float, worker: str
+    pool: Pool, message_ids: list[UUID], lease_seconds: float, worker: str, channels: list[str]
 ) -> list[asyncpg.Record]:
-    """Take those of these messages that are due for one attempt each and open their attempt
-    records, in ONE statement; rows another worker is claiming right now are skipped, not
-    waited for (it has them)."""
+    """Take those of these messages that are due, on one of ``channels``, for one attempt each
+    and open their attempt records, in ONE statement; rows another worker is claiming right
+    now are skipped, not waited for (it has them)."""
     return list(
         await pool.fetch(
-            """
-            WITH picked AS (
-                SELECT id FROM messages
-                 WHERE id = ANY($1::uuid[])
-                   AND ((status = 'queued' AND next_attempt_at <= now())
-                        OR (status = 'sending' AND claimed_until < now()))
-                 FOR UPDATE SKIP LOCKED
-            ), claimed AS (
-                UPDATE messages m
-                   SET status = 'sending', attempts = m.attempts + 1, updated_at = now(),
-                       claimed_until = now() + make_interval(secs => $2)
-                  FROM picked
-                 WHERE m.id = picked.id
-                RETURNING m.id, m.channel, m.address, m.event, m.locale, m.body, m.attempts,
-                          m.contact_id, m.created_at, m.notification_id
-            ), attempt AS (
-                INSERT INTO delivery_attempts (message_id, attempt, worker)
-                SELECT id, attempts, $3 FROM claimed
-                RETURNING id, message_id
-            )
-            SELECT claimed.*, attempt.id AS attempt_id,
-                   (SELECT request_id FROM notifications n
-                     WHERE n.id = claimed.notification_id) AS request_id
-              FROM claimed JOIN attempt ON attempt.message_id = claimed.id
-            """,
+            _CLAIM,
             message_ids,
             lease_seconds,
             worker,
+            channels,
+        )
+    )
+
+
+async def due_elsewhere(
+    pool: Pool, message_ids: list[UUID], channels: list[str]
+) -> list[tuple[UUID, str]]:
+    """(id, channel) of those of these messages that are due on a channel not in
+    ``channels``: another worker's to send (a rolling deploy), never this one's to fail."""
+    rows = await pool.fetch(
+        "SELECT id, channel FROM messages WHERE id = ANY($1::uuid[])"
+        " AND channel <> ALL($2::text[]) AND " + _DUE,
+        message_ids,
+        channels,
+    )
+    return [(row["id"], row["channel"]) for row in rows]
+
+
+async def due_by_channel(pool: Pool) -> list[asyncpg.Record]:
+    """Per channel, the messages due and not finished, and how long the oldest has been due."""
+    return list(
+        await pool.fetch(
+            """
+            SELECT channel, count(*) AS pending,
+                   extract(epoch FROM now() - min(next_attempt_at)) AS oldest_due_seconds
+              FROM messages
+             WHERE status IN ('queued', 'sending') AND next_attempt_at <= now()
+             GROUP BY channel
+            """
         )
     )
 
@@ -401,7 +442,11 @@ async def mark_address_unreachable(pool: Pool, channel: str, address: str, reaso
 
 
 async def stuck_messages(
-    pool: Pool, grace_seconds: float, limit: int, line_since: datetime | None = None
+    pool: Pool,
+    grace_seconds: float,
+    limit: int,
+    line_since: datetime | None = None,
+    channels: list[str] | None = None,
 ) -> list[asyncpg.Record]:
     """Messages that should have a live job but may not: Redis lost it, or a worker died.
 
@@ -410,22 +455,25 @@ async def stuck_messages(
     stands for), and jobs leave the line in order: so a message due more than the grace before
     ``line_since`` has had its job taken, while one due later may simply be waiting its turn
     (a campaign paced for minutes) and is left alone. None (no job waits): every message past
-    the grace.
+    the grace. ``channels``: only messages on these (the ones a live worker sends on; the
+    others wait, queued, for a worker that has theirs); None: every channel.
     """
     return list(
         await pool.fetch(
             """
             SELECT id, attempts, next_attempt_at FROM messages
-             WHERE (status = 'queued' AND next_attempt_at <= now() - make_interval(secs => $1)
-                    AND ($3::timestamptz IS NULL
-                         OR next_attempt_at < $3 - make_interval(secs => $1)))
-                OR (status = 'sending' AND claimed_until < now())
+             WHERE ((status = 'queued' AND next_attempt_at <= now() - make_interval(secs => $1)
+                     AND ($3::timestamptz IS NULL
+                          OR next_attempt_at < $3 - make_interval(secs => $1)))
+                    OR (status = 'sending' AND claimed_until < now()))
+               AND ($4::text[] IS NULL OR channel = ANY($4::text[]))
              ORDER BY next_attempt_at
              LIMIT $2
             """,
             grace_seconds,
             limit,
             line_since,
+            channels,
         )
     )
 

@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 DELIVER_JOB = "deliver"
 DELIVER_BATCH_JOB = "deliver_batch"
 WORKERS_KEY = "gomflow:{queue}:workers"
+#: The channels a live worker sends on (comma-separated), expiring with its heartbeat.
+WORKER_CHANNELS_KEY = "gomflow:{queue}:worker-channels:{worker}"
+#: A job for a channel this worker does not send on is put back for another after this.
+HAND_OVER_DELAY_SECONDS = 1
 ENQUEUE_BATCH = 200
 #: Messages due now that one job carries. A worker runs `worker_concurrency` jobs at once, so
 #: up to 20 x 20 messages are claimed per process: at a 30/s platform cap that is 13 s of
@@ -39,6 +43,20 @@ def redis_client(url: str, *, blocking: bool = False) -> Redis:
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
         health_check_interval=15,
     )
+
+
+async def live_worker_channels(redis: Redis, queue: str) -> dict[str, frozenset[str] | None]:
+    """Each live worker of this queue and its channels (None: it has not said, e.g. an older
+    version, which may send on any)."""
+    key = WORKERS_KEY.format(queue=queue)
+    ids = [i.decode() for i in await redis.zrangebyscore(key, time.time(), "+inf")]
+    if not ids:
+        return {}
+    values = await redis.mget([WORKER_CHANNELS_KEY.format(queue=queue, worker=i) for i in ids])
+    return {
+        worker: None if value is None else frozenset(filter(None, value.decode().split(",")))
+        for worker, value in zip(ids, values, strict=True)
+    }
 
 
 class JobQueue:
@@ -110,6 +128,21 @@ class JobQueue:
         if scheduled_at is not None and scheduled_at.timestamp() > time.time():
             kwargs["scheduled"] = int(scheduled_at.timestamp())
         return kwargs
+
+    async def hand_over(self, message_ids: list[UUID]) -> bool:
+        """Put messages of a channel this worker does not send on back in line, under a fresh
+        key, for a worker that does (during a rolling deploy that turns a channel on, workers
+        with different ENABLE_* share the queue). Scheduled a moment ahead, so a worker
+        without the channel does not take the same job again and again at once."""
+        key = f"handover:{message_ids[0]}:{uuid.uuid4().hex[:8]}"
+        kwargs = self._options(key)
+        kwargs["scheduled"] = int(time.time()) + HAND_OVER_DELAY_SECONDS
+        if len(message_ids) == 1:
+            kwargs["message_id"] = str(message_ids[0])
+            return await self._enqueue(DELIVER_JOB, kwargs)
+        kwargs["timeout"] = int(self._lease) * 3 + 5
+        kwargs["message_ids"] = [str(m) for m in message_ids]
+        return await self._enqueue(DELIVER_BATCH_JOB, kwargs)
 
     async def requeue(self, message_id: UUID, attempt: int) -> bool:
         """For the sweeper: enqueue again; if a job under this key is held by a worker that is
@@ -206,22 +239,27 @@ class JobQueue:
         except (RedisError, OSError):
             return False
 
-    async def beat(self, worker_id: str, ttl: float) -> None:
-        """A worker says it is alive; health counts workers seen within their ttl."""
+    async def beat(self, worker_id: str, ttl: float, channels: Iterable[str] = ()) -> None:
+        """A worker says it is alive and which channels it sends on; health counts workers
+        seen within their ttl."""
         key = WORKERS_KEY.format(queue=self.name)
         now = time.time()
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zadd(key, {worker_id: now + ttl})
             pipe.zremrangebyscore(key, 0, now)
+            pipe.set(self._channels_key(worker_id), ",".join(sorted(channels)), ex=int(ttl) + 1)
             await pipe.execute()
+
+    def _channels_key(self, worker_id: str) -> str:
+        return WORKER_CHANNELS_KEY.format(queue=self.name, worker=worker_id)
 
     async def forget_worker(self, worker_id: str) -> None:
         with contextlib.suppress(RedisError, OSError):
             await self.redis.zrem(WORKERS_KEY.format(queue=self.name), worker_id)
+            await self.redis.delete(self._channels_key(worker_id))
 
-    async def live_workers(self) -> int:
-        key = WORKERS_KEY.format(queue=self.name)
-        return int(await self.redis.zcount(key, time.time(), "+inf"))
+    async def live_worker_channels(self) -> dict[str, frozenset[str] | None]:
+        return await live_worker_channels(self.redis, self.name)
 
     async def depth(self) -> dict[str, int]:
         return {

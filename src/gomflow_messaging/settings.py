@@ -41,7 +41,9 @@ class CoreSettings(BaseSettings):
 
     environment: Environment = Environment.development
     port: int = Field(3000, ge=1, le=65535)
-    host: str = "0.0.0.0"
+    #: Unset: every interface in production (the Docker image sets it too), else only this
+    #: machine (127.0.0.1), so `make dev` is not reachable from the network.
+    host: str = ""
     log_level: str = "INFO"
     #: One JSON object per line (the default in production) or plain text.
     log_format: Literal["json", "text"] | None = None
@@ -78,14 +80,19 @@ class CoreSettings(BaseSettings):
     max_request_body_bytes: int = Field(1_048_576, ge=1024)
     #: A body still arriving after this is cut with 408 (slow clients hold no connection).
     body_read_timeout_seconds: float = Field(10.0, gt=0, le=300)
-    #: uvicorn: more connections and requests at once than this are answered 503.
+    #: More requests in flight at once than this are answered 503 (with h11, connections
+    #: still waiting for their request head do not count: see the timeout below).
     http_limit_concurrency: int = Field(1000, ge=10)
+    #: h11: a connection that has not sent a whole request head this long after it opened
+    #: (or after its previous response) is closed (api/connections.py).
+    http_header_timeout_seconds: float = Field(10.0, gt=0, le=300)
     #: uvicorn: an idle keep-alive connection is closed after this.
     http_keep_alive_seconds: int = Field(5, ge=1, le=300)
     #: uvicorn's HTTP parser: h11 bounds the request line and headers (below); httptools is
     #: faster but keeps headers of any size, so use it only behind a proxy that bounds them.
     http_parser: Literal["h11", "httptools"] = "h11"
-    #: h11: request line and headers larger than this are refused (400) before the app runs.
+    #: h11: request line and headers larger than this are refused (400) before the app runs,
+    #: however they arrive (in pieces or in one read).
     http_max_header_bytes: int = Field(65_536, ge=4096, le=1_048_576)
 
     # Workflows
@@ -253,6 +260,12 @@ class CoreSettings(BaseSettings):
                 f"no channel is enabled ({flags} are all false): nothing can reach a buyer"
             )
         return found
+
+    @model_validator(mode="after")
+    def _host(self) -> CoreSettings:
+        if not self.host:
+            self.host = "0.0.0.0" if self.environment is Environment.production else "127.0.0.1"
+        return self
 
     @model_validator(mode="after")
     def _log_format(self) -> CoreSettings:

@@ -193,7 +193,9 @@ class WorkerRunner:
                 _every(
                     HEARTBEAT_SECONDS,
                     "heartbeat",
-                    lambda: services.queue.beat(worker_id, HEARTBEAT_SECONDS * 3),
+                    lambda: services.queue.beat(
+                        worker_id, HEARTBEAT_SECONDS * 3, services.dispatcher.channel_names
+                    ),
                     self.redis_outage,
                 ),
                 name="worker-heartbeat",

@@ -1,8 +1,8 @@
 """GET /api/commands/status: the bot commands; what each platform has registered with the secret.
 
 The seed guide's monitoring calls it without auth: that gets the public command list (names
-and descriptions, which every chat user sees anyway); what a platform holds (its scope, app,
-whether it is in sync) stays behind the service secret.
+and descriptions, which every chat user sees anyway); which platforms are enabled and what
+each holds (its scope, app, whether it is in sync) stay behind the service secret.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ async def commands_status(request: Request) -> Response:
     try:
         require_service_secret(request)
     except ApiError:
+        # Which platforms are enabled is the operator's to know, not the public's.
         return JSONResponse(
             {
-                "platforms": list(svc.channels),
                 "commands": [
                     {"name": c.name, "description": c.description, "gom_only": c.gom_only}
                     for c in menu

@@ -136,6 +136,8 @@ class Health(BaseModel):
     version: str | None = None
     mode: str | None = None
     components: dict[str, Any]
+    #: With the secret: why it is degraded, when nothing in one component says it.
+    problems: list[str] | None = None
 
 
 class DeploymentCheck(BaseModel):
@@ -145,6 +147,7 @@ class DeploymentCheck(BaseModel):
     status: str
     mode: str | None = None
     components: dict[str, Any]
+    problems: list[str] | None = None
     test_message: dict[str, Any] | None = None
 
 
@@ -164,7 +167,9 @@ class LinkToken(BaseModel):
 
 
 class CommandsStatus(BaseModel):
-    platforms: Any
+    """Without the secret only ``commands``; with it only ``platforms``."""
+
+    platforms: dict[str, Any] | None = None
     commands: list[Any] | None = None
 
 

@@ -95,17 +95,20 @@ def webhook(summary: str, media: str, codes: dict[str, str]) -> dict[str, Any]:
 
 
 def document(settings: Settings) -> dict[str, Any]:
+    health = {
+        "get": {
+            "summary": "Can the service do its job: database, Redis, a worker, each channel, "
+            "the Smart Agent; details (channels, bot, app, counts) only with the Bearer secret",
+            "responses": {
+                "200": ok("Healthy, or degraded (status says which)", ref("Health")),
+                "503": ok("Something it needs is away", ref("Health")),
+            },
+        }
+    }
     paths: dict[str, Any] = {
-        "/api/health": {
-            "get": {
-                "summary": "Can the service do its job: database, Redis, a worker, each channel, "
-                "the Smart Agent; details (bot, app, counts) only with the Bearer secret",
-                "responses": {
-                    "200": ok("Healthy", ref("Health")),
-                    "503": ok("Something it needs is away", ref("Health")),
-                },
-            }
-        },
+        "/api/health": health,
+        # The path the original GOMFLOW services' monitoring polls.
+        "/health": health,
         "/api/notify": {
             "post": {
                 "summary": "An event for recipients: one outbox message per person, answered 202",
@@ -228,8 +231,8 @@ def document(settings: Settings) -> dict[str, Any]:
                 "security": [{}, *BEARER],
                 "responses": {
                     "200": ok(
-                        "Without the secret: the enabled platforms' names and the public "
-                        "command list; with it: per platform",
+                        "Without the secret: the public command list (no platform named); "
+                        "with it: per platform",
                         ref("CommandsStatus"),
                     ),
                 },

@@ -135,6 +135,8 @@ async def _deployment_check(request: Request, svc: Services, locale: str | None)
         "mode": report["mode"],
         "components": report["components"],
     }
+    if "problems" in report:
+        found["problems"] = report["problems"]
     if message_id is not None:
         status = await _settled(svc, message_id)
         sent = status in ("sent", "delivered", "read")
@@ -207,7 +209,9 @@ def _has_secret(request: Request) -> bool:
 
 
 async def health(request: Request) -> Response:
-    """No auth (Railway's check); details, which name bots and accounts, only with the secret."""
+    """No auth (Railway's check); details, which name bots and accounts, only with the secret.
+
+    Also at ``/health``, which the original GOMFLOW services' monitoring polls."""
     report = await health_checks.check(
         services(request), mode=request.app.state.mode, detailed=_has_secret(request)
     )
@@ -216,6 +220,7 @@ async def health(request: Request) -> Response:
 
 routes = [
     Route("/api/health", health, methods=["GET"]),
+    Route("/health", health, methods=["GET"]),
     Route("/api/notify", notify, methods=["POST"]),
     Route("/api/notifications/test", notifications_test, methods=["POST"]),
     Route("/api/messages/{message_id}", message_status, methods=["GET"]),

@@ -92,8 +92,13 @@ class SendResult:
 
 @dataclass(frozen=True)
 class ChannelHealth:
+    """``ok`` False makes the service degraded (messages wait in the outbox); ``away`` says the
+    platform is unreachable now (network, 5xx, timeout) rather than refusing our settings, so
+    `doctor` warns instead of failing."""
+
     ok: bool
     detail: str = ""
+    away: bool = False
 
 
 @runtime_checkable

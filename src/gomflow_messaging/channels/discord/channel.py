@@ -386,8 +386,8 @@ class DiscordChannel:
     async def health(self) -> ChannelHealth:
         """Whether the bot token works, asked of Discord at most once a minute.
 
-        Discord being unreachable is reported but not unhealthy: the outbox keeps the
-        messages, and restarting this service would not bring Discord back.
+        Discord being unreachable is degraded, not down: the outbox keeps the messages, and
+        restarting this service would not bring Discord back.
         """
         now = time.monotonic()
         if self._health is not None and now - self._health[0] < HEALTH_CACHE_SECONDS:
@@ -400,7 +400,9 @@ class DiscordChannel:
         except (TransientError, TimeoutError) as exc:
             reason = exc.message if isinstance(exc, TransientError) else "timeout"
             self._health = None  # ask again next time
-            return ChannelHealth(True, f"Discord API not answering ({reason}); messages wait")
+            return ChannelHealth(
+                False, f"Discord API not answering ({reason}); messages wait", away=True
+            )
         else:
             result = ChannelHealth(True, f"bot {me.username} ({me.id}); interactions over HTTP")
         self._health = (now, result)

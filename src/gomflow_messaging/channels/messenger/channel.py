@@ -410,8 +410,8 @@ class MessengerChannel:
         try:
             self._page = await self.graph("GET", "/me", params={"fields": "id,name"})
         except TransientError as error:
-            # Messages wait in the outbox; Graph being slow does not stop the service.
-            return ChannelHealth(ok=True, detail=f"Graph unreachable now: {error.code}")
+            # Messages wait in the outbox: degraded, not down.
+            return ChannelHealth(ok=False, detail=f"Graph unreachable now: {error.code}", away=True)
         except ChannelError as error:
             return ChannelHealth(ok=False, detail=f"{error.code}: {error.message}")
         self._healthy_until = time.monotonic() + self.config.messenger_health_cache_seconds

@@ -497,9 +497,11 @@ class TelegramChannel:
         try:
             user: User = await self.call(GetMe())
         except TransientError as exc:
-            # Messages wait in the outbox; Telegram being away does not stop the service,
-            # and restarting it would not bring Telegram back.
-            result = ChannelHealth(ok=True, detail=f"Telegram unreachable now: {exc.code}")
+            # Messages wait in the outbox: degraded, not down (restarting this service would
+            # not bring Telegram back).
+            result = ChannelHealth(
+                ok=False, detail=f"Telegram unreachable now: {exc.code}", away=True
+            )
         except ChannelError as exc:
             result = ChannelHealth(ok=False, detail=f"getMe: {exc.code}: {exc.message}")
         else:

@@ -386,8 +386,10 @@ class WhatsAppChannel:
         except Exception as exc:
             error = self._error(exc)
             if isinstance(error, TransientError):
-                # Messages wait in the outbox; Twilio being slow does not stop the service.
-                return ChannelHealth(ok=True, detail=f"Twilio unreachable now: {error.code}")
+                # Messages wait in the outbox: degraded, not down.
+                return ChannelHealth(
+                    ok=False, detail=f"Twilio unreachable now: {error.code}", away=True
+                )
             return ChannelHealth(ok=False, detail=f"{error.code}: {error.message}")
         status = str(getattr(account, "status", "") or "active")
         if status != "active":

@@ -138,3 +138,24 @@ async def test_hanging_platform_is_transient(harness: Harness, channel: Channel)
 async def test_garbage_address_is_refused(harness: Harness, channel: Channel) -> None:
     with pytest.raises(ValueError):
         channel.validate_address("")
+
+
+async def test_a_send_accepted_whose_answer_is_lost_is_counted_honestly(
+    harness: Harness, channel: Channel
+) -> None:
+    """The platform accepts the message and its answer never arrives (the request times out):
+    the dispatcher retries the same message. What the person then sees is counted, not
+    assumed: one message where the platform recognises the retry (Discord's nonce), two
+    where it has no idempotency key (Telegram, Twilio, Messenger: the README says so)."""
+    try:
+        await harness.fail_next("accepted_lost")
+    except Unsupported:
+        pytest.skip(f"{harness.name} accepts and records in one write")
+    address = harness.address(7)
+    outbound = message(address, "Your order ships today")
+    with pytest.raises(TransientError):
+        await channel.send(outbound)
+    assert [r.text for r in await harness.received(address)] == ["Your order ships today"]
+    await channel.send(outbound)  # the dispatcher's retry: the same message, the same id
+    got = await harness.received(address)
+    assert len(got) == 1 + harness.duplicates_after_lost_answer, got

@@ -27,7 +27,16 @@ from twilio.request_validator import RequestValidator
 
 from gomflow_messaging.settings import Settings
 from tests.conftest import REDIS_URL
-from tests.drill import Tally, campaign_chats, notify_bodies, received, tally
+from tests.drill import (
+    LOST_ANSWER_REMEDY,
+    Tally,
+    campaign_chats,
+    lost_answers,
+    notify_bodies,
+    reachable,
+    received,
+    tally,
+)
 from tests.fakes.messenger import FakeGraph, Sent, messenger_env, page_event, run_psid
 from tests.fakes.messenger import sign as sign_event
 from tests.fakes.telegram import FakeTelegram
@@ -331,3 +340,51 @@ async def _sent_to(graph: FakeGraph, psid: str) -> list[Sent]:
 
 async def _all_sent(graph: FakeGraph, psids: list[str]) -> bool:
     return {s.psid for s in graph.sent} >= set(psids)
+
+
+#: Extra copies a retry of a send whose answer was lost makes, per channel (see
+#: LOST_ANSWER_REMEDY): Discord recognises the retry by its nonce; the others cannot.
+DUPLICATES_PER_LOST_ANSWER = {"telegram": 1, "whatsapp": 1, "messenger": 1, "discord": 0}
+
+
+@pytest.mark.parametrize("channel", sorted(DUPLICATES_PER_LOST_ANSWER))
+async def test_drill_platform_accepts_and_the_answer_is_lost(
+    make_settings: Callable[..., Settings], conn: asyncpg.Connection, channel: str
+) -> None:
+    """The platform accepts 3 sends of a campaign of 12 and never answers them: each request
+    times out, the dispatcher retries the message. The duplicates are counted at the platform,
+    not assumed away: one per lost answer where the platform has no idempotency key."""
+    n, lost = 12, 3
+    platform = await lost_answers(channel, n)
+    contact = await reachable(conn, channel, platform.addresses)
+    platform.lose(lost)
+    text = f"lost answer drill {channel} {campaign_chats(1)[0]}"
+    try:
+        async with running_app(make_settings(**platform.settings)) as client:
+            body = {
+                "event": "custom",
+                "data": {"text": text},
+                "recipients": [{"channel": channel, "address": a} for a in platform.addresses],
+            }
+            response = await client.post("/api/notify", json=body, headers=AUTH)
+            assert response.status_code == 202, response.text
+            # Every message recorded as sent (the lost ones after their retry), then counted.
+            await eventually(lambda: _all_recorded(conn, text, n), timeout=60)
+            await quiet(0.5)  # a further retry in flight would land by now
+    finally:
+        await platform.close()
+        await conn.execute("DELETE FROM contacts WHERE id = $1", contact)
+    result = platform.tally()
+    print(f"drill: {channel} accepted but answer lost x{lost}: {result}")
+    print(f"  what remains: {LOST_ANSWER_REMEDY[channel]}")
+    assert result == Tally(n, n, 0, lost * DUPLICATES_PER_LOST_ANSWER[channel])
+
+
+async def _all_recorded(conn: asyncpg.Connection, text: str, n: int) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT count(*) = $2 FROM messages WHERE body->>'text' = $1 AND status = 'sent'",
+            text,
+            n,
+        )
+    )

@@ -5,7 +5,10 @@ slash command bulk overwrite (global and per guild), DM channels, channel messag
 interaction callbacks and follow-up webhooks. It checks what Discord checks (the bot
 token, 2000-character content, 4096-character embed descriptions, unique custom ids of at
 most 100 characters, at most 5 rows of 5) and can answer 429 with retry-after, 5xx,
-hang, 401, and 50007 for a user who takes no DMs.
+hang, 401, and 50007 for a user who takes no DMs, or accept a message and lose its answer
+(``accepted_lost``). A create-message with a ``nonce`` and ``enforce_nonce: true`` is
+recognised as Discord does: the same nonce in the same channel within ``NONCE_WINDOW``
+seconds returns the message first created, and creates none.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from gomflow_messaging.channels.pacing import Pacer
 from tests.contract import Fault, Received
 
 APP_ID = "100000000000000001"
+#: How long Discord remembers a message's nonce ("the past few minutes"; taken as 2).
+NONCE_WINDOW = 120.0
 TOKEN = "fake-discord-bot-token"
 
 FakeFault = Fault | Literal["global_rate_limited", "unauthorized"]
@@ -78,6 +83,8 @@ class FakeDiscord:
     def __post_init__(self) -> None:
         self._ids = itertools.count(900_000_000_000_000_000)
         self._faults: list[_Pending] = []
+        #: (channel id, nonce) -> (when, the message created with it)
+        self._nonces: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -145,12 +152,16 @@ class FakeDiscord:
         self.calls.append(
             Call(request.method, path, body, dict(request.headers), dict(request.query))
         )
+        lost = False
         for pending in self._faults:
             if pending.path in path:
                 if pending.after > 0:
                     pending.after -= 1
                     break
                 self._faults.remove(pending)
+                if pending.fault == "accepted_lost":
+                    lost = True
+                    break
                 return await self._fault(pending)
         tokenless = path.startswith(("/webhooks/", "/interactions/"))
         if not tokenless and request.headers.get("Authorization") != f"Bot {self.token}":
@@ -172,6 +183,8 @@ class FakeDiscord:
                             "X-RateLimit-Reset-After": "1.000",
                         }
                     )
+                if lost:  # done, and the answer never comes back
+                    await self._closing.wait()
                 return response
         return _error(404, 0, "404: Not Found")
 
@@ -352,9 +365,20 @@ class FakeDiscord:
         if user_id in self.cannot_dm:
             return _error(403, 50007, "Cannot send messages to this user")
         problems = check_message(body or {})
+        nonce = (body or {}).get("nonce")
+        if nonce is not None and len(str(nonce)) > 25:
+            problems.append("nonce: must be 25 or fewer in length")
         if problems:
             return _error(400, 50035, "Invalid Form Body: " + "; ".join(problems))
+        now = time.monotonic()
+        if nonce is not None and body.get("enforce_nonce"):
+            seen = self._nonces.get((channel_id, str(nonce)))
+            if seen is not None and now - seen[0] < NONCE_WINDOW:
+                return web.json_response(seen[1])  # the same message, none created
         message = self._message(channel_id, body)
+        if nonce is not None:
+            message["nonce"] = nonce
+            self._nonces[(channel_id, str(nonce))] = (now, message)
         self.messages.setdefault(channel_id, []).append(message)
         return web.json_response(message)
 
@@ -586,6 +610,7 @@ def modal_submit(custom_id: str, values: dict[str, str], **kw: Any) -> dict[str,
 
 class DiscordHarness:
     name = "discord"
+    duplicates_after_lost_answer = 0  # the nonce
     # An embed carries a title (up to 256) over a description of up to 4096 characters.
     max_text = 4096 + 1 + 256
 
@@ -624,7 +649,8 @@ class DiscordHarness:
         return [received_of(address, m) for m in self.fake.dm_messages(address)]
 
     async def fail_next(self, fault: Fault, retry_after: float = 2.0) -> None:
-        self.fake.fail_next(fault, retry_after)
+        # A lost answer is a created message's (not the DM channel's, opened first).
+        self.fake.fail_next(fault, retry_after, path="/messages" if fault == "accepted_lost" else "")
 
     async def close(self) -> None:
         await self.fake.close()

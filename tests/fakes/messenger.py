@@ -35,7 +35,9 @@ VERIFY_TOKEN = "test-verify-token"
 PAGE_ID = "100000000000001"
 VERSION = "v23.0"
 
-FakeFault = Literal["rate_limited", "server_error", "hang", "unavailable", "outside_window"]
+FakeFault = Literal[
+    "rate_limited", "server_error", "hang", "unavailable", "outside_window", "accepted_lost"
+]
 MESSAGING_TYPES = {"RESPONSE", "UPDATE", "MESSAGE_TAG"}
 TAGS = {"POST_PURCHASE_UPDATE", "CONFIRMED_EVENT_UPDATE", "ACCOUNT_UPDATE", "HUMAN_AGENT"}
 # What each fault answers: HTTP status, code, subcode, type, message (as Graph words them).
@@ -222,12 +224,15 @@ class FakeGraph:
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):
             return self.error("bad_token")
+        lost = False
         if self.faults:
             kind, retry_after = self.faults.pop(0)
             if kind == "hang":
                 await self._release.wait()
                 return self.error("server_error")
-            return self.error(kind, retry_after)
+            lost = kind == "accepted_lost"
+            if not lost:
+                return self.error(kind, retry_after)
         try:
             body = await request.json()
             psid = self._check(body)
@@ -241,6 +246,8 @@ class FakeGraph:
             return self.error("outside_window")
         message_id = "m_" + uuid.uuid4().hex
         self.sent.append(Sent(psid, body, message_id))
+        if lost:  # accepted, and the answer never comes back
+            await self._release.wait()
         return web.json_response({"recipient_id": psid, "message_id": message_id})
 
     def _check(self, body: Any) -> str:
@@ -425,6 +432,7 @@ class MessengerHarness:
     """The contract harness: addresses are people who wrote in the last 24 hours."""
 
     name = "messenger"
+    duplicates_after_lost_answer = 1  # no idempotency key in the Send API
     max_text = 2000
 
     def __init__(self, pool: Any, redis: Any) -> None:

@@ -36,6 +36,7 @@ FakeFault = Literal[
     "server_error",
     "hang",
     "late",
+    "accepted_lost",
     "blocked",
     "chat_not_found",
     "migrated",
@@ -250,7 +251,8 @@ class FakeTelegram:
         after: int = 0,
     ) -> None:
         """Answer ``count`` matching requests with this fault, after letting ``after`` pass
-        (``late``: the request is accepted, and answered ``retry_after`` seconds later)."""
+        (``late``: the request is accepted, and answered ``retry_after`` seconds later;
+        ``accepted_lost``: accepted, and the answer never comes back)."""
         for _ in range(count):
             self._faults.append(
                 _Planned(
@@ -265,7 +267,8 @@ class FakeTelegram:
 
     def outage(self, kind: FakeFault, seconds: float) -> None:
         """Answer every request with this fault for ``seconds`` (a hang lasts until then and
-        ends in a 502: the request is never accepted)."""
+        ends in a 502: the request is never accepted; ``accepted_lost``: every send is
+        accepted, and its answer held until then, so the sender times out)."""
         self._outage = (kind, time.monotonic() + seconds)
 
     def requests(self, method: str | None = None) -> list[ApiCall]:
@@ -324,15 +327,19 @@ class FakeTelegram:
         params, files = await self._read(request)
         call = ApiCall(method, token, params, files, request.content_type)
         self.calls.append(call)
+        lost_until = 0.0
         try:
             if token != self.token:
                 raise ApiFailure(401, "Unauthorized")
             if self._outage is not None and time.monotonic() < self._outage[1]:
                 kind, until = self._outage
-                if kind == "hang":
+                if kind == "accepted_lost":
+                    lost_until = until if method in _SENDS else 0.0
+                elif kind == "hang":
                     await asyncio.sleep(until - time.monotonic())
                     raise ApiFailure(502, "Bad Gateway")
-                self._raise_fault(_Planned(kind))
+                else:
+                    self._raise_fault(_Planned(kind))
             flood = self._flood_until.get(call.chat_id, 0.0) - time.monotonic()
             if method in _SENDS and flood > 0:
                 retry = math.ceil(flood)
@@ -351,7 +358,7 @@ class FakeTelegram:
                     return web.Response(
                         status=502, text="<html>502 Bad Gateway</html>", content_type="text/html"
                     )
-                if fault.kind != "late":
+                if fault.kind not in ("late", "accepted_lost"):
                     self._raise_fault(fault)
             if method in _SENDS:
                 self._check_cap()
@@ -363,6 +370,14 @@ class FakeTelegram:
                 # Accepted (the person sees it), but the answer is lost on the way back.
                 call.status, call.result = 200, result
                 await asyncio.sleep(fault.retry_after)
+            elif (fault is not None and fault.kind == "accepted_lost") or lost_until:
+                call.status, call.result = 200, result
+                self.changed.set()
+                if lost_until:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._release.wait(), lost_until - time.monotonic())
+                else:
+                    await self._release.wait()
         except ApiFailure as failure:
             call.status = failure.status
             body: dict[str, Any] = {
@@ -639,6 +654,7 @@ class TelegramHarness:
     """The contract suite's view of Telegram: the adapter against FakeTelegram."""
 
     name = "telegram"
+    duplicates_after_lost_answer = 1  # the Bot API has no idempotency key
     max_text = 4096
 
     def __init__(self, pool: Any, redis: Any) -> None:

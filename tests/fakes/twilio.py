@@ -118,8 +118,10 @@ class FakeTwilio:
     async def _create_message(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):
             return self._error(401, 20003, "Authenticate")
+        lost = False
         if self.faults:
             kind, retry_after = self.faults.pop(0)
+            lost = kind == "accepted_lost"
             if kind == "rate_limited":
                 response = self._error(429, 20429, "Too Many Requests")
                 response.headers["Retry-After"] = str(int(retry_after))
@@ -146,6 +148,8 @@ class FakeTwilio:
             return self._error(400, 21619, "A text message body or media urls must be specified")
         sid = "SM" + uuid.uuid4().hex
         self.sent.append(Sent(sid, fields))
+        if lost:  # accepted, and the answer never comes back
+            await self._release.wait()
         return web.json_response(
             {
                 "sid": sid,
@@ -235,6 +239,7 @@ class TwilioHarness:
     """The contract harness: addresses are contacts who wrote in the last 24 hours."""
 
     name = "whatsapp"
+    duplicates_after_lost_answer = 1  # Twilio's Messages API has no idempotency key
     max_text = 1600
 
     def __init__(self, pool: Any, redis: Any) -> None:

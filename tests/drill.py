@@ -1,4 +1,5 @@
-"""Campaigns to distinct Telegram chats, counted at the fake platform: sent, lost, duplicated.
+"""Campaigns counted at the fake platform: sent, lost, duplicated. Telegram chats for the
+outage drills; every channel for the accepted-but-answer-lost drill.
 
 Shared by the fault drills in `tests/test_drills.py` (short) and `bench/drills.py` (full).
 """
@@ -20,6 +21,7 @@ from tests.fakes.twilio import ACCOUNT_SID as TWILIO_SID
 from tests.fakes.twilio import AUTH_TOKEN as TWILIO_TOKEN
 from tests.fakes.twilio import SENDER as TWILIO_SENDER
 from tests.fakes.twilio import FakeTwilio, run_phone
+from tests.helpers import AUTH, eventually, quiet, running_app
 
 
 @dataclass
@@ -186,3 +188,41 @@ async def reachable(conn: Any, channel: str, addresses: list[str]) -> Any:
         [(contact, channel, a) for a in addresses],
     )
     return contact
+
+
+async def lost_answer_campaign(
+    make_settings: Callable[..., Any], conn: Any, channel: str, n: int, lost: int
+) -> Tally:
+    """A campaign of ``n`` on ``channel`` through the real dispatcher (the app in this
+    process), whose platform accepts the first ``lost`` sends and never answers them; once
+    every message is recorded sent, what the platform received (sent, lost, duplicated)."""
+    platform = await lost_answers(channel, n)
+    contact = await reachable(conn, channel, platform.addresses)
+    platform.lose(lost)
+    text = f"lost answer drill {channel} {campaign_chats(1)[0]}"
+    try:
+        async with running_app(make_settings(**platform.settings)) as client:
+            body = {
+                "event": "custom",
+                "data": {"text": text},
+                "recipients": [{"channel": channel, "address": a} for a in platform.addresses],
+            }
+            response = await client.post("/api/notify", json=body, headers=AUTH)
+            assert response.status_code == 202, response.text
+            # Every message recorded sent (the lost ones after their retry), then counted.
+            await eventually(lambda: _all_recorded(conn, text, n), timeout=60 + n)
+            await quiet(0.5)  # a further retry in flight would land by now
+    finally:
+        await platform.close()
+        await conn.execute("DELETE FROM contacts WHERE id = $1", contact)
+    return platform.tally()
+
+
+async def _all_recorded(conn: Any, text: str, n: int) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT count(*) = $2 FROM messages WHERE body->>'text' = $1 AND status = 'sent'",
+            text,
+            n,
+        )
+    )

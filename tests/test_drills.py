@@ -31,9 +31,8 @@ from tests.drill import (
     LOST_ANSWER_REMEDY,
     Tally,
     campaign_chats,
-    lost_answers,
+    lost_answer_campaign,
     notify_bodies,
-    reachable,
     received,
     tally,
 )
@@ -355,36 +354,7 @@ async def test_drill_platform_accepts_and_the_answer_is_lost(
     times out, the dispatcher retries the message. The duplicates are counted at the platform,
     not assumed away: one per lost answer where the platform has no idempotency key."""
     n, lost = 12, 3
-    platform = await lost_answers(channel, n)
-    contact = await reachable(conn, channel, platform.addresses)
-    platform.lose(lost)
-    text = f"lost answer drill {channel} {campaign_chats(1)[0]}"
-    try:
-        async with running_app(make_settings(**platform.settings)) as client:
-            body = {
-                "event": "custom",
-                "data": {"text": text},
-                "recipients": [{"channel": channel, "address": a} for a in platform.addresses],
-            }
-            response = await client.post("/api/notify", json=body, headers=AUTH)
-            assert response.status_code == 202, response.text
-            # Every message recorded as sent (the lost ones after their retry), then counted.
-            await eventually(lambda: _all_recorded(conn, text, n), timeout=60)
-            await quiet(0.5)  # a further retry in flight would land by now
-    finally:
-        await platform.close()
-        await conn.execute("DELETE FROM contacts WHERE id = $1", contact)
-    result = platform.tally()
+    result = await lost_answer_campaign(make_settings, conn, channel, n, lost)
     print(f"drill: {channel} accepted but answer lost x{lost}: {result}")
     print(f"  what remains: {LOST_ANSWER_REMEDY[channel]}")
     assert result == Tally(n, n, 0, lost * DUPLICATES_PER_LOST_ANSWER[channel])
-
-
-async def _all_recorded(conn: asyncpg.Connection, text: str, n: int) -> bool:
-    return bool(
-        await conn.fetchval(
-            "SELECT count(*) = $2 FROM messages WHERE body->>'text' = $1 AND status = 'sent'",
-            text,
-            n,
-        )
-    )

@@ -650,7 +650,9 @@ class DiscordHarness:
 
     async def fail_next(self, fault: Fault, retry_after: float = 2.0) -> None:
         # A lost answer is a created message's (not the DM channel's, opened first).
-        self.fake.fail_next(fault, retry_after, path="/messages" if fault == "accepted_lost" else "")
+        self.fake.fail_next(
+            fault, retry_after, path="/messages" if fault == "accepted_lost" else ""
+        )
 
     async def close(self) -> None:
         await self.fake.close()

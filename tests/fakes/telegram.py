@@ -9,6 +9,11 @@ the wait gets another 429, so a retry that comes early shows as one more refusal
 (blocked), a 5xx, an unreadable body, a group migration, or a hang; it can also enforce a
 cap of N accepted sends in any one-second sliding window (not per calendar second: that is
 what Telegram counts), for pacing.
+
+A reply carried in the webhook's own response (``{"method": "sendMessage", ...}``) meets the
+same rules through `webhook_answer`: Telegram drops an invalid one silently, so the fake
+records it in ``dropped_answers``, and the ``fake_telegram`` fixture fails a test that left
+one there (``running_app`` hands every answer of /webhook/telegram to the fake it targets).
 """
 
 from __future__ import annotations
@@ -90,6 +95,10 @@ _TAG = re.compile(r"</?([a-zA-Z-]+)(?:\s[^<>]*)?>")
 _ENTITY = re.compile(r"&(?:lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);")
 
 
+#: Fakes started in this process, by base URL (see `FakeTelegram.at`).
+_RUNNING: dict[str, FakeTelegram] = {}
+
+
 def new_token() -> str:
     """A token shaped like Telegram's, clearly not real; a distinct bot id per call."""
     return f"{secrets.randbelow(10**9) + 10**9}:TEST-token-not-real"
@@ -114,16 +123,34 @@ def visible_text(text: str, parse_mode: str | None) -> str:
     if (parse_mode or "").upper() != "HTML":
         return text
     position = 0
+    open_tags: list[str] = []
     for match in _TAG.finditer(text):
         _check_plain(text[position : match.start()], position)
-        if match.group(1).lower() not in _TAGS:
+        name = match.group(1).lower()
+        if name not in _TAGS:
             raise ApiFailure(
                 400,
                 f"Bad Request: can't parse entities: Unsupported start tag "
                 f'"{match.group(1)}" at byte offset {match.start()}',
             )
+        if not match.group(0).startswith("</"):
+            open_tags.append(name)
+        else:
+            expected = open_tags.pop() if open_tags else ""
+            if expected != name:
+                raise ApiFailure(
+                    400,
+                    "Bad Request: can't parse entities: Unmatched end tag at byte offset "
+                    f'{match.start()}, expected "</{expected}>", found "</{name}>"',
+                )
         position = match.end()
     _check_plain(text[position:], position)
+    if open_tags:
+        raise ApiFailure(
+            400,
+            "Bad Request: can't parse entities: Can't find end tag corresponding to start tag "
+            f'"{open_tags[-1]}"',
+        )
     return html.unescape(_TAG.sub("", text))
 
 
@@ -210,6 +237,9 @@ class FakeTelegram:
         self._flood_until: dict[str, float] = {}
         self._recent_sends: deque[float] = deque()
         self._message_ids = itertools.count(1000)
+        #: Replies carried in webhook responses, as the Bot API took them (status 200) or
+        #: dropped them (anything else; Telegram tells nobody).
+        self.webhook_answers: list[ApiCall] = []
         self._release = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -231,9 +261,38 @@ class FakeTelegram:
         assert server is not None
         port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.url = f"http://127.0.0.1:{port}"
+        _RUNNING[self.url] = self
         return self
 
+    @staticmethod
+    def at(url: str) -> FakeTelegram | None:
+        """The running fake whose base URL this is (a service's TELEGRAM_API_BASE_URL)."""
+        return _RUNNING.get(url.rstrip("/"))
+
+    def webhook_answer(self, body: dict[str, Any]) -> ApiCall:
+        """Run a reply carried in a webhook response through the Bot API's rules, as Telegram
+        does (the same checks as an API call: the method, text length, HTML entities,
+        markup, callback data). An invalid one is dropped: status not 200, nothing sent."""
+        params = {k: v for k, v in body.items() if k != "method"}
+        call = ApiCall(str(body.get("method", "")), self.token, params, content_type="webhook")
+        try:
+            handler = getattr(self, f"_m_{call.method}", None)
+            if handler is None:
+                raise ApiFailure(404, "Not Found: method not found")
+            call.result = handler(params, {})
+            call.status = 200
+        except ApiFailure as failure:
+            call.status, call.result = failure.status, failure.description
+        self.webhook_answers.append(call)
+        self.changed.set()
+        return call
+
+    @property
+    def dropped_answers(self) -> list[ApiCall]:
+        return [c for c in self.webhook_answers if not c.ok]
+
     async def close(self) -> None:
+        _RUNNING.pop(self.url, None)
         self._release.set()
         if self._runner is not None:
             await self._runner.cleanup()

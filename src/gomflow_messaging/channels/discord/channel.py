@@ -73,6 +73,7 @@ GLOBAL_SCOPE = "discord:global"
 HEALTH_CACHE_SECONDS = 60.0
 CLOSE_GRACE_SECONDS = 5.0
 
+
 def message_nonce(message_id: object, part: int) -> str:
     """The nonce of one part of one message: the same on every retry, at most Discord's 25
     characters (100 bits of a hash of both)."""
@@ -369,9 +370,7 @@ class DiscordChannel:
                 await self._parts.mark(message.message_id, index, last_id)
         return SendResult(provider_message_id=last_id)
 
-    async def _create_message(
-        self, channel_id: str, part: Rendered, nonce: str
-    ) -> hikari.Message:
+    async def _create_message(self, channel_id: str, part: Rendered, nonce: str) -> hikari.Message:
         return await self.rest.call(
             lambda rest: rest.create_message(
                 int(channel_id),

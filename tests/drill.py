@@ -210,7 +210,10 @@ async def lost_answer_campaign(
             response = await client.post("/api/notify", json=body, headers=AUTH)
             assert response.status_code == 202, response.text
             # Every message recorded sent (the lost ones after their retry), then counted.
-            await eventually(lambda: _all_recorded(conn, text, n), timeout=60 + n)
+            try:
+                await eventually(lambda: _all_sent(conn, text, n), timeout=60 + n)
+            except AssertionError:
+                raise AssertionError(f"not all sent: {await _statuses(conn, text)}") from None
             await quiet(0.5)  # a further retry in flight would land by now
     finally:
         await platform.close()
@@ -218,11 +221,13 @@ async def lost_answer_campaign(
     return platform.tally()
 
 
-async def _all_recorded(conn: Any, text: str, n: int) -> bool:
-    return bool(
-        await conn.fetchval(
-            "SELECT count(*) = $2 FROM messages WHERE body->>'text' = $1 AND status = 'sent'",
-            text,
-            n,
-        )
+async def _all_sent(conn: Any, text: str, n: int) -> bool:
+    return await _statuses(conn, text) == {"sent": n}
+
+
+async def _statuses(conn: Any, text: str) -> dict[str, int]:
+    rows = await conn.fetch(
+        "SELECT status, count(*) AS n FROM messages WHERE body->>'text' = $1 GROUP BY status",
+        text,
     )
+    return {r["status"]: r["n"] for r in rows}

@@ -76,6 +76,12 @@ class FakeDiscord:
     callbacks: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     cannot_dm: set[str] = field(default_factory=set)
     unknown_users: set[str] = field(default_factory=set)
+    #: Users a DM cannot be opened with (a bot, a deleted account): 400, code 50033.
+    invalid_recipients: set[str] = field(default_factory=set)
+    #: Requests each route bucket allows per window, counted down in X-RateLimit-Remaining;
+    #: one more in the window is answered 429, as Discord does.
+    bucket_limit: int = 50
+    bucket_window: float = 1.0
     #: Files users attached (their CDN path -> bytes), served at `attachment_url`.
     attachments: dict[str, bytes] = field(default_factory=dict)
     attachment_downloads: int = 0
@@ -85,6 +91,10 @@ class FakeDiscord:
         self._faults: list[_Pending] = []
         #: (channel id, nonce) -> (when, the message created with it)
         self._nonces: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+        #: bucket -> (when its window resets, requests left in it)
+        self._buckets: dict[str, tuple[float, int]] = {}
+        #: Interactions already answered (one callback each, as Discord allows).
+        self._acknowledged: set[str] = set()
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -169,18 +179,29 @@ class FakeDiscord:
         for method, pattern, handler in self._routes():
             match = re.fullmatch(pattern, path)
             if match and method == request.method:
-                response: web.StreamResponse = await handler(request, body, *match.groups())
-                if not path.startswith("/interactions/"):
-                    # As Discord does: every answer names its route's bucket, so hikari
-                    # knows the bucket (and checks the global limit) from then on.
-                    bucket = hashlib.sha1(f"{method} {pattern}".encode()).hexdigest()[:16]
+                if path.startswith("/interactions/"):
+                    response: web.StreamResponse = await handler(request, body, *match.groups())
+                else:
+                    # As Discord does: every answer names its route's bucket (per major
+                    # parameter: the channel, the webhook) and what is left of it, so
+                    # hikari knows the bucket (and checks the global limit) from then on.
+                    major = match.group(1) if match.groups() else ""
+                    bucket = hashlib.sha1(f"{method} {pattern} {major}".encode()).hexdigest()
+                    now = time.monotonic()
+                    resets, left = self._buckets.get(bucket[:16], (0.0, 0))
+                    if now >= resets:
+                        resets, left = now + self.bucket_window, self.bucket_limit
+                    if left <= 0:
+                        return self._limited(bucket[:16], resets - now)
+                    self._buckets[bucket[:16]] = (resets, left - 1)
+                    response = await handler(request, body, *match.groups())
                     response.headers.update(
                         {
-                            "X-RateLimit-Bucket": bucket,
-                            "X-RateLimit-Limit": "50",
-                            "X-RateLimit-Remaining": "49",
-                            "X-RateLimit-Reset": str(time.time() + 1),
-                            "X-RateLimit-Reset-After": "1.000",
+                            "X-RateLimit-Bucket": bucket[:16],
+                            "X-RateLimit-Limit": str(self.bucket_limit),
+                            "X-RateLimit-Remaining": str(left - 1),
+                            "X-RateLimit-Reset": f"{time.time() + resets - now:.3f}",
+                            "X-RateLimit-Reset-After": f"{resets - now:.3f}",
                         }
                     )
                 if lost:  # done, and the answer never comes back
@@ -202,6 +223,21 @@ class FakeDiscord:
             ("POST", r"/webhooks/(\d+)/([^/]+)", self._follow_up),
             ("PATCH", r"/webhooks/(\d+)/([^/]+)/messages/@original", self._edit_original),
         ]
+
+    def _limited(self, bucket: str, wait: float) -> web.StreamResponse:
+        return web.json_response(
+            {"message": "You are being rate limited.", "retry_after": wait, "global": False},
+            status=429,
+            headers={
+                "Retry-After": str(max(1, round(wait))),
+                "X-RateLimit-Bucket": bucket,
+                "X-RateLimit-Limit": str(self.bucket_limit),
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset-After": f"{wait:.3f}",
+                "X-RateLimit-Reset": f"{time.time() + wait:.3f}",
+                "X-RateLimit-Scope": "user",
+            },
+        )
 
     async def _fault(self, pending: _Pending) -> web.StreamResponse:
         if pending.fault in ("rate_limited", "global_rate_limited"):
@@ -344,6 +380,8 @@ class FakeDiscord:
         user_id = str((body or {}).get("recipient_id", ""))
         if not user_id.isdigit() or user_id in self.unknown_users:
             return _error(404, 10013, "Unknown User")
+        if user_id in self.invalid_recipients:
+            return _error(400, 50033, "Invalid Recipient(s)")
         channel_id = self.dm_channels.get(user_id) or self._id()
         self.dm_channels[user_id] = channel_id
         self.channel_users[channel_id] = user_id
@@ -385,6 +423,9 @@ class FakeDiscord:
     async def _callback(
         self, request: web.Request, body: Any, interaction_id: str, token: str
     ) -> web.StreamResponse:
+        if interaction_id in self._acknowledged:
+            return _error(400, 40060, "Interaction has already been acknowledged.")
+        self._acknowledged.add(interaction_id)
         self.callbacks.append((interaction_id, token, body or {}))
         if request.query.get("with_response") == "true":
             return web.json_response(

@@ -889,9 +889,7 @@ def test_templates_are_managed_from_the_command_line(settings: Settings) -> None
     assert cli("delete", "payment_reminder", "fil").stdout.strip() == "deleted"
 
 
-@pytest.mark.parametrize(
-    ("code", "reason"), [(63016, "template_required"), (63018, "daily_cap")]
-)
+@pytest.mark.parametrize(("code", "reason"), [(63016, "template_required"), (63018, "daily_cap")])
 async def test_whatsapps_refusal_reported_later_in_a_status_callback_fails_the_message(
     wa_settings: Settings, twilio: FakeTwilio, pool: Any, code: int, reason: str
 ) -> None:

@@ -226,11 +226,22 @@ class FakeTelegram:
         self.unknown_chats: set[str] = set()
         self.migrated: dict[str, int] = {}
         self.files: dict[str, bytes] = {}
+        #: File path -> where its download redirects (Telegram's file server never does).
+        self.file_redirects: dict[str, str] = {}
+        #: getFile names no file_size, and the download comes chunked, without a length.
+        self.hide_file_sizes = False
+        self.downloads: list[str] = []
         self.webhook: dict[str, Any] = {}
         self.commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
         #: When set, a send that would make more than this many accepted sends within ANY
         #: one-second window (sliding, not per calendar second) is answered 429.
         self.cap_per_second: float | None = None
+        #: Telegram's limits in one chat (PEERS.md): about one message a second in a private
+        #: chat, a short burst tolerated; 20 a minute in a group. (window seconds, at most N
+        #: accepted sends in any such sliding window); a send past one is answered 429.
+        self.chat_windows: list[tuple[float, int]] = [(1.0, 3), (10.0, 12)]
+        self.group_windows: list[tuple[float, int]] = [(60.0, 20)]
+        self._chat_sends: dict[str, deque[float]] = {}
         self._faults: list[_Planned] = []
         self._outage: tuple[FakeFault, float] | None = None
         #: chat id -> when the flood wait of a planned 429 ends (monotonic clock).
@@ -420,6 +431,7 @@ class FakeTelegram:
                 if fault.kind not in ("late", "accepted_lost"):
                     self._raise_fault(fault)
             if method in _SENDS:
+                self._check_chat(call.chat_id)
                 self._check_cap()
             handler = getattr(self, f"_m_{method}", None)
             if handler is None:
@@ -439,6 +451,7 @@ class FakeTelegram:
                     await self._release.wait()
         except ApiFailure as failure:
             call.status = failure.status
+            call.result = {"description": failure.description, **(failure.parameters or {})}
             body: dict[str, Any] = {
                 "ok": False,
                 "error_code": failure.status,
@@ -488,6 +501,26 @@ class FakeTelegram:
             )
         raise AssertionError(fault.kind)
 
+    def _check_chat(self, chat_id: str) -> None:
+        """Telegram's per-chat limits: a send past one is a 429 naming when a place frees."""
+        group = chat_id.startswith("-")
+        windows = self.group_windows if group else self.chat_windows
+        if not windows or not chat_id:
+            return
+        now = time.monotonic()
+        sends = self._chat_sends.setdefault(chat_id, deque())
+        longest = max(w for w, _ in windows)
+        while sends and now - sends[0] >= longest:
+            sends.popleft()
+        for window, most in windows:
+            inside = [t for t in sends if now - t < window]
+            if len(inside) >= most:
+                retry = max(1, math.ceil(window - (now - inside[-most])))
+                raise ApiFailure(
+                    429, f"Too Many Requests: retry after {retry}", {"retry_after": retry}
+                )
+        sends.append(now)
+
     def _check_cap(self) -> None:
         if self.cap_per_second is None:
             return
@@ -495,16 +528,30 @@ class FakeTelegram:
         while self._recent_sends and now - self._recent_sends[0] >= 1.0:
             self._recent_sends.popleft()
         if len(self._recent_sends) >= self.cap_per_second:
-            raise ApiFailure(429, "Too Many Requests: retry after 1", {"retry_after": 1})
+            # When the oldest send in the window leaves it, in whole seconds as Telegram says.
+            retry = max(1, math.ceil(1.0 - (now - self._recent_sends[0])))
+            raise ApiFailure(429, f"Too Many Requests: retry after {retry}", {"retry_after": retry})
         self._recent_sends.append(now)
 
     async def _download(self, request: web.Request) -> web.StreamResponse:
         if request.match_info["token"] != self.token:
             return web.Response(status=401, text="Unauthorized")
-        data = self.files.get(request.match_info["path"])
+        path = request.match_info["path"]
+        self.downloads.append(path)
+        if path in self.file_redirects:
+            raise web.HTTPFound(self.file_redirects[path])
+        data = self.files.get(path)
         if data is None:
             return web.Response(status=404, text="Not Found")
-        return web.Response(body=data, content_type="application/octet-stream")
+        if not self.hide_file_sizes:
+            return web.Response(body=data, content_type="application/octet-stream")
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for start in range(0, len(data), 65536):
+            await response.write(data[start : start + 65536])
+        await response.write_eof()
+        return response
 
     # -- methods -------------------------------------------------------------------------
 
@@ -699,14 +746,12 @@ class FakeTelegram:
             (p for p in self.files if p.rsplit("/", 1)[-1].rsplit(".", 1)[0] == file_id),
             f"photos/{file_id}.jpg",
         )
-        if path not in self.files:
+        if path not in self.files and path not in self.file_redirects:
             raise ApiFailure(400, "Bad Request: invalid file_id")
-        return {
-            "file_id": file_id,
-            "file_unique_id": f"u-{file_id}",
-            "file_size": len(self.files[path]),
-            "file_path": path,
-        }
+        found = {"file_id": file_id, "file_unique_id": f"u-{file_id}", "file_path": path}
+        if not self.hide_file_sizes and path in self.files:
+            found["file_size"] = len(self.files[path])
+        return found
 
 
 class TelegramHarness:

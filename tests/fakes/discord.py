@@ -651,6 +651,7 @@ def modal_submit(custom_id: str, values: dict[str, str], **kw: Any) -> dict[str,
 
 class DiscordHarness:
     name = "discord"
+    garbage = ("123", "abc", "8" * 30)  # not an address on this platform
     duplicates_after_lost_answer = 0  # the nonce
     # An embed carries a title (up to 256) over a description of up to 4096 characters.
     max_text = 4096 + 1 + 256

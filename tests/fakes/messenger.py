@@ -444,6 +444,7 @@ class MessengerHarness:
     """The contract harness: addresses are people who wrote in the last 24 hours."""
 
     name = "messenger"
+    garbage = ("12ab5", "1234", "-12345")  # not an address on this platform
     duplicates_after_lost_answer = 1  # no idempotency key in the Send API
     max_text = 2000
 

@@ -758,6 +758,7 @@ class TelegramHarness:
     """The contract suite's view of Telegram: the adapter against FakeTelegram."""
 
     name = "telegram"
+    garbage = ("abc", "12ab", "@", "1.5")  # not an address on this platform
     duplicates_after_lost_answer = 1  # the Bot API has no idempotency key
     max_text = 4096
 

@@ -269,6 +269,7 @@ class TwilioHarness:
     """The contract harness: addresses are contacts who wrote in the last 24 hours."""
 
     name = "whatsapp"
+    garbage = ("+1", "not-a-phone", "0917")  # not an address on this platform
     duplicates_after_lost_answer = 1  # Twilio's Messages API has no idempotency key
     max_text = 1600
 

@@ -409,10 +409,9 @@ async def test_every_menu_command_gets_a_valid_answer(
             if answer["type"] == 4:
                 assert 0 < len(answer["data"]["content"]) <= 2000, info.name
                 assert check_message(answer["data"]) == [], info.name
-    # Every follow-up (sent after the answers; closing the app waits for them) passed
-    # the fake's checks of Discord's rules.
-    tried = fake.calls_to("POST", rf"/webhooks/{APP_ID}/[^/]+")
-    assert len(tried) == len(fake.webhook_messages)
+    # Anything sent after the answers (closing the app waits for it) met Discord's rules:
+    # the fake refused no message, follow-up or edit (most commands send none at all).
+    assert fake.refused == [], fake.refused
 
 
 async def test_unknown_command_and_interaction_are_answered_at_once(

@@ -12,7 +12,6 @@ The full-length versions (30 s outage, real processes) are `bench/drills.py`.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import Counter
 from collections.abc import Callable
@@ -323,7 +322,7 @@ async def test_drill_messenger_fails_for_a_while(
             response = await client.post("/api/notify", json=body, headers=AUTH)
             assert response.status_code == 202, response.text
             await eventually(lambda: _all_sent(graph, psids), timeout=60)
-            await asyncio.sleep(0.3)  # a duplicate still in flight would land by now
+            await quiet(0.3)  # a duplicate still in flight would land by now
     finally:
         await graph.close()
         await conn.execute("DELETE FROM contacts WHERE id = $1", contact)

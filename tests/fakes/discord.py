@@ -85,6 +85,8 @@ class FakeDiscord:
     #: Files users attached (their CDN path -> bytes), served at `attachment_url`.
     attachments: dict[str, bytes] = field(default_factory=dict)
     attachment_downloads: int = 0
+    #: (path, problems) of every message, follow-up or edit refused as invalid (50035).
+    refused: list[tuple[str, list[str]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(900_000_000_000_000_000)
@@ -353,6 +355,7 @@ class FakeDiscord:
             return refused
         problems = _check_commands(body)
         if problems:
+            self.refused.append((request.path, problems))
             return _error(400, 50035, "Invalid Form Body: " + "; ".join(problems))
         stored = [
             {
@@ -407,6 +410,7 @@ class FakeDiscord:
         if nonce is not None and len(str(nonce)) > 25:
             problems.append("nonce: must be 25 or fewer in length")
         if problems:
+            self.refused.append((request.path, problems))
             return _error(400, 50035, "Invalid Form Body: " + "; ".join(problems))
         now = time.monotonic()
         if nonce is not None and body.get("enforce_nonce"):
@@ -438,6 +442,7 @@ class FakeDiscord:
     ) -> web.StreamResponse:
         problems = check_message(body or {})
         if problems:
+            self.refused.append((request.path, problems))
             return _error(400, 50035, "Invalid Form Body: " + "; ".join(problems))
         self.webhook_messages.append(("POST", token, body or {}))
         return web.json_response(self._message(self._id(), body or {}))
@@ -447,6 +452,7 @@ class FakeDiscord:
     ) -> web.StreamResponse:
         problems = check_message(body or {})
         if problems:
+            self.refused.append((request.path, problems))
             return _error(400, 50035, "Invalid Form Body: " + "; ".join(problems))
         self.webhook_messages.append(("PATCH", token, body or {}))
         return web.json_response(self._message(self._id(), body or {}))

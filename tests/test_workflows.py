@@ -313,7 +313,8 @@ async def test_summary_counts_only_its_own_period(
     assert f"From 14 Mar 2027, 8:00 PM {zone} to 15 Mar 2027, 8:00 PM {zone}" in text
 
 
-def test_run_job_from_the_command_line(settings: Settings) -> None:
+def cli_env(settings: Settings) -> dict[str, str]:
+    """The environment of a `gomflow-messaging` command on this test run's databases."""
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")}
     env.update(
         DATABASE_URL=settings.database_url,
@@ -322,6 +323,11 @@ def test_run_job_from_the_command_line(settings: Settings) -> None:
         QUEUE_NAME=settings.queue_name,
         ENVIRONMENT="test",
     )
+    return env
+
+
+def test_run_job_from_the_command_line(settings: Settings) -> None:
+    env = cli_env(settings)
     result = subprocess.run(
         [
             sys.executable,
@@ -379,14 +385,7 @@ async def test_purge_expired_forgets_keys_after_a_day_and_update_ids_after_a_wee
             update,
             at - age,
         )
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")}
-    env.update(
-        DATABASE_URL=settings.database_url,
-        REDIS_URL=settings.redis_url,
-        SERVICE_SECRET=SECRET,
-        QUEUE_NAME=settings.queue_name,
-        ENVIRONMENT="test",
-    )
+    env = cli_env(settings)
     stamp = at.isoformat()
     result = await asyncio.to_thread(
         subprocess.run,

@@ -9,7 +9,10 @@ received: sent, lost and duplicated.
 - the platform answering 5xx for 30 s; the platform hanging for 20 s;
 - each webhook delivered three times (Telegram update_id, Twilio MessageSid, Messenger mid;
   Discord does not retry interactions);
-- 50 concurrent POST /api/notify with one Idempotency-Key.
+- 50 concurrent POST /api/notify with one Idempotency-Key;
+- per channel, the platform accepting sends and never answering them (the request times out,
+  the message is retried): the duplicates that leaves, counted, five rounds
+  (`python bench/drills.py lost-answers` runs only this one).
 
 The shared Redis and Postgres servers are not restarted (other work uses them); cutting the
 proxy is what a client sees of a restart. Short versions of each: tests/test_drills.py.
@@ -39,12 +42,19 @@ except ImportError:  # run as a script
     import common  # type: ignore[no-redef]
     from campaign import WEBHOOK_SECRET, telegram_env  # type: ignore[no-redef]
 
-from tests.drill import campaign_chats, notify_bodies, received, tally
+from tests.drill import (
+    LOST_ANSWER_REMEDY,
+    campaign_chats,
+    lost_answer_campaign,
+    notify_bodies,
+    received,
+    tally,
+)
 from tests.fakes.messenger import FakeGraph, messenger_env, page_event, run_psid
 from tests.fakes.messenger import sign as sign_event
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, SENDER, FakeTwilio
-from tests.helpers import TcpProxy
+from tests.helpers import SECRET, TcpProxy
 
 RATE = 100.0  # TELEGRAM_RATE_PER_SECOND: a campaign of 1,000 lasts about 10 s
 CAMPAIGN = int(os.environ.get("BENCH_DRILL_N", "1000"))
@@ -52,6 +62,9 @@ OUTAGE_CAMPAIGN = int(os.environ.get("BENCH_DRILL_OUTAGE_N", "500"))
 SERVER_ERROR_SECONDS = float(os.environ.get("BENCH_DRILL_5XX_SECONDS", "30"))
 HANG_SECONDS = float(os.environ.get("BENCH_DRILL_HANG_SECONDS", "20"))
 PUBLIC = "https://gomflow.example.com"
+LOST_N = int(os.environ.get("BENCH_DRILL_LOST_N", "100"))
+LOST_ANSWERS = int(os.environ.get("BENCH_DRILL_LOST_ANSWERS", "10"))
+LOST_ROUNDS = int(os.environ.get("BENCH_DRILL_LOST_ROUNDS", "5"))
 
 
 class Drills:
@@ -277,6 +290,39 @@ class Drills:
         }
 
 
+async def accepted_but_lost(database_url: str) -> dict[str, Any]:
+    """Per channel, ``LOST_ROUNDS`` campaigns of ``LOST_N`` whose first ``LOST_ANSWERS``
+    sends the platform accepts and never answers; the app runs in this process."""
+    results: dict[str, Any] = {}
+    conn = await asyncpg.connect(database_url)
+    try:
+        for channel in sorted(LOST_ANSWER_REMEDY):
+            rounds = []
+            for _ in range(LOST_ROUNDS):
+
+                def make(**values: Any) -> Any:
+                    return common.services_settings(
+                        database_url,
+                        f"bench-lost-{secrets.token_hex(3)}",
+                        dispatch_lease_seconds=3,
+                        dispatch_backoff_base_seconds=0.2,
+                        service_secret=SECRET,  # what the drill's requests carry
+                        **values,
+                    )
+
+                started = time.monotonic()
+                result = await lost_answer_campaign(make, conn, channel, LOST_N, LOST_ANSWERS)
+                rounds.append({**result.as_dict(), "seconds": round(time.monotonic() - started, 1)})
+            results[channel] = {
+                "answers_lost": LOST_ANSWERS,
+                "rounds": rounds,
+                "remains": LOST_ANSWER_REMEDY[channel],
+            }
+    finally:
+        await conn.close()
+    return results
+
+
 async def main() -> dict[str, Any]:
     database_url = await common.make_database(seed=True)
     fake = await FakeTelegram().start()
@@ -302,6 +348,7 @@ async def main() -> dict[str, Any]:
         )
         results["webhooks_delivered_3x"] = await drills.webhooks_three_times()
         results["notify_x50_one_key"] = await drills.concurrent_notify_one_key()
+        results["accepted_but_answer_lost"] = await accepted_but_lost(database_url)
     finally:
         await drills.close()
         await twilio.close()
@@ -314,5 +361,16 @@ async def main() -> dict[str, Any]:
     return results
 
 
+async def lost_answers_only() -> dict[str, Any]:
+    database_url = await common.make_database(seed=True)
+    try:
+        return {"accepted_but_answer_lost": await accepted_but_lost(database_url)}
+    finally:
+        await common.drop_database(database_url)
+
+
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(main()), indent=2))
+    import sys
+
+    only = sys.argv[1:] == ["lost-answers"]
+    print(json.dumps(asyncio.run(lost_answers_only() if only else main()), indent=2))

@@ -191,6 +191,15 @@ def summary(report: dict[str, Any]) -> str:
                     0,
                     fb["duplicated"],
                 )
+        for channel, lost in (drills.get("accepted_but_answer_lost") or {}).items():
+            rounds = lost["rounds"]
+            add(
+                f"{channel}: accepted, answer lost ({lost['answers_lost']} of "
+                f"{rounds[0]['expected']}, {len(rounds)} rounds)",
+                ", ".join(f"{r['sent']}/{r['expected']}" for r in rounds),
+                ", ".join(str(r["lost"]) for r in rounds),
+                ", ".join(str(r["duplicated"]) for r in rounds) + f" ({lost['remains']})",
+            )
         key = drills.get("notify_x50_one_key")
         if key:
             add(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -11,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from gomflow_messaging import db
@@ -22,8 +25,6 @@ from tests.helpers import SECRET, TELEGRAM_WEBHOOK_SECRET
 ADMIN_URL = os.environ.get(
     "TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-# A Redis database of its own, since some tests flush it.
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 def _with_db(url: str, name: str) -> str:
@@ -41,6 +42,98 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True  # someone else's process
     return True
+
+
+#: Where the claims of Redis databases live (database 0, keys with a time to live).
+REDIS_CLAIM_PREFIX = "gomflow-test:redis-db:"
+REDIS_CLAIM_TTL = 900  # seconds; renewed while the run lasts (pytest_runtest_setup)
+#: Databases a run may take for itself: not 0 (`make dev`), not 10 (`make bench`).
+REDIS_FREE_DBS = [n for n in range(1, 16) if n != 10]
+
+
+def _claimant() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _claim_alive(holder: bytes | None) -> bool:
+    """Whether the run that holds a claim is still running (a claim by a killed run is stale)."""
+    if holder is None:
+        return False
+    host, _, pid = holder.decode().rpartition(":")
+    return host != socket.gethostname() or not pid.isdigit() or _alive(int(pid))
+
+
+def claim_redis_db(server_url: str, explicit: str | None) -> tuple[str, int]:
+    """A Redis database for this run alone, as each run has a Postgres database of its own.
+
+    Some tests flush their database (test_recovery, test_drills), so two runs on one machine
+    must never share one. ``TEST_REDIS_URL`` names one explicitly (still claimed, so a run
+    picking a free one skips it, and a second run naming the same one stops at once); else
+    the first empty, unclaimed database of ``REDIS_FREE_DBS`` is claimed with a ``SET NX`` key
+    in database 0 that expires, keyed by this process. The session flushes it at the end.
+    """
+    admin = SyncRedis.from_url(_with_db(server_url, "0"))
+    try:
+        if explicit is not None:
+            number = int(urlsplit(explicit).path.strip("/") or 0)
+            key = f"{REDIS_CLAIM_PREFIX}{number}"
+            holder = admin.get(key)
+            if holder is not None and holder.decode() != _claimant() and _claim_alive(holder):
+                raise pytest.UsageError(
+                    f"Redis database {number} (TEST_REDIS_URL) is in use by the test run"
+                    f" {holder.decode()}; unset TEST_REDIS_URL to take a free one"
+                )
+            admin.set(key, _claimant(), ex=REDIS_CLAIM_TTL)
+            return explicit, number
+        for number in REDIS_FREE_DBS:
+            key = f"{REDIS_CLAIM_PREFIX}{number}"
+            if not admin.set(key, _claimant(), ex=REDIS_CLAIM_TTL, nx=True):
+                holder = admin.get(key)
+                if _claim_alive(holder):
+                    continue
+                # A killed run's claim: take it over unless another run just did.
+                if admin.getset(key, _claimant()) != holder:
+                    continue
+                admin.expire(key, REDIS_CLAIM_TTL)
+                with SyncRedis.from_url(_with_db(server_url, str(number))) as stale:
+                    stale.flushdb()  # what the killed run left
+            url = _with_db(server_url, str(number))
+            with SyncRedis.from_url(url) as client:
+                if client.dbsize() == 0:
+                    return url, number
+            # Someone uses it without a claim (a helper's TEST_REDIS_URL, an old run): not ours.
+            admin.delete(key)
+        raise pytest.UsageError("no free Redis database for the tests; set TEST_REDIS_URL")
+    finally:
+        admin.close()
+
+
+REDIS_SERVER_URL = os.environ.get("TEST_REDIS_SERVER_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL, REDIS_DB = claim_redis_db(REDIS_SERVER_URL, os.environ.get("TEST_REDIS_URL"))
+_claim_renewed = time.monotonic()
+
+
+def pytest_report_header() -> str:
+    return f"redis: database {REDIS_DB} ({REDIS_URL})"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Keep this run's claim of its Redis database alive while it runs (every minute)."""
+    global _claim_renewed
+    if time.monotonic() - _claim_renewed > 60:
+        with SyncRedis.from_url(_with_db(REDIS_SERVER_URL, "0")) as admin:
+            admin.set(f"{REDIS_CLAIM_PREFIX}{REDIS_DB}", _claimant(), ex=REDIS_CLAIM_TTL)
+        _claim_renewed = time.monotonic()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Leave nothing behind: this run's database emptied, its claim released."""
+    with SyncRedis.from_url(REDIS_URL) as client:
+        client.flushdb()
+    with SyncRedis.from_url(_with_db(REDIS_SERVER_URL, "0")) as admin:
+        key = f"{REDIS_CLAIM_PREFIX}{REDIS_DB}"
+        if admin.get(key) == _claimant().encode():
+            admin.delete(key)
 
 
 async def drop_stale_test_databases(admin: asyncpg.Connection) -> list[str]:
@@ -168,6 +261,9 @@ async def fake_telegram() -> AsyncIterator[FakeTelegram]:
     server = await FakeTelegram().start()
     yield server
     await server.close()
+    # Telegram drops an invalid reply in a webhook response without a word: a test that made
+    # one fails here, whatever it asserted (clear ``webhook_answers`` when it is the point).
+    assert not server.dropped_answers, [(c.params, c.result) for c in server.dropped_answers]
 
 
 @pytest.fixture

@@ -13,7 +13,9 @@ from uuid import UUID
 
 from gomflow_messaging.channels.base import Channel
 
-Fault = Literal["rate_limited", "server_error", "hang"]
+#: ``accepted_lost``: the platform accepts the message (the person sees it), and its answer
+#: never arrives: the sender's request times out, as when a connection drops on the way back.
+Fault = Literal["rate_limited", "server_error", "hang", "accepted_lost"]
 
 
 class Unsupported(Exception):
@@ -48,6 +50,10 @@ class Harness(Protocol):
         ...
 
     async def received(self, address: str) -> list[Received]: ...
+
+    #: How many extra copies a retry of a send whose answer was lost makes: 0 where the
+    #: platform recognises the retry (Discord's nonce), 1 where it has no idempotency key.
+    duplicates_after_lost_answer: int
 
     async def fail_next(self, fault: Fault, retry_after: float = 2.0) -> None:
         """Make the platform's next answer this fault, or raise Unsupported."""

@@ -18,11 +18,14 @@ from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, SENDER
 
 if TYPE_CHECKING:
     from tests.fakes.discord import FakeDiscord, Signer
+    from tests.fakes.messenger import FakeGraph
     from tests.fakes.telegram import FakeTelegram
     from tests.fakes.twilio import FakeTwilio
 
 BLOCK = 64 * 1024
 WEBHOOKS = ["/webhook/telegram", "/webhook/discord", "/webhooks/whatsapp", "/webhook/status"]
+#: On when `all_channels_env` is given a Graph: Meta signs the body, so it is read to check.
+MESSENGER_WEBHOOK = "/webhook/messenger"
 
 
 @dataclass
@@ -105,10 +108,21 @@ def memory_kb(pid: int) -> dict[str, int]:
 
 
 def all_channels_env(
-    telegram: FakeTelegram, twilio: FakeTwilio, discord: FakeDiscord, signer: Signer
+    telegram: FakeTelegram,
+    twilio: FakeTwilio,
+    discord: FakeDiscord,
+    signer: Signer,
+    graph: FakeGraph | None = None,
 ) -> dict[str, str]:
-    """The environment that turns every channel on, each pointed at its fake platform."""
+    """The environment that turns every channel on, each pointed at its fake platform
+    (Messenger too when a fake Graph is given)."""
+    messenger: dict[str, str] = {}
+    if graph is not None:
+        from tests.fakes.messenger import messenger_env
+
+        messenger = {k.upper(): str(v) for k, v in messenger_env(graph.base_url).items()}
     return {
+        **messenger,
         "ENABLE_TELEGRAM": "true",
         "TELEGRAM_BOT_TOKEN": telegram.token,
         "TELEGRAM_WEBHOOK_SECRET": "flood-webhook-secret-0123456789",
@@ -126,10 +140,12 @@ def all_channels_env(
     }
 
 
-async def flood_webhooks(port: int, size: int) -> dict[tuple[str, bool], Outcome]:
+async def flood_webhooks(
+    port: int, size: int, paths: list[str] = WEBHOOKS
+) -> dict[tuple[str, bool], Outcome]:
     """``size`` bytes, unsigned, to each webhook: with a Content-Length, then chunked."""
     outcomes = {}
-    for path in WEBHOOKS:
+    for path in paths:
         for chunked in (False, True):
             outcomes[path, chunked] = await post(port, path, size, chunked=chunked)
     return outcomes

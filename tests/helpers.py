@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from gomflow_messaging.app import create_app
 from gomflow_messaging.settings import Settings
+from tests.fakes.telegram import FakeTelegram
 
 SECRET = "test-secret-test-secret-test-secret-0001"
 AUTH = {"Authorization": f"Bearer {SECRET}"}
@@ -79,10 +80,24 @@ async def wait_status(client: httpx.AsyncClient, message_id: str, *statuses: str
 @contextlib.asynccontextmanager
 async def running_app(settings: Settings, mode: str = "serve") -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings, mode=mode)  # type: ignore[arg-type]
+
+    async def telegram_answers(response: httpx.Response) -> None:
+        """Every reply carried in a /webhook/telegram response meets the fake Bot API's rules,
+        as Telegram applies them (an invalid one is dropped: `FakeTelegram.webhook_answer`)."""
+        if response.request.url.path != "/webhook/telegram" or response.status_code != 200:
+            return
+        fake = FakeTelegram.at(settings.telegram_api_base_url)
+        body = json.loads(await response.aread() or b"{}")
+        if fake is not None and isinstance(body, dict) and body.get("method"):
+            fake.webhook_answer(body)
+
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://test", timeout=30
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://test",
+            timeout=30,
+            event_hooks={"response": [telegram_answers]},
         ) as client,
     ):
         client.app = app  # type: ignore[attr-defined]

@@ -151,7 +151,9 @@ async def test_status_never_shows_another_buyers_order(client: httpx.AsyncClient
     stranger = Chat(client)
     reply = texts(await stranger.say("/status PH-DEMO0001"))
     assert "no order of yours" in reply
-    assert "Andrea" not in reply and "1,250" not in reply
+    # Nothing of Andrea's order: her name, phone, price or total (2 x ₱1,250.00).
+    for private in ("Andrea", "Santos", "5550181", "1,250", "2,500"):
+        assert private not in reply, private
 
 
 async def test_status_and_pay_for_a_linked_buyer(

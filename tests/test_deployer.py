@@ -212,6 +212,26 @@ def wait_for_line(log: Path, needle: str, timeout: float = 60) -> str:
     raise AssertionError(f"{needle!r} not logged within {timeout}s:\n{log.read_text()}")
 
 
+def wait_for_lines(log: Path, needle: str, n: int, timeout: float = 60) -> str:
+    """The log once ``needle`` is in ``n`` of its lines (a reminder repeated, say)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text()
+        if sum(needle in line for line in text.splitlines()) >= n:
+            return text
+        time.sleep(0.1)
+    raise AssertionError(f"{needle!r} not logged {n} times within {timeout}s:\n{log.read_text()}")
+
+
+def assert_one_reminder_per_interval(text: str, first: str, seconds: float) -> None:
+    """One line when the outage starts, then reminders at most one per 2 s interval
+    (OUTAGE_WARNING_SECONDS) over the ``seconds`` watched: never one per failed attempt."""
+    outage = _outage_lines(text)
+    assert len([line for line in outage if first in line]) == 1, outage
+    repeats = [line for line in outage if "still unreachable" in line]
+    assert 2 <= len(repeats) <= seconds / 2 + 1, (seconds, outage)
+
+
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[tuple[int, list[str]]]:
     """A redis-server of this test's own on a free port (no disk), and how to start it."""
@@ -235,14 +255,11 @@ def test_serve_without_redis_logs_one_line_then_one_per_interval(
     env = {"DATABASE_URL": database_url, "REDIS_URL": closed, "OUTAGE_WARNING_SECONDS": "2"}
     with served(tmp_path, PORT=str(free_port()), LOG_FORMAT="text", **env) as log:
         wait_for_line(log, "Redis unreachable at")
-        time.sleep(7)
-        text = log.read_text()
+        started = time.monotonic()
+        text = wait_for_lines(log, "still unreachable", 2)
+        watched = time.monotonic() - started + 2  # the first line came up to 2 s before
     assert "Traceback" not in text
-    outage = _outage_lines(text)
-    assert len([line for line in outage if "Redis unreachable at" in line]) == 1
-    repeats = [line for line in outage if "still unreachable" in line]
-    # Seven seconds at one reminder per two: a handful, never one per failed attempt.
-    assert 1 <= len(repeats) <= 5, outage
+    assert_one_reminder_per_interval(text, "Redis unreachable at", watched)
     assert len(text.splitlines()) < 25, text
 
 
@@ -273,15 +290,15 @@ def test_redis_stopped_under_serve_then_back(
         redis.terminate()
         redis.wait(10)
         wait_for_line(log, "Redis unreachable at")
-        time.sleep(6)
+        started = time.monotonic()
+        wait_for_lines(log, "still unreachable", 2)
         redis = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
         text = wait_for_line(log, "Redis reachable again")
+        watched = time.monotonic() - started + 2
     redis.terminate()
     redis.wait(10)
     assert "Traceback" not in text
-    outage = _outage_lines(text)
-    assert len([line for line in outage if "Redis unreachable at" in line]) == 1
-    assert 1 <= len([line for line in outage if "still unreachable" in line]) <= 6, outage
+    assert_one_reminder_per_interval(text, "Redis unreachable at", watched)
     assert len(text.splitlines()) < 30, text
 
 
@@ -345,14 +362,14 @@ def test_serve_with_postgres_stopped_logs_one_line_then_one_per_interval(tmp_pat
             time.sleep(1)
             assert _script("stop-services.sh", env, tmp_path).returncode == 0
             wait_for_line(log, "Postgres unreachable at")
-            time.sleep(7)
-            text = log.read_text()
+            started = time.monotonic()
+            text = wait_for_lines(log, "still unreachable", 2)
+            watched = time.monotonic() - started + 2
     finally:
         _script("stop-services.sh", env, tmp_path)
         shutil.rmtree(data, ignore_errors=True)
     assert "Traceback" not in text, text
-    outage = _outage_lines(text)
-    assert len([line for line in outage if "Postgres unreachable at" in line]) == 1
+    assert_one_reminder_per_interval(text, "Postgres unreachable at", watched)
     assert len(text.splitlines()) < 30, text
 
 

@@ -130,6 +130,12 @@ async def test_error_map(channel: DiscordChannel, fake: FakeDiscord) -> None:
         await channel.send(message(unknown, "hi"))
     assert (gone.value.code, gone.value.address_unreachable) == ("unknown_user", True)
 
+    invalid = new_user_id()
+    fake.invalid_recipients.add(invalid)  # a bot, a deleted account: no DM can be opened
+    with pytest.raises(PermanentError) as refused:
+        await channel.send(message(invalid, "hi"))
+    assert (refused.value.code, refused.value.address_unreachable) == ("invalid_recipient", True)
+
     fake.fail_next("unauthorized")
     with pytest.raises(PermanentError) as token:
         await channel.send(message(new_user_id(), "hi"))
@@ -282,3 +288,34 @@ def test_more_than_five_button_rows_are_packed_not_cut() -> None:
     assert len(built) == 4  # 16 buttons, 5 to a row
     actions = [c.custom_id for row in built for c in row.components]
     assert actions == [a for n in range(8) for a in (f"a {n}", f"b {n}")]
+
+
+async def test_the_fake_counts_down_each_bucket_and_refuses_past_it(
+    channel: DiscordChannel, fake: FakeDiscord
+) -> None:
+    """What hikari reads to pace itself: the bucket's remaining requests, as Discord counts."""
+    fake.bucket_limit, fake.bucket_window = 3, 60.0
+    user = new_user_id()
+    for _ in range(2):
+        await channel.send(message(user, "hi"))
+    sends = [c for c in fake.calls if c.method == "POST" and c.path.endswith("/messages")]
+    assert len(sends) == 2
+    # The third send of this DM channel's bucket is the last; a fourth would be a 429.
+    await channel.send(message(user, "hi"))
+    with pytest.raises(TransientError) as limited:
+        await channel.send(message(user, "hi"))
+    assert limited.value.code == "rate_limited" and limited.value.retry_after
+    assert len(fake.dm_messages(user)) == 3
+
+
+async def test_an_interaction_takes_one_callback(fake: FakeDiscord) -> None:
+    """Discord answers a second callback for one interaction 400 (40060)."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=fake.base_url) as client:
+        url = "/interactions/123456789012345678/itok-x/callback"
+        first = await client.post(url, json={"type": 4, "data": {"content": "hi"}})
+        second = await client.post(url, json={"type": 4, "data": {"content": "again"}})
+    assert first.status_code == 204
+    assert (second.status_code, second.json()["code"]) == (400, 40060)
+    assert len(fake.callbacks) == 1

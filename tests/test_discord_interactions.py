@@ -57,6 +57,11 @@ def discord_settings(
             "discord_public_key": signer.public_key,
             "discord_api_base_url": fake.base_url,
             "discord_request_timeout_seconds": 2,
+            # The tests that assert an immediate answer (type 4 or 9) allow the handler the
+            # most Discord's 3 s rule permits, not the 2 s default: on a loaded machine a
+            # slow handler would otherwise turn the answer into a deferral. The deferral
+            # tests set their own short deadline.
+            "discord_answer_deadline_seconds": 2.8,
         }
         return make_settings(**{**values, **overrides})
 
@@ -410,10 +415,9 @@ async def test_every_menu_command_gets_a_valid_answer(
             if answer["type"] == 4:
                 assert 0 < len(answer["data"]["content"]) <= 2000, info.name
                 assert check_message(answer["data"]) == [], info.name
-    # Every follow-up (sent after the answers; closing the app waits for them) passed
-    # the fake's checks of Discord's rules.
-    tried = fake.calls_to("POST", rf"/webhooks/{APP_ID}/[^/]+")
-    assert len(tried) == len(fake.webhook_messages)
+    # Anything sent after the answers (closing the app waits for it) met Discord's rules:
+    # the fake refused no message, follow-up or edit (most commands send none at all).
+    assert fake.refused == [], fake.refused
 
 
 async def test_unknown_command_and_interaction_are_answered_at_once(

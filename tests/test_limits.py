@@ -8,6 +8,7 @@ from typing import Any
 
 from gomflow_messaging.settings import Settings
 from tests.fakes.discord import APP_ID, TOKEN, FakeDiscord, Signer
+from tests.fakes.messenger import FakeGraph, messenger_env, sign
 from tests.fakes.telegram import FakeTelegram
 from tests.helpers import AUTH, running_app
 
@@ -146,3 +147,22 @@ async def test_deep_json_to_a_signed_discord_webhook_is_422(
         await fake.close()
     assert response.status_code == 422, response.text
     _envelope(response.json(), "validation_error")
+
+
+async def test_deep_json_to_a_signed_messenger_webhook_is_422(
+    make_settings: Callable[..., Settings],
+) -> None:
+    graph = await FakeGraph().start()
+    try:
+        body = b'{"object": "page", "entry": ' + _deep(DEEP) + b"}"
+        async with running_app(make_settings(**messenger_env(graph.base_url)), mode="web") as c:
+            response = await c.post(
+                "/webhook/messenger",
+                content=body,
+                headers={"content-type": "application/json", "X-Hub-Signature-256": sign(body)},
+            )
+    finally:
+        await graph.close()
+    assert response.status_code == 422, response.text
+    _envelope(response.json(), "validation_error")
+    assert graph.sent == []

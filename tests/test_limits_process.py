@@ -23,9 +23,11 @@ import pytest
 
 from gomflow_messaging.settings import Settings
 from tests.fakes.discord import FakeDiscord, Signer
+from tests.fakes.messenger import FakeGraph
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import FakeTwilio
 from tests.flood import (
+    MESSENGER_WEBHOOK,
     WEBHOOKS,
     all_channels_env,
     flood_webhooks,
@@ -36,6 +38,7 @@ from tests.flood import (
 from tests.helpers import AUTH, SECRET, eventually
 
 MIB = 1024 * 1024
+ALL_WEBHOOKS = [*WEBHOOKS, MESSENGER_WEBHOOK]
 FLOOD = 300 * MIB
 MAX_GROWTH_KB = 50 * 1024
 
@@ -66,6 +69,7 @@ async def serve(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[int, 
     telegram = await FakeTelegram().start()
     twilio = await FakeTwilio().start()
     discord = await FakeDiscord(public_key=signer.public_key).start()
+    graph = await FakeGraph().start()
     port = _free_port()
     keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")}
     env = {
@@ -80,7 +84,7 @@ async def serve(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[int, 
         "ENABLE_SANDBOX": "true",
         "LOG_LEVEL": "WARNING",
         "BODY_READ_TIMEOUT_SECONDS": "2",
-        **all_channels_env(telegram, twilio, discord, signer),
+        **all_channels_env(telegram, twilio, discord, signer, graph),
     }
     proc, log = _spawn(env, tmp_path)
     try:
@@ -95,7 +99,7 @@ async def serve(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[int, 
 
             await eventually(healthy, timeout=90, interval=0.2)
             # Each webhook once with a small unsigned body: its lazy imports are not the flood's.
-            for path in WEBHOOKS:
+            for path in ALL_WEBHOOKS:
                 answer = await client.post(path, content=b"{}")
                 assert answer.status_code in (401, 403), (path, answer.text)
         yield proc.pid, port
@@ -107,6 +111,7 @@ async def serve(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[int, 
             proc.kill()
             await asyncio.to_thread(proc.wait, 10)
         log.close()
+        await graph.close()
         await discord.close()
         await twilio.close()
         await telegram.close()
@@ -117,7 +122,7 @@ async def test_300_mib_unsigned_to_each_webhook_is_413_and_costs_no_memory(
 ) -> None:
     pid, port = serve
     before = memory_kb(pid)
-    outcomes = await flood_webhooks(port, FLOOD)
+    outcomes = await flood_webhooks(port, FLOOD, ALL_WEBHOOKS)
     after = memory_kb(pid)
     for (path, chunked), outcome in outcomes.items():
         code = json.loads(outcome.body)["error"]["code"]
@@ -139,6 +144,7 @@ async def test_a_trickling_body_is_cut_with_408_and_its_connection_closed(
     # 1,000 bytes declared, one sent every 0.2 s: it would take 200 s; the limit is 2 s.
     slow = [
         post(port, "/webhook/discord", 1000, block=1, pause=0.2, timeout=60),
+        post(port, MESSENGER_WEBHOOK, 1000, block=1, pause=0.2, timeout=60),
         post(port, "/api/notify", 1000, block=1, pause=0.2, timeout=60, headers=AUTH),
     ]
     for outcome in await asyncio.gather(*slow):

@@ -212,7 +212,7 @@ async def test_rate_limit_without_a_wait_holds_the_page_back_for_every_worker(
     await second.start()
     try:
         psid = await person(pool)
-        graph.faults.append(("rate_limited", None))  # Graph's 613 names no wait
+        graph.faults.append(("rate_limited", None))  # Graph's 80006 names no wait here
         with pytest.raises(TransientError) as info:
             await first.send(message(psid))
         assert info.value.code == "rate_limited"
@@ -240,6 +240,8 @@ async def test_a_wait_meta_names_in_its_usage_header_is_honoured(
 @pytest.mark.parametrize(
     ("fault", "error", "code"),
     [
+        ("rate_limited", TransientError, "rate_limited"),  # 80006, the Page's limit
+        ("app_rate_limited", TransientError, "rate_limited"),  # 613
         ("unavailable", PermanentError, "unreachable"),
         ("server_error", TransientError, "http_500"),
         ("bad_token", PermanentError, "bad_credentials"),

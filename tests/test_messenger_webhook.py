@@ -242,8 +242,17 @@ async def test_an_image_off_meta_cdn_is_never_fetched(
     client: httpx.AsyncClient, graph: FakeGraph, conn: asyncpg.Connection
 ) -> None:
     person = Person(client, graph)
-    image = {"type": "image", "payload": {"url": "http://127.0.0.1:9/internal/secret.jpg"}}
-    await person.post(page_event(person.event(message={"mid": "m_off", "attachments": [image]})))
+    # A buyer with an unpaid order: an image from them is read as a receipt, so only the
+    # host check stands between the URL and a fetch (another server here, watching).
+    await new_buyer(conn, await new_order(conn, await new_gom(conn)), ("messenger", person.psid))
+    elsewhere = await FakeGraph().start()
+    try:
+        elsewhere.media["/cdn/secret.jpg"] = ("image/jpeg", b"\xff\xd8 internal")
+        image = {"type": "image", "payload": {"url": elsewhere.origin + "/cdn/secret.jpg"}}
+        await person.send(message={"mid": f"m_{uuid.uuid4().hex}", "attachments": [image]})
+    finally:
+        await elsewhere.close()
+    assert elsewhere.media_fetches == []
     assert not await conn.fetchval(
         "SELECT 1 FROM payment_proofs p JOIN contact_addresses ca ON ca.contact_id = p.contact_id"
         " WHERE ca.channel = 'messenger' AND ca.address = $1",

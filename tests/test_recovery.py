@@ -12,6 +12,7 @@ import asyncpg
 import httpx
 from redis.asyncio import Redis
 
+from gomflow_messaging import ratelimit
 from gomflow_messaging.settings import Settings
 from tests.conftest import REDIS_URL, unique_text
 from tests.fakes.smart_agent import FakeSmartAgent
@@ -290,3 +291,26 @@ async def test_run_job_sweep_re_enqueues(
         await services.close()
     assert result["re_enqueued"] >= 3
     assert await redis.llen(f"saq:{settings.queue_name}:queued") >= 3
+
+
+async def test_the_inbound_limiter_lets_people_through_while_redis_is_away(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The inbound limit fails open: with Redis away nobody can be counted, so nobody is
+    refused (a budget of one message; the third, a link code, still goes on)."""
+    target = urlsplit(REDIS_URL)
+    proxy = await TcpProxy(target.hostname or "127.0.0.1", target.port or 6379).start()
+    away = Redis.from_url(f"redis://127.0.0.1:{proxy.port}{target.path}")
+    settings = make_settings(rate_limit_max_messages=1, link_code_max_attempts=1)
+    person = unique_text("limiter")
+    try:
+        assert await ratelimit.inbound(away, settings, "telegram", person) == ("ok", "messages")
+        await proxy.cut()
+        verdicts = [
+            await ratelimit.inbound(away, settings, "telegram", person, link_attempt=n == 2)
+            for n in range(3)
+        ]
+    finally:
+        await away.aclose()
+        await proxy.close()
+    assert verdicts == [("ok", "messages"), ("ok", "messages"), ("ok", "link_codes")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,7 +14,6 @@ from gomflow_messaging import db
 from gomflow_messaging.channels.base import Button, OutboundMessage
 from gomflow_messaging.channels.telegram.channel import (
     TelegramChannel,
-    TelegramLimits,
     split_for_telegram,
     utf16_length,
 )
@@ -32,7 +32,6 @@ async def channel(
         redis=redis,
         request_timeout=1.0,
         pace_max_wait=5.0,
-        limits=TelegramLimits(chat_burst=5),
     )
     await adapter.start()
     yield adapter
@@ -264,21 +263,71 @@ def test_group_chats_are_paced_per_minute(channel: TelegramChannel) -> None:
     assert scopes == [("bot", 30.0, 1.0), ("chat:42", 1.0, 1.0)]
 
 
-async def test_fake_cap_answers_429_beyond_n_per_second(
+async def test_a_429_carries_the_wait_telegram_names(
     fake_telegram: FakeTelegram, channel: TelegramChannel
 ) -> None:
-    fake_telegram.cap_per_second = 1
-    await channel.send(message(chat(), "one"))
+    """The error carries whatever retry_after Telegram answered, not a figure of ours."""
+    fake_telegram.fail_next("rate_limited", retry_after=4)
     with pytest.raises(TransientError) as info:
-        await channel.send(message(chat(), "two"))
-    assert info.value.code == "rate_limited" and info.value.retry_after == 1
+        await channel.send(message(chat(), "one"))
+    [refused] = [c for c in fake_telegram.calls if c.status == 429]
+    assert info.value.code == "rate_limited"
+    assert info.value.retry_after == refused.result["retry_after"] == 4
 
 
-async def test_fake_serves_files_to_aiogram(
+async def test_a_429_on_one_chat_does_not_hold_back_another(
     fake_telegram: FakeTelegram, channel: TelegramChannel
 ) -> None:
+    held, other = chat(), chat()
+    fake_telegram.fail_next("rate_limited", retry_after=10, chat_id=held)
+    with pytest.raises(TransientError):
+        await channel.send(message(held, "first"))
+    # The held chat is told to come back after Telegram's 10 s (longer than the pacer waits)
+    # without asking Telegram again; the other chat's send goes at once, within 5 s (an
+    # explicit margin for a loaded machine: held back too, it would take 10).
+    with pytest.raises(TransientError) as paced:
+        await channel.send(message(held, "second"))
+    assert paced.value.code == "paced" and fake_telegram.texts(held) == []
+    await asyncio.wait_for(channel.send(message(other, "not held back")), timeout=5)
+    assert fake_telegram.texts(other) == ["not held back"]
+
+
+async def test_sends_to_one_chat_keep_within_telegrams_limits(
+    fake_telegram: FakeTelegram, channel: TelegramChannel
+) -> None:
+    """Six messages to one person at once: the fake answers 429 past Telegram's per-chat
+    limit (a burst of 3 in any second, 12 in any 10 s); the pacer keeps every send inside."""
+    to = chat()
+    await asyncio.gather(*(channel.send(message(to, f"update {i}")) for i in range(6)))
+    assert sorted(fake_telegram.texts(to)) == [f"update {i}" for i in range(6)]
+    assert [c for c in fake_telegram.calls if c.status == 429] == []
+
+
+async def test_a_file_is_fetched_only_as_the_bot_api_serves_it(
+    fake_telegram: FakeTelegram, channel: TelegramChannel
+) -> None:
+    """The download guard: within the size cap, from the Bot API server, no redirect."""
     fake_telegram.files["photos/receipt-1.jpg"] = b"\xff\xd8 a receipt"
-    file = await channel.bot.get_file("receipt-1")
-    assert file.file_path == "photos/receipt-1.jpg" and file.file_size == 12
-    data = await channel.bot.download_file(file.file_path)
-    assert data is not None and data.read() == b"\xff\xd8 a receipt"
+    assert await channel.download("receipt-1", limit=100) == b"\xff\xd8 a receipt"
+
+    # A size getFile declares past the cap: refused before anything is fetched.
+    fake_telegram.files["photos/big-1.jpg"] = b"x" * 1000
+    fetched = len(fake_telegram.downloads)
+    with pytest.raises(PermanentError) as declared:
+        await channel.download("big-1", limit=100)
+    assert declared.value.code == "too_large" and len(fake_telegram.downloads) == fetched
+
+    # No size declared and none sent: the stream is cut at the cap.
+    fake_telegram.hide_file_sizes = True
+    fake_telegram.files["photos/big-2.jpg"] = b"x" * 300_000
+    with pytest.raises(PermanentError) as streamed:
+        await channel.download("big-2", limit=100_000)
+    assert streamed.value.code == "too_large"
+
+    # A redirect (to anywhere, here a file the bot may read) is not followed.
+    elsewhere = f"/file/bot{fake_telegram.token}/photos/receipt-1.jpg"
+    fake_telegram.file_redirects["photos/moved-1.jpg"] = elsewhere
+    with pytest.raises(PermanentError) as redirected:
+        await channel.download("moved-1", limit=100)
+    assert redirected.value.code == "unavailable"
+    assert fake_telegram.downloads[-1] == "photos/moved-1.jpg"

@@ -560,3 +560,43 @@ async def test_health_reports_the_bot(client: httpx.AsyncClient) -> None:
     body = (await client.get("/api/health", headers=AUTH)).json()
     assert body["components"]["channels"]["telegram"]["ok"] is True
     assert body["components"]["channels"]["telegram"]["detail"] == "@gomflow_test_bot"
+
+
+# -- replies in the webhook answer meet the Bot API's rules ----------------------------------
+
+
+async def test_every_reply_in_a_webhook_answer_goes_through_the_bot_apis_rules(
+    client: httpx.AsyncClient, fake_telegram: FakeTelegram
+) -> None:
+    chat = new_chat()
+    body = (await post(client, message_update(chat, "/help"))).json()
+    assert body["method"] == "sendMessage"
+    [taken] = fake_telegram.webhook_answers
+    assert taken.ok and taken.chat_id == str(chat) and taken.text == shown(body)
+
+
+@pytest.mark.parametrize(
+    ("reply", "refusal"),
+    [
+        ({"text": "x" * 4097}, "message is too long"),
+        ({"text": "<b>₱2,500.00", "parse_mode": "HTML"}, "can't parse entities"),
+        ({"text": "a <blink>b</blink>", "parse_mode": "HTML"}, "Unsupported start tag"),
+        (
+            {
+                "text": "Pay",
+                "reply_markup": {"inline_keyboard": [[{"text": "Pay", "callback_data": "é" * 33}]]},
+            },
+            "BUTTON_DATA_INVALID",
+        ),
+        ({"text": "Pay", "reply_markup": {"inline_keyboard": [[{"text": ""}]]}}, "buttons"),
+        ({"text": "   "}, "message text is empty"),
+    ],
+)
+async def test_an_invalid_reply_in_a_webhook_answer_is_dropped_as_telegram_does(
+    fake_telegram: FakeTelegram, reply: dict[str, Any], refusal: str
+) -> None:
+    chat = new_chat()
+    dropped = fake_telegram.webhook_answer({"method": "sendMessage", "chat_id": chat, **reply})
+    assert not dropped.ok and refusal in str(dropped.result)
+    assert fake_telegram.dropped_answers == [dropped]
+    fake_telegram.webhook_answers.clear()  # dropping it was the point (see conftest)

@@ -23,9 +23,11 @@ from twilio.request_validator import RequestValidator
 
 from gomflow_messaging.settings import Settings
 from tests.fakes.discord import APP_ID, TOKEN, FakeDiscord, Signer
+from tests.fakes.messenger import FakeGraph, messenger_env, page_event
+from tests.fakes.messenger import sign as sign_meta
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, SENDER, FakeTwilio
-from tests.helpers import running_app
+from tests.helpers import eventually, running_app
 
 TELEGRAM_SECRET = "fuzz-webhook-secret_0123456789"
 PUBLIC = "https://gomflow.example.com"
@@ -98,13 +100,18 @@ def encode(text: str, encoding: str) -> bytes:
 # -- apps -------------------------------------------------------------------------------------
 
 
+Fakes = tuple[FakeTelegram, FakeTwilio, FakeDiscord, Signer, FakeGraph]
+
+
 @pytest.fixture
-async def all_fakes() -> AsyncIterator[tuple[FakeTelegram, FakeTwilio, FakeDiscord, Signer]]:
+async def all_fakes() -> AsyncIterator[Fakes]:
     signer = Signer()
     telegram = await FakeTelegram().start()
     twilio = await FakeTwilio().start()
     discord = await FakeDiscord(public_key=signer.public_key).start()
-    yield telegram, twilio, discord, signer
+    graph = await FakeGraph().start()
+    yield telegram, twilio, discord, signer, graph
+    await graph.close()
     await discord.close()
     await twilio.close()
     await telegram.close()
@@ -113,10 +120,10 @@ async def all_fakes() -> AsyncIterator[tuple[FakeTelegram, FakeTwilio, FakeDisco
 @pytest.fixture
 async def client(
     make_settings: Callable[..., Settings],
-    all_fakes: tuple[FakeTelegram, FakeTwilio, FakeDiscord, Signer],
+    all_fakes: Fakes,
     demo: dict[str, Any],
 ) -> AsyncIterator[httpx.AsyncClient]:
-    telegram, twilio, discord, signer = all_fakes
+    telegram, twilio, discord, signer, graph = all_fakes
     app_settings = make_settings(
         enable_telegram=True,
         telegram_bot_token=telegram.token,
@@ -138,6 +145,7 @@ async def client(
         discord_request_timeout_seconds=1,
         # Thousands of updates from few users: no per-user limit in the way.
         rate_limit_max_messages=100_000,
+        **messenger_env(graph.base_url, messenger_timeout_seconds=1),
     )
     async with running_app(app_settings, mode="web") as c:
         c.signer = signer  # type: ignore[attr-defined]
@@ -169,7 +177,11 @@ NUL_MESSAGE = {
 @example(update=NUL_MESSAGE, fresh=True)
 @example(update={}, fresh=True)
 async def test_telegram_updates_never_crash(
-    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture, update: dict[str, Any], fresh: bool
+    client: httpx.AsyncClient,
+    all_fakes: Fakes,
+    caplog: pytest.LogCaptureFixture,
+    update: dict[str, Any],
+    fresh: bool,
 ) -> None:
     update = {"update_id": next(_ids) if fresh else 1, **update}
     caplog.clear()
@@ -183,12 +195,25 @@ async def test_telegram_updates_never_crash(
     from aiogram.types import Update
     from pydantic import ValidationError
 
+    telegram = all_fakes[0]
+    answer = response.json()
     try:
         Update.model_validate(update)
     except ValidationError:
-        return  # aiogram refuses it: logged and answered 200, as Telegram needs
+        # aiogram refuses it: logged, and answered 200 with nothing to do, as Telegram needs.
+        assert (response.status_code, answer) == (200, {}), answer
+        return
     failures = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert not failures, failures
+    # What the parser made of it: an answer, if any, goes to the chat the update came from
+    # or to the person who wrote (never elsewhere), and Telegram would take it.
+    if answer.get("method") and "chat_id" in answer:
+        event = update.get("message") or (update.get("callback_query") or {}).get("message")
+        sender = (update.get("message") or update.get("callback_query") or {}).get("from")
+        allowed = {str((event or {}).get("chat", {}).get("id")), str((sender or {}).get("id"))}
+        assert str(answer["chat_id"]) in allowed, (answer["chat_id"], allowed)
+    assert not telegram.dropped_answers, telegram.dropped_answers[-1].result
+    telegram.webhook_answers.clear()
 
 
 @FUZZ
@@ -333,3 +358,89 @@ async def test_discord_interactions_never_crash(
     signer: Signer = client.signer  # type: ignore[attr-defined]
     headers = signer.headers(body) if signed else {"Content-Type": "application/json"}
     no_server_error(await client.post("/webhook/discord", content=body, headers=headers))
+
+
+# -- Messenger ----------------------------------------------------------------------------------
+
+psids = st.sampled_from(["24012345678901234", "24012345678905678"]) | texts
+messenger_events = st.fixed_dictionaries(
+    {"sender": st.fixed_dictionaries({"id": psids}), "recipient": st.just({"id": "1"})},
+    optional={
+        "timestamp": st.integers(min_value=0, max_value=2**42),
+        "message": st.fixed_dictionaries(
+            {"mid": texts},
+            optional={
+                "text": message_texts,
+                "quick_reply": st.fixed_dictionaries({"payload": message_texts}),
+                "attachments": st.lists(
+                    st.fixed_dictionaries(
+                        {"type": st.sampled_from(["image", "file", "x"])},
+                        optional={"payload": json_values},
+                    ),
+                    max_size=2,
+                ),
+                "is_echo": st.booleans(),
+            },
+        ),
+        "postback": st.fixed_dictionaries(
+            {}, optional={"payload": message_texts, "title": texts, "mid": texts}
+        ),
+        "referral": st.fixed_dictionaries({}, optional={"ref": texts, "source": texts}),
+        "read": json_values,
+    },
+)
+messenger_bodies = st.lists(messenger_events, max_size=3).map(lambda e: page_event(*e)) | (
+    json_values.map(lambda v: {"object": "page", "entry": v})
+)
+
+
+ORDERS_EVENT = page_event(
+    {
+        "sender": {"id": "24012345678901234"},
+        "recipient": {"id": "1"},
+        "message": {"mid": "m_fuzz_orders", "text": "orders"},
+    }
+)
+
+
+@FUZZ
+@given(body=messenger_bodies, signed=st.booleans())
+@example(body=ORDERS_EVENT, signed=True)
+async def test_messenger_events_never_crash_and_answer_only_their_senders(
+    client: httpx.AsyncClient, all_fakes: Fakes, body: Any, signed: bool
+) -> None:
+    graph = all_fakes[4]
+    raw = json.dumps(body).encode()
+    response = await client.post(
+        "/webhook/messenger",
+        content=raw,
+        headers={
+            "Content-Type": "application/json",
+            "X-Hub-Signature-256": sign_meta(raw) if signed else "sha256=" + "0" * 64,
+        },
+    )
+    no_server_error(response)
+    if not signed:
+        assert response.status_code in (401, 403), response.text
+    # What the parser made of it: replies only ever to a sender named in this very body.
+    senders = {
+        str(event.get("sender", {}).get("id"))
+        for entry in (body.get("entry") if isinstance(body.get("entry"), list) else [])
+        if isinstance(entry, dict)
+        for event in (entry.get("messaging") or [])
+        if isinstance(event, dict) and isinstance(event.get("sender"), dict)
+    }
+    if body is ORDERS_EVENT:  # one that surely gets a reply: the property is exercised
+        await eventually(lambda: _replied(graph, "24012345678901234"), timeout=10)
+    if signed:
+        # Replies are sent after the answer and may land during a later example: any sender
+        # of a signed body so far is a fair recipient, and nobody else ever is.
+        _signed_senders.update(senders)
+    assert {s.psid for s in graph.sent} <= _signed_senders, [s.psid for s in graph.sent]
+
+
+_signed_senders: set[str] = set()
+
+
+async def _replied(graph: FakeGraph, psid: str) -> bool:
+    return bool(graph.to(psid))

@@ -909,3 +909,32 @@ def test_templates_are_managed_from_the_command_line(settings: Settings) -> None
     assert wrong.returncode == 1 and "tracking_number" in wrong.stderr
     assert "Traceback" not in wrong.stderr
     assert cli("delete", "payment_reminder", "fil").stdout.strip() == "deleted"
+
+
+@pytest.mark.parametrize(("code", "reason"), [(63016, "template_required"), (63018, "daily_cap")])
+async def test_whatsapps_refusal_reported_later_in_a_status_callback_fails_the_message(
+    wa_settings: Settings, twilio: FakeTwilio, pool: Any, code: int, reason: str
+) -> None:
+    """WhatsApp refuses 63016 (outside the window) and 63018 (the daily cap) after Twilio has
+    accepted the send: the failure comes in the status callback, not the API answer."""
+    _t, phone = new_phone()
+    await add_contact(pool, phone, inbound_hours_ago=1)
+    twilio.fails_later[f"whatsapp:{phone}"] = ("undelivered", code)
+    async with running_app(wa_settings) as client:
+        result = await notify(
+            client,
+            {
+                "event": "custom",
+                "data": {"text": "Payment confirmed"},
+                "recipients": [{"channel": "whatsapp", "address": phone}],
+            },
+        )
+        message_id = result["messages"][0]["id"]
+        await wait_status(client, message_id, "sent")  # Twilio took it: "queued"
+        [(url, form, signature)] = twilio.due_callbacks()
+        response = await client.post(
+            url.removeprefix(PUBLIC), data=form, headers={"X-Twilio-Signature": signature}
+        )
+        assert response.status_code == 204, response.text
+        body = await wait_status(client, message_id, "failed")
+    assert body["status_reason"] == reason and str(code) in body["last_error"]

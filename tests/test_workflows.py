@@ -351,7 +351,8 @@ async def test_summary_counts_only_its_own_period(
     assert f"From 14 Mar 2027, 8:00 PM {zone} to 15 Mar 2027, 8:00 PM {zone}" in text
 
 
-def test_run_job_from_the_command_line(settings: Settings) -> None:
+def cli_env(settings: Settings) -> dict[str, str]:
+    """The environment of a `gomflow-messaging` command on this test run's databases."""
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")}
     env.update(
         DATABASE_URL=settings.database_url,
@@ -360,6 +361,11 @@ def test_run_job_from_the_command_line(settings: Settings) -> None:
         QUEUE_NAME=settings.queue_name,
         ENVIRONMENT="test",
     )
+    return env
+
+
+def test_run_job_from_the_command_line(settings: Settings) -> None:
+    env = cli_env(settings)
     result = subprocess.run(
         [
             sys.executable,
@@ -394,3 +400,45 @@ def test_run_job_from_the_command_line(settings: Settings) -> None:
         timeout=60,
     )
     assert bad.returncode == 2 and "ISO-8601" in bad.stderr
+
+
+async def test_purge_expired_forgets_keys_after_a_day_and_update_ids_after_a_week(
+    settings: Settings, conn: asyncpg.Connection
+) -> None:
+    """The hourly purge-expired job (`run-job purge-expired`), at its edges."""
+    run = uuid.uuid4().hex[:8]
+    at = await conn.fetchval("SELECT now()")
+    for key, age in (("old", timedelta(hours=25)), ("new", timedelta(hours=23))):
+        await conn.execute(
+            "INSERT INTO idempotency_keys (scope, key, request_hash, status_code, response,"
+            " created_at) VALUES ($1, $2, 'h', 202, '{}', $3)",
+            f"purge-{run}",
+            key,
+            at - age,
+        )
+    for update, age in (("old", timedelta(days=8)), ("new", timedelta(days=6))):
+        await conn.execute(
+            "INSERT INTO inbound_updates (platform, update_id, received_at) VALUES ($1, $2, $3)",
+            f"purge-{run}",
+            update,
+            at - age,
+        )
+    env = cli_env(settings)
+    stamp = at.isoformat()
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "gomflow_messaging", "run-job", "purge-expired", "--at", stamp],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)["result"]
+    assert report["idempotency_keys"] >= 1 and report["inbound_updates"] >= 1
+    kept = await conn.fetch("SELECT key FROM idempotency_keys WHERE scope = $1", f"purge-{run}")
+    assert [r["key"] for r in kept] == ["new"]
+    kept = await conn.fetch(
+        "SELECT update_id FROM inbound_updates WHERE platform = $1", f"purge-{run}"
+    )
+    assert [r["update_id"] for r in kept] == ["new"]

@@ -5,7 +5,10 @@ slash command bulk overwrite (global and per guild), DM channels, channel messag
 interaction callbacks and follow-up webhooks. It checks what Discord checks (the bot
 token, 2000-character content, 4096-character embed descriptions, unique custom ids of at
 most 100 characters, at most 5 rows of 5) and can answer 429 with retry-after, 5xx,
-hang, 401, and 50007 for a user who takes no DMs.
+hang, 401, and 50007 for a user who takes no DMs, or accept a message and lose its answer
+(``accepted_lost``). A create-message with a ``nonce`` and ``enforce_nonce: true`` is
+recognised as Discord does: the same nonce in the same channel within ``NONCE_WINDOW``
+seconds returns the message first created, and creates none.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from gomflow_messaging.channels.pacing import Pacer
 from tests.contract import Fault, Received
 
 APP_ID = "100000000000000001"
+#: How long Discord remembers a message's nonce ("the past few minutes"; taken as 2).
+NONCE_WINDOW = 120.0
 TOKEN = "fake-discord-bot-token"
 
 FakeFault = Fault | Literal["global_rate_limited", "unauthorized"]
@@ -71,13 +76,27 @@ class FakeDiscord:
     callbacks: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     cannot_dm: set[str] = field(default_factory=set)
     unknown_users: set[str] = field(default_factory=set)
+    #: Users a DM cannot be opened with (a bot, a deleted account): 400, code 50033.
+    invalid_recipients: set[str] = field(default_factory=set)
+    #: Requests each route bucket allows per window, counted down in X-RateLimit-Remaining;
+    #: one more in the window is answered 429, as Discord does.
+    bucket_limit: int = 50
+    bucket_window: float = 1.0
     #: Files users attached (their CDN path -> bytes), served at `attachment_url`.
     attachments: dict[str, bytes] = field(default_factory=dict)
     attachment_downloads: int = 0
+    #: (path, problems) of every message, follow-up or edit refused as invalid (50035).
+    refused: list[tuple[str, list[str]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(900_000_000_000_000_000)
         self._faults: list[_Pending] = []
+        #: (channel id, nonce) -> (when, the message created with it)
+        self._nonces: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+        #: bucket -> (when its window resets, requests left in it)
+        self._buckets: dict[str, tuple[float, int]] = {}
+        #: Interactions already answered (one callback each, as Discord allows).
+        self._acknowledged: set[str] = set()
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -145,12 +164,16 @@ class FakeDiscord:
         self.calls.append(
             Call(request.method, path, body, dict(request.headers), dict(request.query))
         )
+        lost = False
         for pending in self._faults:
             if pending.path in path:
                 if pending.after > 0:
                     pending.after -= 1
                     break
                 self._faults.remove(pending)
+                if pending.fault == "accepted_lost":
+                    lost = True
+                    break
                 return await self._fault(pending)
         tokenless = path.startswith(("/webhooks/", "/interactions/"))
         if not tokenless and request.headers.get("Authorization") != f"Bot {self.token}":
@@ -158,20 +181,33 @@ class FakeDiscord:
         for method, pattern, handler in self._routes():
             match = re.fullmatch(pattern, path)
             if match and method == request.method:
-                response: web.StreamResponse = await handler(request, body, *match.groups())
-                if not path.startswith("/interactions/"):
-                    # As Discord does: every answer names its route's bucket, so hikari
-                    # knows the bucket (and checks the global limit) from then on.
-                    bucket = hashlib.sha1(f"{method} {pattern}".encode()).hexdigest()[:16]
+                if path.startswith("/interactions/"):
+                    response: web.StreamResponse = await handler(request, body, *match.groups())
+                else:
+                    # As Discord does: every answer names its route's bucket (per major
+                    # parameter: the channel, the webhook) and what is left of it, so
+                    # hikari knows the bucket (and checks the global limit) from then on.
+                    major = match.group(1) if match.groups() else ""
+                    bucket = hashlib.sha1(f"{method} {pattern} {major}".encode()).hexdigest()
+                    now = time.monotonic()
+                    resets, left = self._buckets.get(bucket[:16], (0.0, 0))
+                    if now >= resets:
+                        resets, left = now + self.bucket_window, self.bucket_limit
+                    if left <= 0:
+                        return self._limited(bucket[:16], resets - now)
+                    self._buckets[bucket[:16]] = (resets, left - 1)
+                    response = await handler(request, body, *match.groups())
                     response.headers.update(
                         {
-                            "X-RateLimit-Bucket": bucket,
-                            "X-RateLimit-Limit": "50",
-                            "X-RateLimit-Remaining": "49",
-                            "X-RateLimit-Reset": str(time.time() + 1),
-                            "X-RateLimit-Reset-After": "1.000",
+                            "X-RateLimit-Bucket": bucket[:16],
+                            "X-RateLimit-Limit": str(self.bucket_limit),
+                            "X-RateLimit-Remaining": str(left - 1),
+                            "X-RateLimit-Reset": f"{time.time() + resets - now:.3f}",
+                            "X-RateLimit-Reset-After": f"{resets - now:.3f}",
                         }
                     )
+                if lost:  # done, and the answer never comes back
+                    await self._closing.wait()
                 return response
         return _error(404, 0, "404: Not Found")
 
@@ -189,6 +225,21 @@ class FakeDiscord:
             ("POST", r"/webhooks/(\d+)/([^/]+)", self._follow_up),
             ("PATCH", r"/webhooks/(\d+)/([^/]+)/messages/@original", self._edit_original),
         ]
+
+    def _limited(self, bucket: str, wait: float) -> web.StreamResponse:
+        return web.json_response(
+            {"message": "You are being rate limited.", "retry_after": wait, "global": False},
+            status=429,
+            headers={
+                "Retry-After": str(max(1, round(wait))),
+                "X-RateLimit-Bucket": bucket,
+                "X-RateLimit-Limit": str(self.bucket_limit),
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset-After": f"{wait:.3f}",
+                "X-RateLimit-Reset": f"{time.time() + wait:.3f}",
+                "X-RateLimit-Scope": "user",
+            },
+        )
 
     async def _fault(self, pending: _Pending) -> web.StreamResponse:
         if pending.fault in ("rate_limited", "global_rate_limited"):
@@ -304,6 +355,7 @@ class FakeDiscord:
             return refused
         problems = _check_commands(body)
         if problems:
+            self.refused.append((request.path, problems))
             return _error(400, 50035, "Invalid Form Body: " + "; ".join(problems))
         stored = [
             {
@@ -331,6 +383,8 @@ class FakeDiscord:
         user_id = str((body or {}).get("recipient_id", ""))
         if not user_id.isdigit() or user_id in self.unknown_users:
             return _error(404, 10013, "Unknown User")
+        if user_id in self.invalid_recipients:
+            return _error(400, 50033, "Invalid Recipient(s)")
         channel_id = self.dm_channels.get(user_id) or self._id()
         self.dm_channels[user_id] = channel_id
         self.channel_users[channel_id] = user_id
@@ -352,15 +406,30 @@ class FakeDiscord:
         if user_id in self.cannot_dm:
             return _error(403, 50007, "Cannot send messages to this user")
         problems = check_message(body or {})
+        nonce = (body or {}).get("nonce")
+        if nonce is not None and len(str(nonce)) > 25:
+            problems.append("nonce: must be 25 or fewer in length")
         if problems:
+            self.refused.append((request.path, problems))
             return _error(400, 50035, "Invalid Form Body: " + "; ".join(problems))
+        now = time.monotonic()
+        if nonce is not None and body.get("enforce_nonce"):
+            seen = self._nonces.get((channel_id, str(nonce)))
+            if seen is not None and now - seen[0] < NONCE_WINDOW:
+                return web.json_response(seen[1])  # the same message, none created
         message = self._message(channel_id, body)
+        if nonce is not None:
+            message["nonce"] = nonce
+            self._nonces[(channel_id, str(nonce))] = (now, message)
         self.messages.setdefault(channel_id, []).append(message)
         return web.json_response(message)
 
     async def _callback(
         self, request: web.Request, body: Any, interaction_id: str, token: str
     ) -> web.StreamResponse:
+        if interaction_id in self._acknowledged:
+            return _error(400, 40060, "Interaction has already been acknowledged.")
+        self._acknowledged.add(interaction_id)
         self.callbacks.append((interaction_id, token, body or {}))
         if request.query.get("with_response") == "true":
             return web.json_response(
@@ -373,6 +442,7 @@ class FakeDiscord:
     ) -> web.StreamResponse:
         problems = check_message(body or {})
         if problems:
+            self.refused.append((request.path, problems))
             return _error(400, 50035, "Invalid Form Body: " + "; ".join(problems))
         self.webhook_messages.append(("POST", token, body or {}))
         return web.json_response(self._message(self._id(), body or {}))
@@ -382,6 +452,7 @@ class FakeDiscord:
     ) -> web.StreamResponse:
         problems = check_message(body or {})
         if problems:
+            self.refused.append((request.path, problems))
             return _error(400, 50035, "Invalid Form Body: " + "; ".join(problems))
         self.webhook_messages.append(("PATCH", token, body or {}))
         return web.json_response(self._message(self._id(), body or {}))
@@ -586,6 +657,8 @@ def modal_submit(custom_id: str, values: dict[str, str], **kw: Any) -> dict[str,
 
 class DiscordHarness:
     name = "discord"
+    garbage = ("123", "abc", "8" * 30)  # not an address on this platform
+    duplicates_after_lost_answer = 0  # the nonce
     # An embed carries a title (up to 256) over a description of up to 4096 characters.
     max_text = 4096 + 1 + 256
 
@@ -624,7 +697,10 @@ class DiscordHarness:
         return [received_of(address, m) for m in self.fake.dm_messages(address)]
 
     async def fail_next(self, fault: Fault, retry_after: float = 2.0) -> None:
-        self.fake.fail_next(fault, retry_after)
+        # A lost answer is a created message's (not the DM channel's, opened first).
+        self.fake.fail_next(
+            fault, retry_after, path="/messages" if fault == "accepted_lost" else ""
+        )
 
     async def close(self) -> None:
         await self.fake.close()

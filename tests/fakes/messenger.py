@@ -5,9 +5,11 @@ header or ``access_token`` parameter), answers ``{"recipient_id", "message_id"}`
 error envelope ``{"error": {"message", "type", "code", "error_subcode", "fbtrace_id"}}``, and
 checks what Meta checks: 2,000 characters of text, 13 quick replies (titles of 20), 3 buttons
 per template, 10 carousel elements, the window (a person marked outside it takes only a
-MESSAGE_TAG). A test can make the next answers a rate limit (code 613; a wait of a minute
-or more named in X-Business-Use-Case-Usage, a shorter one as a proxy's Retry-After), a 5xx,
-a hang, or fix an answer per person (551 unavailable). Everything received is recorded.
+MESSAGE_TAG). A test can make the next answers a rate limit (80006, the Page's business
+limit, or 613; a wait named only in X-Business-Use-Case-Usage, in whole minutes: Graph sends
+no Retry-After), a 5xx, a hang, a send accepted whose answer never comes
+(``accepted_lost``), or fix an answer per person (551 unavailable). Everything received is
+recorded.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import math
 import secrets
 import time
 import uuid
@@ -35,12 +38,23 @@ VERIFY_TOKEN = "test-verify-token"
 PAGE_ID = "100000000000001"
 VERSION = "v23.0"
 
-FakeFault = Literal["rate_limited", "server_error", "hang", "unavailable", "outside_window"]
+FakeFault = Literal[
+    "rate_limited", "server_error", "hang", "unavailable", "outside_window", "accepted_lost"
+]
 MESSAGING_TYPES = {"RESPONSE", "UPDATE", "MESSAGE_TAG"}
 TAGS = {"POST_PURCHASE_UPDATE", "CONFIRMED_EVENT_UPDATE", "ACCOUNT_UPDATE", "HUMAN_AGENT"}
 # What each fault answers: HTTP status, code, subcode, type, message (as Graph words them).
 _ERRORS: dict[str, tuple[int, int, int, str, str]] = {
+    # The business (Page) rate limit of the Send API, what a busy Page meets.
     "rate_limited": (
+        400,
+        80006,
+        0,
+        "OAuthException",
+        "(#80006) There have been too many messages sent to this Page in a short time.",
+    ),
+    # The older app-level call limit.
+    "app_rate_limited": (
         400,
         613,
         0,
@@ -178,8 +192,8 @@ class FakeGraph:
         if kind == "server_error":
             body["is_transient"] = True
         response = web.json_response({"error": body}, status=status)
-        if kind == "rate_limited" and retry_after is not None and retry_after >= 60:
-            # Meta's business-use-case throttling names its wait in whole minutes here.
+        if kind.endswith("rate_limited") and retry_after is not None:
+            # Meta names its wait only here, in whole minutes; Graph sends no Retry-After.
             usage = {
                 PAGE_ID: [
                     {
@@ -187,13 +201,11 @@ class FakeGraph:
                         "call_count": 100,
                         "total_cputime": 10,
                         "total_time": 10,
-                        "estimated_time_to_regain_access": int(retry_after // 60),
+                        "estimated_time_to_regain_access": math.ceil(retry_after / 60),
                     }
                 ]
             }
             response.headers["X-Business-Use-Case-Usage"] = json.dumps(usage)
-        elif retry_after is not None:
-            response.headers["Retry-After"] = str(int(retry_after))
         return response
 
     @staticmethod
@@ -222,12 +234,15 @@ class FakeGraph:
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):
             return self.error("bad_token")
+        lost = False
         if self.faults:
             kind, retry_after = self.faults.pop(0)
             if kind == "hang":
                 await self._release.wait()
                 return self.error("server_error")
-            return self.error(kind, retry_after)
+            lost = kind == "accepted_lost"
+            if not lost:
+                return self.error(kind, retry_after)
         try:
             body = await request.json()
             psid = self._check(body)
@@ -241,6 +256,8 @@ class FakeGraph:
             return self.error("outside_window")
         message_id = "m_" + uuid.uuid4().hex
         self.sent.append(Sent(psid, body, message_id))
+        if lost:  # accepted, and the answer never comes back
+            await self._release.wait()
         return web.json_response({"recipient_id": psid, "message_id": message_id})
 
     def _check(self, body: Any) -> str:
@@ -422,9 +439,13 @@ def received(sent: Sent) -> Received:
 
 
 class MessengerHarness:
+    #: Graph names a rate limit's wait in whole minutes, never in seconds.
+    retry_after_unit = 60.0
     """The contract harness: addresses are people who wrote in the last 24 hours."""
 
     name = "messenger"
+    garbage = ("12ab5", "1234", "-12345")  # not an address on this platform
+    duplicates_after_lost_answer = 1  # no idempotency key in the Send API
     max_text = 2000
 
     def __init__(self, pool: Any, redis: Any) -> None:
@@ -460,7 +481,7 @@ class MessengerHarness:
         return [received(s) for s in self.fake.to(address)]
 
     async def fail_next(self, fault: Fault, retry_after: float = 2.0) -> None:
-        # Graph itself names no wait; a Retry-After (from a proxy) is honoured when present.
+        # Graph names a wait only in whole minutes (X-Business-Use-Case-Usage).
         self.fake.faults.append((fault, retry_after if fault == "rate_limited" else None))
 
     async def close(self) -> None:

@@ -9,6 +9,11 @@ the wait gets another 429, so a retry that comes early shows as one more refusal
 (blocked), a 5xx, an unreadable body, a group migration, or a hang; it can also enforce a
 cap of N accepted sends in any one-second sliding window (not per calendar second: that is
 what Telegram counts), for pacing.
+
+A reply carried in the webhook's own response (``{"method": "sendMessage", ...}``) meets the
+same rules through `webhook_answer`: Telegram drops an invalid one silently, so the fake
+records it in ``dropped_answers``, and the ``fake_telegram`` fixture fails a test that left
+one there (``running_app`` hands every answer of /webhook/telegram to the fake it targets).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ FakeFault = Literal[
     "server_error",
     "hang",
     "late",
+    "accepted_lost",
     "blocked",
     "chat_not_found",
     "migrated",
@@ -89,6 +95,10 @@ _TAG = re.compile(r"</?([a-zA-Z-]+)(?:\s[^<>]*)?>")
 _ENTITY = re.compile(r"&(?:lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);")
 
 
+#: Fakes started in this process, by base URL (see `FakeTelegram.at`).
+_RUNNING: dict[str, FakeTelegram] = {}
+
+
 def new_token() -> str:
     """A token shaped like Telegram's, clearly not real; a distinct bot id per call."""
     return f"{secrets.randbelow(10**9) + 10**9}:TEST-token-not-real"
@@ -113,16 +123,34 @@ def visible_text(text: str, parse_mode: str | None) -> str:
     if (parse_mode or "").upper() != "HTML":
         return text
     position = 0
+    open_tags: list[str] = []
     for match in _TAG.finditer(text):
         _check_plain(text[position : match.start()], position)
-        if match.group(1).lower() not in _TAGS:
+        name = match.group(1).lower()
+        if name not in _TAGS:
             raise ApiFailure(
                 400,
                 f"Bad Request: can't parse entities: Unsupported start tag "
                 f'"{match.group(1)}" at byte offset {match.start()}',
             )
+        if not match.group(0).startswith("</"):
+            open_tags.append(name)
+        else:
+            expected = open_tags.pop() if open_tags else ""
+            if expected != name:
+                raise ApiFailure(
+                    400,
+                    "Bad Request: can't parse entities: Unmatched end tag at byte offset "
+                    f'{match.start()}, expected "</{expected}>", found "</{name}>"',
+                )
         position = match.end()
     _check_plain(text[position:], position)
+    if open_tags:
+        raise ApiFailure(
+            400,
+            "Bad Request: can't parse entities: Can't find end tag corresponding to start tag "
+            f'"{open_tags[-1]}"',
+        )
     return html.unescape(_TAG.sub("", text))
 
 
@@ -198,17 +226,31 @@ class FakeTelegram:
         self.unknown_chats: set[str] = set()
         self.migrated: dict[str, int] = {}
         self.files: dict[str, bytes] = {}
+        #: File path -> where its download redirects (Telegram's file server never does).
+        self.file_redirects: dict[str, str] = {}
+        #: getFile names no file_size, and the download comes chunked, without a length.
+        self.hide_file_sizes = False
+        self.downloads: list[str] = []
         self.webhook: dict[str, Any] = {}
         self.commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
         #: When set, a send that would make more than this many accepted sends within ANY
         #: one-second window (sliding, not per calendar second) is answered 429.
         self.cap_per_second: float | None = None
+        #: Telegram's limits in one chat (PEERS.md): about one message a second in a private
+        #: chat, a short burst tolerated; 20 a minute in a group. (window seconds, at most N
+        #: accepted sends in any such sliding window); a send past one is answered 429.
+        self.chat_windows: list[tuple[float, int]] = [(1.0, 3), (10.0, 12)]
+        self.group_windows: list[tuple[float, int]] = [(60.0, 20)]
+        self._chat_sends: dict[str, deque[float]] = {}
         self._faults: list[_Planned] = []
         self._outage: tuple[FakeFault, float] | None = None
         #: chat id -> when the flood wait of a planned 429 ends (monotonic clock).
         self._flood_until: dict[str, float] = {}
         self._recent_sends: deque[float] = deque()
         self._message_ids = itertools.count(1000)
+        #: Replies carried in webhook responses, as the Bot API took them (status 200) or
+        #: dropped them (anything else; Telegram tells nobody).
+        self.webhook_answers: list[ApiCall] = []
         self._release = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -230,9 +272,38 @@ class FakeTelegram:
         assert server is not None
         port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.url = f"http://127.0.0.1:{port}"
+        _RUNNING[self.url] = self
         return self
 
+    @staticmethod
+    def at(url: str) -> FakeTelegram | None:
+        """The running fake whose base URL this is (a service's TELEGRAM_API_BASE_URL)."""
+        return _RUNNING.get(url.rstrip("/"))
+
+    def webhook_answer(self, body: dict[str, Any]) -> ApiCall:
+        """Run a reply carried in a webhook response through the Bot API's rules, as Telegram
+        does (the same checks as an API call: the method, text length, HTML entities,
+        markup, callback data). An invalid one is dropped: status not 200, nothing sent."""
+        params = {k: v for k, v in body.items() if k != "method"}
+        call = ApiCall(str(body.get("method", "")), self.token, params, content_type="webhook")
+        try:
+            handler = getattr(self, f"_m_{call.method}", None)
+            if handler is None:
+                raise ApiFailure(404, "Not Found: method not found")
+            call.result = handler(params, {})
+            call.status = 200
+        except ApiFailure as failure:
+            call.status, call.result = failure.status, failure.description
+        self.webhook_answers.append(call)
+        self.changed.set()
+        return call
+
+    @property
+    def dropped_answers(self) -> list[ApiCall]:
+        return [c for c in self.webhook_answers if not c.ok]
+
     async def close(self) -> None:
+        _RUNNING.pop(self.url, None)
         self._release.set()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -250,7 +321,8 @@ class FakeTelegram:
         after: int = 0,
     ) -> None:
         """Answer ``count`` matching requests with this fault, after letting ``after`` pass
-        (``late``: the request is accepted, and answered ``retry_after`` seconds later)."""
+        (``late``: the request is accepted, and answered ``retry_after`` seconds later;
+        ``accepted_lost``: accepted, and the answer never comes back)."""
         for _ in range(count):
             self._faults.append(
                 _Planned(
@@ -265,7 +337,8 @@ class FakeTelegram:
 
     def outage(self, kind: FakeFault, seconds: float) -> None:
         """Answer every request with this fault for ``seconds`` (a hang lasts until then and
-        ends in a 502: the request is never accepted)."""
+        ends in a 502: the request is never accepted; ``accepted_lost``: every send is
+        accepted, and its answer held until then, so the sender times out)."""
         self._outage = (kind, time.monotonic() + seconds)
 
     def requests(self, method: str | None = None) -> list[ApiCall]:
@@ -324,15 +397,19 @@ class FakeTelegram:
         params, files = await self._read(request)
         call = ApiCall(method, token, params, files, request.content_type)
         self.calls.append(call)
+        lost_until = 0.0
         try:
             if token != self.token:
                 raise ApiFailure(401, "Unauthorized")
             if self._outage is not None and time.monotonic() < self._outage[1]:
                 kind, until = self._outage
-                if kind == "hang":
+                if kind == "accepted_lost":
+                    lost_until = until if method in _SENDS else 0.0
+                elif kind == "hang":
                     await asyncio.sleep(until - time.monotonic())
                     raise ApiFailure(502, "Bad Gateway")
-                self._raise_fault(_Planned(kind))
+                else:
+                    self._raise_fault(_Planned(kind))
             flood = self._flood_until.get(call.chat_id, 0.0) - time.monotonic()
             if method in _SENDS and flood > 0:
                 retry = math.ceil(flood)
@@ -351,9 +428,10 @@ class FakeTelegram:
                     return web.Response(
                         status=502, text="<html>502 Bad Gateway</html>", content_type="text/html"
                     )
-                if fault.kind != "late":
+                if fault.kind not in ("late", "accepted_lost"):
                     self._raise_fault(fault)
             if method in _SENDS:
+                self._check_chat(call.chat_id)
                 self._check_cap()
             handler = getattr(self, f"_m_{method}", None)
             if handler is None:
@@ -363,8 +441,17 @@ class FakeTelegram:
                 # Accepted (the person sees it), but the answer is lost on the way back.
                 call.status, call.result = 200, result
                 await asyncio.sleep(fault.retry_after)
+            elif (fault is not None and fault.kind == "accepted_lost") or lost_until:
+                call.status, call.result = 200, result
+                self.changed.set()
+                if lost_until:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._release.wait(), lost_until - time.monotonic())
+                else:
+                    await self._release.wait()
         except ApiFailure as failure:
             call.status = failure.status
+            call.result = {"description": failure.description, **(failure.parameters or {})}
             body: dict[str, Any] = {
                 "ok": False,
                 "error_code": failure.status,
@@ -414,6 +501,26 @@ class FakeTelegram:
             )
         raise AssertionError(fault.kind)
 
+    def _check_chat(self, chat_id: str) -> None:
+        """Telegram's per-chat limits: a send past one is a 429 naming when a place frees."""
+        group = chat_id.startswith("-")
+        windows = self.group_windows if group else self.chat_windows
+        if not windows or not chat_id:
+            return
+        now = time.monotonic()
+        sends = self._chat_sends.setdefault(chat_id, deque())
+        longest = max(w for w, _ in windows)
+        while sends and now - sends[0] >= longest:
+            sends.popleft()
+        for window, most in windows:
+            inside = [t for t in sends if now - t < window]
+            if len(inside) >= most:
+                retry = max(1, math.ceil(window - (now - inside[-most])))
+                raise ApiFailure(
+                    429, f"Too Many Requests: retry after {retry}", {"retry_after": retry}
+                )
+        sends.append(now)
+
     def _check_cap(self) -> None:
         if self.cap_per_second is None:
             return
@@ -421,16 +528,30 @@ class FakeTelegram:
         while self._recent_sends and now - self._recent_sends[0] >= 1.0:
             self._recent_sends.popleft()
         if len(self._recent_sends) >= self.cap_per_second:
-            raise ApiFailure(429, "Too Many Requests: retry after 1", {"retry_after": 1})
+            # When the oldest send in the window leaves it, in whole seconds as Telegram says.
+            retry = max(1, math.ceil(1.0 - (now - self._recent_sends[0])))
+            raise ApiFailure(429, f"Too Many Requests: retry after {retry}", {"retry_after": retry})
         self._recent_sends.append(now)
 
     async def _download(self, request: web.Request) -> web.StreamResponse:
         if request.match_info["token"] != self.token:
             return web.Response(status=401, text="Unauthorized")
-        data = self.files.get(request.match_info["path"])
+        path = request.match_info["path"]
+        self.downloads.append(path)
+        if path in self.file_redirects:
+            raise web.HTTPFound(self.file_redirects[path])
+        data = self.files.get(path)
         if data is None:
             return web.Response(status=404, text="Not Found")
-        return web.Response(body=data, content_type="application/octet-stream")
+        if not self.hide_file_sizes:
+            return web.Response(body=data, content_type="application/octet-stream")
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for start in range(0, len(data), 65536):
+            await response.write(data[start : start + 65536])
+        await response.write_eof()
+        return response
 
     # -- methods -------------------------------------------------------------------------
 
@@ -625,20 +746,20 @@ class FakeTelegram:
             (p for p in self.files if p.rsplit("/", 1)[-1].rsplit(".", 1)[0] == file_id),
             f"photos/{file_id}.jpg",
         )
-        if path not in self.files:
+        if path not in self.files and path not in self.file_redirects:
             raise ApiFailure(400, "Bad Request: invalid file_id")
-        return {
-            "file_id": file_id,
-            "file_unique_id": f"u-{file_id}",
-            "file_size": len(self.files[path]),
-            "file_path": path,
-        }
+        found = {"file_id": file_id, "file_unique_id": f"u-{file_id}", "file_path": path}
+        if not self.hide_file_sizes and path in self.files:
+            found["file_size"] = len(self.files[path])
+        return found
 
 
 class TelegramHarness:
     """The contract suite's view of Telegram: the adapter against FakeTelegram."""
 
     name = "telegram"
+    garbage = ("abc", "12ab", "@", "1.5")  # not an address on this platform
+    duplicates_after_lost_answer = 1  # the Bot API has no idempotency key
     max_text = 4096
 
     def __init__(self, pool: Any, redis: Any) -> None:

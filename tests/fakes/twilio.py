@@ -2,8 +2,11 @@
 
 It speaks Twilio's wire format: form-encoded `POST /2010-04-01/Accounts/{sid}/Messages.json`
 with HTTP Basic auth, JSON answers (`sid` "SM...", status "queued"), Twilio's error bodies
-(`code`, `message`, `more_info`, `status`), 429 with Retry-After, 5xx, a hang, and media
-downloads that need the account's credentials.
+(`code`, `message`, `more_info`, `status`), 429 with Retry-After, 5xx, a hang, a send
+accepted whose answer never comes (``accepted_lost``), and media downloads that need the
+account's credentials. WhatsApp's own refusals (63016 outside the window, 63018 the daily
+cap) come as WhatsApp sends them: the send is accepted ("queued") and the failure arrives
+later in a signed status callback (`fails_later`, `due_callbacks`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from twilio.request_validator import RequestValidator
 
 from gomflow_messaging.channels.base import Channel
 from gomflow_messaging.channels.whatsapp.channel import WhatsAppChannel
@@ -58,6 +62,11 @@ class FakeTwilio:
     faults: list[tuple[str, float]] = field(default_factory=list)
     #: Recipient ("whatsapp:+63...") -> (HTTP status, Twilio code): answered for every send.
     errors_for: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: Recipient -> (MessageStatus, WhatsApp's code): the send is accepted, and fails later,
+    #: reported in a status callback (what 63016 and 63018 do).
+    fails_later: dict[str, tuple[str, int]] = field(default_factory=dict)
+    #: Status callbacks owed: (StatusCallback URL, form), in order.
+    callbacks: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     #: Media path -> (content type, bytes), served with auth.
     media: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     #: Media path -> where Twilio redirects it (its CDN, with a short-lived URL), with auth.
@@ -87,6 +96,13 @@ class FakeTwilio:
         self._release.set()
         if self._runner is not None:
             await self._runner.cleanup()
+
+    def due_callbacks(self) -> list[tuple[str, dict[str, str], str]]:
+        """The status callbacks owed so far, each (URL, form, X-Twilio-Signature), taken."""
+        validator = RequestValidator(self.auth_token)
+        due = [(url, f, validator.compute_signature(url, f)) for url, f in self.callbacks]
+        self.callbacks.clear()
+        return due
 
     def to(self, address: str) -> list[Sent]:
         return [s for s in self.sent if s.to == "whatsapp:" + address]
@@ -118,8 +134,10 @@ class FakeTwilio:
     async def _create_message(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):
             return self._error(401, 20003, "Authenticate")
+        lost = False
         if self.faults:
             kind, retry_after = self.faults.pop(0)
+            lost = kind == "accepted_lost"
             if kind == "rate_limited":
                 response = self._error(429, 20429, "Too Many Requests")
                 response.headers["Retry-After"] = str(int(retry_after))
@@ -146,6 +164,22 @@ class FakeTwilio:
             return self._error(400, 21619, "A text message body or media urls must be specified")
         sid = "SM" + uuid.uuid4().hex
         self.sent.append(Sent(sid, fields))
+        if to in self.fails_later and fields.get("StatusCallback"):
+            status, code = self.fails_later[to]
+            form = {
+                "MessageSid": sid,
+                "SmsSid": sid,
+                "AccountSid": self.account_sid,
+                "MessageStatus": status,
+                "SmsStatus": status,
+                "ErrorCode": str(code),
+                "From": fields["From"][0],
+                "To": to,
+                "ChannelPrefix": "whatsapp",
+            }
+            self.callbacks.append((fields["StatusCallback"][0], form))
+        if lost:  # accepted, and the answer never comes back
+            await self._release.wait()
         return web.json_response(
             {
                 "sid": sid,
@@ -235,6 +269,8 @@ class TwilioHarness:
     """The contract harness: addresses are contacts who wrote in the last 24 hours."""
 
     name = "whatsapp"
+    garbage = ("+1", "not-a-phone", "0917")  # not an address on this platform
+    duplicates_after_lost_answer = 1  # Twilio's Messages API has no idempotency key
     max_text = 1600
 
     def __init__(self, pool: Any, redis: Any) -> None:

@@ -11,12 +11,18 @@ dispatcher an answer well inside its lease: one request waits at most
 ``DISCORD_MAX_RETRIES`` times (0 by default: the outbox retries with backoff and records
 every attempt), and a rate limit longer than ``DISCORD_MAX_RATE_LIMIT_WAIT_SECONDS`` comes
 back as a `TransientError` carrying Discord's retry-after instead of a silent sleep.
+
+Every message part carries a nonce made from the message's id and the part's place, with
+``enforce_nonce``: a retry of a send whose answer was lost (Discord created the message,
+the request timed out) gets the first message back from Discord instead of a second one,
+within the few minutes Discord remembers a nonce.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -66,6 +72,13 @@ DM_CACHE_TTL = 30 * 24 * 3600
 GLOBAL_SCOPE = "discord:global"
 HEALTH_CACHE_SECONDS = 60.0
 CLOSE_GRACE_SECONDS = 5.0
+
+
+def message_nonce(message_id: object, part: int) -> str:
+    """The nonce of one part of one message: the same on every retry, at most Discord's 25
+    characters (100 bits of a hash of both)."""
+    return hashlib.sha256(f"{message_id}:{part}".encode()).hexdigest()[:25]
+
 
 # Discord's JSON error codes we act on.
 CANNOT_DM = 50007
@@ -343,24 +356,26 @@ class DiscordChannel:
         for index, part in enumerate(parts):
             if index in done:
                 continue
+            nonce = message_nonce(message.message_id, index)
             try:
-                sent = await self._create_message(channel_id, part)
+                sent = await self._create_message(channel_id, part, nonce)
             except PermanentError as exc:
                 if exc.code != "unknown_channel":
                     raise
                 # A cached DM channel that Discord no longer knows: open a new one, once.
                 channel_id = await self._dm_channel(user_id, fresh=True)
-                sent = await self._create_message(channel_id, part)
+                sent = await self._create_message(channel_id, part, nonce)
             last_id = str(sent.id)
             if len(parts) > 1:
                 await self._parts.mark(message.message_id, index, last_id)
         return SendResult(provider_message_id=last_id)
 
-    async def _create_message(self, channel_id: str, part: Rendered) -> hikari.Message:
+    async def _create_message(self, channel_id: str, part: Rendered, nonce: str) -> hikari.Message:
         return await self.rest.call(
             lambda rest: rest.create_message(
                 int(channel_id),
                 part.content or hikari.UNDEFINED,
+                nonce=nonce,  # hikari adds enforce_nonce: true
                 embeds=list(part.embeds) or hikari.UNDEFINED,
                 components=list(part.rows) or hikari.UNDEFINED,
                 user_mentions=False,

@@ -57,8 +57,10 @@ TAGGED_EVENTS = frozenset(
     }
 )
 TAG = "POST_PURCHASE_UPDATE"
-#: Graph error codes meaning "too many calls": wait, then retry.
-RATE_LIMIT_CODES = frozenset({4, 32, 613})
+#: Graph error codes meaning "too many calls": wait, then retry. 80006 is the Send API's
+#: business (Page) rate limit, the one a busy Page meets; it names its wait, if at all, in
+#: X-Business-Use-Case-Usage, else the pause (MESSENGER_RATE_LIMIT_PAUSE_SECONDS) applies.
+RATE_LIMIT_CODES = frozenset({4, 32, 613, 80006})
 #: Graph error codes worth retrying at once: unknown error, service temporarily unavailable.
 SERVER_CODES = frozenset({1, 2})
 UNAVAILABLE_CODE = 551

@@ -11,7 +11,6 @@ after the 200, through the Send API. Delivery and read receipts move messages fo
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import logging
@@ -24,14 +23,14 @@ from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from gomflow_messaging import outbox, ratelimit
+from gomflow_messaging import outbox
 from gomflow_messaging.api import openapi
-from gomflow_messaging.api.common import first_time, parse_json, services
+from gomflow_messaging.api.common import error_response, parse_json, services
+from gomflow_messaging.channels import inbound
 from gomflow_messaging.channels.messenger import WEBHOOK_PATH
 from gomflow_messaging.channels.messenger.channel import PLATFORM, MessengerChannel
 from gomflow_messaging.channels.messenger.render import render
 from gomflow_messaging.errors import ApiError, ChannelError
-from gomflow_messaging.workflows.chat.router import link_code_attempt
 from gomflow_messaging.workflows.chat.types import IncomingFile, Reply, Sender
 
 if TYPE_CHECKING:
@@ -119,10 +118,19 @@ async def events(request: Request) -> Response:
             await _read(svc, psid, event["read"])
         else:
             incoming = _incoming(psid, event)
-            if incoming is not None:
+            if incoming is None:
+                continue
+            try:
                 replies = await _handle(svc, channel, incoming)
-                if replies:
-                    answers.append((psid, replies))
+            except inbound.Unavailable as exc:
+                # Meta resends the whole batch: what was handled already is answered now,
+                # the rest once the dependency is back.
+                task = BackgroundTask(send_replies, channel, answers) if answers else None
+                response = error_response(exc)
+                response.background = task
+                return response
+            if replies:
+                answers.append((psid, replies))
     task = BackgroundTask(send_replies, channel, answers) if answers else None
     return JSONResponse({}, background=task)
 
@@ -178,52 +186,19 @@ def _incoming(psid: str, event: dict[str, Any]) -> Incoming | None:
 
 
 async def _handle(svc: Services, channel: MessengerChannel, incoming: Incoming) -> list[Reply]:
-    if not await first_time(svc.pool, PLATFORM, incoming.key[:200]):
-        return []  # Meta resent it: answered already
-    psid = incoming.psid
-    allowed, kind = await ratelimit.inbound(
-        svc.queue.redis,
-        svc.settings,
-        PLATFORM,
-        psid,
-        link_attempt=link_code_attempt(incoming.text),
-    )
-    if allowed == "silent":
-        return []
-    if allowed == "warn":
-        return [Reply(ratelimit.refusal(svc.settings, kind, await _locale(svc, psid)))]
     # Messenger has no slash-command menu: people type words, as on WhatsApp ("ORDERS").
-    sender = Sender(PLATFORM, psid, supports_cards=True, keywords=True)
-    try:
-        if incoming.image_url:
-            url = incoming.image_url
+    sender = Sender(PLATFORM, incoming.psid, supports_cards=True, keywords=True)
+    upload = None
+    if incoming.image_url:
+        url = incoming.image_url
 
-            async def fetch() -> bytes:
-                return await channel.download_attachment(url)
+        async def fetch() -> bytes:
+            return await channel.download_attachment(url)
 
-            name = url.split("?", 1)[0].rsplit("/", 1)[-1][:100] or "receipt.jpg"
-            upload = IncomingFile(name=name, mime_type="image/jpeg", size=0, fetch=fetch)
-            return await svc.bot.file(sender, upload, incoming.text)
-        return await svc.bot.handle(sender, incoming.text)
-    except BaseException:
-        # Let Meta's retry be handled, not dropped as a duplicate.
-        with contextlib.suppress(Exception):
-            await svc.pool.execute(
-                "DELETE FROM inbound_updates WHERE platform = $1 AND update_id = $2",
-                PLATFORM,
-                incoming.key[:200],
-            )
-        raise
-
-
-async def _locale(svc: Services, psid: str) -> str:
-    locale = await svc.pool.fetchval(
-        "SELECT c.locale FROM contact_addresses ca JOIN contacts c ON c.id = ca.contact_id"
-        " WHERE ca.channel = $1 AND ca.address = $2",
-        PLATFORM,
-        psid,
-    )
-    return str(locale or "en")
+        name = url.split("?", 1)[0].rsplit("/", 1)[-1][:100] or "receipt.jpg"
+        upload = IncomingFile(name=name, mime_type="image/jpeg", size=0, fetch=fetch)
+    update = inbound.Inbound(sender, key=incoming.key, text=incoming.text, file=upload)
+    return (await inbound.handle(svc, update)).replies
 
 
 async def send_replies(channel: MessengerChannel, answers: list[tuple[str, list[Reply]]]) -> None:

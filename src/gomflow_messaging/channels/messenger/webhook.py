@@ -12,9 +12,7 @@ after the 200, through the Send API. Delivery and read receipts move messages fo
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -26,7 +24,7 @@ from starlette.routing import Route
 from gomflow_messaging import outbox
 from gomflow_messaging.api import openapi
 from gomflow_messaging.api.common import error_response, parse_json, services
-from gomflow_messaging.channels import inbound
+from gomflow_messaging.channels import inbound, meta_graph
 from gomflow_messaging.channels.messenger import WEBHOOK_PATH
 from gomflow_messaging.channels.messenger.channel import PLATFORM, MessengerChannel
 from gomflow_messaging.channels.messenger.render import render
@@ -42,8 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "x-hub-signature-256"
-
 
 def channel_of(svc: Services) -> MessengerChannel:
     channel = svc.channels[PLATFORM]
@@ -51,28 +47,12 @@ def channel_of(svc: Services) -> MessengerChannel:
     return channel
 
 
-def signature_ok(app_secret: bytes, raw: bytes, header: str) -> bool:
-    """``sha256=<hex>`` of the raw body, compared in constant time."""
-    expected = "sha256=" + hmac.new(app_secret, raw, hashlib.sha256).hexdigest()
-    return secrets.compare_digest(header.strip().lower().encode(), expected.encode())
-
-
-# -- the handshake -------------------------------------------------------------------------
-
-
 async def verify(request: Request) -> Response:
     """Meta subscribes the webhook once: echo ``hub.challenge`` if the token is ours."""
     config = channel_of(services(request)).config
-    params = request.query_params
-    expected = config.messenger_verify_token
-    supplied = params.get("hub.verify_token", "")
-    if (
-        params.get("hub.mode") != "subscribe"
-        or expected is None
-        or not secrets.compare_digest(supplied.encode(), expected.get_secret_value().encode())
-    ):
-        raise ApiError(403, "forbidden", "Wrong hub.mode or hub.verify_token.")
-    return PlainTextResponse(params.get("hub.challenge", ""))
+    return PlainTextResponse(
+        meta_graph.handshake(request.query_params, config.messenger_verify_token)
+    )
 
 
 # -- events --------------------------------------------------------------------------------
@@ -94,13 +74,8 @@ async def events(request: Request) -> Response:
     config = channel.config
     # Bounded before it is read by api/limits.py (MAX_MESSENGER_EVENT_BYTES).
     raw = await request.body()
-    secret = config.messenger_app_secret
-    if secret is None or not signature_ok(
-        secret.get_secret_value().encode(), raw, request.headers.get(SIGNATURE_HEADER, "")
-    ):
-        # Every event failing here usually means MESSENGER_APP_SECRET is another app's.
-        log.warning("refused a Messenger webhook with a bad signature")
-        raise ApiError(403, "invalid_signature", "The X-Hub-Signature-256 does not match.")
+    signature = request.headers.get(meta_graph.SIGNATURE_HEADER, "")
+    meta_graph.verify_signature(raw, signature, config.messenger_app_secret, "Messenger")
     try:
         body = parse_json(raw)
     except (ValueError, UnicodeDecodeError):
@@ -271,19 +246,9 @@ def openapi_paths(settings: Settings) -> dict[str, Any]:
             "403": "Missing or wrong X-Hub-Signature-256",
         },
     )
-    item["get"] = {
-        "summary": "Meta's verification handshake: hub.challenge echoed for our verify token",
-        "tags": ["webhooks"],
-        "parameters": [
-            {"name": name, "in": "query", "required": True, "schema": {"type": "string"}}
-            for name in ("hub.mode", "hub.verify_token", "hub.challenge")
-        ],
-        "responses": {
-            "200": openapi.ok("hub.challenge, as sent", {"type": "string"}, "text/plain"),
-            "403": openapi.error("Wrong hub.mode or hub.verify_token"),
-            "404": openapi.error("This channel is not enabled on this deployment"),
-        },
-    }
+    item["get"] = openapi.meta_handshake(
+        "Meta's verification handshake: hub.challenge echoed for our verify token"
+    )
     return {WEBHOOK_PATH: item}
 
 

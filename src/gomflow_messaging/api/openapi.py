@@ -95,7 +95,7 @@ def webhook(summary: str, media: str, codes: dict[str, str]) -> dict[str, Any]:
 
 
 def meta_handshake(summary: str) -> dict[str, Any]:
-    """The GET half of a Meta webhook (Messenger, WhatsApp Cloud API): the verify handshake."""
+    """The GET half of a webhook of Meta's Graph API: the verify-token handshake."""
     return {
         "summary": summary,
         "tags": ["webhooks"],

@@ -5,6 +5,7 @@ ALTER TABLE whatsapp_templates DROP CONSTRAINT IF EXISTS whatsapp_templates_cont
 DO $$
 BEGIN
     ALTER TABLE whatsapp_templates ADD CONSTRAINT whatsapp_templates_template_check
-        CHECK (content_sid LIKE 'HX%' OR content_sid ~ '^[a-z0-9_]{1,512}$');
+        CHECK (content_sid LIKE 'HX%'
+               OR (content_sid ~ '^[a-z0-9_]+$' AND length(content_sid) <= 512));
 EXCEPTION WHEN duplicate_object THEN NULL;
 END $$;

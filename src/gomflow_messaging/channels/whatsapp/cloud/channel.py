@@ -57,9 +57,9 @@ PERMANENT: dict[int, tuple[str, bool]] = {
     131048: ("spam_limited", False),
     131049: ("not_delivered_marketing", False),
 }
-#: A pair-rate scope per person: a burst, then one message per 6 s (Meta's pair rate).
+#: Meta's pair rate to one person: a burst, then one message per 6 s.
 PAIR_BURST = 10
-PAIR_PER_SECONDS = 60.0
+PAIR_INTERVAL = 6.0
 
 
 def failure_reason(code: int) -> tuple[str, bool]:
@@ -165,7 +165,7 @@ class CloudChannel:
             if self._pacer is None:
                 answer = await self.client.call("POST", path, body=body)
             else:
-                limits = [self._limit, Limit(pair, PAIR_BURST, PAIR_PER_SECONDS)]
+                limits = [self._limit, Limit(pair, 1, PAIR_INTERVAL, burst=PAIR_BURST)]
                 async with self._pacer.slot(limits):
                     answer = await self.client.call("POST", path, body=body)
         except Exception as exc:

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Redis refusing or gone (redis-py wraps most of it; a refused socket is an OSError).
+#: Redis refusing or gone (redis-py wraps its socket errors in its ConnectionError).
 REDIS_AWAY: tuple[type[BaseException], ...] = (RedisError,)
 #: Postgres refusing, restarting or gone, or the pool unable to lend a connection in time.
 POSTGRES_AWAY: tuple[type[BaseException], ...] = (
@@ -53,6 +53,7 @@ POSTGRES_AWAY: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,
 )
+AWAY: tuple[type[BaseException], ...] = (*REDIS_AWAY, *POSTGRES_AWAY)
 #: While a dependency is away, one line when it goes, then one a minute, then its return.
 OUTAGE_LOG_SECONDS = 60.0
 _OUTAGES = "inbound.outages"
@@ -71,7 +72,7 @@ class Unavailable(ApiError):
 
 
 #: What `once` forgets an update for: a dependency away, as itself or as our 503.
-UNAVAILABLE: tuple[type[BaseException], ...] = (Unavailable, *REDIS_AWAY, *POSTGRES_AWAY)
+UNAVAILABLE: tuple[type[BaseException], ...] = (Unavailable, *AWAY)
 
 
 @dataclass(frozen=True)
@@ -127,9 +128,6 @@ def _outages(svc: Services) -> _Outages:
 def _away(svc: Services, exc: BaseException) -> Unavailable:
     _outages(svc).failed(exc)
     return Unavailable()
-
-
-AWAY: tuple[type[BaseException], ...] = (*REDIS_AWAY, *POSTGRES_AWAY)
 
 
 @contextlib.asynccontextmanager

@@ -7,12 +7,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import re
 import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -23,6 +25,7 @@ from gomflow_messaging.channels.whatsapp.cloud.channel import CloudChannel
 from gomflow_messaging.channels.whatsapp.cloud.render import render
 from gomflow_messaging.cli import CommandError
 from gomflow_messaging.settings import ConfigError, Settings, load_settings
+from tests.conftest import REDIS_URL
 from tests.contract import recent_contacts
 from tests.fakes.whatsapp_cloud import (
     PHONE_NUMBER_ID,
@@ -34,7 +37,7 @@ from tests.fakes.whatsapp_cloud import (
     cloud_settings,
     sign,
 )
-from tests.helpers import AUTH, SECRET, eventually, running_app, wait_status
+from tests.helpers import AUTH, SECRET, TcpProxy, eventually, running_app, wait_status
 from tests.test_whatsapp import add_contact, new_phone, notify
 
 PATH = "/webhook/whatsapp-cloud"
@@ -532,3 +535,41 @@ async def test_whatsapp_cloud_info_shows_the_number_or_one_line_offline(
         r"whatsapp-cloud info: network: \w+: .*|whatsapp-cloud info: \S.*", str(info.value)
     )
     assert "\n" not in str(info.value)
+
+
+# -- health, and Redis away ----------------------------------------------------------------------
+
+
+async def test_a_token_meta_refuses_makes_the_channel_unhealthy(
+    make_settings: Callable[..., Settings], fake: FakeCloud
+) -> None:
+    settings = make_settings(**cloud_env(fake, whatsapp_cloud_access_token="EAAexpired"))
+    async with running_app(settings, mode="web") as client:
+        health = (await client.get("/api/health", headers=AUTH)).json()
+    whatsapp = health["components"]["channels"]["whatsapp"]
+    assert not whatsapp["ok"] and whatsapp["detail"].startswith("bad_credentials")
+
+
+async def test_redis_away_is_503_and_the_retry_is_answered(
+    make_settings: Callable[..., Settings],
+    fake: FakeCloud,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    target = urlsplit(REDIS_URL)
+    proxy = await TcpProxy(target.hostname or "127.0.0.1", target.port or 6379).start()
+    try:
+        redis_url = f"redis://127.0.0.1:{proxy.port}{target.path}"
+        settings = make_settings(redis_url=redis_url, **cloud_env(fake))
+        async with running_app(settings, mode="web") as client:
+            chat = CloudChat(client, fake, new_phone()[1])
+            body = envelope(chat.value(chat.message("text", {"body": "HELP"})))
+            await proxy.cut()
+            with caplog.at_level(logging.WARNING, logger="gomflow_messaging"):
+                for _ in range(3):
+                    assert (await chat.post(body)).status_code == 503
+            assert not [r for r in caplog.records if r.exc_info]
+            await proxy.restore()
+            assert (await chat.post(body)).status_code == 200
+            await eventually(lambda: _all_answered(fake, [chat.phone]))
+    finally:
+        await proxy.close()

@@ -156,6 +156,16 @@ async def once(svc: Services, platform: str, key: str) -> AsyncIterator[bool]:
         raise _away(svc, exc) from None
 
 
+@contextlib.asynccontextmanager
+async def guarded(svc: Services) -> AsyncIterator[None]:
+    """A chat's own reads and writes outside the bot (delivery receipts): a dependency away
+    is `Unavailable`, logged as the outage, as in the rest of the pipeline."""
+    try:
+        yield
+    except AWAY as exc:
+        raise _away(svc, exc) from None
+
+
 async def locale(svc: Services, sender: Sender) -> str:
     """The person's language: their contact's, else what their chat says."""
     row = await contacts.chat_address(svc.pool, sender.channel, sender.address)

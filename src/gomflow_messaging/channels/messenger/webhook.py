@@ -83,31 +83,35 @@ async def events(request: Request) -> Response:
     if not isinstance(body, dict) or body.get("object") != "page":
         raise ApiError(400, "bad_request", "The body is not a Messenger page event.")
     answers: list[tuple[str, list[Reply]]] = []
-    for event in _messaging(body):
-        psid = str((event.get("sender") or {}).get("id") or "")
-        if not psid.isdigit():
-            continue
-        if isinstance(event.get("delivery"), dict):
-            await _delivered(svc, psid, event["delivery"])
-        elif isinstance(event.get("read"), dict):
-            await _read(svc, psid, event["read"])
-        else:
-            incoming = _incoming(psid, event)
-            if incoming is None:
+    try:
+        for event in _messaging(body):
+            psid = str((event.get("sender") or {}).get("id") or "")
+            if not psid.isdigit():
                 continue
-            try:
-                replies = await _handle(svc, channel, incoming)
-            except inbound.Unavailable as exc:
-                # Meta resends the whole batch: what was handled already is answered now,
-                # the rest once the dependency is back.
-                task = BackgroundTask(send_replies, channel, answers) if answers else None
-                response = error_response(exc)
-                response.background = task
-                return response
-            if replies:
-                answers.append((psid, replies))
-    task = BackgroundTask(send_replies, channel, answers) if answers else None
-    return JSONResponse({}, background=task)
+            if isinstance(event.get("delivery"), dict):
+                async with inbound.guarded(svc):
+                    await _delivered(svc, psid, event["delivery"])
+            elif isinstance(event.get("read"), dict):
+                async with inbound.guarded(svc):
+                    await _read(svc, psid, event["read"])
+            else:
+                incoming = _incoming(psid, event)
+                replies = await _handle(svc, channel, incoming) if incoming is not None else []
+                if replies:
+                    answers.append((psid, replies))
+    except inbound.Unavailable as exc:
+        # Meta resends the whole batch: what was handled already is answered now, the rest
+        # (forgotten by the pipeline) once the dependency is back.
+        response = error_response(exc)
+        response.background = _replies_task(channel, answers)
+        return response
+    return JSONResponse({}, background=_replies_task(channel, answers))
+
+
+def _replies_task(
+    channel: MessengerChannel, answers: list[tuple[str, list[Reply]]]
+) -> BackgroundTask | None:
+    return BackgroundTask(send_replies, channel, answers) if answers else None
 
 
 def _messaging(body: dict[str, Any]) -> list[dict[str, Any]]:

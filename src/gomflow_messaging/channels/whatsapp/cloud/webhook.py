@@ -10,6 +10,7 @@ Statuses move a message forward only. Replies go out after the 200, through the 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,8 @@ WEBHOOK_PATH = "/webhook/whatsapp-cloud"
 #: Meta's statuses we record (``played`` is for voice messages; ours are never one).
 _RECORDED = frozenset({"sent", "delivered", "read", "failed"})
 _FILES = frozenset({"image", "document"})
+#: People of one batched POST handled at once (each person's messages in order).
+BATCH_CONCURRENCY = 8
 
 
 def channel_of(svc: Services) -> CloudChannel:
@@ -75,25 +78,43 @@ async def events(request: Request) -> Response:
         raise ApiError(400, "bad_request", "The body is not JSON.") from None
     if not isinstance(body, dict) or body.get("object") != "whatsapp_business_account":
         raise ApiError(400, "bad_request", "The body is not a WhatsApp Business Account event.")
-    answers: list[tuple[str, list[Reply], str]] = []
+    statuses: list[dict[str, Any]] = []
+    people: dict[str, list[inbound.Inbound]] = {}
     for value in _values(body):
-        for status in _objects(value.get("statuses")):
-            await _status(svc, status)
+        statuses += _objects(value.get("statuses"))
         names = _names(value)
         for message in _objects(value.get("messages")):
             update = _incoming(channel, message, names)
-            if update is None:
-                continue
-            try:
+            if update is not None:
+                people.setdefault(update.sender.address, []).append(update)
+    answers: list[tuple[str, list[Reply], str]] = []
+    room = asyncio.Semaphore(BATCH_CONCURRENCY)
+
+    async def one_person(updates: list[inbound.Inbound]) -> None:
+        # A person's messages in their order; different people side by side, so that a
+        # batch of many is answered fast.
+        async with room:
+            for update in updates:
                 handled = await inbound.handle(svc, update)
-            except inbound.Unavailable as exc:
-                # Meta resends the whole POST: what was handled already is answered now,
-                # the rest once the dependency is back.
-                response = error_response(exc)
-                response.background = _replies_task(channel, answers)
-                return response
-            if handled.replies:
-                answers.append((update.sender.address, handled.replies, handled.locale))
+                if handled.replies:
+                    answers.append((update.sender.address, handled.replies, handled.locale))
+
+    try:
+        async with inbound.guarded(svc):
+            for status in statuses:
+                await _status(svc, status)
+        results = await asyncio.gather(
+            *(one_person(updates) for updates in people.values()), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+    except inbound.Unavailable as exc:
+        # Meta resends the whole POST: what was handled already is answered now, the rest
+        # (forgotten by the pipeline) once the dependency is back.
+        response = error_response(exc)
+        response.background = _replies_task(channel, answers)
+        return response
     return JSONResponse({}, background=_replies_task(channel, answers))
 
 

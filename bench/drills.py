@@ -7,8 +7,9 @@ received: sent, lost and duplicated.
 - Redis flushed (this benchmark's database 10) and cut for 3 s mid-campaign;
 - Postgres cut for 5 s mid-campaign (every connection reset, new ones refused);
 - the platform answering 5xx for 30 s; the platform hanging for 20 s;
-- each webhook delivered three times (Telegram update_id, Twilio MessageSid, Messenger mid;
-  Discord does not retry interactions);
+- each webhook delivered three times (Telegram update_id, Twilio MessageSid, Messenger mid,
+  WhatsApp Cloud API wamid from a `web` with WHATSAPP_PROVIDER=cloud; Discord does not retry
+  interactions);
 - 50 concurrent POST /api/notify with one Idempotency-Key;
 - per channel, the platform accepting sends and never answering them (the request times out,
   the message is retried): the duplicates that leaves, counted, five rounds
@@ -54,6 +55,8 @@ from tests.fakes.messenger import FakeGraph, messenger_env, page_event, run_psid
 from tests.fakes.messenger import sign as sign_event
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, SENDER, FakeTwilio
+from tests.fakes.whatsapp_cloud import WABA_ID, FakeCloud, cloud_env
+from tests.fakes.whatsapp_cloud import sign as sign_cloud
 from tests.helpers import SECRET, TcpProxy
 
 RATE = 100.0  # TELEGRAM_RATE_PER_SECOND: a campaign of 1,000 lasts about 10 s
@@ -258,6 +261,59 @@ class Drills:
             "discord": "interactions are not retried by Discord (answered within 3 s or lost)",
         }
 
+    async def cloud_wamid_three_times(self) -> dict[str, Any]:
+        """The same signed Cloud API POST three times to a `web` with WHATSAPP_PROVIDER=cloud
+        (one process has one WhatsApp provider: this one runs beside the drills' own)."""
+        cloud = await FakeCloud().start()
+        port = common.free_port()
+        env = {
+            **self.env,
+            "PORT": str(port),
+            "ENABLE_WHATSAPP": "true",
+            **{k.upper(): str(v) for k, v in cloud_env(cloud).items()},
+        }
+        web = common.start(["web"], env, self.log)
+        digits = f"63917{secrets.randbelow(10**7):07d}"
+        message = {
+            "from": digits,
+            "id": f"wamid.drill{secrets.token_hex(12)}",
+            "timestamp": str(int(time.time())),
+            "type": "text",
+            "text": {"body": "HELP"},
+        }
+        value = {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "639170000000", "phone_number_id": "1"},
+            "contacts": [{"profile": {"name": "Ana"}, "wa_id": digits}],
+            "messages": [message],
+        }
+        body = {
+            "object": "whatsapp_business_account",
+            "entry": [{"id": WABA_ID, "changes": [{"field": "messages", "value": value}]}],
+        }
+        raw = json.dumps(body).encode()
+        headers = {"Content-Type": "application/json", "X-Hub-Signature-256": sign_cloud(raw)}
+        try:
+            await common.wait_http(f"http://127.0.0.1:{port}/api/health")
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+                codes = [
+                    (
+                        await c.post("/webhook/whatsapp-cloud", content=raw, headers=headers)
+                    ).status_code
+                    for _ in range(3)
+                ]
+            await asyncio.sleep(2)
+        finally:
+            await common.astop(web)
+            await cloud.close()
+        replies = [json.dumps(s.body, sort_keys=True) for s in cloud.to(digits)]
+        return {
+            "answers": codes,
+            "replies": len(replies),
+            "distinct": len(set(replies)),
+            "duplicated": len(replies) - len(set(replies)),
+        }
+
     async def concurrent_notify_one_key(self) -> dict[str, Any]:
         chat = campaign_chats(1)[0]
         key = f"drill-{secrets.token_hex(8)}"
@@ -347,6 +403,9 @@ async def main() -> dict[str, Any]:
             OUTAGE_CAMPAIGN, "hang", drills.hangs, after=50
         )
         results["webhooks_delivered_3x"] = await drills.webhooks_three_times()
+        results["webhooks_delivered_3x"][
+            "whatsapp_cloud_wamid_x3"
+        ] = await drills.cloud_wamid_three_times()
         results["notify_x50_one_key"] = await drills.concurrent_notify_one_key()
         results["accepted_but_answer_lost"] = await accepted_but_lost(database_url)
     finally:

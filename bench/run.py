@@ -183,6 +183,14 @@ def summary(report: dict[str, Any]) -> str:
                 0,
                 tw["duplicated"],
             )
+            wa = hooks.get("whatsapp_cloud_wamid_x3")
+            if wa:
+                add(
+                    "WhatsApp Cloud API wamid delivered 3 times",
+                    f"handled once: {wa['distinct']} distinct replies of {wa['replies']}",
+                    0,
+                    wa["duplicated"],
+                )
             fb = hooks.get("messenger_event_x3")
             if fb:
                 add(

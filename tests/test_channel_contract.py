@@ -19,6 +19,7 @@ from tests.fakes.messenger import MessengerHarness
 from tests.fakes.sandbox import SandboxHarness
 from tests.fakes.telegram import TelegramHarness
 from tests.fakes.twilio import TwilioHarness
+from tests.fakes.whatsapp_cloud import CloudHarness
 
 
 async def _sandbox(pool: Any, redis: Any) -> Harness:
@@ -27,6 +28,10 @@ async def _sandbox(pool: Any, redis: Any) -> Harness:
 
 async def _whatsapp(pool: Any, redis: Any) -> Harness:
     return TwilioHarness(pool, redis)
+
+
+async def _whatsapp_cloud(pool: Any, redis: Any) -> Harness:
+    return CloudHarness(pool, redis)
 
 
 async def _discord(pool: Any, redis: Any) -> Harness:
@@ -45,6 +50,7 @@ async def _messenger(pool: Any, redis: Any) -> Harness:
 HARNESSES: dict[str, Callable[[Any, Any], Any]] = {
     "sandbox": _sandbox,
     "whatsapp": _whatsapp,
+    "whatsapp-cloud": _whatsapp_cloud,
     "discord": _discord,
     "telegram": _telegram,
     "messenger": _messenger,

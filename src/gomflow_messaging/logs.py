@@ -94,10 +94,13 @@ class Outage:
         every: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         logger: logging.Logger | None = None,
+        effect: str = "messages wait in the outbox until it is back",
     ) -> None:
         self.what = what
         self.where = where
         self.every = every
+        #: What the outage means for the people the service serves, said once when it starts.
+        self.effect = effect
         self._clock = clock
         self._log = logger or logging.getLogger("gomflow_messaging.outage")
         self._since: float | None = None
@@ -113,11 +116,11 @@ class Outage:
         if self._since is None:
             self._since = self._warned_at = now
             self._log.warning(
-                "%s unreachable at %s (%s): messages wait in the outbox until it is back; "
-                "one reminder every %.0f s while it lasts",
+                "%s unreachable at %s (%s): %s; one reminder every %.0f s while it lasts",
                 self.what,
                 self.where,
                 reason,
+                self.effect,
                 self.every,
             )
         elif now - self._warned_at >= self.every:

@@ -12,7 +12,8 @@ A window starts at the person's first counted action and lasts its full length, 
 window" means exactly N however the actions fall on the clock. The first action over the
 budget gets one polite answer (``warn``); the rest of that window gets nothing
 (``silent``): an answer to every extra message would be a flood of our own, and on WhatsApp
-each one is billed. When Redis is down people are let through rather than all ignored.
+each one is billed. When Redis is down an upload is let through rather than ignored; a chat
+message gets a 503 from the chat pipeline, as the bot's own state lives in Redis too.
 """
 
 from __future__ import annotations
@@ -47,8 +48,20 @@ def budget(settings: Settings, kind: Kind) -> tuple[int, int]:
     return settings.link_code_max_attempts, settings.link_code_window_seconds * 1000
 
 
-async def hit(redis: Redis, settings: Settings, kind: Kind, channel: str, person: str) -> Verdict:
-    """Count one action of ``kind`` by ``person`` on ``channel``, and say whether it may go on."""
+async def hit(
+    redis: Redis,
+    settings: Settings,
+    kind: Kind,
+    channel: str,
+    person: str,
+    *,
+    fail_open: bool = True,
+) -> Verdict:
+    """Count one action of ``kind`` by ``person`` on ``channel``, and say whether it may go on.
+
+    Redis away: ``fail_open`` lets the action through; otherwise the RedisError goes up (the
+    chat pipeline answers 503 then, as the bot cannot run without Redis anyway).
+    """
     limit, window_ms = budget(settings, kind)
     # Under the queue's name, as the send pacing is: one deployment, one set of counts.
     key = f"gomflow:{settings.queue_name}:limit:{kind}:{channel}:{person}"
@@ -60,6 +73,8 @@ async def hit(redis: Redis, settings: Settings, kind: Kind, channel: str, person
             pipe.incr(key)
             _opened, count = await pipe.execute()
     except (RedisError, OSError):
+        if not fail_open:
+            raise
         log.warning("inbound %s limit unavailable (Redis)", kind)
         return "ok"
     if int(count) <= limit:
@@ -75,11 +90,15 @@ async def inbound(
     *,
     link_attempt: bool = False,
 ) -> tuple[Verdict, Kind]:
-    """One incoming message: the messages budget, then (for a link code) the link-code one."""
-    verdict = await hit(redis, settings, "messages", channel, person)
+    """One incoming message: the messages budget, then (for a link code) the link-code one.
+
+    Redis away raises: the chat pipeline (channels/inbound.py) answers 503 then.
+    """
+    verdict = await hit(redis, settings, "messages", channel, person, fail_open=False)
     if verdict != "ok" or not link_attempt:
         return verdict, "messages"
-    return await hit(redis, settings, "link_codes", channel, person), "link_codes"
+    verdict = await hit(redis, settings, "link_codes", channel, person, fail_open=False)
+    return verdict, "link_codes"
 
 
 def refusal(settings: Settings, kind: Kind, locale: str) -> str:

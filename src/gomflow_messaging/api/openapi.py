@@ -94,6 +94,23 @@ def webhook(summary: str, media: str, codes: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def meta_handshake(summary: str) -> dict[str, Any]:
+    """The GET half of a webhook of Meta's Graph API: the verify-token handshake."""
+    return {
+        "summary": summary,
+        "tags": ["webhooks"],
+        "parameters": [
+            {"name": name, "in": "query", "required": True, "schema": {"type": "string"}}
+            for name in ("hub.mode", "hub.verify_token", "hub.challenge")
+        ],
+        "responses": {
+            "200": ok("hub.challenge, as sent", {"type": "string"}, "text/plain"),
+            "403": error("Wrong hub.mode or hub.verify_token"),
+            "404": error("This channel is not enabled on this deployment"),
+        },
+    }
+
+
 def document(settings: Settings) -> dict[str, Any]:
     health = {
         "get": {

@@ -32,7 +32,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 import hikari
@@ -42,9 +42,9 @@ from nacl.signing import VerifyKey
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gomflow_messaging import ratelimit
 from gomflow_messaging.api import openapi
-from gomflow_messaging.api.common import first_time, parse_json, services
+from gomflow_messaging.api.common import parse_json, services
+from gomflow_messaging.channels import inbound
 from gomflow_messaging.channels.base import Button
 from gomflow_messaging.channels.discord import WEBHOOK_PATH
 from gomflow_messaging.channels.discord.channel import DiscordChannel
@@ -56,7 +56,6 @@ from gomflow_messaging.channels.discord.render import (
 )
 from gomflow_messaging.errors import ApiError, ChannelError
 from gomflow_messaging.i18n import gettext, label, normalize_locale
-from gomflow_messaging.workflows.chat.router import link_code_attempt
 from gomflow_messaging.workflows.chat.types import Form, IncomingFile, Reply, Sender
 
 if TYPE_CHECKING:
@@ -150,8 +149,9 @@ async def interactions(request: Request) -> Response:
         interaction_id = payload.get("id")
         if not _snowflake(interaction_id):
             return JSONResponse(interaction.expired())
-        if not await first_time(svc.pool, "discord", interaction_id):
-            return JSONResponse(interaction.handled_already())
+        async with inbound.once(svc, "discord", interaction_id) as fresh:
+            answer = await interaction.answer() if fresh else interaction.handled_already()
+        return JSONResponse(answer)
     return JSONResponse(await interaction.answer())
 
 
@@ -228,47 +228,35 @@ class Interaction:
             line = self._command_line()
         elif kind == MESSAGE_COMPONENT:
             line = str(self.data.get("custom_id", ""))
-        allowed, limit = await ratelimit.inbound(
-            self.svc.queue.redis,
-            self.settings,
-            "discord",
-            str(self.user["id"]),
-            link_attempt=link_code_attempt(line),
-        )
-        if allowed != "ok":
-            # Over a limit the answer is the same private notice each time, not silence:
-            # Discord shows an unanswered interaction as failed, and this one costs nothing.
-            return self.notice(ratelimit.refusal(self.settings, limit, self.locale))
-        bot = self.svc.bot
         sender = self.sender
-        work: Callable[[], Awaitable[list[Reply]]]
+        # Over a limit the answer is the same private notice each time, not silence:
+        # Discord shows an unanswered interaction as failed, and this one costs nothing.
+        refused = await inbound.admit(self.svc, sender, line, answer_silent=True)
+        if refused is not None:
+            return self.notice(refused.replies[0].text)
         if kind == APPLICATION_COMMAND:
             if not self.settings.enable_slash_commands:
                 return self.notice(
                     gettext(self.locale, "Slash commands are turned off here for now.")
                 )
             origin = line
-            upload = self._attachment()
-            if upload is not None:
-                # ``/pay receipt:<file> [reference]``: the payment-proof flow.
-                work = functools.partial(bot.file, sender, upload, origin)
-            else:
-                work = functools.partial(bot.handle, sender, origin)
+            # ``/pay receipt:<file> [reference]``: the payment-proof flow.
+            update = inbound.Inbound(sender, text=origin, file=self._attachment())
         elif kind == MESSAGE_COMPONENT:
             if not self.settings.enable_button_interactions:
                 return self.notice(gettext(self.locale, "Buttons are turned off here for now."))
             origin = line
-            work = functools.partial(bot.handle, sender, origin)
+            update = inbound.Inbound(sender, text=origin)
         elif kind == MODAL_SUBMIT:
             if not self.settings.enable_modal_interactions:
                 return self.notice(gettext(self.locale, "Forms are turned off here for now."))
             origin = ""
-            form_id = str(self.data.get("custom_id", ""))
-            work = functools.partial(bot.submit_form, sender, form_id, self._form_values())
+            form = (str(self.data.get("custom_id", "")), self._form_values())
+            update = inbound.Inbound(sender, form=form)
         else:
             return self.expired()
 
-        task = asyncio.create_task(self._run(work))
+        task = asyncio.create_task(self._run(update))
         done, _pending = await asyncio.wait(
             {task}, timeout=self.settings.discord_answer_deadline_seconds
         )
@@ -328,20 +316,12 @@ class Interaction:
             :MAX_CHOICES
         ]
 
-    async def _run(self, work: Callable[[], Awaitable[list[Reply]]]) -> list[Reply]:
+    async def _run(self, update: inbound.Inbound) -> list[Reply]:
+        """The pipeline's answer; Discord never retries, so a dependency away is an apology."""
         try:
-            return await work()
-        except Exception:
-            log.exception("discord interaction failed: %s", self._describe())
-            return [
-                Reply(
-                    gettext(
-                        self.locale,
-                        "Something went wrong on our side. Please try again in a moment.",
-                    ),
-                    private=True,
-                )
-            ]
+            return (await inbound.run(self.svc, update)).replies
+        except inbound.Unavailable:
+            return [inbound.apology(self.locale)]
 
     async def _finish_deferred(self, task: asyncio.Task[list[Reply]], origin: str) -> None:
         parts = self._render_all(await task, origin) or [

@@ -10,15 +10,10 @@ next route is tried, never sent to fail. Every Graph failure becomes our own err
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
-
-import asyncpg
-import httpx
-from redis.exceptions import RedisError
 
 from gomflow_messaging.channels.base import (
     ChannelHealth,
@@ -30,6 +25,7 @@ from gomflow_messaging.channels.base import (
 )
 from gomflow_messaging.channels.messenger.profile import FIELDS, profile_body
 from gomflow_messaging.channels.messenger.render import render_message
+from gomflow_messaging.channels.meta_graph import GraphClient, GraphError, transport_error
 from gomflow_messaging.channels.pacing import Limit, Pacer
 from gomflow_messaging.errors import ChannelError, PermanentError, SkipMessage, TransientError
 
@@ -70,78 +66,13 @@ WINDOW_CODE, WINDOW_SUBCODE = 10, 2018278
 MAX_REDIRECTS = 3
 
 
-class GraphError(Exception):
-    """The Graph API answered an error (its envelope read) or an HTTP error without one."""
-
-    def __init__(
-        self,
-        status: int,
-        code: int = 0,
-        subcode: int = 0,
-        message: str = "",
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(f"HTTP {status}, code {code}")
-        self.status = status
-        self.code = code
-        self.subcode = subcode
-        self.message = message
-        self.retry_after = retry_after
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """Seconds to wait: Retry-After when a proxy sends one, else Meta's usage header."""
-    value = response.headers.get("retry-after", "")
-    try:
-        seconds = float(value) if value else None
-    except ValueError:
-        seconds = None
-    if seconds is not None and seconds >= 0:
-        return seconds
-    # X-Business-Use-Case-Usage: {"<id>": [{"estimated_time_to_regain_access": minutes}]}
-    try:
-        usage = json.loads(response.headers.get("x-business-use-case-usage", "") or "{}")
-        minutes = [
-            float(entry.get("estimated_time_to_regain_access") or 0)
-            for entries in usage.values()
-            for entry in entries
-        ]
-    except (ValueError, AttributeError, TypeError):
-        return None
-    return max(minutes) * 60 if minutes and max(minutes) > 0 else None
-
-
-def graph_error(response: httpx.Response) -> GraphError:
-    """Read Graph's envelope ``{"error": {"message", "type", "code", "error_subcode"}}``."""
-    try:
-        body = response.json().get("error") or {}
-    except (ValueError, AttributeError):
-        body = {}
-    if not isinstance(body, dict):
-        body = {}
-
-    def number(name: str) -> int:
-        value = body.get(name)
-        return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-    return GraphError(
-        response.status_code,
-        number("code"),
-        number("error_subcode"),
-        str(body.get("message") or "")[:300],
-        _retry_after(response),
-    )
-
-
 def map_error(exc: BaseException, pause: float = 60.0) -> ChannelError:
     """Every failure of Graph, the network, Redis or Postgres as our own error.
 
     ``pause`` is the wait after a rate-limit error that names none (Graph usually doesn't).
     """
-    if isinstance(exc, ChannelError):
-        return exc
     if isinstance(exc, GraphError):
-        text = f"Graph error {exc.code or exc.status}: {exc.message}"[:500]
+        text = exc.describe()
         if exc.code in RATE_LIMIT_CODES or exc.status == 429:
             return TransientError(
                 text,
@@ -164,24 +95,7 @@ def map_error(exc: BaseException, pause: float = 60.0) -> ChannelError:
         return PermanentError(
             text, code=f"graph_{exc.code}" if exc.code else f"http_{exc.status}", platform=PLATFORM
         )
-    if isinstance(exc, httpx.TimeoutException | TimeoutError):
-        return TransientError("no answer from Graph in time", code="timeout", platform=PLATFORM)
-    if isinstance(exc, httpx.HTTPError):
-        # The code already says "network"; the message says where (the CLI prints both).
-        return TransientError(f"cannot reach {_host(exc)}", code="network", platform=PLATFORM)
-    if isinstance(exc, RedisError | asyncpg.PostgresError | OSError):
-        return TransientError(
-            f"store unavailable: {type(exc).__name__}", code="unavailable", platform=PLATFORM
-        )
-    log.error("unexpected error from the Messenger adapter: %r", exc)
-    return TransientError(f"unexpected: {type(exc).__name__}", code="internal", platform=PLATFORM)
-
-
-def _host(exc: httpx.HTTPError) -> str:
-    try:
-        return exc.request.url.host or "the Graph API"
-    except RuntimeError:  # an error raised without its request
-        return "the Graph API"
+    return transport_error(exc, PLATFORM)
 
 
 class MessengerChannel:
@@ -205,8 +119,11 @@ class MessengerChannel:
         assert config.messenger_page_access_token is not None
         self.config = config
         self._pool = pool
-        self._token = config.messenger_page_access_token.get_secret_value()
-        self.base_url = config.messenger_api_base_url
+        self.client = GraphClient(
+            config.messenger_api_base_url,
+            config.messenger_page_access_token.get_secret_value(),
+            config.messenger_timeout_seconds,
+        )
         self._max_file_size = max_file_size
         self._allow_http = allow_http_downloads
         prefix = f"gomflow:{queue_name}"
@@ -214,21 +131,14 @@ class MessengerChannel:
         self._pacer = Pacer(redis, prefix) if redis is not None else None
         self._scope = "messenger:page"
         self._limit = Limit(self._scope, config.messenger_rate_per_second)
-        self._http: httpx.AsyncClient | None = None
         self._healthy_until = 0.0
         self._page: dict[str, Any] = {}
 
     async def start(self) -> None:
-        self._http = httpx.AsyncClient(
-            timeout=self.config.messenger_timeout_seconds,
-            follow_redirects=False,
-            trust_env=False,
-        )
+        await self.client.start()
 
     async def close(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        await self.client.close()
 
     def validate_address(self, address: str) -> str:
         """A page-scoped id (PSID): digits only, as Meta gives them."""
@@ -249,21 +159,10 @@ class MessengerChannel:
     ) -> dict[str, Any]:
         """One Graph API call with the Page token (as a Bearer header: never in a URL that
         could be logged); any failure raised as our own error."""
-        assert self._http is not None, "start() the channel first"
         try:
-            response = await self._http.request(
-                method,
-                self.base_url + path,
-                json=body,
-                params=params,
-                headers={"Authorization": f"Bearer {self._token}"},
-            )
-            if response.status_code >= 400:
-                raise graph_error(response)
-            answer = response.json()
+            return await self.client.call(method, path, body=body, params=params)
         except Exception as exc:
             raise map_error(exc, self.config.messenger_rate_limit_pause_seconds) from None
-        return answer if isinstance(answer, dict) else {"data": answer}
 
     async def post_message(
         self, psid: str, message: dict[str, Any], messaging: dict[str, str]
@@ -336,7 +235,6 @@ class MessengerChannel:
 
     async def download_attachment(self, url: str) -> bytes:
         """A buyer's image from Meta's CDN, each redirect hop on the allowed hosts, bounded."""
-        assert self._http is not None
         limit = self._max_file_size
         too_large = PermanentError(
             f"attachment larger than {limit} bytes", code="too_large", platform=PLATFORM
@@ -354,7 +252,7 @@ class MessengerChannel:
                         "attachment is not on Meta's CDN", code="untrusted_url", platform=PLATFORM
                     )
                 # No token here: the CDN URL is signed by Meta itself.
-                async with self._http.stream("GET", target) as response:
+                async with self.client.http.stream("GET", target) as response:
                     if response.is_redirect:
                         target = urljoin(target, response.headers.get("location", ""))
                         continue

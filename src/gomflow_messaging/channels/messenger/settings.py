@@ -5,9 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 from gomflow_messaging.channels.base import empty_is_none, http_url, require_when_enabled
-
-#: Meta's own Graph API; tests point MESSENGER_API_BASE_URL at a fake on loopback.
-GRAPH_API = "https://graph.facebook.com/v23.0"
+from gomflow_messaging.channels.meta_graph import GRAPH_API
 
 
 class MessengerSettings(BaseModel):

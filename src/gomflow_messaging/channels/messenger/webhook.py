@@ -11,11 +11,8 @@ after the 200, through the Send API. Delivery and read receipts move messages fo
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import hmac
 import logging
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -24,14 +21,14 @@ from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from gomflow_messaging import outbox, ratelimit
+from gomflow_messaging import outbox
 from gomflow_messaging.api import openapi
-from gomflow_messaging.api.common import first_time, parse_json, services
+from gomflow_messaging.api.common import error_response, parse_json, services
+from gomflow_messaging.channels import inbound, meta_graph
 from gomflow_messaging.channels.messenger import WEBHOOK_PATH
 from gomflow_messaging.channels.messenger.channel import PLATFORM, MessengerChannel
 from gomflow_messaging.channels.messenger.render import render
 from gomflow_messaging.errors import ApiError, ChannelError
-from gomflow_messaging.workflows.chat.router import link_code_attempt
 from gomflow_messaging.workflows.chat.types import IncomingFile, Reply, Sender
 
 if TYPE_CHECKING:
@@ -43,8 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "x-hub-signature-256"
-
 
 def channel_of(svc: Services) -> MessengerChannel:
     channel = svc.channels[PLATFORM]
@@ -52,28 +47,12 @@ def channel_of(svc: Services) -> MessengerChannel:
     return channel
 
 
-def signature_ok(app_secret: bytes, raw: bytes, header: str) -> bool:
-    """``sha256=<hex>`` of the raw body, compared in constant time."""
-    expected = "sha256=" + hmac.new(app_secret, raw, hashlib.sha256).hexdigest()
-    return secrets.compare_digest(header.strip().lower().encode(), expected.encode())
-
-
-# -- the handshake -------------------------------------------------------------------------
-
-
 async def verify(request: Request) -> Response:
     """Meta subscribes the webhook once: echo ``hub.challenge`` if the token is ours."""
     config = channel_of(services(request)).config
-    params = request.query_params
-    expected = config.messenger_verify_token
-    supplied = params.get("hub.verify_token", "")
-    if (
-        params.get("hub.mode") != "subscribe"
-        or expected is None
-        or not secrets.compare_digest(supplied.encode(), expected.get_secret_value().encode())
-    ):
-        raise ApiError(403, "forbidden", "Wrong hub.mode or hub.verify_token.")
-    return PlainTextResponse(params.get("hub.challenge", ""))
+    return PlainTextResponse(
+        meta_graph.handshake(request.query_params, config.messenger_verify_token)
+    )
 
 
 # -- events --------------------------------------------------------------------------------
@@ -95,13 +74,8 @@ async def events(request: Request) -> Response:
     config = channel.config
     # Bounded before it is read by api/limits.py (MAX_MESSENGER_EVENT_BYTES).
     raw = await request.body()
-    secret = config.messenger_app_secret
-    if secret is None or not signature_ok(
-        secret.get_secret_value().encode(), raw, request.headers.get(SIGNATURE_HEADER, "")
-    ):
-        # Every event failing here usually means MESSENGER_APP_SECRET is another app's.
-        log.warning("refused a Messenger webhook with a bad signature")
-        raise ApiError(403, "invalid_signature", "The X-Hub-Signature-256 does not match.")
+    signature = request.headers.get(meta_graph.SIGNATURE_HEADER, "")
+    meta_graph.verify_signature(raw, signature, config.messenger_app_secret, "Messenger")
     try:
         body = parse_json(raw)
     except (ValueError, UnicodeDecodeError):
@@ -109,22 +83,35 @@ async def events(request: Request) -> Response:
     if not isinstance(body, dict) or body.get("object") != "page":
         raise ApiError(400, "bad_request", "The body is not a Messenger page event.")
     answers: list[tuple[str, list[Reply]]] = []
-    for event in _messaging(body):
-        psid = str((event.get("sender") or {}).get("id") or "")
-        if not psid.isdigit():
-            continue
-        if isinstance(event.get("delivery"), dict):
-            await _delivered(svc, psid, event["delivery"])
-        elif isinstance(event.get("read"), dict):
-            await _read(svc, psid, event["read"])
-        else:
-            incoming = _incoming(psid, event)
-            if incoming is not None:
-                replies = await _handle(svc, channel, incoming)
+    try:
+        for event in _messaging(body):
+            psid = str((event.get("sender") or {}).get("id") or "")
+            if not psid.isdigit():
+                continue
+            if isinstance(event.get("delivery"), dict):
+                async with inbound.guarded(svc):
+                    await _delivered(svc, psid, event["delivery"])
+            elif isinstance(event.get("read"), dict):
+                async with inbound.guarded(svc):
+                    await _read(svc, psid, event["read"])
+            else:
+                incoming = _incoming(psid, event)
+                replies = await _handle(svc, channel, incoming) if incoming is not None else []
                 if replies:
                     answers.append((psid, replies))
-    task = BackgroundTask(send_replies, channel, answers) if answers else None
-    return JSONResponse({}, background=task)
+    except inbound.Unavailable as exc:
+        # Meta resends the whole batch: what was handled already is answered now, the rest
+        # (forgotten by the pipeline) once the dependency is back.
+        response = error_response(exc)
+        response.background = _replies_task(channel, answers)
+        return response
+    return JSONResponse({}, background=_replies_task(channel, answers))
+
+
+def _replies_task(
+    channel: MessengerChannel, answers: list[tuple[str, list[Reply]]]
+) -> BackgroundTask | None:
+    return BackgroundTask(send_replies, channel, answers) if answers else None
 
 
 def _messaging(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -178,52 +165,19 @@ def _incoming(psid: str, event: dict[str, Any]) -> Incoming | None:
 
 
 async def _handle(svc: Services, channel: MessengerChannel, incoming: Incoming) -> list[Reply]:
-    if not await first_time(svc.pool, PLATFORM, incoming.key[:200]):
-        return []  # Meta resent it: answered already
-    psid = incoming.psid
-    allowed, kind = await ratelimit.inbound(
-        svc.queue.redis,
-        svc.settings,
-        PLATFORM,
-        psid,
-        link_attempt=link_code_attempt(incoming.text),
-    )
-    if allowed == "silent":
-        return []
-    if allowed == "warn":
-        return [Reply(ratelimit.refusal(svc.settings, kind, await _locale(svc, psid)))]
     # Messenger has no slash-command menu: people type words, as on WhatsApp ("ORDERS").
-    sender = Sender(PLATFORM, psid, supports_cards=True, keywords=True)
-    try:
-        if incoming.image_url:
-            url = incoming.image_url
+    sender = Sender(PLATFORM, incoming.psid, supports_cards=True, keywords=True)
+    upload = None
+    if incoming.image_url:
+        url = incoming.image_url
 
-            async def fetch() -> bytes:
-                return await channel.download_attachment(url)
+        async def fetch() -> bytes:
+            return await channel.download_attachment(url)
 
-            name = url.split("?", 1)[0].rsplit("/", 1)[-1][:100] or "receipt.jpg"
-            upload = IncomingFile(name=name, mime_type="image/jpeg", size=0, fetch=fetch)
-            return await svc.bot.file(sender, upload, incoming.text)
-        return await svc.bot.handle(sender, incoming.text)
-    except BaseException:
-        # Let Meta's retry be handled, not dropped as a duplicate.
-        with contextlib.suppress(Exception):
-            await svc.pool.execute(
-                "DELETE FROM inbound_updates WHERE platform = $1 AND update_id = $2",
-                PLATFORM,
-                incoming.key[:200],
-            )
-        raise
-
-
-async def _locale(svc: Services, psid: str) -> str:
-    locale = await svc.pool.fetchval(
-        "SELECT c.locale FROM contact_addresses ca JOIN contacts c ON c.id = ca.contact_id"
-        " WHERE ca.channel = $1 AND ca.address = $2",
-        PLATFORM,
-        psid,
-    )
-    return str(locale or "en")
+        name = url.split("?", 1)[0].rsplit("/", 1)[-1][:100] or "receipt.jpg"
+        upload = IncomingFile(name=name, mime_type="image/jpeg", size=0, fetch=fetch)
+    update = inbound.Inbound(sender, key=incoming.key, text=incoming.text, file=upload)
+    return (await inbound.handle(svc, update)).replies
 
 
 async def send_replies(channel: MessengerChannel, answers: list[tuple[str, list[Reply]]]) -> None:
@@ -296,19 +250,9 @@ def openapi_paths(settings: Settings) -> dict[str, Any]:
             "403": "Missing or wrong X-Hub-Signature-256",
         },
     )
-    item["get"] = {
-        "summary": "Meta's verification handshake: hub.challenge echoed for our verify token",
-        "tags": ["webhooks"],
-        "parameters": [
-            {"name": name, "in": "query", "required": True, "schema": {"type": "string"}}
-            for name in ("hub.mode", "hub.verify_token", "hub.challenge")
-        ],
-        "responses": {
-            "200": openapi.ok("hub.challenge, as sent", {"type": "string"}, "text/plain"),
-            "403": openapi.error("Wrong hub.mode or hub.verify_token"),
-            "404": openapi.error("This channel is not enabled on this deployment"),
-        },
-    }
+    item["get"] = openapi.meta_handshake(
+        "Meta's verification handshake: hub.challenge echoed for our verify token"
+    )
     return {WEBHOOK_PATH: item}
 
 

@@ -10,15 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.routing import Route
 
-from gomflow_messaging import ratelimit
 from gomflow_messaging.api import openapi
 from gomflow_messaging.api.common import model_body, require_service_secret, services
 from gomflow_messaging.api.models import SandboxFile, SandboxInboundRequest
 from gomflow_messaging.api.routes import _json
+from gomflow_messaging.channels import inbound
 from gomflow_messaging.errors import ApiError, ValidationFailed
-from gomflow_messaging.i18n import normalize_locale
-from gomflow_messaging.workflows.chat.router import link_code_attempt
-from gomflow_messaging.workflows.chat.types import IncomingFile, Reply, Sender
+from gomflow_messaging.workflows.chat.types import IncomingFile, Sender
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -73,24 +71,11 @@ async def sandbox_inbound(request: Request) -> Response:
         language=body.language,
         supports_forms=body.supports_forms,
     )
-    text = body.text or ""
-    allowed, limit = await ratelimit.inbound(
-        svc.queue.redis,
-        svc.settings,
-        "sandbox",
-        sender.address,
-        link_attempt=link_code_attempt(text),
+    form = (body.form.id, body.form.values) if body.form is not None else None
+    handled = await inbound.handle(
+        svc, inbound.Inbound(sender, text=body.text or "", file=upload, form=form)
     )
-    if allowed != "ok":
-        refusal = Reply(ratelimit.refusal(svc.settings, limit, normalize_locale(sender.language)))
-        return _json({"replies": [asdict(refusal)] if allowed == "warn" else []})
-    if body.form is not None:
-        replies = await svc.bot.submit_form(sender, body.form.id, body.form.values)
-    elif upload is not None:
-        replies = await svc.bot.file(sender, upload, text)
-    else:
-        replies = await svc.bot.handle(sender, text)
-    return _json({"replies": [asdict(r) for r in replies]})
+    return _json({"replies": [asdict(r) for r in handled.replies]})
 
 
 def _sandbox_file(value: SandboxFile | None) -> IncomingFile | None:

@@ -5,8 +5,9 @@ nothing. Each update id is handled once (`inbound_updates`). An aiogram router h
 messages, button presses and inline queries to `workflows.chat`; the replies are answers,
 not notifications, so they go straight to the Bot API instead of through the outbox: a
 single reply rides in the webhook response itself, several are sent in order after it.
-A handler that fails is logged and answered 200, or Telegram would resend the update
-for hours.
+Failures follow the chat pipeline's one policy (channels/inbound.py): Redis or Postgres
+away answers 503 and Telegram resends the update; a bug is logged and answered 200, or
+Telegram would resend the update for hours.
 """
 
 from __future__ import annotations
@@ -38,14 +39,13 @@ from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gomflow_messaging import ratelimit
 from gomflow_messaging.api import openapi
-from gomflow_messaging.api.common import first_time, parse_json, services
+from gomflow_messaging.api.common import parse_json, services
+from gomflow_messaging.channels import inbound
 from gomflow_messaging.channels.telegram import WEBHOOK_PATH
 from gomflow_messaging.channels.telegram.channel import TelegramChannel, keyboard
 from gomflow_messaging.errors import ApiError, PermanentError, TransientError
 from gomflow_messaging.i18n import gettext, normalize_locale
-from gomflow_messaging.workflows.chat.router import link_code_attempt
 from gomflow_messaging.workflows.chat.types import (
     DEEP_LINK_COMMANDS,
     IncomingFile,
@@ -106,28 +106,41 @@ async def webhook(request: Request) -> Response:
     update_id = data.get("update_id") if isinstance(data, dict) else None
     if not isinstance(update_id, int) or isinstance(update_id, bool):
         raise ApiError(400, "bad_request", "The body is not a Telegram update.")
-    if not await first_time(svc.pool, "telegram", str(update_id)):
-        return JSONResponse({})
     channel = svc.channels["telegram"]
     assert isinstance(channel, TelegramChannel)
+    async with inbound.once(svc, "telegram", str(update_id)) as fresh:
+        answered = await _answer(svc, channel, data, update_id) if fresh else None
+    if answered is None:
+        return JSONResponse({})
+    answer, body = answered
+    task = BackgroundTask(send_after, channel, answer)
+    return JSONResponse(body, background=task if answer.later or answer.private else None)
+
+
+async def _answer(
+    svc: Services, channel: TelegramChannel, data: dict[str, Any], update_id: int
+) -> tuple[Answer, dict[str, Any]] | None:
+    """The update through the router, and the response's body; None: nothing to answer."""
     try:
         update = Update.model_validate(data, context={"bot": channel.bot})
         try:
             update.event_type  # noqa: B018
         except UpdateTypeLookupError:
-            return JSONResponse({})  # a kind of update newer than this aiogram: nothing to do
+            return None  # a kind of update newer than this aiogram: nothing to do
         result = await _dispatcher(svc).feed_update(
             channel.bot, update, services=svc, channel=channel
         )
         if not isinstance(result, Answer):  # an update kind we do not handle
-            return JSONResponse({})
+            return None
         response = result.response
         body = method_json(channel.bot, response) if response is not None else {}
+    except inbound.UNAVAILABLE:
+        raise  # the pipeline's policy: forgotten, answered 503, retried by Telegram
     except Exception:
+        # A bug: logged, and the update stays handled (Telegram would resend it for hours).
         log.exception("telegram update %s failed", update_id)
-        return JSONResponse({})
-    task = BackgroundTask(send_after, channel, result)
-    return JSONResponse(body, background=task if result.later or result.private else None)
+        return None
+    return result, body
 
 
 def method_json(bot: AiogramBot, method: TelegramMethod[Any]) -> dict[str, Any]:
@@ -242,19 +255,18 @@ async def on_message(message: Message, services: Services, channel: TelegramChan
     # In groups, only commands meant for us: everything else is people talking.
     if message.chat.type != "private" and not await _for_us(text, channel, services):
         return Answer()
-    allowed, kind = await inbound_allowed(services, user.id, text)
-    chat_id = message.chat.id
-    if allowed == "silent":
-        return Answer()
-    if allowed == "warn":
-        return Answer(response=_text(chat_id, _slow_down(services, user, kind)))
     sender = _sender(user, message.chat)
+    chat_id = message.chat.id
+    refused = await inbound.admit(services, sender, text)
+    if refused is not None:
+        return _refusal(chat_id, refused)
     upload = _incoming_file(message, channel, services.settings.max_file_size)
     if upload is not None and not sender.in_group:
         # A receipt (the caption may name the reference): the payment-proof flow.
-        replies = await services.bot.file(sender, upload, message.caption or "")
+        update = inbound.Inbound(sender, text=message.caption or "", file=upload)
     else:
-        replies = await services.bot.handle(sender, text)
+        update = inbound.Inbound(sender, text=text)
+    replies = (await inbound.run(services, update)).replies
     if not sender.in_group:
         return _replies_answer(channel, chat_id, replies)
     answer = _replies_answer(channel, chat_id, [r for r in replies if not r.private])
@@ -295,19 +307,18 @@ async def on_callback_query(
     query: CallbackQuery, services: Services, channel: TelegramChannel
 ) -> Answer:
     done = AnswerCallbackQuery(callback_query_id=query.id)
-    allowed, kind = await inbound_allowed(services, query.from_user.id, query.data or "")
-    if allowed != "ok" or not query.data:
-        if allowed == "warn":
-            done = AnswerCallbackQuery(
-                callback_query_id=query.id, text=_slow_down(services, query.from_user, kind)
-            )
+    chat = query.message.chat if query.message is not None else None
+    sender = _sender(query.from_user, chat)
+    refused = await inbound.admit(services, sender, query.data or "")
+    if refused is not None or not query.data:
+        if refused is not None and refused.replies:
+            done = AnswerCallbackQuery(callback_query_id=query.id, text=refused.replies[0].text)
         return Answer(response=done)
     if query.message is None:
         # A button under an inline-mode message in someone else's chat: answer in private.
         return await _inline_message_press(query, services, channel)
     chat_id = query.message.chat.id
-    sender = _sender(query.from_user, query.message.chat)
-    replies = await services.bot.handle(sender, query.data)
+    replies = (await inbound.run(services, inbound.Inbound(sender, text=query.data))).replies
     if not sender.in_group:
         return Answer(response=done, chat_id=chat_id, later=replies)
     # Pressed in a group: it acts as the presser, and what is theirs goes to them alone.
@@ -338,7 +349,7 @@ async def _inline_message_press(
 ) -> Answer:
     assert query.data is not None
     user = query.from_user
-    replies = await services.bot.handle(_sender(user), query.data)
+    replies = (await inbound.run(services, inbound.Inbound(_sender(user), text=query.data))).replies
     try:
         for reply in replies:
             await channel.send_reply(user.id, reply.text, reply.buttons, reply.image_url)
@@ -369,7 +380,7 @@ async def on_inline_query(
     nothing = AnswerInlineQuery(inline_query_id=query.id, results=[], cache_time=60)
     if not services.settings.enable_inline_payments:
         return Answer(response=nothing)
-    if (await inbound_allowed(services, query.from_user.id, ""))[0] != "ok":
+    if await inbound.admit(services, _sender(query.from_user)) is not None:
         return Answer(response=nothing)
     cards = await services.bot.order_cards(_sender(query.from_user), query.query[:64], limit=20)
     results: list[InlineQueryResultUnion] = []
@@ -444,21 +455,11 @@ def _text(chat_id: int, text: str) -> SendMessage:
     return SendMessage(chat_id=chat_id, text=html.escape(text, quote=False), parse_mode="HTML")
 
 
-def _slow_down(svc: Services, user: User, kind: ratelimit.Kind) -> str:
-    return ratelimit.refusal(svc.settings, kind, normalize_locale(user.language_code))
-
-
-async def inbound_allowed(
-    svc: Services, user_id: int, text: str
-) -> tuple[ratelimit.Verdict, ratelimit.Kind]:
-    """The person's budgets (``from.id``: in a group every member shares the chat id)."""
-    return await ratelimit.inbound(
-        svc.queue.redis,
-        svc.settings,
-        "telegram",
-        str(user_id),
-        link_attempt=link_code_attempt(text),
-    )
+def _refusal(chat_id: int, refused: inbound.Handled) -> Answer:
+    """Past a limit: the one polite answer, or nothing."""
+    if not refused.replies:
+        return Answer()
+    return Answer(response=_text(chat_id, refused.replies[0].text))
 
 
 def routes(settings: Settings) -> list[BaseRoute]:

@@ -33,8 +33,9 @@ from gomflow_messaging.channels.base import (
     split_text,
 )
 from gomflow_messaging.channels.pacing import Limit, Pacer
+from gomflow_messaging.channels.whatsapp import window
 from gomflow_messaging.channels.whatsapp.render import Choices, render
-from gomflow_messaging.errors import ChannelError, PermanentError, SkipMessage, TransientError
+from gomflow_messaging.errors import ChannelError, PermanentError, TransientError
 from gomflow_messaging.phones import normalize_phone
 
 if TYPE_CHECKING:
@@ -153,11 +154,6 @@ class WhatsAppChannel:
     name = "whatsapp"
     #: Twilio refuses a longer body.
     max_text_length = 1600
-    #: The customer-service window, less a margin: a message queued at the very edge
-    #: would otherwise fail later with 63016.
-    window_seconds = 24 * 3600 - 300
-    #: WhatsApp refuses template variables with newlines or longer than this.
-    max_variable_length = 1000
 
     def __init__(self, settings: Settings, pool: Pool, redis: Redis) -> None:
         assert settings.twilio_auth_token is not None
@@ -201,7 +197,7 @@ class WhatsAppChannel:
     async def send(self, message: OutboundMessage) -> SendResult:
         actions: tuple[str, ...] = ()
         try:
-            if await self._in_window(message.address):
+            if await window.in_window(self._pool, message.address):
                 requests, actions = self._free_text(message)
             else:
                 requests = [await self._template(message)]
@@ -222,17 +218,6 @@ class WhatsAppChannel:
                 log.warning("numbered choices of %s not remembered: %r", message.message_id, exc)
         return SendResult(provider_message_id=sids[0])
 
-    async def _in_window(self, address: str) -> bool:
-        inside: bool | None = await self._pool.fetchval(
-            """
-            SELECT last_inbound_at > now() - make_interval(secs => $2)
-              FROM contact_addresses WHERE channel = 'whatsapp' AND address = $1
-            """,
-            address,
-            self.window_seconds,
-        )
-        return bool(inside)
-
     def _free_text(self, message: OutboundMessage) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
         """The requests that send it, and the actions of its numbered choices."""
         rendered = render(message.text, message.buttons, message.locale, numbered=True)
@@ -243,52 +228,11 @@ class WhatsAppChannel:
         return requests, rendered.actions
 
     async def _template(self, message: OutboundMessage) -> dict[str, Any]:
-        """The approved template for this event and language, or skip: WhatsApp needs one.
-
-        An event's own template comes before the catch-all ``*``; the buyer's language before
-        English (an English template carrying text in the buyer's language beats silence).
-        """
-        event = message.template.name if message.template else message.event
-        row = await self._pool.fetchrow(
-            """
-            SELECT content_sid, variables FROM whatsapp_templates
-             WHERE event IN ($1, '*') AND locale IN ($2, 'en')
-             ORDER BY event = '*', locale <> $2
-             LIMIT 1
-            """,
-            event,
-            message.locale,
-        )
-        if row is None:
-            raise SkipMessage(
-                f"outside the 24-hour window and no approved template for {event}/{message.locale}",
-                code="template_required",
-                platform=self.name,
-            )
-        values: dict[str, Any] = {
-            "text": message.text,
-            "event": message.event,
-            "locale": message.locale,
-            **{k: v for k, v in message.extra.items() if isinstance(v, str | int | float)},
-            **(message.template.variables if message.template else {}),
-        }
-        variables: dict[str, str] = {}
-        for key, pattern in row["variables"].items():
-            try:
-                value = str(pattern).format_map(values)
-            except (KeyError, IndexError, ValueError) as exc:
-                raise PermanentError(
-                    f"template {row['content_sid']} variable {key}: {pattern!r} needs {exc}",
-                    code="template_misconfigured",
-                    platform=self.name,
-                ) from None
-            value = " ".join(value.split())
-            if len(value) > self.max_variable_length:
-                value = value[: self.max_variable_length - 1] + "…"
-            variables[str(key)] = value
+        """The approved Content template (window.py), as Twilio takes it."""
+        template = await window.template_for(self._pool, message, window.TWILIO_CONTENT_SID)
         return {
-            "content_sid": row["content_sid"],
-            "content_variables": json.dumps(variables, ensure_ascii=False),
+            "content_sid": template.name,
+            "content_variables": json.dumps(template.variables, ensure_ascii=False),
         }
 
     async def _send_part(

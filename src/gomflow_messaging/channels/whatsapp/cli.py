@@ -43,7 +43,12 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
             if not args.content_sid:
                 raise CommandError("whatsapp-templates set: give the template's CONTENT_SID")
             await wt.set_template(
-                conn, args.event, args.locale, args.content_sid, wt.parse_variables(args.var)
+                conn,
+                args.event,
+                args.locale,
+                args.content_sid,
+                wt.parse_variables(args.var),
+                settings.whatsapp_provider,
             )
             return f"saved {args.event} {args.locale} {args.content_sid}"
         except wt.TemplateError as exc:

@@ -1,4 +1,7 @@
-"""`whatsapp-templates`: the approved Content templates sent outside WhatsApp's 24-hour window.
+"""`whatsapp-templates`: the approved templates sent outside WhatsApp's 24-hour window.
+
+Twilio's provider names a Content SID (``HX…``), Meta's Cloud API a template name approved in
+WhatsApp Manager (``gomflow_payment_confirmed``); the mapping is the same for both.
 
 One per event and language (`*` for any event without its own). ``variables`` maps the
 template's numbered placeholders to our values: ``{text}``, or an event's fields such as
@@ -10,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from gomflow_messaging.channels.whatsapp.window import META_TEMPLATE_NAME, TWILIO_CONTENT_SID
 from gomflow_messaging.i18n import LOCALES
 from gomflow_messaging.workflows.events import EVENTS
 
@@ -32,12 +36,24 @@ def parse_variables(pairs: list[str]) -> dict[str, str]:
     return variables
 
 
-def check(event: str, locale: str, content_sid: str, variables: dict[str, str]) -> None:
+def check(
+    event: str,
+    locale: str,
+    content_sid: str,
+    variables: dict[str, str],
+    provider: str = "twilio",
+) -> None:
     if event != "*" and event not in EVENTS:
         raise TemplateError(f"unknown event {event!r}; known: *, {', '.join(sorted(EVENTS))}")
     if locale not in LOCALES:
         raise TemplateError(f"locale must be one of {', '.join(LOCALES)}")
-    if not re.fullmatch(r"HX[0-9a-fA-F]{32}", content_sid):
+    if provider == "cloud":
+        if not META_TEMPLATE_NAME.fullmatch(content_sid):
+            raise TemplateError(
+                "TEMPLATE must be the name of a template approved in Meta's WhatsApp Manager"
+                " (lower-case letters, digits and _)"
+            )
+    elif not TWILIO_CONTENT_SID.fullmatch(content_sid):
         raise TemplateError("CONTENT_SID must be Twilio's HX followed by 32 hex digits")
     known = {"text", "event", "locale", "title"}
     if event != "*":
@@ -52,9 +68,14 @@ def check(event: str, locale: str, content_sid: str, variables: dict[str, str]) 
 
 
 async def set_template(
-    conn: Connection, event: str, locale: str, content_sid: str, variables: dict[str, str]
+    conn: Connection,
+    event: str,
+    locale: str,
+    content_sid: str,
+    variables: dict[str, str],
+    provider: str = "twilio",
 ) -> None:
-    check(event, locale, content_sid, variables)
+    check(event, locale, content_sid, variables, provider)
     await conn.execute(
         """
         INSERT INTO whatsapp_templates (event, locale, content_sid, variables)

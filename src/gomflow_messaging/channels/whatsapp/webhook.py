@@ -6,7 +6,6 @@ fields before anything else: a forged request gets 403 and changes nothing.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -18,9 +17,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
-from gomflow_messaging import outbox, ratelimit
+from gomflow_messaging import outbox
 from gomflow_messaging.api import openapi
-from gomflow_messaging.api.common import first_time, services
+from gomflow_messaging.api.common import services
+from gomflow_messaging.channels import inbound
 from gomflow_messaging.channels.base import split_text
 from gomflow_messaging.channels.whatsapp import STATUS_PATH
 from gomflow_messaging.channels.whatsapp.channel import (
@@ -32,7 +32,6 @@ from gomflow_messaging.channels.whatsapp.channel import (
 from gomflow_messaging.channels.whatsapp.render import render
 from gomflow_messaging.errors import ApiError, PermanentError, ValidationFailed
 from gomflow_messaging.phones import normalize_phone
-from gomflow_messaging.workflows.chat.router import link_code_attempt
 from gomflow_messaging.workflows.chat.text import whole_number
 from gomflow_messaging.workflows.chat.types import IncomingFile, Reply, Sender
 
@@ -40,7 +39,6 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.routing import BaseRoute
 
-    from gomflow_messaging.db import Pool
     from gomflow_messaging.settings import Settings
     from gomflow_messaging.workflows.chat.router import Bot
 
@@ -93,7 +91,7 @@ def _phone(value: str) -> str:
         raise
 
 
-async def inbound(request: Request) -> Response:
+async def incoming(request: Request) -> Response:
     form = await _verified_form(request)
     svc = services(request)
     sid = form.get("MessageSid") or form.get("SmsMessageSid") or ""
@@ -105,48 +103,33 @@ async def inbound(request: Request) -> Response:
         raise ValidationFailed(
             {name: "is required" for name, ok in (("MessageSid", sid), ("From", address)) if not ok}
         )
-    if not await first_time(svc.pool, "whatsapp", sid):
-        return _twiml([], "en")[0]  # Twilio retried: answered already
     sender = Sender("whatsapp", address, form.get("ProfileName", "")[:100], keywords=True)
-    # A tap on a template's quick-reply button carries its payload.
-    text = form.get("ButtonPayload") or form.get("Body", "")
-    allowed, kind = await ratelimit.inbound(
-        svc.queue.redis,
-        svc.settings,
-        "whatsapp",
-        address,
-        link_attempt=link_code_attempt(text),
-    )
-    if allowed != "ok":
-        # Over a limit: one answer, then an empty response, so nothing more is billed.
-        if allowed == "silent":
-            return _twiml([], "en")[0]
-        locale = await _locale(svc.pool, address)
-        return _twiml([Reply(ratelimit.refusal(svc.settings, kind, locale))], locale)[0]
     channel = svc.channels["whatsapp"]
     assert isinstance(channel, WhatsAppChannel)
-    try:
-        upload = _attachment(channel, form)
+    upload = _attachment(channel, form)
+    # A tap on a template's quick-reply button carries its payload.
+    text = form.get("ButtonPayload") or form.get("Body", "")
+    numbered = False
+
+    async def act() -> list[Reply]:
+        nonlocal numbered
         if upload is not None:
             # A receipt (the caption may name the reference): the payment-proof flow.
             replies = await svc.bot.file(sender, upload, form.get("Body", ""))
         else:
-            if not form.get("ButtonPayload"):
-                text = await _chosen(svc.bot, channel, sender, text)
-            replies = await svc.bot.handle(sender, text)
-        locale = await _locale(svc.pool, address)
+            chosen = (
+                text if form.get("ButtonPayload") else await _chosen(svc.bot, channel, sender, text)
+            )
+            replies = await svc.bot.handle(sender, chosen)
         # Numbers only when the next message will be read as one.
         numbered = not await svc.bot.flow_waiting(sender)
-    except BaseException:
-        # Let Twilio's retry be handled, not dropped as a duplicate.
-        with contextlib.suppress(Exception):
-            await svc.pool.execute(
-                "DELETE FROM inbound_updates WHERE platform = 'whatsapp' AND update_id = $1", sid
-            )
-        raise
-    response, actions = _twiml(replies, locale, numbered=numbered)
-    # After the bot acted: a failure here must not make Twilio's retry act twice.
-    await channel.choices.remember(address, actions)
+        return replies
+
+    handled = await inbound.handle(svc, inbound.Inbound(sender, key=sid, text=text), act)
+    response, actions = _twiml(handled.replies, handled.locale, numbered=numbered)
+    if handled.ran:
+        # After the bot acted: a failure here must not make Twilio's retry act twice.
+        await channel.choices.remember(address, actions)
     return response
 
 
@@ -164,15 +147,6 @@ async def _chosen(bot: Bot, channel: WhatsAppChannel, sender: Sender, text: str)
     if action is None or await bot.flow_waiting(sender):
         return text
     return action
-
-
-async def _locale(pool: Pool, address: str) -> str:
-    locale = await pool.fetchval(
-        "SELECT c.locale FROM contact_addresses ca JOIN contacts c ON c.id = ca.contact_id"
-        " WHERE ca.channel = 'whatsapp' AND ca.address = $1",
-        address,
-    )
-    return str(locale or "en")
 
 
 def _attachment(
@@ -270,7 +244,7 @@ def _uuid(value: str | None) -> UUID | None:
 
 def routes(settings: Settings) -> list[BaseRoute]:
     return [
-        Route(settings.webhook_path, inbound, methods=["POST"]),
+        Route(settings.webhook_path, incoming, methods=["POST"]),
         Route(STATUS_PATH, status_callback, methods=["POST"]),
     ]
 

@@ -42,6 +42,7 @@ from nacl.signing import VerifyKey
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gomflow_messaging import ratelimit
 from gomflow_messaging.api import openapi
 from gomflow_messaging.api.common import parse_json, services
 from gomflow_messaging.channels import inbound

@@ -10,7 +10,9 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
+import pytest
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from gomflow_messaging import ratelimit
 from gomflow_messaging.settings import Settings
@@ -293,24 +295,28 @@ async def test_run_job_sweep_re_enqueues(
     assert await redis.llen(f"saq:{settings.queue_name}:queued") >= 3
 
 
-async def test_the_inbound_limiter_lets_people_through_while_redis_is_away(
+async def test_with_redis_away_messages_are_refused_to_the_platform_and_uploads_let_through(
     make_settings: Callable[..., Settings],
 ) -> None:
-    """The inbound limit fails open: with Redis away nobody can be counted, so nobody is
-    refused (a budget of one message; the third, a link code, still goes on)."""
+    """With Redis away nobody can be counted. A message's limit raises, so the chat pipeline
+    answers 503 and the platform delivers it again later (tests/test_inbound.py); an upload's
+    limit fails open (its other bounds are in Postgres)."""
     target = urlsplit(REDIS_URL)
     proxy = await TcpProxy(target.hostname or "127.0.0.1", target.port or 6379).start()
     away = Redis.from_url(f"redis://127.0.0.1:{proxy.port}{target.path}")
-    settings = make_settings(rate_limit_max_messages=1, link_code_max_attempts=1)
+    settings = make_settings(rate_limit_max_messages=1, rate_limit_max_uploads=1)
     person = unique_text("limiter")
     try:
         assert await ratelimit.inbound(away, settings, "telegram", person) == ("ok", "messages")
         await proxy.cut()
-        verdicts = [
-            await ratelimit.inbound(away, settings, "telegram", person, link_attempt=n == 2)
-            for n in range(3)
+        with pytest.raises(RedisError):
+            await ratelimit.inbound(away, settings, "telegram", person)
+        with pytest.raises(RedisError):
+            await ratelimit.inbound(away, settings, "telegram", person, link_attempt=True)
+        uploads = [
+            await ratelimit.hit(away, settings, "uploads", "telegram", person) for _ in range(3)
         ]
     finally:
         await away.aclose()
         await proxy.close()
-    assert verdicts == [("ok", "messages"), ("ok", "messages"), ("ok", "link_codes")]
+    assert uploads == ["ok", "ok", "ok"]

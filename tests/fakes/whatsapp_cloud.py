@@ -183,13 +183,16 @@ class FakeCloud:
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):
             return self.error(190)
+        lost = False
         if self.faults:
             fault, retry_after = self.faults.pop(0)
             if fault == "hang":
                 await self._release.wait()
                 return self.error(131000)
-            assert isinstance(fault, int)
-            return self.error(fault, retry_after)
+            lost = fault == "accepted_lost"
+            if not lost:
+                assert isinstance(fault, int)
+                return self.error(fault, retry_after)
         try:
             body = await request.json()
             to = self._check(body)
@@ -207,6 +210,8 @@ class FakeCloud:
             return self.error(130429)
         wamid = "wamid.HBgM" + uuid.uuid4().hex.upper()
         self.sent.append(Sent(to, body, wamid, now))
+        if lost:  # accepted (the person sees it), and the answer never comes back
+            await self._release.wait()
         return web.json_response(
             {
                 "messaging_product": "whatsapp",
@@ -362,6 +367,8 @@ class CloudHarness:
     """The contract harness: addresses are contacts who wrote in the last 24 hours."""
 
     name = "whatsapp-cloud"
+    #: A send carries no idempotency key (biz_opaque_callback_data only comes back in statuses).
+    duplicates_after_lost_answer = 1
     max_text = 4096
 
     def __init__(self, pool: Any, redis: Any) -> None:
@@ -402,6 +409,8 @@ class CloudHarness:
             self.fake.faults.append((130429, retry_after))
         elif fault == "server_error":
             self.fake.faults.append((131000, None))
+        elif fault == "accepted_lost":
+            self.fake.faults.append(("accepted_lost", None))
         else:
             self.fake.faults.append(("hang", None))
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from babel.messages.pofile import read_po
 
 from gomflow_messaging.i18n import LOCALES, MAX_LABEL, format_clock, format_moment
 from gomflow_messaging.settings import Settings
@@ -194,8 +195,6 @@ NOT_SAID = {
 
 
 def test_catalogues_keep_their_glossary_and_say_its_words() -> None:
-    from babel.messages.pofile import read_po
-
     for locale, words in NOT_SAID.items():
         path = ROOT / f"src/gomflow_messaging/locales/{locale}/LC_MESSAGES/messages.po"
         text = path.read_text(encoding="utf-8")

@@ -7,6 +7,7 @@ the bot shows is walked here in English, Filipino and Malay, as a buyer and as a
 from __future__ import annotations
 
 import importlib.util
+import re
 import secrets
 import uuid
 from datetime import UTC, datetime, time
@@ -16,6 +17,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from babel.messages.pofile import read_po
 
 from gomflow_messaging.i18n import LOCALES, MAX_LABEL, format_clock, format_moment
 from gomflow_messaging.settings import Settings
@@ -177,10 +179,39 @@ def test_i18n_check_finds_the_labels_and_none_is_too_long() -> None:
     ids = script.label_ids()
     assert {"Pay", "Turn off summaries", "Wrong amount", "Open the form"} <= ids
     assert "Price: {price}" not in ids  # a text, not a button
+    # Chat buttons built with button(label(...)) are marked and checked too.
+    assert {"Unpaid holds", "Keep it", "Yes, cancel it", "Console", "Confirm"} <= ids
     assert script.too_long() == []
     pot = (ROOT / "src/gomflow_messaging/locales/messages.pot").read_text(encoding="utf-8")
     marked = f'#. {script.NOTE}\nmsgid "Turn off summaries"'
     assert marked in pot, "run `make i18n`: label msgids carry a note for translators"
+
+
+# Words each catalogue's glossary rules out, as whole words in any translation.
+NOT_SAID = {
+    "ms": ("pautan", "awak", "apakah", "mengapa", "tangkapan skrin", "peringatan"),
+    "fil": ("pindutin", "magpadala", "ipadala", "ipapadala", "kumpirmasyon", "opsyonal"),
+}
+
+
+def test_catalogues_keep_their_glossary_and_say_its_words() -> None:
+    for locale, words in NOT_SAID.items():
+        path = ROOT / f"src/gomflow_messaging/locales/{locale}/LC_MESSAGES/messages.po"
+        text = path.read_text(encoding="utf-8")
+        head = text[: text.index('msgid ""')]
+        assert "Glossary, one word per concept" in head and "at most 20 characters" in head
+        assert "press (a button)" in head and "hold" in head, f"{locale}: glossary lost"
+        with path.open("rb") as po:
+            catalog = read_po(po)
+        found = []
+        for message in catalog:
+            strings = message.string if isinstance(message.string, tuple) else (message.string,)
+            for string in strings:
+                lowered = f" {string.lower()} "
+                for word in words:
+                    if re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", lowered):
+                        found.append((word, str(message.id)))
+        assert not found, f"{locale}: words the glossary rules out: {found}"
 
 
 MOMENT = datetime(2026, 12, 8, 15, 59, tzinfo=UTC)  # 11:59 PM in Manila and Kuala Lumpur

@@ -126,11 +126,11 @@ class GomCommands:
                     row.insert(0, button(label(ctx, "Remind unpaid buyers"), f"remind {order.id}"))
                 actions = (tuple(row),)
             if entry["pending"]:
-                actions += ((button(_(ctx, "Unpaid holds"), f"holds {order.id}"),),)
+                actions += ((button(label(ctx, "Unpaid holds"), f"holds {order.id}"),),)
             replies.append(Reply("\n".join(lines), buttons=actions, private=True))
         row = [button(_(ctx, "Review payments"), "payments")]
         if self.console_link is not None:
-            row.append(button(_(ctx, "Console"), "console"))
+            row.append(button(label(ctx, "Console"), "console"))
         replies.append(
             Reply(
                 _(ctx, "Payment proofs waiting for your review:"),
@@ -299,8 +299,8 @@ class GomCommands:
                     command=command(ctx, "payments"),
                 )
             choice = (
-                button(_(ctx, "Yes, cancel it"), f"cancelhold {what['ref']} confirm"),
-                button(_(ctx, "Keep it"), "manage"),
+                button(label(ctx, "Yes, cancel it"), f"cancelhold {what['ref']} confirm"),
+                button(label(ctx, "Keep it"), "manage"),
             )
             return [Reply(text, buttons=(choice,), private=True)]
         result = await self.cancel_hold(found["id"], ctx.gom_id, ctx.sender.channel)

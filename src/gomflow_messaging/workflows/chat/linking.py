@@ -13,7 +13,7 @@ import json
 from typing import TYPE_CHECKING
 
 from gomflow_messaging.workflows import audit, linking
-from gomflow_messaging.workflows.chat.text import _, command, main_buttons
+from gomflow_messaging.workflows.chat.text import _, command, label, main_buttons
 from gomflow_messaging.workflows.chat.types import Reply, button
 
 if TYPE_CHECKING:
@@ -104,8 +104,8 @@ class LinkCommands:
         await self._audit(ctx, "link.offer", subject, "shown")
         buttons = (
             (
-                button(_(ctx, "Confirm"), f"link {CONFIRM}"),
-                button(_(ctx, "Cancel"), f"link {CANCEL}"),
+                button(label(ctx, "Confirm"), f"link {CONFIRM}"),
+                button(label(ctx, "Cancel"), f"link {CANCEL}"),
             ),
         )
         return Reply(text, buttons=buttons, private=True)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from gomflow_messaging import orders as order_data
+from gomflow_messaging.free_text import quoted
 from gomflow_messaging.i18n import ngettext
 from gomflow_messaging.money import format_money
 from gomflow_messaging.workflows import audit, holds
@@ -249,7 +250,7 @@ class GomCommands:
         ]
         for r in rows:
             lines.append(
-                f"{r['payment_reference']} · {_quoted(r['buyer_name'])} · x{r['quantity']} · "
+                f"{r['payment_reference']} · {quoted(r['buyer_name'])} · x{r['quantity']} · "
                 f"{when(ctx, r['created_at'])}"
             )
         # The reference is the whole label: the same in every language, 11 characters.
@@ -273,7 +274,7 @@ class GomCommands:
             ]
         what = {
             "ref": found["payment_reference"],
-            "name": _quoted(found["buyer_name"]),
+            "name": quoted(found["buyer_name"]),
             "n": found["quantity"],
             "title": found["title"],
         }
@@ -531,12 +532,6 @@ def _create_prompt(ctx: Context, step: str, default_cap: int) -> Reply:
         "max_orders": _(ctx, "How many items at most in total?"),
     }
     return Reply(texts[step], buttons=(cancel_row,))
-
-
-def _quoted(name: str) -> str:
-    """A buyer-written name on one line, in quotes: it can never pass as our own line."""
-    flat = "".join(c if c.isprintable() else " " for c in name)
-    return "\u201c" + " ".join(flat.split())[:100] + "\u201d"
 
 
 def _slug(title: str) -> str:

@@ -95,6 +95,17 @@ async def test_429s_retries_and_forged_webhooks_are_counted(
         telegram_webhook_secret="metrics-secret_0123456789",
         telegram_api_base_url=fake_telegram.url,
     )
+    # Telegram messages earlier tests left queued would be sent by this test's worker (a
+    # worker leaves a channel it lacks to one that has it) and counted with ours: they are no
+    # concern of this test, so they end before it starts.
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await conn.execute(
+            "UPDATE messages SET status = 'failed' WHERE channel = 'telegram'"
+            " AND status IN ('queued', 'sending')"
+        )
+    finally:
+        await conn.close()
     fake_telegram.fail_next("rate_limited", retry_after=1)
     async with running_app(settings) as client:
         before = await scrape(client)
@@ -124,11 +135,7 @@ async def test_429s_retries_and_forged_webhooks_are_counted(
     assert delta("gomflow_webhook_verification_failures_total", platform="telegram") == 1
     assert delta("gomflow_platform_rate_limited_total", platform="telegram") == 1
     assert delta("gomflow_delivery_retries_total", platform="telegram", code="rate_limited") == 1
-    # Telegram messages that earlier tests left queued are sent by this worker too (a worker
-    # leaves a channel it lacks to one that has it): the counter follows what the Bot API took.
-    assert delta("gomflow_messages_total", channel="telegram", status="sent") == len(
-        fake_telegram.sent()
-    )
+    assert delta("gomflow_messages_total", channel="telegram", status="sent") == 1
 
 
 async def _is_sent(client: httpx.AsyncClient, message_id: str) -> bool:

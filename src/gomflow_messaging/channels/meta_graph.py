@@ -184,6 +184,12 @@ class GraphClient:
 # -- webhooks ------------------------------------------------------------------------------
 
 
+def objects(value: Any) -> list[dict[str, Any]]:
+    """The objects of a list in Meta's envelope (``entry``, ``changes``, ``messaging``...);
+    anything else, as a fuzzer or a forged-then-signed body can send, reads as none."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
 def signature_ok(app_secret: bytes, raw: bytes, header: str) -> bool:
     """``sha256=<hex>`` of the raw body, compared in constant time."""
     expected = "sha256=" + hmac.new(app_secret, raw, hashlib.sha256).hexdigest()

@@ -115,11 +115,11 @@ def _replies_task(
 
 
 def _messaging(body: dict[str, Any]) -> list[dict[str, Any]]:
-    found = []
-    for entry in body.get("entry") or []:
-        if isinstance(entry, dict):
-            found += [e for e in entry.get("messaging") or [] if isinstance(e, dict)]
-    return found
+    return [
+        event
+        for entry in meta_graph.objects(body.get("entry"))
+        for event in meta_graph.objects(entry.get("messaging"))
+    ]
 
 
 def _event_key(kind: str, psid: str, event: dict[str, Any]) -> str:

@@ -81,9 +81,9 @@ async def events(request: Request) -> Response:
     statuses: list[dict[str, Any]] = []
     people: dict[str, list[inbound.Inbound]] = {}
     for value in _values(body):
-        statuses += _objects(value.get("statuses"))
+        statuses += meta_graph.objects(value.get("statuses"))
         names = _names(value)
-        for message in _objects(value.get("messages")):
+        for message in meta_graph.objects(value.get("messages")):
             update = _incoming(channel, message, names)
             if update is not None:
                 people.setdefault(update.sender.address, []).append(update)
@@ -118,15 +118,11 @@ async def events(request: Request) -> Response:
     return JSONResponse({}, background=_replies_task(channel, answers))
 
 
-def _objects(value: Any) -> list[dict[str, Any]]:
-    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
-
-
 def _values(body: dict[str, Any]) -> list[dict[str, Any]]:
     """Every change's ``value`` of every entry (Meta batches many in one POST)."""
     found = []
-    for entry in _objects(body.get("entry")):
-        for change in _objects(entry.get("changes")):
+    for entry in meta_graph.objects(body.get("entry")):
+        for change in meta_graph.objects(entry.get("changes")):
             if change.get("field") == "messages" and isinstance(change.get("value"), dict):
                 found.append(change["value"])
     return found
@@ -135,7 +131,7 @@ def _values(body: dict[str, Any]) -> list[dict[str, Any]]:
 def _names(value: dict[str, Any]) -> dict[str, str]:
     """wa_id -> the profile name WhatsApp shows for the person."""
     names = {}
-    for contact in _objects(value.get("contacts")):
+    for contact in meta_graph.objects(value.get("contacts")):
         profile = contact.get("profile")
         if contact.get("wa_id") and isinstance(profile, dict):
             names[str(contact["wa_id"])] = str(profile.get("name") or "")[:100]
@@ -203,7 +199,7 @@ async def _status(svc: Services, status: dict[str, Any]) -> None:
         return
     reason, gone, error = None, False, None
     if kind == "failed":
-        errors = _objects(status.get("errors"))
+        errors = meta_graph.objects(status.get("errors"))
         first = errors[0] if errors else {}
         code = first.get("code")
         number = code if isinstance(code, int) and not isinstance(code, bool) else 0

@@ -658,6 +658,11 @@ async def test_a_gom_cancels_an_unpaid_hold_and_the_buyer_is_told(
             assert response.status == 404, url
     finally:
         await ctx.close()
+    # An operator reads only: no confirmation page, and a POST is refused.
+    operator = httpx.BasicAuth("ops", SECRET)
+    assert (await api.get(path, auth=operator)).status_code == 404
+    refused = await api.post(path, auth=operator, data={"csrf": ""}, headers=origin)
+    assert refused.status_code == 403
     ctx, page = await signed_in(browser, api, world.gom_address)
     try:
         # The GOM's own session without the form's token changes nothing.

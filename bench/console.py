@@ -112,9 +112,9 @@ async def _order(conn: asyncpg.Connection, gom_id: uuid.UUID, buyers: int) -> uu
         a AS (INSERT INTO contact_addresses (contact_id, channel, address)
               SELECT contact, ch, $3 || '-' || ch || '-' || g
                 FROM b, unnest(ARRAY['sandbox', 'telegram']) ch WHERE g % 10 <> 0)
-        INSERT INTO messages (contact_id, channel, address, event, body, status, status_reason,
-                              created_at)
-        SELECT contact, 'sandbox', $3 || '-' || g, 'payment_reminder', '{}'::jsonb,
+        INSERT INTO messages (contact_id, order_id, channel, address, event, body, status,
+                              status_reason, created_at)
+        SELECT contact, $1, 'sandbox', $3 || '-' || g, 'payment_reminder', '{}'::jsonb,
                (ARRAY['sent', 'delivered', 'failed', 'queued'])[(g + k) % 4 + 1],
                CASE WHEN (g + k) % 4 = 2 THEN 'blocked' END,
                now() - make_interval(mins => k)

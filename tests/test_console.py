@@ -626,3 +626,133 @@ async def test_the_order_page_follows_a_status_change_by_itself(
         await page.locator(row).wait_for(timeout=20_000)
     finally:
         await ctx.close()
+
+
+async def _csrf(page: Any) -> str:
+    """The session's form token, from the sign-out form every GOM's page carries."""
+    token: str = await page.locator("input[name=csrf]").first.get_attribute("value")
+    return token
+
+
+async def test_a_gom_cancels_an_unpaid_hold_and_the_buyer_is_told(
+    browser: Any, api: httpx.AsyncClient, world: World, database_url: str
+) -> None:
+    address = f"console-hold-{secrets.token_hex(3)}"
+    conn = await asyncpg.connect(database_url)
+    try:
+        buyer = await new_buyer(conn, world.order_id, ("sandbox", address), name="Holding Hana")
+    finally:
+        await conn.close()
+    submission_id = buyer["submission_id"]
+    path = f"/console/orders/{world.order_id}/holds/{submission_id}/cancel"
+    origin = {"Origin": str(api.base_url).rstrip("/")}
+    # Another GOM: neither through this order nor through their own is it there at all.
+    ctx, page = await signed_in(browser, api, world.other_address)
+    try:
+        assert (await ctx.request.get(f"{api.base_url}{path}")).status == 404
+        token = await _csrf(page)
+        for url in (path, f"/console/orders/{world.other_order_id}/holds/{submission_id}/cancel"):
+            response = await ctx.request.post(
+                f"{api.base_url}{url}", form={"csrf": token}, headers=origin
+            )
+            assert response.status == 404, url
+    finally:
+        await ctx.close()
+    # An operator reads only: no confirmation page, and a POST is refused.
+    operator = httpx.BasicAuth("ops", SECRET)
+    assert (await api.get(path, auth=operator)).status_code == 404
+    refused = await api.post(path, auth=operator, data={"csrf": ""}, headers=origin)
+    assert refused.status_code == 403
+    ctx, page = await signed_in(browser, api, world.gom_address)
+    try:
+        # The GOM's own session without the form's token changes nothing.
+        response = await ctx.request.post(f"{api.base_url}{path}", form={}, headers=origin)
+        assert response.status == 403
+        await page.goto(f"{api.base_url}/console/orders/{world.order_id}")
+        row = page.locator(f"tr[data-submission='{submission_id}']")
+        await row.get_by_role("link", name="Cancel hold").click()
+        # The confirmation step; nothing has changed yet.
+        await page.get_by_text("Cancel the hold of Holding Hana").wait_for()
+        conn = await asyncpg.connect(database_url)
+        try:
+            status = "SELECT status FROM submissions WHERE id = $1"
+            assert await conn.fetchval(status, submission_id) == "pending"
+            await page.get_by_role("button", name="Yes, cancel it").click()
+            await page.get_by_text(f"The hold {buyer['reference']} is cancelled").wait_for()
+            assert await conn.fetchval(status, submission_id) == "cancelled"
+            audit = await conn.fetch(
+                "SELECT actor, channel, result FROM audit_log"
+                " WHERE action = 'hold.cancel' AND subject = $1 ORDER BY at, id",
+                str(submission_id),
+            )
+            assert [(a["actor"], a["channel"], a["result"]) for a in audit][-1] == (
+                f"gom:{world.gom_id}",
+                "console",
+                "cancelled",
+            )
+
+            async def told() -> list[str]:
+                rows = await conn.fetch(
+                    "SELECT payload->>'text' AS text FROM sandbox_messages WHERE address = $1",
+                    address,
+                )
+                return [r["text"] for r in rows]
+
+            assert buyer["reference"] in " ".join(await eventually(told))
+        finally:
+            await conn.close()
+        # The row has no cancel action any more.
+        await page.goto(f"{api.base_url}/console/orders/{world.order_id}")
+        assert await row.get_by_role("link", name="Cancel hold").count() == 0
+    finally:
+        await ctx.close()
+
+
+async def test_each_gom_sees_only_the_messages_about_their_own_order(
+    browser: Any, api: httpx.AsyncClient, world: World, database_url: str
+) -> None:
+    """One buyer in both GOMs' orders: each order's page shows the message about it."""
+    address = f"console-both-{secrets.token_hex(3)}"
+    conn = await asyncpg.connect(database_url)
+    try:
+        mine = await new_buyer(conn, world.order_id, ("sandbox", address), name="Both Bea")
+        theirs = await new_buyer(
+            conn, world.other_order_id, name="Both Bea", contact_id=mine["contact_id"]
+        )
+    finally:
+        await conn.close()
+    sent: dict[str, str] = {}
+    for key, buyer in (("mine", mine), ("theirs", theirs)):  # the other GOM's comes last
+        response = await api.post(
+            "/api/notify",
+            headers=AUTH,
+            json={
+                "event": "custom",
+                "data": {"text": f"about {key}"},
+                "recipients": [{"submission_id": str(buyer["submission_id"])}],
+            },
+        )
+        assert response.status_code == 202, response.text
+        sent[key] = response.json()["messages"][0]["id"]
+    for gom, order_id, own, other in (
+        (world.gom_address, world.order_id, sent["mine"], sent["theirs"]),
+        (world.other_address, world.other_order_id, sent["theirs"], sent["mine"]),
+    ):
+        ctx, page = await signed_in(browser, api, gom)
+        try:
+            data = await ctx.request.get(f"{api.base_url}/console/orders/{order_id}/data.json")
+            rows = {b["submission_id"]: b for b in (await data.json())["buyers"]}
+            shown = [r["message_id"] for r in rows.values() if r["message_id"] in sent.values()]
+            assert shown == [own]
+            await page.goto(f"{api.base_url}/console/orders/{order_id}")
+            assert await page.locator(f"a[href='/console/messages/{own}']").count() == 1
+            assert await page.locator(f"a[href='/console/messages/{other}']").count() == 0
+            mine_page = await ctx.request.get(f"{api.base_url}/console/messages/{own}")
+            assert mine_page.status == 200
+            not_mine = await ctx.request.get(f"{api.base_url}/console/messages/{other}")
+            assert not_mine.status == 404
+        finally:
+            await ctx.close()
+    operator = httpx.BasicAuth("ops", SECRET)
+    for message_id in sent.values():
+        assert (await api.get(f"/console/messages/{message_id}", auth=operator)).status_code == 200

@@ -31,6 +31,8 @@ class PlannedMessage:
     next_attempt_at: datetime | None = None
     #: Other addresses to try, in order, if this one fails permanently.
     routes: list[dict[str, str]] = field(default_factory=list)
+    #: The order the message is about (the recipient's submission's), if any.
+    order_id: UUID | None = None
 
 
 # The notification and its audit row; both statements below start with it.
@@ -44,23 +46,25 @@ _NOTIFICATION_CTE = """
     )
 """
 _NOTIFICATION = "VALUES ($1, $2::jsonb, $3, $4, $5, $6)"
-# Only while none of the addresses ($18, $19) belongs to a contact: the caller planned for
+# Only while none of the addresses ($19, $20) belongs to a contact: the caller planned for
 # strangers, and the check and the insert see one snapshot (casts: SELECT infers no types).
 _NOTIFICATION_UNLESS_KNOWN = """
         SELECT $1::text, $2::jsonb, $3::text, $4::timestamptz, $5::text, $6::text
          WHERE NOT EXISTS (SELECT 1 FROM contact_addresses ca
-                             JOIN unnest($18::text[], $19::text[]) AS k(channel, address)
+                             JOIN unnest($19::text[], $20::text[]) AS k(channel, address)
                                USING (channel, address))
 """
 _MESSAGES = """
     INSERT INTO messages (notification_id, contact_id, channel, address, event, locale,
-                          body, status, status_reason, next_attempt_at, routes)
+                          body, status, status_reason, next_attempt_at, routes, order_id)
     SELECT n.id, u.contact_id, u.channel, u.address, u.event, u.locale, u.body::jsonb,
-           u.status, u.status_reason, coalesce(u.next_attempt_at, now()), u.routes::jsonb
+           u.status, u.status_reason, coalesce(u.next_attempt_at, now()), u.routes::jsonb,
+           u.order_id
     FROM n, unnest($8::uuid[], $9::text[], $10::text[], $11::text[], $12::text[],
-                   $13::text[], $14::text[], $15::text[], $16::timestamptz[], $17::text[])
+                   $13::text[], $14::text[], $15::text[], $16::timestamptz[], $17::text[],
+                   $18::uuid[])
          WITH ORDINALITY AS u(contact_id, channel, address, event, locale, body, status,
-                              status_reason, next_attempt_at, routes, n)
+                              status_reason, next_attempt_at, routes, order_id, n)
     ORDER BY u.n
     RETURNING id, notification_id, channel, address, status, status_reason, next_attempt_at
 """
@@ -106,6 +110,7 @@ async def insert_notification(
         [p.status_reason for p in planned],
         [p.next_attempt_at for p in planned],
         [_json(p.routes) for p in planned],
+        [p.order_id for p in planned],
         *(
             ()
             if unless_known is None

@@ -16,6 +16,7 @@ from gomflow_messaging.console.templating import PACKAGE
 
 def routes() -> list[Route | Mount]:
     order = "/console/orders/{order_id}"
+    hold = f"{order}/holds/{{submission_id}}"
     return [
         Route("/console", views.home, methods=["GET"]),
         Route("/console/sign-in/{token}", views.sign_in_link, methods=["GET"]),
@@ -25,6 +26,8 @@ def routes() -> list[Route | Mount]:
         Route(f"{order}/data.json", views.order_json, methods=["GET"]),
         Route(f"{order}/buyers.csv", views.order_csv, methods=["GET"]),
         Route(f"{order}/update/preview", views.preview_update, methods=["POST"]),
+        Route(f"{hold}/cancel", views.confirm_cancel_hold, methods=["GET"]),
+        Route(f"{hold}/cancel", views.cancel_hold, methods=["POST"]),
         Route(f"{order}/{{action}}", views.confirm_action, methods=["GET"]),
         Route(f"{order}/{{action}}", views.do_action, methods=["POST"]),
         Route("/console/receipts", views.receipts, methods=["GET"]),

@@ -118,7 +118,8 @@ async def order(pool: Pool, order_id: UUID, gom_id: UUID | None) -> OrderSummary
 
 
 async def buyers(pool: Pool, order_id: UUID) -> list[Buyer]:
-    """Every buyer of the order with their chats and the last message to them: one query.
+    """Every buyer of the order with their chats and the last message to them about this
+    order (a buyer of another GOM's order gets that GOM's messages too): one query.
 
     Call only after `order` said the viewer may see this order.
     """
@@ -142,13 +143,13 @@ async def buyers(pool: Pool, order_id: UUID) -> list[Buyer]:
           LEFT JOIN LATERAL (
                 SELECT array_agg(DISTINCT rm.channel ORDER BY rm.channel) AS reached
                   FROM messages rm
-                 WHERE rm.contact_id = sc.contact_id
+                 WHERE rm.order_id = s.order_id AND rm.contact_id = sc.contact_id
                    AND rm.status IN ('sent', 'delivered', 'read')) r ON true
           LEFT JOIN LATERAL (
                 SELECT lm.id, lm.channel, lm.status, lm.status_reason, lm.next_attempt_at,
                        lm.updated_at
                   FROM messages lm
-                 WHERE lm.contact_id = sc.contact_id
+                 WHERE lm.order_id = s.order_id AND lm.contact_id = sc.contact_id
                  ORDER BY lm.created_at DESC, lm.id DESC LIMIT 1) m ON true
          WHERE s.order_id = $1
          ORDER BY s.created_at, s.id
@@ -224,12 +225,26 @@ async def proof_order(pool: Pool, proof_id: UUID, gom_id: UUID) -> UUID | None:
     return order_id
 
 
+async def hold(pool: Pool, order_id: UUID, submission_id: UUID) -> asyncpg.Record | None:
+    """One buyer's submission of the order, for cancelling its hold; call after `order`."""
+    return await pool.fetchrow(
+        """
+        SELECT s.id, s.payment_reference, s.buyer_name, s.quantity, s.status,
+               EXISTS (SELECT 1 FROM payment_proofs p WHERE p.submission_id = s.id
+                          AND p.status = 'pending_review') AS receipt_waiting
+          FROM submissions s WHERE s.id = $2 AND s.order_id = $1
+        """,
+        order_id,
+        submission_id,
+    )
+
+
 async def message(
     pool: Pool, message_id: UUID, gom_id: UUID | None
 ) -> tuple[asyncpg.Record, list[asyncpg.Record], list[asyncpg.Record]] | None:
     """One message, its delivery attempts and its audit rows, oldest first.
 
-    A GOM sees the messages to the buyers of their orders and to themselves; an operator all.
+    A GOM sees the messages about their own orders and to themselves; an operator all.
     """
     row = await pool.fetchrow(
         """
@@ -239,10 +254,7 @@ async def message(
           FROM messages m LEFT JOIN contacts c ON c.id = m.contact_id
          WHERE m.id = $2 AND ($1::uuid IS NULL
                OR c.profile_id = $1
-               OR EXISTS (SELECT 1 FROM submission_contacts sc
-                            JOIN submissions s ON s.id = sc.submission_id
-                            JOIN orders o ON o.id = s.order_id
-                           WHERE sc.contact_id = m.contact_id AND o.user_id = $1))
+               OR EXISTS (SELECT 1 FROM orders o WHERE o.id = m.order_id AND o.user_id = $1))
         """,
         gom_id,
         message_id,

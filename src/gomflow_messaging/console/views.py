@@ -22,8 +22,8 @@ from gomflow_messaging.api.common import services
 from gomflow_messaging.api.operators import same_origin
 from gomflow_messaging.console import queries, sessions
 from gomflow_messaging.console.templating import Words, buyer_rows, render, secure
-from gomflow_messaging.i18n import LOCALES, normalize_locale
-from gomflow_messaging.workflows import console_links, order_updates
+from gomflow_messaging.i18n import LOCALES, label, normalize_locale
+from gomflow_messaging.workflows import console_links, holds, order_updates
 from gomflow_messaging.workflows.proofs.review import (
     MAX_REASON,
     REASON_KEYS,
@@ -32,6 +32,7 @@ from gomflow_messaging.workflows.proofs.review import (
 )
 
 if TYPE_CHECKING:
+    import asyncpg
     from starlette.requests import Request
 
     from gomflow_messaging.bootstrap import Services
@@ -193,6 +194,7 @@ async def order_page(request: Request) -> Response:
             "nowhere": nowhere,
             "reach_max": max([*per_chat.values(), nowhere, 1]),
             "version": _version(buyers),
+            "cancel_label": label(viewer.locale, "Cancel hold"),
         },
     )
 
@@ -346,6 +348,64 @@ async def do_action(request: Request) -> Response:
     else:
         return _not_found(request, viewer)
     return render(request, viewer, "done.html", outcome)
+
+
+async def _hold_for(
+    request: Request, viewer: Viewer, summary: queries.OrderSummary
+) -> asyncpg.Record | None:
+    """The submission in the path, if it is one of this order's (the order is the viewer's)."""
+    submission_id = _uuid(request.path_params["submission_id"])
+    if submission_id is None:
+        return None
+    return await queries.hold(services(request).pool, summary.id, submission_id)
+
+
+def _hold_words(
+    viewer: Viewer, summary: queries.OrderSummary, hold: asyncpg.Record
+) -> dict[str, Any]:
+    return {
+        "order": summary,
+        "hold": hold,
+        "what": {
+            "ref": hold["payment_reference"],
+            "name": hold["buyer_name"],
+            "n": hold["quantity"],
+            "title": summary.title,
+        },
+        "yes_label": label(viewer.locale, "Yes, cancel it"),
+        "keep_label": label(viewer.locale, "Keep it"),
+    }
+
+
+async def confirm_cancel_hold(request: Request) -> Response:
+    """The confirmation step before cancelling one unpaid buyer's hold."""
+    found = await _order_for(request)
+    if isinstance(found, Response):
+        return found
+    viewer, summary = found
+    hold = None if viewer.operator else await _hold_for(request, viewer, summary)
+    if hold is None:
+        return _not_found(request, viewer)
+    return render(request, viewer, "cancel_hold.html", _hold_words(viewer, summary, hold))
+
+
+async def cancel_hold(request: Request) -> Response:
+    """Cancel the hold through the chat's own workflow (audited, the buyer told)."""
+    found = await _order_post(request)
+    if isinstance(found, Response):
+        return found
+    viewer, summary, _form = found
+    assert viewer.gom_id is not None
+    hold = await _hold_for(request, viewer, summary)
+    if hold is None:
+        return _not_found(request, viewer)
+    result = await holds.cancel_hold(
+        services(request), hold["id"], by=viewer.gom_id, place="console"
+    )
+    if result == "not_found":
+        return _not_found(request, viewer)
+    words = _hold_words(viewer, summary, hold)
+    return render(request, viewer, "cancel_hold.html", {**words, "result": result})
 
 
 # -- receipts ----------------------------------------------------------------------------------

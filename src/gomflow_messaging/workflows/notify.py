@@ -412,6 +412,8 @@ async def deliver_event(
         except events.MissingData as exc:
             raise ValidationFailed({exc.field: exc.message}) from None
         planned.append(plan(recipient, spec, body, chosen, enabled, channels, when, now))
+        # What the console shows a GOM: only the messages about their own orders.
+        planned[-1].order_id = order["id"] if order else None
     stored = await outbox.insert_notification(
         conn,
         event=event,

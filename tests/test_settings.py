@@ -146,3 +146,31 @@ def test_every_base_url_is_checked(monkeypatch: pytest.MonkeyPatch, variable: st
     monkeypatch.setenv(variable, "ftp://example.com")
     with pytest.raises(ConfigError, match=f"{variable}: must be an http"):
         load_settings(_env_file=None)
+
+
+def test_every_channels_missing_credentials_and_the_secret_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A first deploy that forgot several things hears of all of them in one run: pydantic
+    stops at a missing variable, and at the first channel's check that fails."""
+    monkeypatch.delenv("SERVICE_SECRET", raising=False)
+    monkeypatch.setenv("ENABLE_WHATSAPP", "true")
+    monkeypatch.setenv("TWILIO_WHATSAPP_NUMBER", "+14155238886")
+    monkeypatch.setenv("ENABLE_TELEGRAM", "true")
+    monkeypatch.setenv("ENABLE_MESSENGER", "true")
+    with pytest.raises(ConfigError) as info:
+        load_settings(_env_file=None)
+    line = str(info.value)
+    assert "\n" not in line
+    assert line.startswith("invalid configuration: SERVICE_SECRET is not set; ")
+    for named in (
+        "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are required when ENABLE_WHATSAPP is true",
+        "TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET are required when ENABLE_TELEGRAM is true",
+        "required when ENABLE_MESSENGER is true",
+    ):
+        assert named in line, line
+    monkeypatch.setenv("SERVICE_SECRET", SECRET)
+    with pytest.raises(ConfigError) as again:
+        load_settings(_env_file=None)
+    assert "SERVICE_SECRET" not in str(again.value)
+    assert str(again.value).count("required when ENABLE_") == 3

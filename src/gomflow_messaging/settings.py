@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -11,7 +12,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gomflow_messaging.channels import registry
-from gomflow_messaging.channels.base import http_url
+from gomflow_messaging.channels.base import collecting_credential_problems, http_url
 
 
 class ConfigError(Exception):
@@ -306,9 +307,9 @@ else:
 CHANNEL_NAMES = registry.names()
 
 
-def _describe(error: ValidationError) -> tuple[str, bool]:
-    """One line for every problem, the variables not set named together first; and whether
-    a variable is missing."""
+def _describe(error: ValidationError, more: list[str]) -> tuple[str, bool]:
+    """One line for every problem, the variables not set named together first, then
+    ``more`` (what the validation did not reach); and whether a variable is missing."""
     missing: list[str] = []
     parts = []
     for item in error.errors():
@@ -322,10 +323,25 @@ def _describe(error: ValidationError) -> tuple[str, bool]:
             parts.append(f"{str(loc[0]).upper()}: {message}")
         else:
             parts.append(message)
+    parts += [problem for problem in more if problem not in parts]
     if missing:
         verb = "is" if len(missing) == 1 else "are"
         parts.insert(0, f"{', '.join(missing)} {verb} not set")
     return "; ".join(parts), bool(missing)
+
+
+#: Stand-ins for required variables during the second look only (never used to run).
+_STAND_INS: dict[str, Any] = {"service_secret": "x" * 32}
+
+
+def _credential_problems(error: ValidationError, overrides: dict[str, Any]) -> list[str]:
+    """Every enabled channel's missing credentials, which the first validation may not have
+    reached (it stops at a missing variable, or at the first channel that lacks any)."""
+    missing = {str(item["loc"][0]) for item in error.errors() if item.get("type") == "missing"}
+    stand_ins: dict[str, Any] = {k: v for k, v in _STAND_INS.items() if k in missing}
+    with collecting_credential_problems() as found, suppress(ValidationError):
+        Settings(**stand_ins, **overrides)
+    return found
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -333,7 +349,7 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        line, missing = _describe(exc)
+        line, missing = _describe(exc, _credential_problems(exc, overrides))
         if missing:
             env = Path.cwd() / ".env"
             where = (

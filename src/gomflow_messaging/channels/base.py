@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
@@ -206,6 +209,30 @@ def optional_http_url(value: str) -> str:
     return http_url(value) if value else value
 
 
+#: While `collecting_credential_problems` runs, missing credentials are gathered here instead
+#: of raised: pydantic stops at the first model validator that raises, so a second look with
+#: this set names every channel's in one line (settings.load_settings).
+_credential_problems: ContextVar[list[str] | None] = ContextVar("credential_problems", default=None)
+
+
+@contextmanager
+def collecting_credential_problems() -> Iterator[list[str]]:
+    found: list[str] = []
+    token = _credential_problems.set(found)
+    try:
+        yield found
+    finally:
+        _credential_problems.reset(token)
+
+
+def missing_credentials(problem: str) -> None:
+    """A channel switched on without what it needs: raise, or note it while collecting."""
+    found = _credential_problems.get()
+    if found is None:
+        raise ValueError(problem)
+    found.append(problem)
+
+
 def require_when_enabled(settings: Any, name: str, variables: tuple[str, ...]) -> None:
     """A channel switched on without credentials stops start-up, naming every one missing."""
     if not getattr(settings, f"enable_{name}"):
@@ -213,7 +240,7 @@ def require_when_enabled(settings: Any, name: str, variables: tuple[str, ...]) -
     missing = [variable.upper() for variable in variables if not getattr(settings, variable)]
     if missing:
         verb = "is" if len(missing) == 1 else "are"
-        raise ValueError(
+        missing_credentials(
             f"{' and '.join(missing)} {verb} required when ENABLE_{name.upper()} is true"
         )
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from gomflow_messaging.channels.base import (
     empty_is_none,
     http_url,
+    missing_credentials,
     optional_http_url,
     require_when_enabled,
 )
@@ -96,7 +97,7 @@ class WhatsAppSettings(BaseModel):
             return self
         missing = [name.upper() for name in CLOUD_REQUIRED if not getattr(self, name)]
         if self.enable_whatsapp and missing:
-            raise ValueError(
+            missing_credentials(
                 f"{', '.join(missing)} required when ENABLE_WHATSAPP is true and "
                 "WHATSAPP_PROVIDER is cloud"
             )

@@ -67,12 +67,14 @@ messages = st.fixed_dictionaries(
     },
     optional={"from": users, "text": message_texts, "caption": texts},
 )
+#: Telegram's query ids are never empty (an answer to "" is refused: "query ID is invalid").
+query_ids = texts.filter(bool)
 callback_queries = st.fixed_dictionaries(
-    {"id": texts, "from": users, "chat_instance": texts},
+    {"id": query_ids, "from": users, "chat_instance": texts},
     optional={"data": message_texts, "message": messages},
 )
 inline_queries = st.fixed_dictionaries(
-    {"id": texts, "from": users, "query": texts, "offset": texts}
+    {"id": query_ids, "from": users, "query": texts, "offset": texts}
 )
 updates = st.fixed_dictionaries(
     {},

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 
 import gomflow_messaging
@@ -212,6 +213,21 @@ def wait_for_line(log: Path, needle: str, timeout: float = 60) -> str:
     raise AssertionError(f"{needle!r} not logged within {timeout}s:\n{log.read_text()}")
 
 
+def wait_for_worker(port: int, timeout: float = 60) -> None:
+    """Until the served process's health says its worker is alive (instead of a fixed sleep
+    after "ready": the outage should hit a worker that runs)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            answer = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
+            if answer.json()["components"]["worker"]["ok"]:
+                return
+        except (httpx.HTTPError, ValueError, KeyError):
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"the worker on port {port} was not alive within {timeout}s")
+
+
 def wait_for_lines(log: Path, needle: str, n: int, timeout: float = 60) -> str:
     """The log once ``needle`` is in ``n`` of its lines (a reminder repeated, say)."""
     deadline = time.monotonic() + timeout
@@ -268,7 +284,7 @@ def test_web_without_redis_says_so_once_at_start(tmp_path: Path, database_url: s
     env = {"DATABASE_URL": database_url, "REDIS_URL": closed}
     with served(tmp_path, "web", PORT=str(free_port()), LOG_FORMAT="text", **env) as log:
         text = wait_for_line(log, "Redis unreachable at")
-        time.sleep(2)
+        time.sleep(2)  # an absence needs a window: no second line within it
         text = log.read_text()
     assert "Traceback" not in text
     assert len([line for line in text.splitlines() if "Redis unreachable at" in line]) == 1
@@ -284,9 +300,10 @@ def test_redis_stopped_under_serve_then_back(
         "REDIS_URL": f"redis://127.0.0.1:{port}/0",
         "OUTAGE_WARNING_SECONDS": "2",
     }
-    with served(tmp_path, PORT=str(free_port()), LOG_FORMAT="text", **env) as log:
+    web_port = free_port()
+    with served(tmp_path, PORT=str(web_port), LOG_FORMAT="text", **env) as log:
         wait_for_line(log, "ready")
-        time.sleep(1)
+        wait_for_worker(web_port)
         redis.terminate()
         redis.wait(10)
         wait_for_line(log, "Redis unreachable at")
@@ -357,9 +374,10 @@ def test_serve_with_postgres_stopped_logs_one_line_then_one_per_interval(tmp_pat
             "REDIS_URL": REDIS_URL,
             "OUTAGE_WARNING_SECONDS": "2",
         }
-        with served(tmp_path, PORT=str(free_port()), LOG_FORMAT="text", **serve_env) as log:
+        web_port = free_port()
+        with served(tmp_path, PORT=str(web_port), LOG_FORMAT="text", **serve_env) as log:
             wait_for_line(log, "ready")
-            time.sleep(1)
+            wait_for_worker(web_port)
             assert _script("stop-services.sh", env, tmp_path).returncode == 0
             wait_for_line(log, "Postgres unreachable at")
             started = time.monotonic()

@@ -93,12 +93,18 @@ def summary(report: dict[str, Any]) -> str:
             who = "python-telegram-bot AIORateLimiter"
             if key.startswith("ours"):
                 who = f"{run['workers']} worker(s)" if "workers" in run else "one `serve` process"
+            cloud = "whatsapp_cloud" in key
+            if cloud:
+                who = f"WhatsApp Cloud API, {who}"
+            steady = f" (steady {run['steady_per_second']}/s)" if "steady_per_second" in run else ""
+            refused = "130429s" if cloud else "429s"
             add(
                 f"campaign, {run['messages']:,} chats at {run['cap_per_second']:.0f}/s, {who}",
-                f"{run['accepted_per_second']}/s (steady {run['steady_per_second']}/s), "
-                f"429s {run['responses_429']} ({run['share_429'] * 100:.2f} %), "
+                f"{run['accepted_per_second']}/s{steady}, "
+                f"{refused} {run['responses_429']} ({run['share_429'] * 100:.2f} %), "
                 f"lost {run['lost']}, duplicated {run['duplicated']}",
-                f"fake Bot API cap {run['cap_per_second']:.0f}/s (sliding 1 s window)",
+                f"fake {'Graph' if cloud else 'Bot'} API cap {run['cap_per_second']:.0f}/s"
+                " (sliding 1 s window)",
                 run["rate_vs_cap"],
                 "≥ 0.95, 429s < 1 %, lost 0, dup 0",
             )

@@ -1,5 +1,5 @@
 """The ingest benchmark's limit: a bare Starlette endpoint doing the same database insert and
-enqueue as `POST /api/notify`, and nothing else (no auth, validation, contacts, rendering,
+doorbell ring as `POST /api/notify`, and nothing else (no auth, validation, contacts, rendering,
 audit or idempotency), under uvicorn with the service's default server settings (h11 and its
 header bound, as `gomflow-messaging web`). Run by bench/foundation.py:
 
@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 import asyncpg
 import uvicorn
 from redis.asyncio import Redis
-from saq.queue.redis import RedisQueue
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -32,7 +31,7 @@ async def notify(request: Request) -> Response:
     body = json.loads(await request.body())
     recipient = body["recipients"][0]
     pool: asyncpg.Pool = state["pool"]  # type: ignore[assignment]
-    queue: RedisQueue = state["queue"]  # type: ignore[assignment]
+    redis: Redis = state["redis"]  # type: ignore[assignment]
     async with pool.acquire() as conn, conn.transaction():
         notification_id = await conn.fetchval(
             "INSERT INTO notifications (event, data) VALUES ($1, $2::jsonb) RETURNING id",
@@ -48,16 +47,12 @@ async def notify(request: Request) -> Response:
             body["event"],
             json.dumps(body["data"]),
         )
-    await queue.enqueue(
-        "deliver",
-        key=f"msg:{message_id}:0",
-        timeout=65,
-        retries=3,
-        retry_delay=1.0,
-        retry_backoff=True,
-        ttl=-1,
-        message_id=str(message_id),
-    )
+    # The channel's doorbell, as JobQueue.ring does: one ring waiting at most.
+    doorbell = f"gomflow:{os.environ['QUEUE_NAME']}:due:{recipient['channel']}"
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.lpush(doorbell, 1)
+        pipe.ltrim(doorbell, 0, 0)
+        await pipe.execute()
     return JSONResponse(
         {"notification_id": str(notification_id), "messages": [{"id": str(message_id)}]},
         status_code=202,
@@ -69,11 +64,10 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     pool = await asyncpg.create_pool(
         os.environ["DATABASE_URL"], min_size=1, max_size=int(os.environ["DB_POOL_SIZE"])
     )
-    queue = RedisQueue(Redis.from_url(os.environ["REDIS_URL"]), name=os.environ["QUEUE_NAME"])
-    await queue.connect()
-    state.update(pool=pool, queue=queue)
+    redis = Redis.from_url(os.environ["REDIS_URL"])
+    state.update(pool=pool, redis=redis)
     yield
-    await queue.disconnect()
+    await redis.aclose()
     await pool.close()
 
 

@@ -220,6 +220,7 @@ def settings_for(database_url: str, queue_name: str, /, **overrides: Any) -> Set
         "dispatch_lease_seconds": 3,
         "dispatch_backoff_base_seconds": 0.1,
         "sweep_interval_seconds": 0.3,
+        "dispatch_poll_seconds": 0.3,
         "sweep_grace_seconds": 0.5,
         "shutdown_grace_seconds": 10,
         "worker_concurrency": 10,

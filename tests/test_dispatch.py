@@ -1,19 +1,22 @@
-"""Batched dispatch: a campaign's messages travel twenty to a job, are claimed together, sent
-concurrently and recorded together, with every attempt and audit row still there."""
+"""Batched dispatch: a campaign rings its channel's doorbell once, its messages are claimed
+together (a statement for many), sent concurrently and recorded together, with every attempt
+and audit row still there."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 
 from gomflow_messaging.settings import Settings
-from tests.conftest import unique_text
+from tests.conftest import REDIS_URL, unique_text
 from tests.drill import campaign_chats
 from tests.fakes.telegram import FakeTelegram
-from tests.helpers import AUTH, eventually, queued_jobs, running_app
+from tests.helpers import AUTH, TcpProxy, eventually, queued_jobs, running_app
 
 
 def campaign(text: str, recipients: list[dict[str, str]]) -> dict[str, Any]:
@@ -30,9 +33,9 @@ async def test_a_campaign_is_claimed_in_batches_and_every_attempt_recorded(
         response = await web.post("/api/notify", json=body, headers=AUTH)
         assert response.status_code == 202
     ours = {m["id"] for m in response.json()["messages"]}
-    jobs = [ids for ids in await queued_jobs(redis, settings.queue_name) if ours & set(ids)]
-    assert sorted(len(ids) for ids in jobs) == [5, 20, 20]  # three jobs, not 45
-    assert {i for ids in jobs for i in ids} == ours
+    # No job per message (nor per twenty): one ring on the channel's doorbell.
+    assert not [ids for ids in await queued_jobs(redis, settings.queue_name) if ours & set(ids)]
+    assert await redis.lrange(f"gomflow:{settings.queue_name}:due:sandbox", 0, -1) == [b"1"]
 
     async def delivered() -> Any:
         rows = await conn.fetch(
@@ -57,6 +60,13 @@ async def test_a_campaign_is_claimed_in_batches_and_every_attempt_recorded(
     )
     assert len(attempts) == 45
     assert {tuple(r.values()) for r in attempts} == {("sent", 1, 1, "sent", True, 1)}
+    # Claimed together: the attempts a claim opens share its statement's time.
+    claims = await conn.fetchval(
+        "SELECT count(DISTINCT a.started_at) FROM messages m"
+        " JOIN delivery_attempts a ON a.message_id = m.id WHERE m.body->>'text' = $1",
+        text,
+    )
+    assert claims <= 6, f"45 messages took {claims} claims"
 
 
 @pytest.fixture
@@ -101,3 +111,55 @@ async def test_a_hung_send_does_not_hold_back_recording_its_batch(
         assert now[chats[0]] == "sending"  # still hanging: the batch did not wait for it
         assert len(fake.sent()) == 5
         await fake.close()  # the hang ends; the message is retried later
+
+
+async def _sent_once(conn: asyncpg.Connection, text: str) -> Any:
+    return await conn.fetchval(
+        "SELECT deliveries FROM sandbox_messages WHERE payload->>'text' = $1", text
+    )
+
+
+async def test_a_notify_wakes_an_idle_worker_before_its_poll(
+    make_settings: Callable[..., Settings], conn: asyncpg.Connection
+) -> None:
+    """The doorbell, not the poll, carries a transactional message to the worker: with a poll
+    and a sweep far away, an idle worker sends it at once."""
+    settings = make_settings(dispatch_poll_seconds=5, sweep_interval_seconds=60)
+    text = unique_text("rang")
+    async with running_app(settings) as client:
+        await asyncio.sleep(0.3)  # the drainers' first look is over: they wait on the bell
+        body = campaign(text, [{"channel": "sandbox", "address": text}])
+        assert (await client.post("/api/notify", json=body, headers=AUTH)).status_code == 202
+        assert await eventually(lambda: _sent_once(conn, text), timeout=3) == 1
+
+
+async def test_with_redis_away_a_running_worker_still_sends_due_messages(
+    make_settings: Callable[..., Settings], conn: asyncpg.Connection
+) -> None:
+    """Redis holds only the doorbells: with it away, no ring comes, and the drainers' poll of
+    Postgres still finds and sends what is due."""
+    target = urlsplit(REDIS_URL)
+    proxy = await TcpProxy(target.hostname or "127.0.0.1", target.port or 6379).start()
+    settings = make_settings(
+        redis_url=f"redis://127.0.0.1:{proxy.port}{target.path}", sweep_interval_seconds=60
+    )
+    text = unique_text("no-redis")
+    try:
+        async with running_app(settings) as client:
+            await proxy.cut()
+            body = campaign(
+                text, [{"channel": "sandbox", "address": f"{text}-{i}"} for i in range(3)]
+            )
+            assert (await client.post("/api/notify", json=body, headers=AUTH)).status_code == 202
+
+            async def all_sent() -> Any:
+                rows = await conn.fetch(
+                    "SELECT deliveries FROM sandbox_messages WHERE payload->>'text' = $1", text
+                )
+                return rows if len(rows) == 3 else None
+
+            rows = await eventually(all_sent, timeout=10)
+            assert [r["deliveries"] for r in rows] == [1, 1, 1]
+            await proxy.restore()
+    finally:
+        await proxy.close()

@@ -39,7 +39,7 @@ from tests.fakes.messenger import FakeGraph, Sent, messenger_env, page_event, ru
 from tests.fakes.messenger import sign as sign_event
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, SENDER, FakeTwilio
-from tests.helpers import AUTH, TcpProxy, eventually, quiet, running_app, sweepable
+from tests.helpers import AUTH, TcpProxy, eventually, quiet, running_app
 
 N = 60
 WEBHOOK_SECRET = "drill-webhook-secret_0123456789"
@@ -216,18 +216,16 @@ async def test_drill_twilio_message_delivered_three_times_is_answered_once(
     print("drill: Twilio message delivered 3 times, answered once")
 
 
-async def test_drill_job_held_by_a_killed_worker_is_rescued(
-    settings: Settings, conn: asyncpg.Connection
+async def test_drill_a_ring_taken_by_a_killed_worker_is_not_lost(
+    make_settings: Callable[..., Settings], conn: asyncpg.Connection
 ) -> None:
-    """A worker killed between taking a job and claiming its message leaves the job 'active'
-    in Redis under the message's key; the sweeper sends it under a fresh key at once instead
-    of waiting for SAQ's own sweep (which took over two minutes in bench/drills.py)."""
-    from saq.job import Status
-    from saq.utils import now
-
+    """A worker killed between taking a channel's ring and claiming its messages leaves no ring
+    behind and no job to rescue: a live worker's poll claims the message all the same (the
+    sweeper, which would ring again, is a minute away)."""
     from gomflow_messaging.bootstrap import build_services
 
-    text = f"held-{campaign_chats(1)[0]}"
+    settings = make_settings(sweep_interval_seconds=60)
+    text = f"rang-{campaign_chats(1)[0]}"
     async with running_app(settings, mode="web") as web:
         response = await web.post(
             "/api/notify",
@@ -241,17 +239,12 @@ async def test_drill_job_held_by_a_killed_worker_is_rescued(
         assert response.status_code == 202
     services = await build_services(settings)
     try:
-        job = await services.queue.saq.dequeue(timeout=2)  # the worker that will die takes it
-        assert job is not None and job.kwargs == {
-            "message_id": response.json()["messages"][0]["id"]
-        }
-        job.worker_id = "killed-worker"
-        job.started = now()  # as the worker did: so SAQ sees nothing stuck for a while
-        await job.update(status=Status.ACTIVE)
+        # The worker that will die takes the ring (and then dies before it claims).
+        assert await services.queue.wait_for_ring("sandbox", 1.0)
+        assert await services.queue.redis.llen(services.queue.doorbell("sandbox")) == 0  # type: ignore[misc]
     finally:
         await services.close()
-    await eventually(lambda: sweepable(conn, text, settings.sweep_grace_seconds))
-    async with running_app(settings):  # a live worker, whose sweeper finds the message
+    async with running_app(settings):  # a live worker, which no ring wakes
 
         async def sent() -> Any:
             return await conn.fetchval(
@@ -259,7 +252,7 @@ async def test_drill_job_held_by_a_killed_worker_is_rescued(
             )
 
         assert await eventually(sent, timeout=5) == 1
-    print("drill: job held by a killed worker: sent 1/1, lost 0, duplicated 0")
+    print("drill: ring taken by a killed worker: sent 1/1, lost 0, duplicated 0")
 
 
 async def test_drill_messenger_event_delivered_three_times_is_answered_once(

@@ -22,7 +22,6 @@ from tests.helpers import (
     AUTH,
     TcpProxy,
     eventually,
-    queued_jobs,
     running_app,
     sweepable,
 )
@@ -51,18 +50,13 @@ async def test_outbox_recovers_after_redis_is_flushed(
     async with running_app(settings, mode="web") as web:
         response = await web.post("/api/notify", json=batch(text, 20), headers=AUTH)
         assert response.status_code == 202
-    # Enqueued (a campaign's messages go twenty to a job) before Redis forgets it all.
-    assert await queued_messages(redis, settings.queue_name) >= 20
-    await redis.flushdb()  # every job is gone; only the outbox remembers
+    # The channel's doorbell rang before Redis forgets it all.
+    assert await redis.llen(f"gomflow:{settings.queue_name}:due:sandbox") == 1
+    await redis.flushdb()  # the ring is gone; only the outbox remembers
     async with running_app(settings):
         rows = await eventually(lambda: _all(delivered(conn, text), 20), timeout=20)
     assert sorted(r["address"] for r in rows) == sorted(f"rec-{i}" for i in range(20))
     assert all(r["deliveries"] == 1 for r in rows)
-
-
-async def queued_messages(redis: Redis, queue: str) -> int:
-    """How many messages the jobs waiting in SAQ's queue carry."""
-    return sum(len(ids) for ids in await queued_jobs(redis, queue))
 
 
 async def _all(rows_coro: Any, n: int) -> Any:
@@ -228,53 +222,33 @@ async def _status(client: Any, code: int) -> Any:
     return response if response.status_code == code else None
 
 
-async def test_the_sweeper_leaves_a_campaign_waiting_its_turn_in_line(
+async def test_the_sweeper_rings_again_for_overdue_messages(
     make_settings: Callable[..., Settings], conn: asyncpg.Connection, redis: Redis
 ) -> None:
-    """A campaign paced for minutes keeps its messages queued behind their batch jobs: they are
-    waiting, not lost, and must not each get a job of their own every sweep. Once the line is
-    lost (Redis restarted empty), the same messages are swept."""
+    """A ring lost (Redis restarted empty) is rung again by the sweeper once the messages are
+    past the grace: once, whatever their number and the number of sweeps."""
     from gomflow_messaging.bootstrap import build_services
 
-    queue = f"test-line-{uuid.uuid4().hex[:8]}"
+    queue = f"test-sweep-{uuid.uuid4().hex[:8]}"
     settings = make_settings(queue_name=queue, sweep_grace_seconds=0.2)
-    text = unique_text("in-line")
-    async with running_app(settings, mode="web") as web:  # no worker: the jobs wait in line
+    text = unique_text("overdue")
+    async with running_app(settings, mode="web") as web:  # no worker: the messages wait
         response = await web.post("/api/notify", json=batch(text, 3), headers=AUTH)
-    ours = {m["id"] for m in response.json()["messages"]}
-    await eventually(lambda: sweepable(conn, text, 0.2, 3))
+    assert response.status_code == 202
+    doorbell = f"gomflow:{queue}:due:sandbox"
+    await redis.delete(doorbell)  # the ring is lost
     services = await build_services(settings)
     try:
-        await services.dispatcher.sweep()
-        carried = [ids for ids in await queued_jobs(redis, queue) if ours & set(ids)]
-        assert [sorted(ids) for ids in carried] == [sorted(ours)]  # the one batch job, no more
-        await redis.delete(f"saq:{queue}:queued")  # the line is gone
-        await services.dispatcher.sweep()
-        carried = [ids for ids in await queued_jobs(redis, queue) if ours & set(ids)]
-        assert sorted(i for ids in carried for i in ids) == sorted(ours)
-        assert all(len(ids) == 1 for ids in carried)
+        await eventually(lambda: sweepable(conn, text, 0.2, 3))
+        assert "sandbox" in await services.dispatcher.sweep()
+        assert "sandbox" in await services.dispatcher.sweep()
+        assert await redis.lrange(doorbell, 0, -1) == [b"1"]  # rung twice, one ring waits
     finally:
         await services.close()
-        for key in [k async for k in redis.scan_iter(f"saq:{queue}:*")]:
-            await redis.delete(key)
+        await redis.delete(doorbell)
 
 
-async def test_a_line_the_sweeper_cannot_read_is_swept_as_if_empty(redis: Redis) -> None:
-    from gomflow_messaging.queue import JobQueue
-
-    queue = JobQueue(REDIS_URL, f"test-line-{uuid.uuid4().hex[:8]}", lease_seconds=60)
-    try:
-        assert await queue.oldest_waiting() is None  # nothing waits
-        await redis.rpush(f"saq:{queue.name}:queued", "saq:job:gone")  # type: ignore[misc]
-        assert await queue.oldest_waiting() is None  # its job is gone
-        await redis.set("saq:job:gone", "not json")
-        assert await queue.oldest_waiting() is None  # unreadable
-    finally:
-        await redis.delete(f"saq:{queue.name}:queued", "saq:job:gone")
-        await queue.close()
-
-
-async def test_run_job_sweep_re_enqueues(
+async def test_run_job_sweep_outbox_rings_the_doorbells(
     settings: Settings, conn: asyncpg.Connection, redis: Redis
 ) -> None:
     from gomflow_messaging.bootstrap import build_services
@@ -291,8 +265,8 @@ async def test_run_job_sweep_re_enqueues(
         result = await JOBS["sweep-outbox"].run(services, __import__("datetime").datetime.now())
     finally:
         await services.close()
-    assert result["re_enqueued"] >= 3
-    assert await redis.llen(f"saq:{settings.queue_name}:queued") >= 3
+    assert "sandbox" in result["rung"]
+    assert await redis.llen(f"gomflow:{settings.queue_name}:due:sandbox") == 1
 
 
 async def test_with_redis_away_messages_are_refused_to_the_platform_and_uploads_let_through(

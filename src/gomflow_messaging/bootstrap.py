@@ -58,15 +58,10 @@ async def build_services(
     """Connect to Postgres and Redis and start every enabled channel.
 
     Postgres must answer (the outbox lives there); Redis may be down: requests are still
-    accepted and the sweeper enqueues once it is back.
+    accepted and the workers' poll finds the messages meanwhile.
     """
     pool = await db.create_pool(settings.database_url, max_size=settings.db_pool_size)
-    queue = JobQueue(
-        settings.redis_url,
-        settings.queue_name,
-        lease_seconds=settings.dispatch_lease_seconds,
-        blocking=blocking_queue,
-    )
+    queue = JobQueue(settings.redis_url, settings.queue_name, blocking=blocking_queue)
     await queue.connect()
     channels: dict[str, Channel] = {}
     try:

@@ -1,10 +1,11 @@
-"""The dispatcher: SAQ jobs that deliver outbox messages through their channels.
+"""The dispatcher: delivers claimed outbox messages through their channels.
 
-A job carries one message id, or a batch of them (a campaign's messages, enqueued together):
-a batch is claimed in one statement, sent concurrently (each send under its channel's
-pacer), and the sends that succeeded are recorded together as they finish (`GroupCommit`:
-the outcomes that arrive while a write is in flight go in the next one), so a message costs
-a fraction of a queue job and of the round trips of one claimed alone."""
+A worker's drainer (`drainer.py`) claims the due messages of a channel in batches, in one
+statement each; they are sent concurrently (each send under its channel's pacer), and the
+sends that succeeded are recorded together as they finish (`GroupCommit`: the outcomes that
+arrive while a write is in flight go in the next one), so a message costs a fraction of a
+queue job and of the round trips of one claimed alone. The SAQ jobs of an older web replica
+(one message id, or a batch of them) are claimed by id and sent the same way."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 _EARLY_WAIT_LIMIT = 5.0
 
 # Postgres going away for a moment (a restart, a failover, a network blip).
-_DB_GONE = (
+DB_GONE = (
     OSError,
     TimeoutError,
     asyncpg.InterfaceError,
@@ -61,10 +62,11 @@ class _Sent:
     created_at: datetime
 
 
-class _Budget:
-    """How many messages this process may hold claimed at once (the worker's concurrency):
-    a worker killed at any moment leaves at most that many to be attempted again, and a
-    batch never claims more than its channel's pacer can send before the lease runs out."""
+class Budget:
+    """How many messages may be held claimed at once (the worker's concurrency, per drainer
+    and for the SAQ jobs): a worker killed at any moment leaves at most that many to be
+    attempted again, and a claim never takes more than its channel's pacer can send before
+    the lease runs out."""
 
     def __init__(self, size: int) -> None:
         self._free = size
@@ -95,10 +97,13 @@ class Dispatcher:
     queue: JobQueue
     channels: dict[str, Channel]
     worker_id: str = "local"
-    _budget: _Budget = field(init=False, repr=False)
+    #: Per channel, the earliest retry this process scheduled (time.monotonic()): its
+    #: drainer looks again then, rather than at its next poll.
+    next_retry: dict[str, float] = field(default_factory=dict)
+    _budget: Budget = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._budget = _Budget(self.settings.worker_concurrency)
+        self._budget = Budget(self.settings.worker_concurrency)
 
     def backoff(self, attempt: int) -> float:
         """Exponential backoff with jitter, capped; attempt 1 waits about the base."""
@@ -116,7 +121,7 @@ class Dispatcher:
         while True:
             try:
                 return await write()
-            except _DB_GONE as exc:
+            except DB_GONE as exc:
                 if time.monotonic() + pause > deadline:
                     raise
                 log.warning("recording an outcome: Postgres away (%s)", type(exc).__name__)
@@ -164,16 +169,12 @@ class Dispatcher:
 
     async def _hand_over(self, unclaimed: list[UUID]) -> int:
         """Messages not claimed because their channel is not enabled here are never failed
-        here (a rolling deploy turning a channel on shares the queue): they go back in line
-        when a live worker has their channel, else they wait, queued, for the sweeper of the
-        first worker that has it. Returns how many were left to others."""
+        here (a rolling deploy turning a channel on shares the queue): their channel's
+        doorbell is rung for a worker that has it (a ring waits for the first such worker).
+        Returns how many were left to others."""
         foreign = await outbox.due_elsewhere(self.pool, unclaimed, self.channel_names)
-        if not foreign:
-            return 0
-        served = await self._served_channels()
-        ids = [m for m, channel in foreign if served is None or channel in served]
-        if ids:
-            await self.queue.hand_over(ids)
+        if foreign:
+            await self.queue.ring({channel for _, channel in foreign})
         return len(foreign)
 
     async def _deliver(self, message_id: UUID) -> dict[str, Any]:
@@ -196,9 +197,8 @@ class Dispatcher:
         return await self._attempt(row, self._sent_log(claimed_at + lease * 0.9))
 
     async def deliver_batch(self, message_ids: list[UUID]) -> dict[str, Any]:
-        """Claim the due ones of these messages together (as many at a time as the budget
-        allows) and send them concurrently; each place is given back once its message's
-        outcome is recorded."""
+        """An older web replica's job: claim the due ones of these messages together (as
+        many at a time as the budget allows) and send them concurrently."""
         token = request_id_var.set("")
         lease = self.settings.dispatch_lease_seconds
         counts: Counter[str] = Counter()
@@ -222,27 +222,44 @@ class Dispatcher:
                     if handed:
                         counts["handed_over"] += handed
                     counts["not_claimed"] += got - len(rows) - handed
-                sent_log = self._sent_log(claimed_at + lease * 0.9)
-                results = await asyncio.gather(
-                    *(self._attempt_then_give(row, sent_log) for row in rows),
-                    return_exceptions=True,
-                )
-                # Every attempt ran to its end (the sent ones recorded) before an error rises.
-                for result in results:
-                    if isinstance(result, BaseException):
-                        raise result
-                    counts[str(result["result"])] += 1
+                counts.update(await self.send_claimed(rows, claimed_at, self._budget))
         finally:
             request_id_var.reset(token)
         return dict(counts)
 
+    async def claim_due(self, channel: str, limit: int) -> tuple[list[asyncpg.Record], float]:
+        """Up to ``limit`` of the messages due on ``channel`` (ours), claimed, and when."""
+        claimed_at = time.monotonic()
+        lease = self.settings.dispatch_lease_seconds
+        rows = await outbox.claim_due(self.pool, channel, limit, lease, self.worker_id)
+        return rows, claimed_at
+
+    async def send_claimed(
+        self, rows: list[asyncpg.Record], claimed_at: float, budget: Budget
+    ) -> Counter[str]:
+        """Send these claimed messages concurrently; each one's place in ``budget`` is given
+        back once its outcome is recorded. Every attempt runs to its end (the sent ones
+        recorded, before their lease ends) before an error rises."""
+        lease = self.settings.dispatch_lease_seconds
+        sent_log = self._sent_log(claimed_at + lease * 0.9)
+        results = await asyncio.gather(
+            *(self._attempt_then_give(row, sent_log, budget) for row in rows),
+            return_exceptions=True,
+        )
+        counts: Counter[str] = Counter()
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+            counts[str(result["result"])] += 1
+        return counts
+
     async def _attempt_then_give(
-        self, row: asyncpg.Record, sent_log: GroupCommit[_Sent, None]
+        self, row: asyncpg.Record, sent_log: GroupCommit[_Sent, None], budget: Budget
     ) -> dict[str, Any]:
         try:
             return await self._attempt(row, sent_log)
         finally:
-            self._budget.give(1)
+            budget.give(1)
 
     async def _attempt(
         self, row: asyncpg.Record, sent_log: GroupCommit[_Sent, None]
@@ -334,8 +351,7 @@ class Dispatcher:
         )
         if moved is not None:
             metrics.MESSAGES.labels(channel_name, "fallback").inc()
-            # A new job key, since the claim counted this attempt.
-            await self.queue.enqueue_delivery(message_id, int(moved["attempts"]))
+            await self.queue.ring([moved["channel"]])
             log.info(
                 "message %s not sent on %s (%s); trying %s next",
                 message_id,
@@ -397,7 +413,9 @@ class Dispatcher:
         )
         if next_at is None:
             return {"result": "lease_lost"}  # another worker took it over meanwhile
-        await self.queue.enqueue_delivery(message_id, attempt, next_at)
+        # This worker's drainer looks again when it is due (any worker's poll would too).
+        due = time.monotonic() + max((next_at - datetime.now(UTC)).total_seconds(), 0.0)
+        self.next_retry[channel_name] = min(self.next_retry.get(channel_name, due), due)
         log.info(
             "message %s retry %d in %.1fs (%s)",
             message_id,
@@ -408,27 +426,12 @@ class Dispatcher:
         )
         return {"result": "retry", "delay": round(delay, 3), "code": code}
 
-    async def _served_channels(self) -> list[str] | None:
-        """The channels some live worker sends on (ours included); None when a live worker
-        does not say (an older version), so it may send on any."""
-        sets = (await self.queue.live_worker_channels()).values()
-        if any(channels is None for channels in sets):
-            return None
-        return sorted(set(self.channels).union(*(s for s in sets if s is not None)))
-
-    async def sweep(self, limit: int = 1000) -> int:
-        """Re-enqueue messages whose job may be lost; a job still waiting is not doubled (one
-        carrying a batch of a long paced campaign included: see `stuck_messages`)."""
-        rows = await outbox.stuck_messages(
-            self.pool,
-            self.settings.sweep_grace_seconds,
-            limit,
-            await self.queue.oldest_waiting(),
-            await self._served_channels(),
-        )
-        if not rows:
-            return 0
-        ok = await self.queue.requeue_many((row["id"], int(row["attempts"])) for row in rows)
-        if ok:
-            log.info("sweeper re-enqueued %d message(s)", ok)
-        return ok
+    async def sweep(self) -> list[str]:
+        """Ring the doorbell of every channel with a message overdue (due for longer than
+        the grace and not taken: its ring was lost, or it waits for a worker with its
+        channel, or its worker died holding it). Returns the channels rung."""
+        channels = await outbox.overdue_channels(self.pool, self.settings.sweep_grace_seconds)
+        if channels and await self.queue.ring(channels):
+            log.info("sweeper rang %s", ", ".join(channels))
+            return channels
+        return []

@@ -131,14 +131,8 @@ _DUE = """((status = 'queued' AND next_attempt_at <= now())
           OR (status = 'sending' AND claimed_until < now()))"""
 
 
-_CLAIM = (
-    """
-    WITH picked AS (
-        SELECT id FROM messages
-         WHERE id = ANY($1::uuid[]) AND channel = ANY($4::text[]) AND """
-    + _DUE
-    + """
-         FOR UPDATE SKIP LOCKED
+# Claims the picked rows for one attempt each and opens their attempt records.
+_CLAIM_PICKED = """
     ), claimed AS (
         UPDATE messages m
            SET status = 'sending', attempts = m.attempts + 1, updated_at = now(),
@@ -156,7 +150,31 @@ _CLAIM = (
            (SELECT request_id FROM notifications n
              WHERE n.id = claimed.notification_id) AS request_id
       FROM claimed JOIN attempt ON attempt.message_id = claimed.id
+"""
+_CLAIM = (
     """
+    WITH picked AS (
+        SELECT id FROM messages
+         WHERE id = ANY($1::uuid[]) AND channel = ANY($4::text[]) AND """
+    + _DUE
+    + """
+         FOR UPDATE SKIP LOCKED"""
+    + _CLAIM_PICKED
+)
+# The oldest due of one channel (its index: messages_due_idx). A row 'sending' was due when
+# it was claimed, so `next_attempt_at <= now()` bounds the index scan for both kinds.
+_CLAIM_DUE = (
+    """
+    WITH picked AS (
+        SELECT id FROM messages
+         WHERE channel = $4 AND status IN ('queued', 'sending') AND next_attempt_at <= now()
+           AND """
+    + _DUE
+    + """
+         ORDER BY next_attempt_at
+         LIMIT $1
+         FOR UPDATE SKIP LOCKED"""
+    + _CLAIM_PICKED
 )
 
 
@@ -187,6 +205,14 @@ async def claim_many(
             channels,
         )
     )
+
+
+async def claim_due(
+    pool: Pool, channel: str, limit: int, lease_seconds: float, worker: str
+) -> list[asyncpg.Record]:
+    """Take up to ``limit`` of the messages due on ``channel``, oldest first, as `claim_many`
+    does: rows another worker is claiming right now are skipped (it has them)."""
+    return list(await pool.fetch(_CLAIM_DUE, limit, lease_seconds, worker, channel))
 
 
 async def due_elsewhere(
@@ -446,41 +472,19 @@ async def mark_address_unreachable(pool: Pool, channel: str, address: str, reaso
     )
 
 
-async def stuck_messages(
-    pool: Pool,
-    grace_seconds: float,
-    limit: int,
-    line_since: datetime | None = None,
-    channels: list[str] | None = None,
-) -> list[asyncpg.Record]:
-    """Messages that should have a live job but may not: Redis lost it, or a worker died.
-
-    ``line_since``: when the job now first in the queue's line joined it. A message's job
-    joins the line within the grace of the message falling due (the rule the grace already
-    stands for), and jobs leave the line in order: so a message due more than the grace before
-    ``line_since`` has had its job taken, while one due later may simply be waiting its turn
-    (a campaign paced for minutes) and is left alone. None (no job waits): every message past
-    the grace. ``channels``: only messages on these (the ones a live worker sends on; the
-    others wait, queued, for a worker that has theirs); None: every channel.
-    """
-    return list(
-        await pool.fetch(
-            """
-            SELECT id, attempts, next_attempt_at FROM messages
-             WHERE ((status = 'queued' AND next_attempt_at <= now() - make_interval(secs => $1)
-                     AND ($3::timestamptz IS NULL
-                          OR next_attempt_at < $3 - make_interval(secs => $1)))
-                    OR (status = 'sending' AND claimed_until < now()))
-               AND ($4::text[] IS NULL OR channel = ANY($4::text[]))
-             ORDER BY next_attempt_at
-             LIMIT $2
-            """,
-            grace_seconds,
-            limit,
-            line_since,
-            channels,
-        )
+async def overdue_channels(pool: Pool, grace_seconds: float) -> list[str]:
+    """The channels with a message due for more than the grace and not taken (its ring was
+    lost, or no worker has its channel), or held by a worker whose lease ran out."""
+    rows = await pool.fetch(
+        """
+        SELECT DISTINCT channel FROM messages
+         WHERE status IN ('queued', 'sending')
+           AND next_attempt_at <= now() - make_interval(secs => $1)
+           AND (status = 'queued' OR claimed_until < now())
+        """,
+        grace_seconds,
     )
+    return sorted(row["channel"] for row in rows)
 
 
 async def get_message(pool: Pool, message_id: UUID) -> dict[str, Any] | None:

@@ -29,8 +29,8 @@ class ScheduledJob:
 
 
 async def sweep_outbox(services: Services, at: datetime) -> dict[str, Any]:
-    """Re-enqueue messages whose job was lost (Redis flushed, worker killed)."""
-    return {"re_enqueued": await services.dispatcher.sweep()}
+    """Ring the doorbells of channels with messages overdue (a ring lost, a worker killed)."""
+    return {"rung": await services.dispatcher.sweep()}
 
 
 async def sweep_payment_proofs(services: Services, at: datetime) -> dict[str, Any]:

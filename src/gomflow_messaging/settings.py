@@ -70,6 +70,9 @@ class CoreSettings(BaseSettings):
     dispatch_max_attempts: int = Field(8, ge=1, le=100)
     dispatch_backoff_base_seconds: float = Field(2.0, ge=0)
     dispatch_backoff_max_seconds: float = Field(600.0, ge=0)
+    #: How long a worker's drainer waits for its channel's doorbell before it looks anyway.
+    #: At most 5 s: a blocking wait on Redis longer than its socket timeout would fail.
+    dispatch_poll_seconds: float = Field(1.0, gt=0, le=5)
     sweep_interval_seconds: float = Field(15.0, gt=0)
     sweep_grace_seconds: float = Field(30.0, ge=0)
     shutdown_grace_seconds: int = Field(20, ge=0)

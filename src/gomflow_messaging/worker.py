@@ -1,4 +1,5 @@
-"""The worker: SAQ consuming delivery jobs, the outbox sweeper and a liveness heartbeat."""
+"""The worker: a drainer per channel sending due messages, SAQ running the other jobs (receipts,
+digests, cron, an older web's deliveries), the outbox sweeper and a liveness heartbeat."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from saq import Worker
 from saq.types import Context
 
 from gomflow_messaging.doctor import where
+from gomflow_messaging.drainer import Drainer
 from gomflow_messaging.logs import Outage, OutageFilter
 from gomflow_messaging.queue import DELIVER_BATCH_JOB, DELIVER_JOB
 from gomflow_messaging.schedule import cron_jobs
@@ -50,12 +52,12 @@ def new_worker_id() -> str:
 
 
 async def deliver(ctx: WorkerContext, *, message_id: str) -> dict[str, Any]:
-    """SAQ job: deliver one outbox message (the id is all the job carries)."""
+    """SAQ job of an older web replica: deliver one outbox message (the id is all it carries)."""
     return await ctx["services"].dispatcher.deliver(uuid.UUID(message_id))
 
 
 async def deliver_batch(ctx: WorkerContext, *, message_ids: list[str]) -> dict[str, Any]:
-    """SAQ job: deliver the due ones of these outbox messages, claimed together."""
+    """SAQ job of an older web replica: deliver the due ones of these messages, together."""
     ids = [uuid.UUID(m) for m in message_ids]
     return await ctx["services"].dispatcher.deliver_batch(ids)
 
@@ -152,7 +154,13 @@ class WorkerRunner:
         self._tasks: list[asyncio.Task[None]] = []
         settings = services.settings
         every = settings.outage_warning_seconds
-        self.redis_outage = Outage("Redis", where(settings.redis_url), every)
+        self.redis_outage = Outage(
+            "Redis",
+            where(settings.redis_url),
+            every,
+            effect="receipts and scheduled jobs wait until it is back (due messages are still"
+            f" sent: the workers look in Postgres every {settings.dispatch_poll_seconds:g} s)",
+        )
         self.postgres_outage = Outage("Postgres", where(settings.database_url), every)
         self.worker.redis_outage = self.redis_outage
         self.worker.redis_ping = services.queue.ping
@@ -161,12 +169,23 @@ class WorkerRunner:
         self._saq_filter = OutageFilter(self.redis_outage, (RedisError, OSError))
         # asyncpg's pool does the same each time it fails to reconnect while Postgres is away.
         self._pool_filter = OutageFilter(self.postgres_outage, POSTGRES_AWAY)
+        self.drainers = [
+            Drainer(
+                services.dispatcher,
+                channel,
+                redis_outage=self.redis_outage,
+                postgres_outage=self.postgres_outage,
+            )
+            for channel in services.dispatcher.channel_names
+        ]
 
     async def start(self) -> None:
         services = self.services
         worker_id = services.dispatcher.worker_id
         logging.getLogger("saq").addFilter(self._saq_filter)
         logging.getLogger("asyncpg.pool").addFilter(self._pool_filter)
+        for drainer in self.drainers:
+            drainer.start()
         self._tasks = [
             asyncio.create_task(self.worker.start(), name="saq-worker"),
             asyncio.create_task(
@@ -203,12 +222,15 @@ class WorkerRunner:
         ]
 
     async def stop(self) -> None:
-        """Stop taking jobs, let in-flight ones finish (up to the grace period), then quit.
+        """Stop taking jobs and claiming messages, let in-flight ones finish (up to the grace
+        period), then quit.
 
-        A job cut off by the grace period keeps its lease; the sweeper retries it later.
+        A send cut off by the grace period keeps its lease; a worker claims it again later.
         """
         for task in self._tasks[1:]:
             task.cancel()
+        grace = self.services.settings.shutdown_grace_seconds
+        drained = asyncio.gather(*(drainer.stop(grace) for drainer in self.drainers))
         worker = self.worker
         worker.event.set()  # no new jobs; each slot returns after its current one
         # SAQ's stop waits for all its tasks, and its upkeep loops would sleep out the grace
@@ -217,6 +239,7 @@ class WorkerRunner:
             if task.get_name() != "process":
                 task.cancel()
         await worker.stop()
+        await drained
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -7,7 +7,6 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -30,7 +29,6 @@ from gomflow_messaging.workflows import notify as notify_workflow
 if TYPE_CHECKING:
     from gomflow_messaging.bootstrap import Services
 
-INLINE_ENQUEUE_LIMIT = 200
 #: The local channel's address the deployment check writes to, and how long it waits.
 DEPLOYMENT_CHECK_ADDRESS = "deployment-check"
 DEPLOYMENT_CHECK_SECONDS = 5.0
@@ -67,12 +65,8 @@ async def notify(request: Request) -> Response:
     # The answer is plain JSON already (ids and times as strings, a replay as stored): no
     # walk through `_plain`, which costs on every request.
     response = JSONResponse(result.body, status_code=result.status_code)
-    if len(result.to_enqueue) > INLINE_ENQUEUE_LIMIT:
-        # A large fan-out is answered as soon as its rows are committed; the jobs follow
-        # (and if this process dies first, the sweeper enqueues them).
-        response.background = BackgroundTask(notify_workflow.enqueue, svc, result)
-    else:
-        await notify_workflow.enqueue(svc, result)
+    # One ring per channel, whatever the fan-out: no need to answer before it.
+    await notify_workflow.enqueue(svc, result)
     return response
 
 

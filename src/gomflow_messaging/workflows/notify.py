@@ -200,7 +200,8 @@ class AddressesKnown(Exception):
 class NotifyResult:
     status_code: int
     body: dict[str, Any]
-    to_enqueue: list[tuple[UUID, int, datetime | None]]
+    #: The channels with a message due now: their workers' doorbells are rung after the commit.
+    due_channels: frozenset[str]
 
 
 def _direct_address(spec: DirectRecipient, index: int, channels: Mapping[str, Channel]) -> str:
@@ -470,10 +471,14 @@ async def deliver_event(
         "send_at": when.isoformat() if when else None,
         "messages": entries,
     }
-    to_enqueue = [
-        (row["id"], 0, row["next_attempt_at"]) for row in rows if row["status"] == "queued"
-    ]
-    return NotifyResult(202, response, to_enqueue)
+    # A message for later needs nothing more: the workers' poll claims it once it is due.
+    soon = datetime.now(UTC) + timedelta(seconds=1)
+    due = frozenset(
+        row["channel"]
+        for row in rows
+        if row["status"] == "queued" and row["next_attempt_at"] <= soon
+    )
+    return NotifyResult(202, response, due)
 
 
 async def resolve_all(
@@ -528,7 +533,7 @@ async def notify(
         async with conn.transaction():
             replay = await idempotency.begin(conn, "notify", idempotency_key, body_hash)
             if replay is not None:
-                return NotifyResult(replay[0], replay[1], [])
+                return NotifyResult(replay[0], replay[1], frozenset())
             result = await run(conn)
             await idempotency.store(conn, "notify", idempotency_key, body_hash, 202, result.body)
     return result
@@ -589,14 +594,10 @@ async def send(
 
 
 async def enqueue(ports: Ports, result: NotifyResult) -> None:
-    """After commit: enqueue; if Redis is down the sweeper picks the rows up later."""
-    if len(result.to_enqueue) == 1:
-        # Most notifies: one message, one job; enqueue_many would gather it in a task of
-        # its own (an event loop turn per request, seen profiling ingest).
-        deferred = 0 if await ports.queue.enqueue_delivery(*result.to_enqueue[0]) else 1
-    elif result.to_enqueue:
-        _, deferred = await ports.queue.enqueue_many(result.to_enqueue)
-    else:
-        deferred = 0
-    if deferred:
-        log.warning("Redis unavailable: %d message(s) left to the sweeper", deferred)
+    """After commit: ring the doorbell of each channel with a message due now (one Redis round
+    trip, whatever the number of messages). If Redis is down, the workers' poll finds them."""
+    if result.due_channels and not await ports.queue.ring(result.due_channels):
+        log.warning(
+            "Redis unavailable: the workers' poll will find the messages for %s",
+            ", ".join(sorted(result.due_channels)),
+        )

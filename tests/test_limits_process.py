@@ -125,6 +125,8 @@ async def test_300_mib_unsigned_to_each_webhook_is_413_and_costs_no_memory(
     outcomes = await flood_webhooks(port, FLOOD, ALL_WEBHOOKS)
     after = memory_kb(pid)
     for (path, chunked), outcome in outcomes.items():
+        # Seen once on a loaded machine: an answer without a body (say which, if again).
+        assert outcome.body, (path, chunked, outcome)
         code = json.loads(outcome.body)["error"]["code"]
         if chunked and path == "/webhook/telegram":
             # Its secret is a header: refused on that alone, before the body is read at all.

@@ -373,3 +373,30 @@ async def test_gom_dashboard_sends_reminders_now_once_an_hour(
     )
     assert "less than an hour ago" in texts(await gom.say(f"remind {PHP_ORDER}"))
     assert "Only a GOM" in texts(await Chat(client).say(f"remind {PHP_ORDER}"))
+
+
+async def test_the_order_chooser_cuts_long_titles_and_keeps_them_apart(
+    client: httpx.AsyncClient, conn: asyncpg.Connection
+) -> None:
+    """A button holds 20 characters (Messenger and WhatsApp cut the rest): two orders whose
+    titles differ only past that are numbered apart, and the text says each title whole."""
+    tag = uuid.uuid4().hex[:6]
+    titles = [f"SEVENTEEN FML Album {tag} Ver. A", f"SEVENTEEN FML Album {tag} Ver. B"]
+    ids = [
+        await conn.fetchval(
+            "INSERT INTO orders (user_id, title, price, currency, deadline)"
+            " VALUES ($1, $2, 100, 'PHP', now() + interval '1 minute') RETURNING id",
+            uuid.UUID(GOM_ID),
+            title,
+        )
+        for title in titles
+    ]
+    try:
+        [reply] = await Chat(client).say("/submit")
+    finally:
+        await conn.execute("UPDATE orders SET is_active = false WHERE id = ANY($1)", ids)
+    buttons = {b["action"]: b["label"] for row in reply["buttons"] for b in row}
+    ours = [buttons[f"submit {i}"] for i in ids]
+    assert ours == ["1. SEVENTEEN FML Al…", "2. SEVENTEEN FML Al…"]
+    assert all(len(label) <= 20 for label in buttons.values())
+    assert f"1. {titles[0]}" in reply["text"] and f"2. {titles[1]}" in reply["text"]

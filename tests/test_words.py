@@ -69,7 +69,7 @@ def _actions(replies: list[dict[str, Any]], prefix: str) -> list[str]:
 
 
 async def _walk_buyer(buyer: Person) -> None:
-    for text in ("/start", "/help", "/orders", "/orders 2", f"order {PHP_ORDER}"):
+    for text in ("/start", "/help", "/orders", "/orders 2", f"order {PHP_ORDER}", "/submit"):
         await buyer.say(text)
     # Joining an order: every step's buttons (cancel, skip, confirm), then what follows.
     await buyer.say(f"submit {PHP_ORDER}")
@@ -170,6 +170,8 @@ async def test_every_button_label_fits_20_characters_in_every_language(
     assert "I-remind ang unpaid" in labels and "Ingatkan pembeli" in labels
     assert {"Unpaid holds", "Keep it", "Yes, cancel it", "Confirm", "Console"} <= set(labels)
     assert "Maling amount" in labels and "Amaun salah" in labels
+    # /submit's chooser: a long title cut (the text says it whole).
+    assert "SEVENTEEN 'FML' Alb…" in labels, sorted(labels)
     too_long = {text: where for text, where in labels.items() if len(text) > MAX_LABEL}
     assert not too_long, f"button labels longer than {MAX_LABEL} characters: {too_long}"
 

@@ -19,6 +19,7 @@ from gomflow_messaging.workflows.chat.text import (
     cancel_button,
     command,
     confirm_buttons,
+    data_label,
     label,
     order_card,
     order_fields,
@@ -170,8 +171,19 @@ class BuyerCommands:
             found, _total = await order_data.open_orders(self.pool, self.clock(), limit=10)
             if not found:
                 return [Reply(_(ctx, "There are no open orders right now. Check again soon!"))]
-            rows = tuple((button(o.title[:40], f"submit {o.id}"),) for o in found)
-            return [Reply(_(ctx, "Which order would you like to join?"), buttons=rows)]
+            # A button holds at most 20 characters: a long title is cut there (numbered when
+            # two cut titles would read the same), and the text then says each title whole.
+            titles = [one_line(o.title, 200) for o in found]
+            marks = ["•"] * len(found)
+            labels = [data_label(t) for t in titles]
+            if len(set(labels)) < len(labels):
+                marks = [f"{n}." for n in range(1, len(found) + 1)]
+                labels = [data_label(f"{m} {t}") for m, t in zip(marks, titles, strict=True)]
+            rows = tuple((button(t, f"submit {o.id}"),) for t, o in zip(labels, found, strict=True))
+            lines = [_(ctx, "Which order would you like to join?")]
+            if labels != titles:
+                lines += [f"{m} {t}" for m, t in zip(marks, titles, strict=True)]
+            return [Reply("\n".join(lines), buttons=rows)]
         order = await order_data.find_order(self.pool, args.split()[0])
         if order is None:
             return [_not_found(ctx)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from gomflow_messaging import i18n
+from gomflow_messaging.free_text import one_line
 from gomflow_messaging.i18n import format_moment, gettext
 from gomflow_messaging.money import format_money
 from gomflow_messaging.workflows.chat.types import Reply, button, command_menu
@@ -27,6 +28,16 @@ def _(ctx: Context, message: str, **values: Any) -> str:
 def label(ctx: Context, message: str, **values: Any) -> str:
     """A button's text in this person's language (at most 20 characters in every one)."""
     return i18n.label(ctx.locale, message, **values)
+
+
+def data_label(value: str) -> str:
+    """A button's text made of data (an order's title): one line, cut to `i18n.MAX_LABEL`
+    characters with an ellipsis, as Messenger and WhatsApp would cut it anyway; the reply's
+    text should say the whole of it."""
+    value = one_line(value, 200)
+    if len(value) <= i18n.MAX_LABEL:
+        return value
+    return value[: i18n.MAX_LABEL - 1].rstrip() + "…"
 
 
 def command(ctx: Context, name: str, argument: str = "") -> str:

@@ -25,7 +25,7 @@ from gomflow_messaging.channels.whatsapp.cloud.channel import CloudChannel
 from gomflow_messaging.channels.whatsapp.cloud.render import render
 from gomflow_messaging.cli import CommandError
 from gomflow_messaging.settings import ConfigError, Settings, load_settings
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, unique_text
 from tests.contract import recent_contacts
 from tests.fakes.whatsapp_cloud import (
     PHONE_NUMBER_ID,
@@ -263,6 +263,51 @@ async def test_a_batch_is_read_whole_and_each_wamid_once(
         [m["id"] for m in messages],
     )
     assert handled == 3
+
+
+async def test_a_person_known_only_by_a_user_id_is_answered_and_reachable(
+    cloud: Settings, fake: FakeCloud, demo: dict[str, Any]
+) -> None:
+    """A person who took a WhatsApp username writes with no number (no ``from``, a
+    ``from_user_id``; their contact has a ``user_id`` and no ``wa_id``): the bot answers them
+    by that id (``"recipient"``), and a notify to the id reaches them in the window."""
+    user_id = f"PH.{secrets.randbelow(10**18):018d}"
+    async with running_app(cloud) as client:
+        chat = CloudChat(client, fake, "+639180000000")
+        message = {
+            "from_user_id": user_id,
+            "id": "wamid.HBgM" + uuid.uuid4().hex.upper(),
+            "timestamp": str(int(time.time())),
+            "type": "text",
+            "text": {"body": "HELP"},
+        }
+        value = {
+            "messaging_product": "whatsapp",
+            "metadata": metadata(),
+            "contacts": [{"profile": {"name": "Rina"}, "user_id": user_id}],
+            "messages": [message],
+        }
+        assert (await chat.post(envelope(value))).status_code == 200
+
+        async def answered() -> list[Sent] | None:
+            return fake.to(user_id) or None
+
+        answers = await eventually(answered)
+        assert all(sent.body.get("recipient") == user_id for sent in answers)
+        assert all("to" not in sent.body for sent in answers)
+        text = unique_text("by user id")
+        result = await notify(
+            client,
+            {
+                "event": "custom",
+                "data": {"text": text},
+                "recipients": [{"channel": "whatsapp", "address": user_id}],
+            },
+        )
+        [queued] = result["messages"]
+        assert queued["address"] == user_id
+        await wait_status(client, queued["id"], "sent")
+    assert any(text in sent.text for sent in fake.to(user_id))
 
 
 async def _all_answered(fake: FakeCloud, phones: list[str]) -> bool | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import re
 import secrets
 import time
 import uuid
@@ -225,7 +226,13 @@ class FakeCloud:
         if not isinstance(body, dict) or body.get("messaging_product") != "whatsapp":
             raise Invalid("messaging_product must be whatsapp")
         to = str(body.get("to") or "")
-        if not to.isdigit():
+        recipient = str(body.get("recipient") or "")
+        if recipient and not to:
+            # A business-scoped user id (2026), for a person who shows no number.
+            if not re.fullmatch(r"[A-Z]{2}\.[0-9A-Za-z]{4,64}", recipient):
+                raise Invalid("recipient must be a business-scoped user id")
+            to = recipient
+        elif not to.isdigit():
             raise Invalid("to must be a phone number (digits)")
         kind = body.get("type")
         content = body.get(kind) if isinstance(kind, str) else None

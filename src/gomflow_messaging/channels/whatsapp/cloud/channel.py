@@ -10,6 +10,7 @@ WHATSAPP_CLOUD_RATE_PER_SECOND for the number, and at Meta's pair rate for each 
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
     from gomflow_messaging.settings import Settings
 
 PLATFORM = "whatsapp"
+#: A business-scoped user id (2026): how WhatsApp names a person who took a username and
+#: shows no number (``"from_user_id"`` on their messages, ``"recipient"`` on a send).
+USER_ID = re.compile(r"[A-Z]{2}\.[0-9A-Za-z]{4,64}")
 
 #: Meta's codes that mean "too fast": the scope to hold back and for how long by default.
 #: 130429 the number's throughput, 131056 the pair rate to one person, 80007 the account's.
@@ -142,6 +146,9 @@ class CloudChannel:
         await self.client.close()
 
     def validate_address(self, address: str) -> str:
+        """A phone number (E.164), or a business-scoped user id as WhatsApp wrote it."""
+        if USER_ID.fullmatch(address.strip()):
+            return address.strip()
         return normalize_phone(address)
 
     # -- sending -------------------------------------------------------------------------
@@ -153,12 +160,9 @@ class CloudChannel:
 
     async def post(self, address: str, message: dict[str, Any]) -> str:
         """One message object to ``address`` at the number's and the pair's pace; its wamid."""
-        body = {
-            "messaging_product": "whatsapp",
-            "recipient_type": "individual",
-            "to": address.lstrip("+"),
-            **message,
-        }
+        # A number goes as "to" (digits); a person known only by their user id, as "recipient".
+        to = {"to": address[1:]} if address.startswith("+") else {"recipient": address}
+        body = {"messaging_product": "whatsapp", "recipient_type": "individual", **to, **message}
         path = f"/{self.phone_number_id}/messages"
         pair = self._pair_scope(address)
         try:

@@ -24,6 +24,7 @@ from gomflow_messaging.api.common import error_response, parse_json, services
 from gomflow_messaging.channels import inbound, meta_graph
 from gomflow_messaging.channels.whatsapp.cloud.channel import (
     PLATFORM,
+    USER_ID,
     CloudChannel,
     failure_reason,
 )
@@ -129,12 +130,15 @@ def _values(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _names(value: dict[str, Any]) -> dict[str, str]:
-    """wa_id -> the profile name WhatsApp shows for the person."""
+    """wa_id and user_id -> the profile name WhatsApp shows for the person."""
     names = {}
     for contact in meta_graph.objects(value.get("contacts")):
         profile = contact.get("profile")
-        if contact.get("wa_id") and isinstance(profile, dict):
-            names[str(contact["wa_id"])] = str(profile.get("name") or "")[:100]
+        if not isinstance(profile, dict):
+            continue
+        for key in ("wa_id", "user_id"):
+            if contact.get(key):
+                names[str(contact[key])] = str(profile.get("name") or "")[:100]
     return names
 
 
@@ -154,14 +158,22 @@ def _incoming(
     """What the person did, or None for what is not for the bot (reactions, stickers, ...)."""
     wamid = str(message.get("id") or "")
     sender_digits = str(message.get("from") or "")
-    if not wamid or not sender_digits:
-        # A person known only by a business-scoped user id has no number to reach them by.
+    user_id = str(message.get("from_user_id") or "")
+    if not wamid:
         return None
-    try:
-        address = _phone(sender_digits)
-    except ValueError:
+    if sender_digits:
+        try:
+            address = _phone(sender_digits)
+        except ValueError:
+            return None
+    elif USER_ID.fullmatch(user_id):
+        # A person who took a username shows no number: their user id is their address
+        # (answers and later messages go to it as "recipient").
+        address = user_id
+    else:
         return None
-    sender = Sender(PLATFORM, address, names.get(sender_digits, ""), keywords=True)
+    name = names.get(sender_digits) or names.get(user_id) or ""
+    sender = Sender(PLATFORM, address, name, keywords=True)
     kind = message.get("type")
     content = message.get(kind) if isinstance(kind, str) else None
     content = content if isinstance(content, dict) else {}

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from datetime import datetime
     from decimal import Decimal
     from uuid import UUID
@@ -41,9 +42,10 @@ class OrderSummary:
     proofs_waiting: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Buyer:
-    submission_id: UUID
+    #: Ids as text: the console only prints them, and a page has 1,000 of each.
+    submission_id: str
     name: str
     reference: str
     quantity: int
@@ -51,16 +53,15 @@ class Buyer:
     currency: str
     status: str
     #: Chats where this buyer can be reached now (their reachable addresses).
-    chats: tuple[str, ...]
+    chats: Sequence[str]
     #: Chats where a message to them got through at least once.
-    reached: tuple[str, ...]
-    message_id: UUID | None
+    reached: Sequence[str]
+    message_id: str | None
     message_channel: str
     message_status: str
     message_reason: str
     #: A queued message held back until then (the buyer's quiet hours).
     message_waits_until: datetime | None
-    message_at: datetime | None
 
     @property
     def unreachable(self) -> bool:
@@ -125,15 +126,14 @@ async def buyers(pool: Pool, order_id: UUID) -> list[Buyer]:
     """
     rows = await pool.fetch(
         """
-        SELECT s.id AS submission_id, s.buyer_name AS name, s.payment_reference AS reference,
+        SELECT s.id::text AS submission_id, s.buyer_name AS name, s.payment_reference AS reference,
                s.quantity, s.total_amount AS amount, s.currency, s.status,
                coalesce(a.chats, '{}') AS chats, coalesce(r.reached, '{}') AS reached,
-               m.id AS message_id, coalesce(m.channel, '') AS message_channel,
+               m.id::text AS message_id, coalesce(m.channel, '') AS message_channel,
                coalesce(m.status, '') AS message_status,
                coalesce(m.status_reason, '') AS message_reason,
                CASE WHEN m.status = 'queued' AND m.next_attempt_at > now()
-                    THEN m.next_attempt_at END AS message_waits_until,
-               m.updated_at AS message_at
+                    THEN m.next_attempt_at END AS message_waits_until
           FROM submissions s
           LEFT JOIN submission_contacts sc ON sc.submission_id = s.id
           LEFT JOIN LATERAL (
@@ -146,8 +146,7 @@ async def buyers(pool: Pool, order_id: UUID) -> list[Buyer]:
                  WHERE rm.order_id = s.order_id AND rm.contact_id = sc.contact_id
                    AND rm.status IN ('sent', 'delivered', 'read')) r ON true
           LEFT JOIN LATERAL (
-                SELECT lm.id, lm.channel, lm.status, lm.status_reason, lm.next_attempt_at,
-                       lm.updated_at
+                SELECT lm.id, lm.channel, lm.status, lm.status_reason, lm.next_attempt_at
                   FROM messages lm
                  WHERE lm.order_id = s.order_id AND lm.contact_id = sc.contact_id
                  ORDER BY lm.created_at DESC, lm.id DESC LIMIT 1) m ON true
@@ -156,10 +155,8 @@ async def buyers(pool: Pool, order_id: UUID) -> list[Buyer]:
         """,
         order_id,
     )
-    return [
-        Buyer(**{**dict(r), "chats": tuple(r["chats"]), "reached": tuple(r["reached"])})
-        for r in rows
-    ]
+    # Arrays arrive as lists, kept as they are: a copy per buyer only feeds the collector.
+    return [Buyer(**r) for r in rows]
 
 
 def reach(found: list[Buyer]) -> tuple[dict[str, int], int]:

@@ -508,11 +508,24 @@ async def test_nothing_wider_than_a_phone(
             assert wide <= 390, (path, wide)
             if os.environ.get("CONSOLE_SCREENSHOT") and path.startswith("/console/orders"):
                 await page.screenshot(path=str(ROOT / "docs" / "console-phone.png"))
+            if path.startswith("/console/orders"):
+                # Each buyer's cell is captioned with its column's name (from the language's
+                # captions stylesheet; a desktop reads the table's head instead).
+                captions = await page.evaluate(
+                    "[...document.querySelectorAll('table.buyers tbody tr:first-child td')]"
+                    ".map(td => getComputedStyle(td, '::before').content)"
+                )
+                assert captions[0] == '"Name: "', captions
+                assert captions[-1] == '"Last message: "', captions
         # The stylesheet and the script load under the Content-Security-Policy.
         assert not [e for e in errors if "Content Security Policy" in e], errors
         assert await page.evaluate("getComputedStyle(document.body).marginTop") == "0px"
     finally:
         await ctx.close()
+    filipino = await api.get("/console/captions-fil.css")
+    assert filipino.status_code == 200 and filipino.headers["content-type"].startswith("text/css")
+    assert '"Pangalan: "' in filipino.text
+    assert (await api.get("/console/captions-xx.css")).status_code == 404
 
 
 async def test_console_link_on_the_command_line_and_the_gom_menu(

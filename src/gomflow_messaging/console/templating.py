@@ -107,6 +107,35 @@ class Words:
         return self._reason.get(code, code)
 
 
+def columns(locale: str) -> list[str]:
+    """The buyers table's column names in the viewer's language: the table's head, and on a
+    phone each cell's caption (`captions_css`)."""
+    return [
+        gettext(locale, "Name"),
+        gettext(locale, "Reference"),
+        gettext(locale, "Quantity"),
+        gettext(locale, "Amount"),
+        gettext(locale, "Payment"),
+        gettext(locale, "Chats"),
+        gettext(locale, "Last message"),
+    ]
+
+
+def captions_css(locale: str) -> str:
+    """A phone shows the buyers table as cards, each cell captioned with its column's name:
+    one stylesheet per language says them once (as a `data-label` on every cell they were
+    7,000 attributes, a quarter of a 1,000-buyer page)."""
+
+    def quoted(text: str) -> str:
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + ': "'
+
+    rules = "\n".join(
+        f"  .buyers td:nth-child({n})::before {{ content: {quoted(name)}; }}"
+        for n, name in enumerate(columns(locale), 1)
+    )
+    return f"@media (max-width: 640px) {{\n{rules}\n}}\n"
+
+
 class _Escaped(dict[Any, str]):
     """Words for codes, HTML-escaped once per distinct code: a page of 1,000 buyers has a
     handful of statuses, reasons and chat lists."""

@@ -21,7 +21,14 @@ from gomflow_messaging import ratelimit
 from gomflow_messaging.api.common import services
 from gomflow_messaging.api.operators import same_origin
 from gomflow_messaging.console import queries, sessions
-from gomflow_messaging.console.templating import Words, buyer_rows, render, secure
+from gomflow_messaging.console.templating import (
+    Words,
+    buyer_rows,
+    captions_css,
+    columns,
+    render,
+    secure,
+)
 from gomflow_messaging.i18n import LOCALES, label, normalize_locale
 from gomflow_messaging.workflows import console_links, holds, order_updates
 from gomflow_messaging.workflows.proofs.review import (
@@ -194,9 +201,21 @@ async def order_page(request: Request) -> Response:
             "nowhere": nowhere,
             "reach_max": max([*per_chat.values(), nowhere, 1]),
             "version": _version(buyers),
+            "columns": columns(viewer.locale),
             "cancel_label": label(viewer.locale, "Cancel hold"),
         },
     )
+
+
+async def captions(request: Request) -> Response:
+    """The order page's stylesheet of column captions for phones, in one of our languages."""
+    locale = request.path_params["locale"]
+    if locale not in LOCALES:
+        return secure(Response("", status_code=404, media_type="text/css"))
+    response = secure(Response(captions_css(locale), media_type="text/css"))
+    # The same for everyone and every order: a browser keeps it (a deploy may change it).
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
 
 
 async def order_json(request: Request) -> Response:

@@ -477,15 +477,21 @@ async def test_the_csv_of_an_order(browser: Any, api: httpx.AsyncClient, world: 
         assert response.status == 200
         assert "attachment" in response.headers["content-disposition"]
         rows = list(csv.DictReader(io.StringIO(await response.text())))
-        data = await (
-            await ctx.request.get(f"{api.base_url}/console/orders/{world.order_id}/data.json")
-        ).json()
+        json_url = f"{api.base_url}/console/orders/{world.order_id}/data.json"
+        answer = await ctx.request.get(json_url)
+        data, etag = await answer.json(), answer.headers["etag"]
+        # Asked again with the version it has, a poller gets 304 and no body.
+        again = await ctx.request.get(json_url, headers={"If-None-Match": etag})
+        unchanged = (again.status, await again.body())
+        other = await ctx.request.get(json_url, headers={"If-None-Match": '"older"'})
+        assert other.status == 200 and (await other.json())["version"] == data["version"]
     finally:
         await ctx.close()
     by_ref = {r["reference"]: r for r in rows}
     assert len(rows) == 5
     # The same data as JSON, which the page polls to refresh itself.
     assert len(data["buyers"]) == 5 and data["version"] and data["reach"]["nowhere"] >= 1
+    assert etag == f'"{data["version"]}"' and unchanged == (304, b"")
     markup = by_ref[world.buyers["markup"]["reference"]]
     assert (markup["name"], markup["quantity"], markup["amount"]) == (MARKUP_NAME, "2", "2500.00")
     assert by_ref[world.buyers["paid"]["reference"]]["status"] == "paid"
@@ -627,6 +633,10 @@ async def test_the_order_page_follows_a_status_change_by_itself(
         await page.goto(f"{api.base_url}/console/orders/{world.order_id}")
         row = f"tr[data-submission='{world.buyers['nowhere']['submission_id']}'] td.pay-expired"
         assert await page.locator(row).count() == 0
+        # While nothing changes, a poll is answered 304 with no body.
+        async with page.expect_response(lambda r: "data.json" in r.url, timeout=10_000) as poll:
+            pass
+        assert (await poll.value).status == 304
         conn = await asyncpg.connect(database_url)
         try:
             await conn.execute(

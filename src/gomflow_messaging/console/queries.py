@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
     from datetime import datetime
     from decimal import Decimal
     from uuid import UUID
@@ -57,10 +56,12 @@ class Buyer(NamedTuple):
     amount: Decimal
     currency: str
     status: str
-    #: Chats where this buyer can be reached now (their reachable addresses).
-    chats: Sequence[str]
-    #: Chats where a message to them got through at least once.
-    reached: Sequence[str]
+    #: Chats where this buyer can be reached now (their reachable addresses), by name,
+    #: space-separated ("sandbox telegram"): text, not an array, as a list per buyer made
+    #: the collector run twice as often (`chats.split()` for the names).
+    chats: str
+    #: Chats where a message to them got through at least once, the same way.
+    reached: str
     message_id: str | None
     message_channel: str
     message_status: str
@@ -139,17 +140,18 @@ async def buyers(pool: Pool, order_id: UUID) -> list[Buyer]:
                   FROM messages WHERE order_id = $1
                  ORDER BY contact_id, created_at DESC, id DESC),
              reached AS (
-                SELECT contact_id, array_agg(DISTINCT channel ORDER BY channel) AS reached
+                SELECT contact_id, string_agg(DISTINCT channel, ' ' ORDER BY channel) AS reached
                   FROM messages WHERE order_id = $1 AND status IN ('sent', 'delivered', 'read')
                  GROUP BY contact_id),
              chats AS (
-                SELECT ca.contact_id, array_agg(DISTINCT ca.channel ORDER BY ca.channel) AS chats
+                SELECT ca.contact_id,
+                       string_agg(DISTINCT ca.channel, ' ' ORDER BY ca.channel) AS chats
                   FROM submissions s JOIN submission_contacts sc ON sc.submission_id = s.id
                   JOIN contact_addresses ca ON ca.contact_id = sc.contact_id AND ca.reachable
                  WHERE s.order_id = $1 GROUP BY ca.contact_id)
         SELECT s.id::text AS submission_id, s.buyer_name AS name, s.payment_reference AS reference,
                s.quantity, s.total_amount AS amount, s.currency, s.status,
-               coalesce(a.chats, '{}') AS chats, coalesce(r.reached, '{}') AS reached,
+               coalesce(a.chats, '') AS chats, coalesce(r.reached, '') AS reached,
                m.id::text AS message_id, coalesce(m.channel, '') AS message_channel,
                coalesce(m.status, '') AS message_status,
                coalesce(m.status_reason, '') AS message_reason,
@@ -167,7 +169,6 @@ async def buyers(pool: Pool, order_id: UUID) -> list[Buyer]:
     )
     if rows and tuple(rows[0].keys()) != Buyer._fields:
         raise RuntimeError(f"buyers: columns {tuple(rows[0].keys())} != {Buyer._fields}")
-    # Arrays arrive as lists, kept as they are: a copy per buyer only feeds the collector.
     return [Buyer._make(r) for r in rows]
 
 
@@ -176,7 +177,7 @@ def reach(found: list[Buyer]) -> tuple[dict[str, int], int]:
     per_chat: dict[str, int] = {}
     nowhere = 0
     for buyer in found:
-        for chat in buyer.reached:
+        for chat in buyer.reached.split():
             per_chat[chat] = per_chat.get(chat, 0) + 1
         nowhere += not buyer.reached
     return dict(sorted(per_chat.items())), nowhere
@@ -295,7 +296,7 @@ def csv_rows(found: list[Buyer]) -> list[dict[str, Any]]:
             "amount": b.amount,
             "currency": b.currency,
             "status": b.status,
-            "reached_on": " ".join(b.reached),
+            "reached_on": b.reached,
             "last_message": b.message_status,
             "last_message_reason": b.message_reason,
         }

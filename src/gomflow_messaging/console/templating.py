@@ -173,7 +173,7 @@ class BuyerRow:
 def buyer_rows(buyers: list[Buyer], locale: str, timezone: str) -> list[BuyerRow]:
     words = Words(locale)
     payment, message = _Escaped(words.payment), _Escaped(words.message)
-    chats, code = _Escaped(", ".join), _Escaped(str)
+    chats, code = _Escaped(lambda names: ", ".join(names.split())), _Escaped(str)
     money = _Escaped(lambda amount: _money(*amount))
 
     def why(last: tuple[str, str]) -> str:
@@ -197,7 +197,7 @@ def buyer_rows(buyers: list[Buyer], locale: str, timezone: str) -> list[BuyerRow
                 amount=money[b.amount, b.currency],
                 status=code[b.status],
                 payment=payment[b.status],
-                chats=chats[tuple(b.chats)],
+                chats=chats[b.chats],
                 unreachable=b.unreachable,
                 message_id=b.message_id,
                 message_status=code[b.message_status or "none"],

@@ -238,12 +238,12 @@ async def order_json(request: Request) -> Response:
         "reach": {"per_chat": per_chat, "nowhere": nowhere},
         "buyers": [
             {
-                "submission_id": str(b.submission_id),
+                "submission_id": b.submission_id,
                 "reference": b.reference,
                 "status": b.status,
                 "chats": b.chats.split(),
                 "reached": b.reached.split(),
-                "message_id": str(b.message_id) if b.message_id else None,
+                "message_id": b.message_id,
                 "message_status": b.message_status,
                 "message_reason": b.message_reason,
             }

@@ -2,7 +2,8 @@
 
 Server time is taken in-process (httpx's ASGI transport: routing, session, queries and the
 template, no socket), p50 and p95 of BENCH_CONSOLE_N requests after a warm-up, with the
-process's own CPU per page and the machine's load average beside it. The page's
+process's own CPU per page, the collector's full (generation 2) pauses among them and the
+machine's load average beside it. The page's
 queries are counted on the wire: the app talks to Postgres through a loopback proxy that
 counts the Execute messages of the extended protocol, for the 1,000-buyer order and for a
 10-buyer one (the same count: no query per buyer).
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import secrets
 import statistics
@@ -127,6 +129,21 @@ async def _order(conn: asyncpg.Connection, gom_id: uuid.UUID, buyers: int) -> uu
     return order_id
 
 
+def _full_collections(pauses: list[float]) -> Any:
+    """A `gc.callbacks` entry that appends each generation-2 collection's length."""
+    started = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses.append(time.perf_counter() - started[0])
+
+    return callback
+
+
 @contextlib.asynccontextmanager
 async def _signed_in(database_url: str, gom_id: uuid.UUID) -> AsyncIterator[httpx.AsyncClient]:
     from gomflow_messaging.app import create_app
@@ -171,8 +188,11 @@ async def main() -> dict[str, Any]:
             await conn.close()
         timings: list[float] = []
         cpu: list[float] = []
+        full_gc: list[float] = []
         async with _signed_in(database_url, gom_id) as client:
             for n in range(REQUESTS + 5):
+                if n == 5:
+                    gc.callbacks.append(_full_collections(full_gc))
                 started, cpu_started = time.perf_counter(), time.process_time()
                 page = await client.get(f"/console/orders/{big}")
                 elapsed = time.perf_counter() - started
@@ -180,6 +200,7 @@ async def main() -> dict[str, Any]:
                 if n >= 5:
                     timings.append(elapsed)
                     cpu.append(time.process_time() - cpu_started)
+            gc.callbacks.pop()
             size = len(page.content)
         parts = urlsplit(database_url)
         proxy = await CountingProxy(parts.hostname or "127.0.0.1", parts.port or 5432).start()
@@ -206,6 +227,10 @@ async def main() -> dict[str, Any]:
             # This process's own CPU per page (Postgres apart): what the server time is
             # made of when the machine's cores are shared with other work.
             "cpu_p50_ms": round(statistics.median(cpu) * 1000, 1),
+            # Full collections walk every object of the process: one can be most of a
+            # slow page, so the p95 depends on how many fall among the requests.
+            "gc_full_collections": len(full_gc),
+            "gc_full_max_ms": round(max(full_gc, default=0) * 1000, 1),
             "load_average": round(os.getloadavg()[0], 2),
             "page_kib": round(size / 1024, 1),
             "queries": queries,

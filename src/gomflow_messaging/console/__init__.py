@@ -22,6 +22,7 @@ def routes() -> list[Route | Mount]:
         Route("/console/sign-in/{token}", views.sign_in_link, methods=["GET"]),
         Route("/console/sign-in", views.sign_in, methods=["POST"]),
         Route("/console/sign-out", views.sign_out, methods=["POST"]),
+        Route("/console/captions-{locale}.css", views.captions, methods=["GET"]),
         Route(order, views.order_page, methods=["GET"]),
         Route(f"{order}/data.json", views.order_json, methods=["GET"]),
         Route(f"{order}/buyers.csv", views.order_csv, methods=["GET"]),

@@ -1,14 +1,14 @@
 """Every read the console's pages make, in one place: SQL in no template and no view.
 
 Each function takes ``gom_id``: the GOM's own data only, or everything for an operator
-(``None``). An order's page is ONE query however many buyers it has (lateral joins, no
-query per buyer), so 1,000 buyers cost one round trip.
+(``None``). An order's buyers are ONE query however many there are (no query per buyer),
+so 1,000 buyers cost one round trip.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -41,26 +41,33 @@ class OrderSummary:
     proofs_waiting: int
 
 
-@dataclass(frozen=True)
-class Buyer:
-    submission_id: UUID
+class Buyer(NamedTuple):
+    """One buyer of an order: the columns of `buyers`' query, in its order.
+
+    A named tuple built from the row as it comes (`_make`): an order has 1,000 buyers and
+    more, and a frozen dataclass took 4 ms a page to build, by keyword 2 ms more.
+    """
+
+    #: Ids as text: the console only prints them, and a page has 1,000 of each.
+    submission_id: str
     name: str
     reference: str
     quantity: int
     amount: Decimal
     currency: str
     status: str
-    #: Chats where this buyer can be reached now (their reachable addresses).
-    chats: tuple[str, ...]
-    #: Chats where a message to them got through at least once.
-    reached: tuple[str, ...]
-    message_id: UUID | None
+    #: Chats where this buyer can be reached now (their reachable addresses), by name,
+    #: space-separated ("sandbox telegram"): text, not an array, as a list per buyer made
+    #: the collector run twice as often (`chats.split()` for the names).
+    chats: str
+    #: Chats where a message to them got through at least once, the same way.
+    reached: str
+    message_id: str | None
     message_channel: str
     message_status: str
     message_reason: str
     #: A queued message held back until then (the buyer's quiet hours).
     message_waits_until: datetime | None
-    message_at: datetime | None
 
     @property
     def unreachable(self) -> bool:
@@ -121,45 +128,48 @@ async def buyers(pool: Pool, order_id: UUID) -> list[Buyer]:
     """Every buyer of the order with their chats and the last message to them about this
     order (a buyer of another GOM's order gets that GOM's messages too): one query.
 
+    The order's messages are read once, grouped by buyer (a lateral join per buyer probed
+    the index three times a buyer: a third more of Postgres's time at 1,000 buyers).
     Call only after `order` said the viewer may see this order.
     """
     rows = await pool.fetch(
         """
-        SELECT s.id AS submission_id, s.buyer_name AS name, s.payment_reference AS reference,
+        WITH last AS (
+                SELECT DISTINCT ON (contact_id) contact_id, id, channel, status, status_reason,
+                       next_attempt_at
+                  FROM messages WHERE order_id = $1
+                 ORDER BY contact_id, created_at DESC, id DESC),
+             reached AS (
+                SELECT contact_id, string_agg(DISTINCT channel, ' ' ORDER BY channel) AS reached
+                  FROM messages WHERE order_id = $1 AND status IN ('sent', 'delivered', 'read')
+                 GROUP BY contact_id),
+             chats AS (
+                SELECT ca.contact_id,
+                       string_agg(DISTINCT ca.channel, ' ' ORDER BY ca.channel) AS chats
+                  FROM submissions s JOIN submission_contacts sc ON sc.submission_id = s.id
+                  JOIN contact_addresses ca ON ca.contact_id = sc.contact_id AND ca.reachable
+                 WHERE s.order_id = $1 GROUP BY ca.contact_id)
+        SELECT s.id::text AS submission_id, s.buyer_name AS name, s.payment_reference AS reference,
                s.quantity, s.total_amount AS amount, s.currency, s.status,
-               coalesce(a.chats, '{}') AS chats, coalesce(r.reached, '{}') AS reached,
-               m.id AS message_id, coalesce(m.channel, '') AS message_channel,
+               coalesce(a.chats, '') AS chats, coalesce(r.reached, '') AS reached,
+               m.id::text AS message_id, coalesce(m.channel, '') AS message_channel,
                coalesce(m.status, '') AS message_status,
                coalesce(m.status_reason, '') AS message_reason,
                CASE WHEN m.status = 'queued' AND m.next_attempt_at > now()
-                    THEN m.next_attempt_at END AS message_waits_until,
-               m.updated_at AS message_at
+                    THEN m.next_attempt_at END AS message_waits_until
           FROM submissions s
           LEFT JOIN submission_contacts sc ON sc.submission_id = s.id
-          LEFT JOIN LATERAL (
-                SELECT array_agg(DISTINCT ca.channel ORDER BY ca.channel) AS chats
-                  FROM contact_addresses ca
-                 WHERE ca.contact_id = sc.contact_id AND ca.reachable) a ON true
-          LEFT JOIN LATERAL (
-                SELECT array_agg(DISTINCT rm.channel ORDER BY rm.channel) AS reached
-                  FROM messages rm
-                 WHERE rm.order_id = s.order_id AND rm.contact_id = sc.contact_id
-                   AND rm.status IN ('sent', 'delivered', 'read')) r ON true
-          LEFT JOIN LATERAL (
-                SELECT lm.id, lm.channel, lm.status, lm.status_reason, lm.next_attempt_at,
-                       lm.updated_at
-                  FROM messages lm
-                 WHERE lm.order_id = s.order_id AND lm.contact_id = sc.contact_id
-                 ORDER BY lm.created_at DESC, lm.id DESC LIMIT 1) m ON true
+          LEFT JOIN chats a ON a.contact_id = sc.contact_id
+          LEFT JOIN reached r ON r.contact_id = sc.contact_id
+          LEFT JOIN last m ON m.contact_id = sc.contact_id
          WHERE s.order_id = $1
          ORDER BY s.created_at, s.id
         """,
         order_id,
     )
-    return [
-        Buyer(**{**dict(r), "chats": tuple(r["chats"]), "reached": tuple(r["reached"])})
-        for r in rows
-    ]
+    if rows and tuple(rows[0].keys()) != Buyer._fields:
+        raise RuntimeError(f"buyers: columns {tuple(rows[0].keys())} != {Buyer._fields}")
+    return [Buyer._make(r) for r in rows]
 
 
 def reach(found: list[Buyer]) -> tuple[dict[str, int], int]:
@@ -167,7 +177,7 @@ def reach(found: list[Buyer]) -> tuple[dict[str, int], int]:
     per_chat: dict[str, int] = {}
     nowhere = 0
     for buyer in found:
-        for chat in buyer.reached:
+        for chat in buyer.reached.split():
             per_chat[chat] = per_chat.get(chat, 0) + 1
         nowhere += not buyer.reached
     return dict(sorted(per_chat.items())), nowhere
@@ -286,7 +296,7 @@ def csv_rows(found: list[Buyer]) -> list[dict[str, Any]]:
             "amount": b.amount,
             "currency": b.currency,
             "status": b.status,
-            "reached_on": " ".join(b.reached),
+            "reached_on": b.reached,
             "last_message": b.message_status,
             "last_message_reason": b.message_reason,
         }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,9 +16,9 @@ from gomflow_messaging.i18n import format_moment, gettext, ngettext
 from gomflow_messaging.money import format_money
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import datetime
     from decimal import Decimal
-    from uuid import UUID
 
     from starlette.requests import Request
     from starlette.responses import Response
@@ -106,12 +107,55 @@ class Words:
         return self._reason.get(code, code)
 
 
-@dataclass(frozen=True, slots=True)
-class BuyerRow:
-    """One buyer as the order page shows them, formatted once in Python: the page has a
-    row per buyer (1,000 and more), and a call from a template costs several times more."""
+def columns(locale: str) -> list[str]:
+    """The buyers table's column names in the viewer's language: the table's head, and on a
+    phone each cell's caption (`captions_css`)."""
+    return [
+        gettext(locale, "Name"),
+        gettext(locale, "Reference"),
+        gettext(locale, "Quantity"),
+        gettext(locale, "Amount"),
+        gettext(locale, "Payment"),
+        gettext(locale, "Chats"),
+        gettext(locale, "Last message"),
+    ]
 
-    id: UUID
+
+def captions_css(locale: str) -> str:
+    """A phone shows the buyers table as cards, each cell captioned with its column's name:
+    one stylesheet per language says them once (as a `data-label` on every cell they were
+    7,000 attributes, a quarter of a 1,000-buyer page)."""
+
+    def quoted(text: str) -> str:
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + ': "'
+
+    rules = "\n".join(
+        f"  .buyers td:nth-child({n})::before {{ content: {quoted(name)}; }}"
+        for n, name in enumerate(columns(locale), 1)
+    )
+    return f"@media (max-width: 640px) {{\n{rules}\n}}\n"
+
+
+class _Escaped(dict[Any, str]):
+    """Words for codes, HTML-escaped once per distinct code: a page of 1,000 buyers has a
+    handful of statuses, reasons and chat lists."""
+
+    def __init__(self, words: Callable[[Any], str]) -> None:
+        super().__init__()
+        self._words = words
+
+    def __missing__(self, key: Any) -> str:
+        value = self[key] = escape(self._words(key))
+        return value
+
+
+@dataclass(slots=True)
+class BuyerRow:
+    """One buyer as the order page shows them, formatted AND HTML-escaped once in Python:
+    the page has a row per buyer (1,000 and more), and order.html prints these rows with
+    autoescape off (markupsafe's escape per cell was most of the page's time)."""
+
+    id: str
     name: str
     reference: str
     quantity: int
@@ -120,7 +164,7 @@ class BuyerRow:
     payment: str
     chats: str
     unreachable: bool
-    message_id: UUID | None
+    message_id: str | None
     message_status: str
     message: str
     detail: str
@@ -128,29 +172,37 @@ class BuyerRow:
 
 def buyer_rows(buyers: list[Buyer], locale: str, timezone: str) -> list[BuyerRow]:
     words = Words(locale)
+    payment, message = _Escaped(words.payment), _Escaped(words.message)
+    chats, code = _Escaped(lambda names: ", ".join(names.split())), _Escaped(str)
+    money = _Escaped(lambda amount: _money(*amount))
+
+    def why(last: tuple[str, str]) -> str:
+        channel, reason = last
+        detail = f" ({channel})" if channel else ""
+        return detail + ": " + words.reason(reason) if reason else detail
+
+    detail = _Escaped(why)
     rows = []
     for b in buyers:
-        detail = f" ({b.message_channel})" if b.message_channel else ""
-        if b.message_reason:
-            detail += ": " + words.reason(b.message_reason)
+        said = detail[b.message_channel, b.message_reason]
         if b.message_waits_until is not None:
             until = format_moment(locale, b.message_waits_until, timezone)
-            detail += ": " + gettext(locale, "held for quiet hours until {when}", when=until)
+            said += escape(": " + gettext(locale, "held for quiet hours until {when}", when=until))
         rows.append(
             BuyerRow(
                 id=b.submission_id,
-                name=b.name,
-                reference=b.reference,
+                name=escape(b.name),
+                reference=escape(b.reference),
                 quantity=b.quantity,
-                amount=_money(b.amount, b.currency),
-                status=b.status,
-                payment=words.payment(b.status),
-                chats=", ".join(b.chats),
+                amount=money[b.amount, b.currency],
+                status=code[b.status],
+                payment=payment[b.status],
+                chats=chats[b.chats],
                 unreachable=b.unreachable,
                 message_id=b.message_id,
-                message_status=b.message_status or "none",
-                message=words.message(b.message_status),
-                detail=detail,
+                message_status=code[b.message_status or "none"],
+                message=message[b.message_status],
+                detail=said,
             )
         )
     return rows

@@ -567,3 +567,57 @@ async def test_a_whatsapp_buyer_outside_the_window_hears_of_the_cancel_by_templa
         }
     finally:
         await conn.execute("DELETE FROM whatsapp_templates WHERE content_sid = $1", content_sid)
+
+
+async def test_a_late_payment_for_an_expired_hold_is_not_approved_past_the_maximum(
+    settings: Settings, conn: asyncpg.Connection, orders_made: list[uuid.UUID]
+) -> None:
+    """A hold expires, its items go to another buyer, then its receipt arrives: approving it
+    would sell more than the order has. The GOM is told to raise the maximum or refund; once
+    the maximum is raised, the same receipt is approved."""
+    from gomflow_messaging.bootstrap import build_services
+    from gomflow_messaging.workflows.proofs.review import Review
+
+    gom_id = await new_gom(conn, ("sandbox", unique_text("gom")))
+    order_id = await open_order(conn, gom_id, orders_made, max_orders=1)
+
+    async def submission(status: str) -> uuid.UUID:
+        made: uuid.UUID = await conn.fetchval(
+            "INSERT INTO submissions (order_id, buyer_name, quantity, total_amount, currency,"
+            " payment_reference, status) VALUES ($1, 'Late Payer', 1, 100, 'PHP', $2, $3)"
+            " RETURNING id",
+            order_id,
+            f"PH-{secrets.token_hex(4).upper()}",
+            status,
+        )
+        return made
+
+    late = await submission("expired")
+    await submission("pending")  # the slot it gave back, taken: the order is full
+    proof_id = await conn.fetchval(
+        "INSERT INTO payment_proofs (submission_id, channel, mime, size, sha256)"
+        " VALUES ($1, 'sandbox', 'image/png', 0, $2) RETURNING id",
+        late,
+        secrets.token_hex(32),
+    )
+    services = await build_services(settings)
+    try:
+        review = Review(services)
+
+        async def approve() -> str:
+            return await review.decide(
+                proof_id, approve=True, actor=f"gom:{gom_id}", channel="test", gom_id=gom_id
+            )
+
+        assert await approve() == "no_room"
+        state = await conn.fetchrow(
+            "SELECT p.status AS proof, s.status AS submission FROM payment_proofs p"
+            " JOIN submissions s ON s.id = p.submission_id WHERE p.id = $1",
+            proof_id,
+        )
+        assert dict(state) == {"proof": "pending_review", "submission": "expired"}
+        await conn.execute("UPDATE orders SET max_orders = 2 WHERE id = $1", order_id)
+        assert await approve() == "approved"
+    finally:
+        await services.close()
+    assert await conn.fetchval("SELECT status FROM submissions WHERE id = $1", late) == "paid"

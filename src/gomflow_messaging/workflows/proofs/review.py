@@ -296,6 +296,11 @@ class Review:
             "already_superseded": _(
                 ctx, "Another receipt for this order was approved; nothing to decide here."
             ),
+            "no_room": _(
+                ctx,
+                "This buyer's hold ended and the order has no room for it now: raise the"
+                " order's maximum to approve it, or reject the receipt and refund the buyer.",
+            ),
         }
         return Reply(
             texts.get(outcome, _(ctx, "I could not find that payment proof among your orders.")),
@@ -334,7 +339,8 @@ class Review:
         """Approve or reject one pending proof, atomically with its audit and notices.
 
         ``gom_id``: the deciding GOM, who must own the order (None only for the agent).
-        Returns approved, rejected, already_<status> or not_found.
+        Returns approved, rejected, already_<status>, not_found, or no_room: the buyer's hold
+        had expired and the order is full again, so approving would sell more than it has.
         """
         if proof_id is None:
             return "not_found"
@@ -346,7 +352,7 @@ class Review:
                 """
                 SELECT p.status, p.submission_id, s.status AS submission_status,
                        s.buyer_name, s.payment_reference, s.total_amount, s.currency,
-                       o.title, o.user_id
+                       s.quantity, s.order_id, o.title, o.user_id
                   FROM payment_proofs p
                   JOIN submissions s ON s.id = p.submission_id
                   JOIN orders o ON o.id = s.order_id
@@ -359,6 +365,10 @@ class Review:
                 return "not_found"
             if row["status"] != "pending_review":
                 return f"already_{row['status']}"
+            # A hold that ended gave its items back: paying it now must still fit.
+            ended = row["submission_status"] in ("expired", "failed")
+            if approve and ended and not await _room_for(conn, row["order_id"], row["quantity"]):
+                return "no_room"
             status = "approved" if approve else "rejected"
             stored_reason = reason or (reason_texts("en")[reason_key] if reason_key else "")
             await conn.execute(
@@ -469,3 +479,19 @@ def _gom_alert_data(row: asyncpg.Record) -> dict[str, Any]:
         "currency": row["currency"],
         "reference": row["payment_reference"],
     }
+
+
+async def _room_for(conn: Connection, order_id: UUID, quantity: int) -> bool:
+    """Whether ``quantity`` more fits the order, its row locked as a new submission locks
+    it (orders.create_submission), so two decisions cannot both take the last slots."""
+    maximum = await conn.fetchval(
+        "SELECT max_orders FROM orders WHERE id = $1 FOR UPDATE", order_id
+    )
+    if maximum is None:
+        return True
+    filled = await conn.fetchval(
+        "SELECT coalesce(sum(quantity), 0) FROM submissions WHERE order_id = $1"
+        " AND status NOT IN ('cancelled', 'expired', 'failed')",
+        order_id,
+    )
+    return bool(filled + quantity <= maximum)

@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in one run; JSON and a chart under bench/results/.
 
-    python bench/run.py                  # all of them (about 10 minutes on 2 cores)
+    python bench/run.py                  # all of them (see the README for how long)
     python bench/run.py drills           # only some: foundation campaign webhook footprint
                                          # flood idle receipts drills timing console
     python bench/run.py --latest ...     # also copy the run to bench/latest.json and latest.png
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import sys
 import time
@@ -366,6 +367,7 @@ async def run(names: list[str]) -> dict[str, Any]:
         report[name] = await module.main()
         report["seconds"][name] = round(time.monotonic() - started, 1)
         print(json.dumps(report[name], indent=2), flush=True)
+    report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return report
 
 

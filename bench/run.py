@@ -3,10 +3,12 @@
     python bench/run.py                  # all of them (see the README for how long)
     python bench/run.py drills           # only some: foundation campaign webhook footprint
                                          # flood idle receipts drills timing console
-    python bench/run.py --latest ...     # also copy the run to bench/latest.json and latest.png
+    python bench/run.py --latest ...     # also copy the run to bench/latest.json and latest.png,
+                                         # and its JSON to bench/runs/bench-<start>.json
     python bench/run.py --report bench/latest.json   # the README table of a saved run
 
-Each figure is compared with a limit measured in the same run on the same machine. The
+Each figure is compared with a limit measured in the same run on the same machine, or with a
+configured constant (the table says which). The
 summary printed at the end is the table of the README's benchmark section.
 """
 
@@ -397,6 +399,10 @@ def main() -> None:
     if args.latest:
         shutil.copy(json_path, HERE / "latest.json")
         shutil.copy(png_path, HERE / "latest.png")
+        # Kept under the moment it started, so the README can cite it after the next run.
+        started = datetime.fromisoformat(report["at"]).strftime("%Y%m%dT%H%M%SZ")
+        (HERE / "runs").mkdir(exist_ok=True)
+        shutil.copy(json_path, HERE / "runs" / f"bench-{started}.json")
     print(f"\nwrote {json_path} and {png_path}\n")
     print(summary(report))
 

@@ -282,6 +282,12 @@ def drill_rows(drills: dict[str, Any]) -> list[str]:
     def each(runs: list[dict[str, Any]], key: str) -> str:
         return ", ".join(str(r[key]) for r in runs)
 
+    def alike(texts: list[str], sep: str = ", ") -> str:
+        """Each round's text, or one text "in every round" when they are all the same."""
+        if len(texts) > 1 and len(set(texts)) == 1:
+            return f"{texts[0]}, in every round"
+        return sep.join(texts)
+
     for name, run in drills.items():
         if not isinstance(run, dict):
             continue
@@ -316,9 +322,7 @@ def drill_rows(drills: dict[str, Any]) -> list[str]:
                 add(
                     label + (f" ({len(runs)} rounds)" if len(runs) > 1 else ""),
                     "handled once: "
-                    + ", ".join(
-                        f"{r['distinct']} distinct replies of {r['replies']}" for r in runs
-                    ),
+                    + alike([f"{r['distinct']} distinct replies of {r['replies']}" for r in runs]),
                     ", ".join("0" for _ in runs),
                     each(runs, "duplicated"),
                 )
@@ -327,7 +331,7 @@ def drill_rows(drills: dict[str, Any]) -> list[str]:
             add(
                 "Twilio MessageSid delivered 3 times"
                 + (f" ({len(runs)} rounds)" if len(runs) > 1 else ""),
-                ", ".join(f"{r['answered']} answer" for r in runs),
+                alike([f"{r['answered']} answer" for r in runs]),
                 ", ".join("0" for _ in runs),
                 each(runs, "duplicated"),
             )
@@ -346,9 +350,13 @@ def drill_rows(drills: dict[str, Any]) -> list[str]:
         add(
             "50 concurrent `/api/notify`, one Idempotency-Key"
             + (f" ({len(runs)} rounds)" if len(runs) > 1 else ""),
-            "; ".join(
-                f"{r['notifications']} notification, {r['sent']} message, answers {r['answers']}"
-                for r in runs
+            alike(
+                [
+                    f"{r['notifications']} notification, {r['sent']} message, answers "
+                    + ", ".join(f"{n} x {code}" for code, n in sorted(r["answers"].items()))
+                    for r in runs
+                ],
+                "; ",
             ),
             each(runs, "lost"),
             each(runs, "duplicated"),

@@ -19,7 +19,11 @@ def ratios(report: dict[str, Any]) -> list[tuple[str, float, float]]:
     foundation = report.get("foundation")
     if foundation:
         rows.append(("ingest / bare endpoint", foundation["ingest"]["vs_bare"]["ratio"], 0.8))
-        rows.append(("dispatch / SAQ no-op", foundation["dispatch"]["vs_noop"]["ratio"], 1.0))
+        dispatch = foundation["dispatch"]
+        rows.append(("campaign dispatch / SAQ no-op", dispatch["vs_noop"]["ratio"], 1.0))
+        if "transactional_vs_noop" in dispatch:
+            ratio = dispatch["transactional_vs_noop"]["ratio"]
+            rows.append(("transactional dispatch / SAQ no-op", ratio, 1.0))
     campaign = report.get("campaign")
     if campaign:
         from bench.run import campaign_runs

@@ -4,6 +4,9 @@ Telegram campaigns to a fake Bot API in this process. Each drill ends with what 
 received: sent, lost and duplicated.
 
 - the worker killed with SIGKILL mid-campaign (a new one started at once);
+- the worker killed with SIGKILL during a burst of single-recipient sends (BENCH_DRILL_BURST_N
+  notifies, each its own POST, to the sandbox channel; killed when about 30 % are in the
+  sandbox, a new one started at once; counted from sandbox_messages and its deliveries);
 - Redis flushed (this benchmark's database 10) and cut for 3 s mid-campaign;
 - Postgres cut for 5 s mid-campaign (every connection reset, new ones refused);
 - the platform answering 5xx for 30 s; the platform hanging for 20 s;
@@ -14,6 +17,10 @@ received: sent, lost and duplicated.
 - per channel, the platform accepting sends and never answering them (the request times out,
   the message is retried): the duplicates that leaves, counted, five rounds
   (`python bench/drills.py lost-answers` runs only this one).
+
+Every drill but the last is run BENCH_DRILL_ROUNDS times (5), one round of all of them after
+the other, and each round's sent, lost and duplicated is in the JSON (the last already runs
+its own five rounds).
 
 The shared Redis and Postgres servers are not restarted (other work uses them); cutting the
 proxy is what a client sees of a restart. Short versions of each: tests/test_drills.py.
@@ -68,6 +75,10 @@ PUBLIC = "https://gomflow.example.com"
 LOST_N = int(os.environ.get("BENCH_DRILL_LOST_N", "100"))
 LOST_ANSWERS = int(os.environ.get("BENCH_DRILL_LOST_ANSWERS", "10"))
 LOST_ROUNDS = int(os.environ.get("BENCH_DRILL_LOST_ROUNDS", "5"))
+ROUNDS = int(os.environ.get("BENCH_DRILL_ROUNDS", "5"))
+BURST = int(os.environ.get("BENCH_DRILL_BURST_N", "2000"))
+BURST_KILL_AT = 0.3
+BURST_CLIENTS = 32
 
 
 class Drills:
@@ -160,6 +171,72 @@ class Drills:
         return {
             **tally(self.fake, chats).as_dict(),
             "fault_after_sent": at,
+            "seconds_to_all_sent": round(finished, 1),
+        }
+
+    async def burst_sigkill(self, n: int = BURST) -> dict[str, Any]:
+        """``n`` single-recipient notifies to the sandbox, each its own POST from
+        BURST_CLIENTS clients at once; the worker SIGKILLed when about 30 % are in the
+        sandbox, a new one started at once; then every message waited for and counted."""
+        tag = secrets.token_hex(4)
+        addresses = [f"burst-{tag}-{i}" for i in range(n)]
+        conn = await asyncpg.connect(self.database_url)
+        count_sql = (
+            "SELECT count(*) AS sent, coalesce(sum(deliveries - 1), 0) AS duplicated"
+            " FROM sandbox_messages WHERE address LIKE $1"
+        )
+
+        async def in_sandbox() -> int:
+            return int((await conn.fetchrow(count_sql, f"burst-{tag}-%"))["sent"])
+
+        killed_at: list[int] = []
+
+        async def kill_at_30_percent() -> None:
+            while await in_sandbox() < n * BURST_KILL_AT:
+                await asyncio.sleep(0.01)
+            killed_at.append(await in_sandbox())
+            await self.sigkill([])
+
+        started = time.monotonic()
+        try:
+            killer = asyncio.create_task(kill_at_30_percent())
+            queue = list(reversed(addresses))
+            async with httpx.AsyncClient(
+                base_url=self.base,
+                timeout=60,
+                limits=httpx.Limits(max_connections=BURST_CLIENTS),
+            ) as client:
+
+                async def one_client() -> None:
+                    while queue:
+                        body = {
+                            "event": "custom",
+                            "data": {"text": "burst drill"},
+                            "recipients": [{"channel": "sandbox", "address": queue.pop()}],
+                        }
+                        response = await client.post("/api/notify", json=body, headers=common.AUTH)
+                        if response.status_code != 202:
+                            raise RuntimeError(f"notify answered {response.status_code}")
+
+                await asyncio.gather(*(one_client() for _ in range(BURST_CLIENTS)))
+            posted = time.monotonic() - started
+            await asyncio.wait_for(killer, timeout=60)
+            deadline = time.monotonic() + 180
+            while await in_sandbox() < n and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            finished = time.monotonic() - started
+            await asyncio.sleep(3)  # a duplicate on its way would land by now
+            counted = await conn.fetchrow(count_sql, f"burst-{tag}-%")
+        finally:
+            await conn.close()
+        sent = int(counted["sent"])
+        return {
+            "expected": n,
+            "sent": sent,
+            "lost": n - sent,
+            "duplicated": int(counted["duplicated"]),
+            "fault_after_sent": killed_at[0],
+            "posted_in_s": round(posted, 1),
             "seconds_to_all_sent": round(finished, 1),
         }
 
@@ -379,34 +456,69 @@ async def accepted_but_lost(database_url: str) -> dict[str, Any]:
     return results
 
 
+async def one_round(drills: Drills) -> dict[str, Any]:
+    """Every drill once (the lost answers apart)."""
+    results: dict[str, Any] = {}
+    results["baseline"] = await drills.campaign(CAMPAIGN, "baseline")
+    results["worker_sigkill"] = await drills.campaign(CAMPAIGN, "sigkill", drills.sigkill)
+    results["worker_sigkill_single_sends"] = await drills.burst_sigkill()
+    results["redis_flushed_and_cut_3s"] = await drills.campaign(
+        CAMPAIGN, "redis", drills.redis_restart
+    )
+    results["postgres_cut_5s"] = await drills.campaign(
+        CAMPAIGN, "postgres", drills.postgres_restart
+    )
+    results[f"platform_5xx_{SERVER_ERROR_SECONDS:.0f}s"] = await drills.campaign(
+        OUTAGE_CAMPAIGN, "5xx", drills.server_errors, after=50
+    )
+    results[f"platform_hangs_{HANG_SECONDS:.0f}s"] = await drills.campaign(
+        OUTAGE_CAMPAIGN, "hang", drills.hangs, after=50
+    )
+    results["webhooks_delivered_3x"] = await drills.webhooks_three_times()
+    results["webhooks_delivered_3x"][
+        "whatsapp_cloud_wamid_x3"
+    ] = await drills.cloud_wamid_three_times()
+    results["notify_x50_one_key"] = await drills.concurrent_notify_one_key()
+    return results
+
+
+def gather_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per drill: every round, and the totals of lost and duplicated over them."""
+    results: dict[str, Any] = {"rounds": len(rounds)}
+    for name in rounds[0]:
+        each = [r[name] for r in rounds]
+        if name == "webhooks_delivered_3x":
+            results[name] = {
+                kind: {
+                    "rounds": [e[kind] for e in each],
+                    "duplicated": sum(e[kind].get("duplicated", 0) for e in each),
+                }
+                for kind in each[0]
+                if isinstance(each[0][kind], dict)
+            }
+            continue
+        results[name] = {
+            "rounds": each,
+            "lost": sum(e["lost"] for e in each),
+            "duplicated": sum(e["duplicated"] for e in each),
+        }
+        if "expected" in each[0]:
+            results[name]["expected"] = each[0]["expected"]
+    return results
+
+
 async def main() -> dict[str, Any]:
     database_url = await common.make_database(seed=True)
     fake = await FakeTelegram().start()
     twilio = await FakeTwilio().start()
     graph = await FakeGraph().start()
     drills = Drills(database_url, fake, twilio, graph)
-    results: dict[str, Any] = {}
+    rounds: list[dict[str, Any]] = []
     try:
         await drills.start()
-        results["baseline"] = await drills.campaign(CAMPAIGN, "baseline")
-        results["worker_sigkill"] = await drills.campaign(CAMPAIGN, "sigkill", drills.sigkill)
-        results["redis_flushed_and_cut_3s"] = await drills.campaign(
-            CAMPAIGN, "redis", drills.redis_restart
-        )
-        results["postgres_cut_5s"] = await drills.campaign(
-            CAMPAIGN, "postgres", drills.postgres_restart
-        )
-        results[f"platform_5xx_{SERVER_ERROR_SECONDS:.0f}s"] = await drills.campaign(
-            OUTAGE_CAMPAIGN, "5xx", drills.server_errors, after=50
-        )
-        results[f"platform_hangs_{HANG_SECONDS:.0f}s"] = await drills.campaign(
-            OUTAGE_CAMPAIGN, "hang", drills.hangs, after=50
-        )
-        results["webhooks_delivered_3x"] = await drills.webhooks_three_times()
-        results["webhooks_delivered_3x"][
-            "whatsapp_cloud_wamid_x3"
-        ] = await drills.cloud_wamid_three_times()
-        results["notify_x50_one_key"] = await drills.concurrent_notify_one_key()
+        for _ in range(ROUNDS):
+            rounds.append(await one_round(drills))
+        results = gather_rounds(rounds)
         results["accepted_but_answer_lost"] = await accepted_but_lost(database_url)
     finally:
         await drills.close()
@@ -414,7 +526,7 @@ async def main() -> dict[str, Any]:
         await graph.close()
         await fake.close()
         await common.drop_database(database_url)
-    campaigns = [r for r in results.values() if "lost" in r and "expected" in r]
+    campaigns = [r for r in results.values() if isinstance(r, dict) and "expected" in r]
     results["all_lost"] = sum(r["lost"] for r in campaigns)
     results["all_duplicated"] = sum(r["duplicated"] for r in campaigns)
     return results

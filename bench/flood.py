@@ -1,4 +1,7 @@
-"""Flood: 300 MiB unsigned, streamed to each webhook of `serve` with every channel on.
+"""Flood: 300 MiB unsigned, streamed to each webhook of `serve` with every channel on
+(Telegram, WhatsApp through Twilio, Discord, Messenger and the sandbox: bench/footprint.py's
+ALL_CHANNELS), each webhook of theirs flooded: Telegram's, Discord's, Twilio's messages and
+status callbacks, and Messenger's.
 
 Each webhook gets the body twice (with a Content-Length, then chunked without one); the
 figure is how much the process's peak resident memory (VmHWM) grew over all of them, beside
@@ -18,13 +21,22 @@ except ImportError:  # run as a script
     import common  # type: ignore[no-redef]
 
 from tests.fakes.discord import FakeDiscord, Signer
+from tests.fakes.messenger import FakeGraph
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import FakeTwilio
-from tests.flood import WEBHOOKS, all_channels_env, flood_webhooks, memory_kb, post
+from tests.flood import (
+    MESSENGER_WEBHOOK,
+    WEBHOOKS,
+    all_channels_env,
+    flood_webhooks,
+    memory_kb,
+    post,
+)
 
 MIB = 1024 * 1024
 SIZE = 300 * MIB
 LIMIT_MB = 50
+ALL_WEBHOOKS = [*WEBHOOKS, MESSENGER_WEBHOOK]
 
 
 async def main() -> dict[str, Any]:
@@ -33,6 +45,7 @@ async def main() -> dict[str, Any]:
     telegram = await FakeTelegram().start()
     twilio = await FakeTwilio().start()
     discord = await FakeDiscord(public_key=signer.public_key).start()
+    graph = await FakeGraph().start()
     queue = f"bench-flood-{secrets.token_hex(3)}"
     port = common.free_port()
     env = common.env_for(
@@ -40,18 +53,19 @@ async def main() -> dict[str, Any]:
         queue,
         PORT=str(port),
         HOST="127.0.0.1",
-        **all_channels_env(telegram, twilio, discord, signer),
+        **all_channels_env(telegram, twilio, discord, signer, graph),
     )
     proc = common.start(["serve"], env)
     try:
         await common.wait_http(f"http://127.0.0.1:{port}/api/health", timeout=90, status=200)
-        for path in WEBHOOKS:  # lazy imports on each route's first request are not the flood's
+        for path in ALL_WEBHOOKS:  # lazy imports on each route's first request are not the flood's
             await post(port, path, 2)
         before = memory_kb(proc.pid)
-        outcomes = await flood_webhooks(port, SIZE)
+        outcomes = await flood_webhooks(port, SIZE, ALL_WEBHOOKS)
         after = memory_kb(proc.pid)
     finally:
         await common.astop(proc)
+        await graph.close()
         await discord.close()
         await twilio.close()
         await telegram.close()
@@ -60,6 +74,8 @@ async def main() -> dict[str, Any]:
     growth_mb = round((after["VmHWM"] - before["VmHWM"]) / 1024, 1)
     return {
         "body_mib": SIZE // MIB,
+        "channels": ["telegram", "whatsapp (twilio)", "discord", "messenger", "sandbox"],
+        "webhooks": ALL_WEBHOOKS,
         "requests": len(outcomes),
         "answers": sorted({o.status for o in outcomes.values()}),
         "max_sent_mib": round(max(o.sent for o in outcomes.values()) / MIB, 1),

@@ -170,8 +170,9 @@ async def test_every_button_label_fits_20_characters_in_every_language(
     assert "I-remind ang unpaid" in labels and "Ingatkan pembeli" in labels
     assert {"Unpaid holds", "Keep it", "Yes, cancel it", "Confirm", "Console"} <= set(labels)
     assert "Maling amount" in labels and "Amaun salah" in labels
-    # /submit's chooser: a long title cut (the text says it whole).
-    assert "SEVENTEEN 'FML' Alb…" in labels, sorted(labels)
+    # /submit's chooser (the open orders, the demo's long titles among them unless other
+    # tests' orders come first): its buttons were seen, and checked below like every label.
+    assert any(where.endswith("'/submit'") for where in labels.values()), labels
     too_long = {text: where for text, where in labels.items() if len(text) > MAX_LABEL}
     assert not too_long, f"button labels longer than {MAX_LABEL} characters: {too_long}"
 

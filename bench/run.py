@@ -21,6 +21,7 @@ import os
 import shutil
 import sys
 import time
+import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -269,6 +270,8 @@ def summary(report: dict[str, Any]) -> str:
         )
     if "drills" in report:
         rows += drill_rows(report["drills"])
+    for name, why in (report.get("failed") or {}).items():
+        rows.append(f"\n{name} failed in this run: {why}")
     return "\n".join(rows)
 
 
@@ -374,8 +377,14 @@ async def run(names: list[str]) -> dict[str, Any]:
         print(f"== {name}", flush=True)
         started = time.monotonic()
         module = __import__(f"bench.{name}", fromlist=["main"])
-        report[name] = await module.main()
-        report["seconds"][name] = round(time.monotonic() - started, 1)
+        try:
+            report[name] = await module.main()
+        except Exception as exc:  # the other benchmarks' figures are still worth writing
+            traceback.print_exc()
+            report.setdefault("failed", {})[name] = f"{type(exc).__name__}: {exc}"
+            continue
+        finally:
+            report["seconds"][name] = round(time.monotonic() - started, 1)
         print(json.dumps(report[name], indent=2), flush=True)
     report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return report
@@ -413,6 +422,8 @@ def main() -> None:
         shutil.copy(json_path, HERE / "runs" / f"bench-{started}.json")
     print(f"\nwrote {json_path} and {png_path}\n")
     print(summary(report))
+    if report.get("failed"):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -163,3 +163,40 @@ async def test_with_redis_away_a_running_worker_still_sends_due_messages(
             await proxy.restore()
     finally:
         await proxy.close()
+
+
+async def test_a_worker_whose_redis_goes_silent_still_sends_due_messages(
+    make_settings: Callable[..., Settings], conn: asyncpg.Connection
+) -> None:
+    """A `worker` process waits on its doorbells with a client that has no socket timeout (a
+    BLPOP must not time out): Redis gone silent (a network partition: no answer, no reset)
+    must not hold its drainers' poll of Postgres for ever."""
+    from gomflow_messaging.bootstrap import build_services
+    from gomflow_messaging.worker import WorkerRunner, new_worker_id
+
+    target = urlsplit(REDIS_URL)
+    proxy = await TcpProxy(target.hostname or "127.0.0.1", target.port or 6379).start()
+    queue = f"test-silent-{unique_text('q')}"
+    settings = make_settings(queue_name=queue, sweep_interval_seconds=60)
+    worker_settings = make_settings(
+        queue_name=queue,
+        redis_url=f"redis://127.0.0.1:{proxy.port}{target.path}",
+        sweep_interval_seconds=60,
+    )
+    services = await build_services(worker_settings, blocking_queue=True, worker_id=new_worker_id())
+    runner = WorkerRunner(services)
+    text = unique_text("silent")
+    try:
+        await runner.start()
+        await asyncio.sleep(0.3)  # the drainers' first look is over: they wait on the bell
+        proxy.freeze()
+        async with running_app(settings, mode="web") as web:
+            body = campaign(text, [{"channel": "sandbox", "address": text}])
+            assert (await web.post("/api/notify", json=body, headers=AUTH)).status_code == 202
+        assert await eventually(lambda: _sent_once(conn, text), timeout=8) == 1
+    finally:
+        proxy.thaw()
+        await runner.stop()
+        await services.close()
+        await proxy.close()
+

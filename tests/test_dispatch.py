@@ -124,7 +124,7 @@ async def test_a_notify_wakes_an_idle_worker_before_its_poll(
 ) -> None:
     """The doorbell, not the poll, carries a transactional message to the worker: with a poll
     and a sweep far away, an idle worker sends it at once."""
-    settings = make_settings(dispatch_poll_seconds=5, sweep_interval_seconds=60)
+    settings = make_settings(dispatch_poll_seconds=4, sweep_interval_seconds=60)
     text = unique_text("rang")
     async with running_app(settings) as client:
         await asyncio.sleep(0.3)  # the drainers' first look is over: they wait on the bell
@@ -200,3 +200,20 @@ async def test_a_worker_whose_redis_goes_silent_still_sends_due_messages(
         await services.close()
         await proxy.close()
 
+
+async def test_the_longest_poll_allowed_waits_quietly_on_the_web_client(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """`serve` runs the drainers on the web's Redis client, whose reads time out: a wait for
+    the doorbell as long as the longest DISPATCH_POLL_SECONDS allowed must end in time (Redis
+    answers a timed-out BLPOP up to a tenth of a second late), not as a Redis outage."""
+    from gomflow_messaging.queue import JobQueue
+
+    bounds = Settings.model_fields["dispatch_poll_seconds"].metadata
+    longest = next(b.le for b in bounds if getattr(b, "le", None) is not None)
+    settings = make_settings(dispatch_poll_seconds=longest)
+    queue = JobQueue(settings.redis_url, f"test-longest-{unique_text('q')}")
+    try:
+        assert await queue.wait_for_ring("sandbox", settings.dispatch_poll_seconds) is False
+    finally:
+        await queue.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Callable
@@ -294,3 +295,36 @@ async def test_with_redis_away_messages_are_refused_to_the_platform_and_uploads_
         await away.aclose()
         await proxy.close()
     assert uploads == ["ok", "ok", "ok"]
+
+
+async def test_a_ring_taken_by_a_stopping_drainer_is_left_for_another_worker(
+    make_settings: Callable[..., Settings], redis: Redis
+) -> None:
+    """A drainer told to stop (SIGTERM, a deploy) claims nothing more, but still waits out
+    its BLPOP: a ring it takes meanwhile is rung again for the other workers, not swallowed
+    (their messages would wait for another worker's poll, or for the sweeper)."""
+    from gomflow_messaging.bootstrap import build_services
+    from gomflow_messaging.drainer import Drainer
+    from gomflow_messaging.logs import Outage
+
+    queue = f"test-stopping-{uuid.uuid4().hex[:8]}"
+    settings = make_settings(queue_name=queue, dispatch_poll_seconds=4)
+    services = await build_services(settings, blocking_queue=True)
+    doorbell = services.queue.doorbell("sandbox")
+    drainer = Drainer(
+        services.dispatcher,
+        "sandbox",
+        redis_outage=Outage("Redis", "test"),
+        postgres_outage=Outage("Postgres", "test"),
+    )
+    try:
+        drainer.start()
+        await asyncio.sleep(0.3)  # its first look is over: it waits on the bell
+        stopping = asyncio.create_task(drainer.stop(5))
+        await asyncio.sleep(0.1)
+        await services.queue.ring(["sandbox"])
+        await stopping
+        assert await redis.lrange(doorbell, 0, -1) == [b"1"]  # type: ignore[misc]
+    finally:
+        await services.close()
+        await redis.delete(doorbell)

@@ -94,10 +94,14 @@ class Drainer:
             if self._stopping:
                 return
             try:
-                await self._wait()
+                rang = await self._wait()
             except (RedisError, OSError) as exc:
                 self._redis_outage.failed(exc)
                 await asyncio.sleep(min(self._poll, PAUSE_AFTER_ERROR))
+                continue
+            if rang and self._stopping:
+                # Taken while stopping, so never answered here: another worker's to answer.
+                await self.dispatcher.queue.ring([self.channel])
 
     async def _drain(self) -> None:
         """Claim and send until a claim comes back short (nothing more is due now)."""
@@ -126,16 +130,18 @@ class Drainer:
         except Exception:
             log.exception("sending %d %s message(s) failed", len(rows), self.channel)
 
-    async def _wait(self) -> None:
-        """Until the doorbell rings, a retry this process scheduled is due, or the poll."""
+    async def _wait(self) -> bool:
+        """Until the doorbell rings (True: the ring is taken), a retry this process scheduled
+        is due, or the poll."""
         timeout = self._poll
         retry = self.dispatcher.next_retry.get(self.channel)
         if retry is not None:
             left = retry - time.monotonic()
             if left <= 0:
                 del self.dispatcher.next_retry[self.channel]
-                return
+                return False
             timeout = min(timeout, left)
         # Redis reads a zero timeout as "forever".
-        await self.dispatcher.queue.wait_for_ring(self.channel, max(timeout, 0.01))
+        rang = await self.dispatcher.queue.wait_for_ring(self.channel, max(timeout, 0.01))
         self._redis_outage.ok()
+        return rang

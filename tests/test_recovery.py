@@ -328,3 +328,45 @@ async def test_a_ring_taken_by_a_stopping_drainer_is_left_for_another_worker(
     finally:
         await services.close()
         await redis.delete(doorbell)
+
+
+async def test_a_stopping_drainer_claims_nothing_more_once_its_sends_end(
+    make_settings: Callable[..., Settings], conn: asyncpg.Connection
+) -> None:
+    """A drainer told to stop while it waits for places (every place sending: a backlog, the
+    usual state when a deploy stops a busy worker) claims no new batch when they come back:
+    that batch would start its sends as the grace period runs out, to be cut off and sent
+    again once its lease ends."""
+    from gomflow_messaging.bootstrap import build_services
+    from gomflow_messaging.drainer import Drainer
+    from gomflow_messaging.logs import Outage
+
+    queue = f"test-stopping-{uuid.uuid4().hex[:8]}"
+    settings = make_settings(queue_name=queue, worker_concurrency=2, sandbox_delay_ms=1000)
+    text = unique_text("backlog")
+    async with running_app(settings, mode="web") as web:
+        response = await web.post("/api/notify", json=batch(text, 6), headers=AUTH)
+        assert response.status_code == 202
+    services = await build_services(settings, blocking_queue=True)
+    drainer = Drainer(
+        services.dispatcher,
+        "sandbox",
+        redis_outage=Outage("Redis", "test"),
+        postgres_outage=Outage("Postgres", "test"),
+    )
+    try:
+        drainer.start()
+        await asyncio.sleep(0.3)  # two sends under way, the drainer waits for their places
+        told_at = await conn.fetchval("SELECT clock_timestamp()")
+        await drainer.stop(10)
+        claimed_after = await conn.fetchval(
+            "SELECT count(*) FROM delivery_attempts WHERE started_at > $1", told_at
+        )
+        assert claimed_after == 0
+    finally:
+        await services.close()
+        await conn.execute(
+            "UPDATE messages SET status = 'failed' WHERE body->>'text' = $1"
+            " AND status IN ('queued', 'sending')",
+            text,
+        )

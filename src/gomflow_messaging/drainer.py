@@ -107,6 +107,9 @@ class Drainer:
         """Claim and send until a claim comes back short (nothing more is due now)."""
         while not self._stopping:
             got = await self.budget.take(self._size)
+            if self._stopping:  # told while it waited for places: a new batch would be cut off
+                self.budget.give(got)
+                return
             try:
                 rows, claimed_at = await self.dispatcher.claim_due(self.channel, got)
             except BaseException:

@@ -5,6 +5,7 @@ and audit row still there."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -217,3 +218,56 @@ async def test_the_longest_poll_allowed_waits_quietly_on_the_web_client(
         assert await queue.wait_for_ring("sandbox", settings.dispatch_poll_seconds) is False
     finally:
         await queue.close()
+
+
+async def test_a_late_outcome_leaves_another_workers_claim_alone(
+    settings: Settings, pool: Any, conn: asyncpg.Connection
+) -> None:
+    """A worker whose lease ran out before it wrote its attempt's outcome (Postgres slow, the
+    process paused) finds the message claimed again by another worker, which the drainers'
+    poll does within a second: its late "retry later", "fall back" or "failed" must not undo
+    that live claim (the other worker's send would then go unrecorded, and the message out
+    again at the retry)."""
+    from gomflow_messaging import outbox
+
+    text = unique_text("late")
+    async with running_app(settings, mode="web") as web:
+        body = campaign(text, [{"channel": "sandbox", "address": text}])
+        response = await web.post("/api/notify", json=body, headers=AUTH)
+    message_id = uuid.UUID(response.json()["messages"][0]["id"])
+    first = await outbox.claim(pool, message_id, 60, "worker-a", ["sandbox"])
+    assert first is not None
+    await conn.execute(  # worker-a's lease runs out
+        "UPDATE messages SET claimed_until = now() - interval '1 second' WHERE id = $1",
+        message_id,
+    )
+    second = await outbox.claim(pool, message_id, 60, "worker-b", ["sandbox"])
+    assert second is not None and second["attempts"] == 2
+
+    await conn.execute(  # an address to fall back to, so that a late fall-back could move it
+        """UPDATE messages SET routes = '[{"channel": "sandbox", "address": "next"}]'"""
+        " WHERE id = $1",
+        message_id,
+    )
+    late = first["attempt_id"]
+    assert (
+        await outbox.finish_retry(
+            pool,
+            message_id,
+            late,
+            delay_seconds=5,
+            error_code="timeout",
+            error="late",
+            retry_after=None,
+        )
+        is None
+    )
+    assert await outbox.fall_back(pool, message_id, late, reason="rejected", error="late") is None
+    await outbox.finish_failed(pool, message_id, late, reason="rejected", error="late")
+    row = await conn.fetchrow(
+        "SELECT status, attempts, claimed_until IS NOT NULL AS leased FROM messages WHERE id = $1",
+        message_id,
+    )
+    assert dict(row) == {"status": "sending", "attempts": 2, "leased": True}
+    await outbox.finish_sent(pool, message_id, second["attempt_id"], "ok")  # worker-b's
+    assert await conn.fetchval("SELECT status FROM messages WHERE id = $1", message_id) == "sent"

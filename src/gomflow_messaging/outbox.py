@@ -131,6 +131,12 @@ _DUE = """((status = 'queued' AND next_attempt_at <= now())
           OR (status = 'sending' AND claimed_until < now()))"""
 
 
+# The outcome of attempt $4 moves its message only while that attempt is the message's
+# latest: a worker whose lease ran out before it wrote the outcome may find the message
+# claimed again by another worker (a drainer's poll does so within a second), whose live
+# claim must stand.
+_LATEST_ATTEMPT = "attempts = (SELECT attempt FROM delivery_attempts WHERE id = $4)"
+
 # Claims the picked rows for one attempt each and opens their attempt records.
 _CLAIM_PICKED = """
     ), claimed AS (
@@ -314,7 +320,9 @@ async def finish_retry(
             UPDATE messages
                SET status = 'queued', next_attempt_at = now() + make_interval(secs => $2),
                    claimed_until = NULL, last_error = $3, updated_at = now()
-             WHERE id = $1 AND status = 'sending'
+             WHERE id = $1 AND status = 'sending' AND """
+        + _LATEST_ATTEMPT
+        + """
             RETURNING next_attempt_at
         ), attempt AS (
             UPDATE delivery_attempts
@@ -353,6 +361,9 @@ async def finish_failed(
                SET status = $6, status_reason = $2, last_error = $3,
                    claimed_until = NULL, updated_at = now()
              WHERE id = $1 AND status IN ('queued', 'sending')
+               AND ($4::bigint IS NULL OR """
+        + _LATEST_ATTEMPT
+        + """)
             RETURNING id, contact_id, channel, event, attempts, notification_id
         ), attempt AS (
             UPDATE delivery_attempts
@@ -382,6 +393,9 @@ async def fall_back(
                    routes = routes - 0, status = 'queued', next_attempt_at = now(),
                    claimed_until = NULL, last_error = $3, updated_at = now()
              WHERE id = $1 AND status = 'sending' AND jsonb_array_length(routes) > 0
+               AND """
+        + _LATEST_ATTEMPT
+        + """
             RETURNING channel, address, attempts
         ), attempt AS (
             UPDATE delivery_attempts

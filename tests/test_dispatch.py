@@ -271,3 +271,41 @@ async def test_a_late_outcome_leaves_another_workers_claim_alone(
     assert dict(row) == {"status": "sending", "attempts": 2, "leased": True}
     await outbox.finish_sent(pool, message_id, second["attempt_id"], "ok")  # worker-b's
     assert await conn.fetchval("SELECT status FROM messages WHERE id = $1", message_id) == "sent"
+
+
+async def _blocks_read(conn: asyncpg.Connection, sql: str, *args: Any) -> int:
+    """The pages a statement reads (the json codec of `conn` decodes EXPLAIN's answer)."""
+    plan = (await conn.fetchval("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, *args))[0]
+    return int(plan["Plan"]["Shared Hit Blocks"]) + int(plan["Plan"]["Shared Read Blocks"])
+
+
+async def test_a_large_scheduled_campaign_costs_the_sweeper_and_health_nothing(
+    settings: Settings, conn: asyncpg.Connection
+) -> None:
+    """The sweeper (every worker, every SWEEP_INTERVAL_SECONDS) and /health ask which channels
+    have messages due; a campaign scheduled for tomorrow is not due, and must not be read
+    message by message to find that out (with messages_pending_idx gone, a filter on the due
+    time alone read every unfinished message, or the whole table)."""
+    from gomflow_messaging import outbox
+    from gomflow_messaging.settings import CHANNEL_NAMES
+
+    text = unique_text("tomorrow")
+    async with running_app(settings, mode="web") as web:
+        body = campaign(text, [{"channel": "sandbox", "address": text}])
+        response = await web.post("/api/notify", json=body, headers=AUTH)
+    notification_id = uuid.UUID(response.json()["notification_id"])
+    await conn.execute(
+        "INSERT INTO messages (notification_id, channel, address, event, body, status,"
+        "                      next_attempt_at)"
+        " SELECT $1, 'telegram', 'c' || g, 'custom', '{}'::jsonb, 'queued',"
+        "        now() + interval '1 day' + g * interval '1 ms'"
+        "   FROM generate_series(1, 100000) AS g",
+        notification_id,
+    )
+    try:
+        await conn.execute("ANALYZE messages")
+        channels = list(CHANNEL_NAMES)
+        assert await _blocks_read(conn, outbox._OVERDUE_CHANNELS, 30.0, channels) < 100
+        assert await _blocks_read(conn, outbox._DUE_BY_CHANNEL, channels) < 100
+    finally:
+        await conn.execute("DELETE FROM messages WHERE notification_id = $1", notification_id)

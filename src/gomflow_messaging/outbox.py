@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from gomflow_messaging.settings import CHANNEL_NAMES
+
 if TYPE_CHECKING:
     import asyncpg
 
@@ -235,19 +237,22 @@ async def due_elsewhere(
     return [(row["id"], row["channel"]) for row in rows]
 
 
+# Per channel, so each reads its own range of messages_due_idx (channel, due time): a filter
+# on the due time alone reads every unfinished message, a scheduled campaign's included.
+_DUE_BY_CHANNEL = """
+    SELECT c.channel, d.pending, extract(epoch FROM now() - d.oldest) AS oldest_due_seconds
+      FROM unnest($1::text[]) AS c(channel),
+           LATERAL (SELECT count(*) AS pending, min(next_attempt_at) AS oldest
+                      FROM messages m
+                     WHERE m.channel = c.channel AND m.status IN ('queued', 'sending')
+                       AND m.next_attempt_at <= now()) AS d
+     WHERE d.pending > 0
+"""
+
+
 async def due_by_channel(pool: Pool) -> list[asyncpg.Record]:
     """Per channel, the messages due and not finished, and how long the oldest has been due."""
-    return list(
-        await pool.fetch(
-            """
-            SELECT channel, count(*) AS pending,
-                   extract(epoch FROM now() - min(next_attempt_at)) AS oldest_due_seconds
-              FROM messages
-             WHERE status IN ('queued', 'sending') AND next_attempt_at <= now()
-             GROUP BY channel
-            """
-        )
-    )
+    return list(await pool.fetch(_DUE_BY_CHANNEL, list(CHANNEL_NAMES)))
 
 
 async def not_due_until(pool: Pool, message_id: UUID) -> datetime | None:
@@ -486,18 +491,19 @@ async def mark_address_unreachable(pool: Pool, channel: str, address: str, reaso
     )
 
 
+_OVERDUE_CHANNELS = """
+    SELECT channel FROM unnest($2::text[]) AS c(channel)
+     WHERE EXISTS (SELECT 1 FROM messages m
+                    WHERE m.channel = c.channel AND m.status IN ('queued', 'sending')
+                      AND m.next_attempt_at <= now() - make_interval(secs => $1)
+                      AND (m.status = 'queued' OR m.claimed_until < now()))
+"""
+
+
 async def overdue_channels(pool: Pool, grace_seconds: float) -> list[str]:
     """The channels with a message due for more than the grace and not taken (its ring was
     lost, or no worker has its channel), or held by a worker whose lease ran out."""
-    rows = await pool.fetch(
-        """
-        SELECT DISTINCT channel FROM messages
-         WHERE status IN ('queued', 'sending')
-           AND next_attempt_at <= now() - make_interval(secs => $1)
-           AND (status = 'queued' OR claimed_until < now())
-        """,
-        grace_seconds,
-    )
+    rows = await pool.fetch(_OVERDUE_CHANNELS, grace_seconds, list(CHANNEL_NAMES))
     return sorted(row["channel"] for row in rows)
 
 

@@ -370,3 +370,43 @@ async def test_a_stopping_drainer_claims_nothing_more_once_its_sends_end(
             " AND status IN ('queued', 'sending')",
             text,
         )
+
+
+async def test_a_drainer_says_when_postgres_is_back(
+    make_settings: Callable[..., Settings], database_url: str
+) -> None:
+    """The drainers are the first to find Postgres gone (they look every second); they also
+    say when it is back, not the sweeper a SWEEP_INTERVAL_SECONDS later, nor nobody."""
+    from gomflow_messaging.bootstrap import build_services
+    from gomflow_messaging.drainer import Drainer
+    from gomflow_messaging.logs import Outage
+
+    target = urlsplit(database_url)
+    proxy = await TcpProxy(target.hostname or "127.0.0.1", target.port or 5432).start()
+    url = database_url.replace(f"{target.hostname}:{target.port}", f"127.0.0.1:{proxy.port}")
+    settings = make_settings(database_url=url, queue_name=f"test-pg-{uuid.uuid4().hex[:8]}")
+    services = await build_services(settings, blocking_queue=True)
+    postgres = Outage("Postgres", "test")
+    drainer = Drainer(
+        services.dispatcher,
+        "sandbox",
+        redis_outage=Outage("Redis", "test"),
+        postgres_outage=postgres,
+    )
+    try:
+        drainer.start()
+        await proxy.cut()
+
+        async def down() -> bool:
+            return postgres.down
+
+        async def back() -> bool:
+            return not postgres.down
+
+        await eventually(down, timeout=5)
+        await proxy.restore()
+        await eventually(back, timeout=5)
+    finally:
+        await drainer.stop(1)
+        await services.close()
+        await proxy.close()

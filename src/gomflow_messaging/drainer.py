@@ -93,6 +93,7 @@ class Drainer:
                 continue
             if self._stopping:
                 return
+            self._postgres_outage.ok()  # it claimed: said now, not at the sweeper's next round
             try:
                 rang = await self._wait()
             except (RedisError, OSError) as exc:

@@ -309,3 +309,27 @@ async def test_a_large_scheduled_campaign_costs_the_sweeper_and_health_nothing(
         assert await _blocks_read(conn, outbox._DUE_BY_CHANNEL, channels) < 100
     finally:
         await conn.execute("DELETE FROM messages WHERE notification_id = $1", notification_id)
+
+
+async def test_a_ring_on_a_workers_client_gives_up_when_redis_is_silent() -> None:
+    """A worker rings too (a fallback to another channel, a job handed over, the sweeper),
+    on its client without a socket timeout: with Redis silent (a partition), the ring must
+    give up (the poll finds the message anyway), not hold the send, and its place in the
+    drainer's budget, for as long as TCP takes to give up (minutes)."""
+    from gomflow_messaging.queue import JobQueue
+
+    target = urlsplit(REDIS_URL)
+    proxy = await TcpProxy(target.hostname or "127.0.0.1", target.port or 6379).start()
+    queue = JobQueue(
+        f"redis://127.0.0.1:{proxy.port}{target.path}",
+        f"test-ring-{unique_text('q')}",
+        blocking=True,
+    )
+    try:
+        assert await queue.ring(["sandbox"])
+        proxy.freeze()
+        assert await asyncio.wait_for(queue.ring(["sandbox"]), 10) is False
+    finally:
+        proxy.thaw()
+        await queue.close()
+        await proxy.close()

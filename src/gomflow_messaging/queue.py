@@ -29,6 +29,8 @@ WORKER_CHANNELS_KEY = "gomflow:{queue}:worker-channels:{worker}"
 #: How long after a BLPOP's own timeout its answer is given up for: Redis answers up to a
 #: tenth of a second late (its timer's resolution).
 RING_ANSWER_GRACE = 1.0
+#: The longest a ring waits for Redis, on any client (a worker's has no socket timeout).
+RING_TIMEOUT = 5.0
 
 
 def redis_client(url: str, *, blocking: bool = False) -> Redis:
@@ -89,7 +91,10 @@ class JobQueue:
         """
         names = sorted(set(channels))
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
+            async with (
+                asyncio.timeout(RING_TIMEOUT),
+                self.redis.pipeline(transaction=False) as pipe,
+            ):
                 for name in names:
                     pipe.lpush(self.doorbell(name), 1)
                     pipe.ltrim(self.doorbell(name), 0, 0)

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from gomflow_messaging import ratelimit
 from gomflow_messaging.settings import Settings
 from tests.conftest import REDIS_URL, unique_text
+from tests.drill import campaign_chats
 from tests.fakes.smart_agent import FakeSmartAgent
 from tests.helpers import (
     AUTH,
@@ -409,4 +410,45 @@ async def test_a_drainer_says_when_postgres_is_back(
     finally:
         await drainer.stop(1)
         await services.close()
+        await proxy.close()
+
+
+async def test_a_paced_channel_waits_for_redis_instead_of_failing(
+    telegram_settings: Callable[..., Settings], conn: asyncpg.Connection
+) -> None:
+    """Telegram's sends go through the pacer, which lives in Redis: with Redis away none can
+    leave. The drainers still find the due messages in Postgres; those must wait for Redis
+    (as their jobs did in Redis's queue), not be tried until they fail for good: with
+    production's backoff (2 + 4 + ... + 128 s), every due message had failed some four
+    minutes into an outage."""
+    target = urlsplit(REDIS_URL)
+    proxy = await TcpProxy(target.hostname or "127.0.0.1", target.port or 6379).start()
+    settings = telegram_settings(
+        redis_url=f"redis://127.0.0.1:{proxy.port}{target.path}",
+        sweep_interval_seconds=60,
+        dispatch_max_attempts=3,
+    )
+    chat = campaign_chats(1)[0]
+
+    async def status() -> str:
+        return str(await conn.fetchval("SELECT status FROM messages WHERE address = $1", chat))
+
+    async def sent() -> bool:
+        return await status() == "sent"
+
+    try:
+        async with running_app(settings) as client:
+            await proxy.cut()
+            body = {
+                "event": "custom",
+                "data": {"text": unique_text("paced")},
+                "recipients": [{"channel": "telegram", "address": chat}],
+            }
+            assert (await client.post("/api/notify", json=body, headers=AUTH)).status_code == 202
+            # Time for every attempt allowed (backoff 0.1 s, doubling, in tests), and more.
+            await asyncio.sleep(3)
+            assert await status() == "queued"
+            await proxy.restore()
+            await eventually(sent, timeout=10)
+    finally:
         await proxy.close()

@@ -81,6 +81,14 @@ class Drainer:
 
     async def _run(self) -> None:
         while not self._stopping:
+            if self._pacing_away():
+                # Its sends need the pacer's Redis: claim again once Redis answers, and not
+                # before a poll (a Redis that answers but cannot pace, out of memory or read
+                # only, then costs a batch a poll, not a busy loop).
+                await asyncio.sleep(self._poll)
+                if not await self.dispatcher.queue.ping():
+                    continue
+                self.dispatcher.pacing_away.discard(self.channel)
             try:
                 await self._drain()
             except DB_GONE as exc:
@@ -105,8 +113,9 @@ class Drainer:
                 await self.dispatcher.queue.ring([self.channel])
 
     async def _drain(self) -> None:
-        """Claim and send until a claim comes back short (nothing more is due now)."""
-        while not self._stopping:
+        """Claim and send until a claim comes back short (nothing more is due now), or a send
+        finds the pacer's Redis away."""
+        while not self._stopping and not self._pacing_away():
             got = await self.budget.take(self._size)
             if self._stopping:  # told while it waited for places: a new batch would be cut off
                 self.budget.give(got)
@@ -123,6 +132,9 @@ class Drainer:
                 task.add_done_callback(self._sends.discard)
             if len(rows) < got:
                 return
+
+    def _pacing_away(self) -> bool:
+        return self.channel in self.dispatcher.pacing_away
 
     async def _send(self, rows: list[asyncpg.Record], claimed_at: float) -> None:
         try:

@@ -137,7 +137,10 @@ _DUE = """((status = 'queued' AND next_attempt_at <= now())
 # latest: a worker whose lease ran out before it wrote the outcome may find the message
 # claimed again by another worker (a drainer's poll does so within a second), whose live
 # claim must stand.
-_LATEST_ATTEMPT = "attempts = (SELECT attempt FROM delivery_attempts WHERE id = $4)"
+_LATEST_ATTEMPT = (
+    "NOT EXISTS (SELECT 1 FROM delivery_attempts later WHERE later.message_id = $1"
+    " AND later.id > $4)"
+)
 
 # Claims the picked rows for one attempt each and opens their attempt records.
 _CLAIM_PICKED = """
@@ -318,12 +321,16 @@ async def finish_retry(
     error_code: str,
     error: str,
     retry_after: float | None,
+    counted: bool = True,
 ) -> datetime | None:
+    """Back to the queue for another attempt after ``delay_seconds``; ``counted=False`` when
+    the attempt never reached the platform, so it does not count towards giving up."""
     next_at: datetime | None = await pool.fetchval(
         """
         WITH done AS (
             UPDATE messages
                SET status = 'queued', next_attempt_at = now() + make_interval(secs => $2),
+                   attempts = attempts - CASE WHEN $8 THEN 0 ELSE 1 END,
                    claimed_until = NULL, last_error = $3, updated_at = now()
              WHERE id = $1 AND status = 'sending' AND """
         + _LATEST_ATTEMPT
@@ -344,6 +351,7 @@ async def finish_retry(
         error_code,
         error,
         retry_after,
+        counted,
     )
     return next_at
 

@@ -119,7 +119,9 @@ class JobQueue:
 
     async def ping(self) -> bool:
         try:
-            return bool(await self.redis.ping())  # type: ignore[misc]
+            # Bounded: a worker's client has no socket timeout (see `wait_for_ring`).
+            async with asyncio.timeout(RING_ANSWER_GRACE * 2):
+                return bool(await self.redis.ping())  # type: ignore[misc]
         except (RedisError, OSError):
             return False
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from redis.exceptions import RedisError
 from gomflow_messaging import ratelimit
 from gomflow_messaging.settings import Settings
 from tests.conftest import REDIS_URL, unique_text
+from tests.drill import campaign_chats
 from tests.fakes.smart_agent import FakeSmartAgent
 from tests.helpers import (
     AUTH,
@@ -294,3 +296,159 @@ async def test_with_redis_away_messages_are_refused_to_the_platform_and_uploads_
         await away.aclose()
         await proxy.close()
     assert uploads == ["ok", "ok", "ok"]
+
+
+async def test_a_ring_taken_by_a_stopping_drainer_is_left_for_another_worker(
+    make_settings: Callable[..., Settings], redis: Redis
+) -> None:
+    """A drainer told to stop (SIGTERM, a deploy) claims nothing more, but still waits out
+    its BLPOP: a ring it takes meanwhile is rung again for the other workers, not swallowed
+    (their messages would wait for another worker's poll, or for the sweeper)."""
+    from gomflow_messaging.bootstrap import build_services
+    from gomflow_messaging.drainer import Drainer
+    from gomflow_messaging.logs import Outage
+
+    queue = f"test-stopping-{uuid.uuid4().hex[:8]}"
+    settings = make_settings(queue_name=queue, dispatch_poll_seconds=4)
+    services = await build_services(settings, blocking_queue=True)
+    doorbell = services.queue.doorbell("sandbox")
+    drainer = Drainer(
+        services.dispatcher,
+        "sandbox",
+        redis_outage=Outage("Redis", "test"),
+        postgres_outage=Outage("Postgres", "test"),
+    )
+    try:
+        drainer.start()
+        await asyncio.sleep(0.3)  # its first look is over: it waits on the bell
+        stopping = asyncio.create_task(drainer.stop(5))
+        await asyncio.sleep(0.1)
+        await services.queue.ring(["sandbox"])
+        await stopping
+        assert await redis.lrange(doorbell, 0, -1) == [b"1"]  # type: ignore[misc]
+    finally:
+        await services.close()
+        await redis.delete(doorbell)
+
+
+async def test_a_stopping_drainer_claims_nothing_more_once_its_sends_end(
+    make_settings: Callable[..., Settings], conn: asyncpg.Connection
+) -> None:
+    """A drainer told to stop while it waits for places (every place sending: a backlog, the
+    usual state when a deploy stops a busy worker) claims no new batch when they come back:
+    that batch would start its sends as the grace period runs out, to be cut off and sent
+    again once its lease ends."""
+    from gomflow_messaging.bootstrap import build_services
+    from gomflow_messaging.drainer import Drainer
+    from gomflow_messaging.logs import Outage
+
+    queue = f"test-stopping-{uuid.uuid4().hex[:8]}"
+    settings = make_settings(queue_name=queue, worker_concurrency=2, sandbox_delay_ms=1000)
+    text = unique_text("backlog")
+    async with running_app(settings, mode="web") as web:
+        response = await web.post("/api/notify", json=batch(text, 6), headers=AUTH)
+        assert response.status_code == 202
+    services = await build_services(settings, blocking_queue=True)
+    drainer = Drainer(
+        services.dispatcher,
+        "sandbox",
+        redis_outage=Outage("Redis", "test"),
+        postgres_outage=Outage("Postgres", "test"),
+    )
+    try:
+        drainer.start()
+        await asyncio.sleep(0.3)  # two sends under way, the drainer waits for their places
+        told_at = await conn.fetchval("SELECT clock_timestamp()")
+        await drainer.stop(10)
+        claimed_after = await conn.fetchval(
+            "SELECT count(*) FROM delivery_attempts WHERE started_at > $1", told_at
+        )
+        assert claimed_after == 0
+    finally:
+        await services.close()
+        await conn.execute(
+            "UPDATE messages SET status = 'failed' WHERE body->>'text' = $1"
+            " AND status IN ('queued', 'sending')",
+            text,
+        )
+
+
+async def test_a_drainer_says_when_postgres_is_back(
+    make_settings: Callable[..., Settings], database_url: str
+) -> None:
+    """The drainers are the first to find Postgres gone (they look every second); they also
+    say when it is back, not the sweeper a SWEEP_INTERVAL_SECONDS later, nor nobody."""
+    from gomflow_messaging.bootstrap import build_services
+    from gomflow_messaging.drainer import Drainer
+    from gomflow_messaging.logs import Outage
+
+    target = urlsplit(database_url)
+    proxy = await TcpProxy(target.hostname or "127.0.0.1", target.port or 5432).start()
+    url = database_url.replace(f"{target.hostname}:{target.port}", f"127.0.0.1:{proxy.port}")
+    settings = make_settings(database_url=url, queue_name=f"test-pg-{uuid.uuid4().hex[:8]}")
+    services = await build_services(settings, blocking_queue=True)
+    postgres = Outage("Postgres", "test")
+    drainer = Drainer(
+        services.dispatcher,
+        "sandbox",
+        redis_outage=Outage("Redis", "test"),
+        postgres_outage=postgres,
+    )
+    try:
+        drainer.start()
+        await proxy.cut()
+
+        async def down() -> bool:
+            return postgres.down
+
+        async def back() -> bool:
+            return not postgres.down
+
+        await eventually(down, timeout=5)
+        await proxy.restore()
+        await eventually(back, timeout=5)
+    finally:
+        await drainer.stop(1)
+        await services.close()
+        await proxy.close()
+
+
+async def test_a_paced_channel_waits_for_redis_instead_of_failing(
+    telegram_settings: Callable[..., Settings], conn: asyncpg.Connection
+) -> None:
+    """Telegram's sends go through the pacer, which lives in Redis: with Redis away none can
+    leave. The drainers still find the due messages in Postgres; those must wait for Redis
+    (as their jobs did in Redis's queue), not be tried until they fail for good: with
+    production's backoff (2 + 4 + ... + 128 s), every due message had failed some four
+    minutes into an outage."""
+    target = urlsplit(REDIS_URL)
+    proxy = await TcpProxy(target.hostname or "127.0.0.1", target.port or 6379).start()
+    settings = telegram_settings(
+        redis_url=f"redis://127.0.0.1:{proxy.port}{target.path}",
+        sweep_interval_seconds=60,
+        dispatch_max_attempts=3,
+    )
+    chat = campaign_chats(1)[0]
+
+    async def status() -> str:
+        return str(await conn.fetchval("SELECT status FROM messages WHERE address = $1", chat))
+
+    async def sent() -> bool:
+        return await status() == "sent"
+
+    try:
+        async with running_app(settings) as client:
+            await proxy.cut()
+            body = {
+                "event": "custom",
+                "data": {"text": unique_text("paced")},
+                "recipients": [{"channel": "telegram", "address": chat}],
+            }
+            assert (await client.post("/api/notify", json=body, headers=AUTH)).status_code == 202
+            # Time for every attempt allowed (backoff 0.1 s, doubling, in tests), and more.
+            await asyncio.sleep(3)
+            assert await status() == "queued"
+            await proxy.restore()
+            await eventually(sent, timeout=10)
+    finally:
+        await proxy.close()

@@ -23,6 +23,7 @@ from uuid import UUID
 import asyncpg
 
 from gomflow_messaging import metrics, outbox
+from gomflow_messaging.channels import pacing
 from gomflow_messaging.channels.base import OutboundMessage
 from gomflow_messaging.errors import ChannelError, PermanentError, SkipMessage, TransientError
 from gomflow_messaging.group_commit import GroupCommit
@@ -100,6 +101,9 @@ class Dispatcher:
     #: Per channel, the earliest retry this process scheduled (time.monotonic()): its
     #: drainer looks again then, rather than at its next poll.
     next_retry: dict[str, float] = field(default_factory=dict)
+    #: Channels whose last send found the pacer's Redis away: their drainer claims again only
+    #: once Redis answers (each claim until then would fail the same way).
+    pacing_away: set[str] = field(default_factory=set)
     _budget: Budget = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -390,7 +394,13 @@ class Dispatcher:
         retry_after: float | None,
         channel_name: str,
     ) -> dict[str, Any]:
-        if attempt >= self.settings.dispatch_max_attempts:
+        # Redis away stopped the send in the pacer: the platform was never asked, so it is
+        # no attempt towards giving up (found in Postgres by the drainers' poll, the message
+        # would otherwise fail within minutes of Redis going; its job used to wait in Redis).
+        paced_out = code == pacing.UNAVAILABLE
+        if paced_out:
+            self.pacing_away.add(channel_name)
+        elif attempt >= self.settings.dispatch_max_attempts:
             await outbox.finish_failed(
                 self.pool, message_id, attempt_id, reason=code, error=error, outcome="transient"
             )
@@ -410,6 +420,7 @@ class Dispatcher:
             error_code=code,
             error=error,
             retry_after=retry_after,
+            counted=not paced_out,
         )
         if next_at is None:
             return {"result": "lease_lost"}  # another worker took it over meanwhile

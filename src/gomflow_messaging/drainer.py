@@ -81,6 +81,14 @@ class Drainer:
 
     async def _run(self) -> None:
         while not self._stopping:
+            if self._pacing_away():
+                # Its sends need the pacer's Redis: claim again once Redis answers, and not
+                # before a poll (a Redis that answers but cannot pace, out of memory or read
+                # only, then costs a batch a poll, not a busy loop).
+                await asyncio.sleep(self._poll)
+                if not await self.dispatcher.queue.ping():
+                    continue
+                self.dispatcher.pacing_away.discard(self.channel)
             try:
                 await self._drain()
             except DB_GONE as exc:
@@ -93,16 +101,25 @@ class Drainer:
                 continue
             if self._stopping:
                 return
+            self._postgres_outage.ok()  # it claimed: said now, not at the sweeper's next round
             try:
-                await self._wait()
+                rang = await self._wait()
             except (RedisError, OSError) as exc:
                 self._redis_outage.failed(exc)
                 await asyncio.sleep(min(self._poll, PAUSE_AFTER_ERROR))
+                continue
+            if rang and self._stopping:
+                # Taken while stopping, so never answered here: another worker's to answer.
+                await self.dispatcher.queue.ring([self.channel])
 
     async def _drain(self) -> None:
-        """Claim and send until a claim comes back short (nothing more is due now)."""
-        while not self._stopping:
+        """Claim and send until a claim comes back short (nothing more is due now), or a send
+        finds the pacer's Redis away."""
+        while not self._stopping and not self._pacing_away():
             got = await self.budget.take(self._size)
+            if self._stopping:  # told while it waited for places: a new batch would be cut off
+                self.budget.give(got)
+                return
             try:
                 rows, claimed_at = await self.dispatcher.claim_due(self.channel, got)
             except BaseException:
@@ -116,6 +133,9 @@ class Drainer:
             if len(rows) < got:
                 return
 
+    def _pacing_away(self) -> bool:
+        return self.channel in self.dispatcher.pacing_away
+
     async def _send(self, rows: list[asyncpg.Record], claimed_at: float) -> None:
         try:
             await self.dispatcher.send_claimed(rows, claimed_at, self.budget)
@@ -126,16 +146,18 @@ class Drainer:
         except Exception:
             log.exception("sending %d %s message(s) failed", len(rows), self.channel)
 
-    async def _wait(self) -> None:
-        """Until the doorbell rings, a retry this process scheduled is due, or the poll."""
+    async def _wait(self) -> bool:
+        """Until the doorbell rings (True: the ring is taken), a retry this process scheduled
+        is due, or the poll."""
         timeout = self._poll
         retry = self.dispatcher.next_retry.get(self.channel)
         if retry is not None:
             left = retry - time.monotonic()
             if left <= 0:
                 del self.dispatcher.next_retry[self.channel]
-                return
+                return False
             timeout = min(timeout, left)
         # Redis reads a zero timeout as "forever".
-        await self.dispatcher.queue.wait_for_ring(self.channel, max(timeout, 0.01))
+        rang = await self.dispatcher.queue.wait_for_ring(self.channel, max(timeout, 0.01))
         self._redis_outage.ok()
+        return rang

@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from gomflow_messaging.settings import CHANNEL_NAMES
+
 if TYPE_CHECKING:
     import asyncpg
 
@@ -131,6 +133,15 @@ _DUE = """((status = 'queued' AND next_attempt_at <= now())
           OR (status = 'sending' AND claimed_until < now()))"""
 
 
+# The outcome of attempt $4 moves its message only while that attempt is the message's
+# latest: a worker whose lease ran out before it wrote the outcome may find the message
+# claimed again by another worker (a drainer's poll does so within a second), whose live
+# claim must stand.
+_LATEST_ATTEMPT = (
+    "NOT EXISTS (SELECT 1 FROM delivery_attempts later WHERE later.message_id = $1"
+    " AND later.id > $4)"
+)
+
 # Claims the picked rows for one attempt each and opens their attempt records.
 _CLAIM_PICKED = """
     ), claimed AS (
@@ -229,19 +240,22 @@ async def due_elsewhere(
     return [(row["id"], row["channel"]) for row in rows]
 
 
+# Per channel, so each reads its own range of messages_due_idx (channel, due time): a filter
+# on the due time alone reads every unfinished message, a scheduled campaign's included.
+_DUE_BY_CHANNEL = """
+    SELECT c.channel, d.pending, extract(epoch FROM now() - d.oldest) AS oldest_due_seconds
+      FROM unnest($1::text[]) AS c(channel),
+           LATERAL (SELECT count(*) AS pending, min(next_attempt_at) AS oldest
+                      FROM messages m
+                     WHERE m.channel = c.channel AND m.status IN ('queued', 'sending')
+                       AND m.next_attempt_at <= now()) AS d
+     WHERE d.pending > 0
+"""
+
+
 async def due_by_channel(pool: Pool) -> list[asyncpg.Record]:
     """Per channel, the messages due and not finished, and how long the oldest has been due."""
-    return list(
-        await pool.fetch(
-            """
-            SELECT channel, count(*) AS pending,
-                   extract(epoch FROM now() - min(next_attempt_at)) AS oldest_due_seconds
-              FROM messages
-             WHERE status IN ('queued', 'sending') AND next_attempt_at <= now()
-             GROUP BY channel
-            """
-        )
-    )
+    return list(await pool.fetch(_DUE_BY_CHANNEL, list(CHANNEL_NAMES)))
 
 
 async def not_due_until(pool: Pool, message_id: UUID) -> datetime | None:
@@ -307,14 +321,20 @@ async def finish_retry(
     error_code: str,
     error: str,
     retry_after: float | None,
+    counted: bool = True,
 ) -> datetime | None:
+    """Back to the queue for another attempt after ``delay_seconds``; ``counted=False`` when
+    the attempt never reached the platform, so it does not count towards giving up."""
     next_at: datetime | None = await pool.fetchval(
         """
         WITH done AS (
             UPDATE messages
                SET status = 'queued', next_attempt_at = now() + make_interval(secs => $2),
+                   attempts = attempts - CASE WHEN $8 THEN 0 ELSE 1 END,
                    claimed_until = NULL, last_error = $3, updated_at = now()
-             WHERE id = $1 AND status = 'sending'
+             WHERE id = $1 AND status = 'sending' AND """
+        + _LATEST_ATTEMPT
+        + """
             RETURNING next_attempt_at
         ), attempt AS (
             UPDATE delivery_attempts
@@ -331,6 +351,7 @@ async def finish_retry(
         error_code,
         error,
         retry_after,
+        counted,
     )
     return next_at
 
@@ -353,6 +374,9 @@ async def finish_failed(
                SET status = $6, status_reason = $2, last_error = $3,
                    claimed_until = NULL, updated_at = now()
              WHERE id = $1 AND status IN ('queued', 'sending')
+               AND ($4::bigint IS NULL OR """
+        + _LATEST_ATTEMPT
+        + """)
             RETURNING id, contact_id, channel, event, attempts, notification_id
         ), attempt AS (
             UPDATE delivery_attempts
@@ -382,6 +406,9 @@ async def fall_back(
                    routes = routes - 0, status = 'queued', next_attempt_at = now(),
                    claimed_until = NULL, last_error = $3, updated_at = now()
              WHERE id = $1 AND status = 'sending' AND jsonb_array_length(routes) > 0
+               AND """
+        + _LATEST_ATTEMPT
+        + """
             RETURNING channel, address, attempts
         ), attempt AS (
             UPDATE delivery_attempts
@@ -472,18 +499,19 @@ async def mark_address_unreachable(pool: Pool, channel: str, address: str, reaso
     )
 
 
+_OVERDUE_CHANNELS = """
+    SELECT channel FROM unnest($2::text[]) AS c(channel)
+     WHERE EXISTS (SELECT 1 FROM messages m
+                    WHERE m.channel = c.channel AND m.status IN ('queued', 'sending')
+                      AND m.next_attempt_at <= now() - make_interval(secs => $1)
+                      AND (m.status = 'queued' OR m.claimed_until < now()))
+"""
+
+
 async def overdue_channels(pool: Pool, grace_seconds: float) -> list[str]:
     """The channels with a message due for more than the grace and not taken (its ring was
     lost, or no worker has its channel), or held by a worker whose lease ran out."""
-    rows = await pool.fetch(
-        """
-        SELECT DISTINCT channel FROM messages
-         WHERE status IN ('queued', 'sending')
-           AND next_attempt_at <= now() - make_interval(secs => $1)
-           AND (status = 'queued' OR claimed_until < now())
-        """,
-        grace_seconds,
-    )
+    rows = await pool.fetch(_OVERDUE_CHANNELS, grace_seconds, list(CHANNEL_NAMES))
     return sorted(row["channel"] for row in rows)
 
 

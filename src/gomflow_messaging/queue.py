@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -25,6 +26,11 @@ DOORBELL_KEY = "gomflow:{queue}:due:{channel}"
 WORKERS_KEY = "gomflow:{queue}:workers"
 #: The channels a live worker sends on (comma-separated), expiring with its heartbeat.
 WORKER_CHANNELS_KEY = "gomflow:{queue}:worker-channels:{worker}"
+#: How long after a BLPOP's own timeout its answer is given up for: Redis answers up to a
+#: tenth of a second late (its timer's resolution).
+RING_ANSWER_GRACE = 1.0
+#: The longest a ring waits for Redis, on any client (a worker's has no socket timeout).
+RING_TIMEOUT = 5.0
 
 
 def redis_client(url: str, *, blocking: bool = False) -> Redis:
@@ -85,7 +91,10 @@ class JobQueue:
         """
         names = sorted(set(channels))
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
+            async with (
+                asyncio.timeout(RING_TIMEOUT),
+                self.redis.pipeline(transaction=False) as pipe,
+            ):
                 for name in names:
                     pipe.lpush(self.doorbell(name), 1)
                     pipe.ltrim(self.doorbell(name), 0, 0)
@@ -99,13 +108,20 @@ class JobQueue:
         """Until this channel's doorbell rings (True; the ring is taken) or ``seconds`` pass.
 
         A ring taken is answered by claiming everything due: a notify that commits after the
-        claim rings again, so no ring is ever lost between a worker's look and its claim."""
-        got = await self.redis.blpop([self.doorbell(channel)], timeout=seconds)  # type: ignore[misc]
+        claim rings again, so no ring is ever lost between a worker's look and its claim.
+
+        Raises TimeoutError when Redis has not answered a moment after ``seconds``: a worker's
+        client has no socket timeout, and a Redis gone silent (a network partition) must not
+        hold the drainer, whose poll of Postgres still finds the due messages."""
+        async with asyncio.timeout(seconds + RING_ANSWER_GRACE):
+            got = await self.redis.blpop([self.doorbell(channel)], timeout=seconds)  # type: ignore[misc]
         return got is not None
 
     async def ping(self) -> bool:
         try:
-            return bool(await self.redis.ping())  # type: ignore[misc]
+            # Bounded: a worker's client has no socket timeout (see `wait_for_ring`).
+            async with asyncio.timeout(RING_ANSWER_GRACE * 2):
+                return bool(await self.redis.ping())  # type: ignore[misc]
         except (RedisError, OSError):
             return False
 

@@ -71,8 +71,9 @@ class CoreSettings(BaseSettings):
     dispatch_backoff_base_seconds: float = Field(2.0, ge=0)
     dispatch_backoff_max_seconds: float = Field(600.0, ge=0)
     #: How long a worker's drainer waits for its channel's doorbell before it looks anyway.
-    #: At most 5 s: a blocking wait on Redis longer than its socket timeout would fail.
-    dispatch_poll_seconds: float = Field(1.0, gt=0, le=5)
+    #: At most 4 s: in `serve` the wait (a BLPOP) runs on the web's Redis client, whose reads
+    #: time out after 5 s, and Redis answers a timed-out BLPOP up to a tenth of a second late.
+    dispatch_poll_seconds: float = Field(1.0, gt=0, le=4)
     sweep_interval_seconds: float = Field(15.0, gt=0)
     sweep_grace_seconds: float = Field(30.0, ge=0)
     shutdown_grace_seconds: int = Field(20, ge=0)

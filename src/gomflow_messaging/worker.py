@@ -158,8 +158,9 @@ class WorkerRunner:
             "Redis",
             where(settings.redis_url),
             every,
-            effect="receipts and scheduled jobs wait until it is back (due messages are still"
-            f" sent: the workers look in Postgres every {settings.dispatch_poll_seconds:g} s)",
+            effect="receipts, scheduled jobs and messages on paced channels (every platform's)"
+            " wait until it is back (the others are still sent: the workers look in Postgres"
+            f" every {settings.dispatch_poll_seconds:g} s)",
         )
         self.postgres_outage = Outage("Postgres", where(settings.database_url), every)
         self.worker.redis_outage = self.redis_outage

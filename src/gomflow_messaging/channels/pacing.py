@@ -263,12 +263,16 @@ class Pacer:
             await self._block(keys=[self._key(scope)], args=[seconds])
 
 
+#: The code of the error a send gets when Redis, which holds the pacing, is away.
+UNAVAILABLE = "pacing_unavailable"
+
+
 async def _run(script: AsyncScript, keys: list[str], args: list[float | str]) -> str:
     """A pacing script's answer as text; Redis away is a transient error of the send."""
     try:
         raw = await script(keys=keys, args=args)
     except (RedisError, OSError) as exc:
         raise TransientError(
-            f"pacing unavailable: {type(exc).__name__}", code="pacing_unavailable"
+            f"pacing unavailable: {type(exc).__name__}", code=UNAVAILABLE
         ) from None
     return raw.decode() if isinstance(raw, bytes) else str(raw)

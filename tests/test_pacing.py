@@ -167,3 +167,39 @@ async def test_a_due_send_still_waits_while_the_window_is_full(redis: Redis, pre
     await asyncio.gather(*(send(0.5) for _ in range(3)), send(0))
     # The fourth is due at 1 s, but the first send, finished at 0.5 s, counts until 1.5 s.
     assert sorted(left)[3] >= 1.45, left
+
+
+async def test_a_silent_redis_fails_the_send_as_pacing_unavailable_instead_of_hanging(
+    prefix: str,
+) -> None:
+    """A worker's Redis client has no socket timeout: behind a partition (no answer, no reset)
+    a pacing script waited for ever, and the send with it until its own timeout, counted as a
+    platform timeout. It fails as Redis away does, `pacing_unavailable`, which the drainer
+    does not count as an attempt."""
+    from urllib.parse import urlsplit
+
+    from gomflow_messaging.channels.pacing import UNAVAILABLE
+    from gomflow_messaging.queue import redis_client
+    from tests.conftest import REDIS_URL
+    from tests.helpers import TcpProxy
+
+    target = urlsplit(REDIS_URL)
+    proxy = await TcpProxy(target.hostname or "127.0.0.1", target.port or 6379).start()
+    silent = redis_client(f"redis://127.0.0.1:{proxy.port}{target.path}", blocking=True)
+    try:
+        pacer = Pacer(silent, prefix, answer_within=0.5)
+        async with pacer.slot([Limit("bot", 100)]):
+            pass  # Redis answers: a slot
+        proxy.freeze()
+        started = time.monotonic()
+        with pytest.raises(TransientError) as refused:
+            async with asyncio.timeout(10), pacer.slot([Limit("bot", 100)]):
+                pass
+        assert refused.value.code == UNAVAILABLE
+        assert time.monotonic() - started < 5
+        await pacer.hold_back("bot", 1.0)  # gives up as quietly, within its bound
+        assert time.monotonic() - started < 5
+    finally:
+        proxy.thaw()
+        await silent.aclose()
+        await proxy.close()

@@ -163,13 +163,25 @@ class Limit:
         return max(int(self.count), self.burst, 1)
 
 
+#: How long a pacing script may take to answer: a silent Redis (a partition) fails the send
+#: as Redis away does, well inside the send's own timeout, instead of hanging it.
+REDIS_ANSWER_SECONDS = 5.0
+
+
 class Pacer:
     """Waits for a send slot under several limits at once; shared through Redis."""
 
     def __init__(
-        self, redis: Redis, prefix: str, *, max_wait: float = 30.0, in_flight: float = 15.0
+        self,
+        redis: Redis,
+        prefix: str,
+        *,
+        max_wait: float = 30.0,
+        in_flight: float = 15.0,
+        answer_within: float = REDIS_ANSWER_SECONDS,
     ) -> None:
         self._redis = redis
+        self._answer_within = answer_within
         self._prefix = prefix
         self._max_wait = max_wait
         self._in_flight = in_flight
@@ -205,7 +217,7 @@ class Pacer:
             args += [self._in_flight, member]
             for limit in limits:
                 args += [limit.per_seconds, limit.window_count]
-        text = await _run(self._reserve_script, keys, args)
+        text = await _run(self._reserve_script, keys, args, self._answer_within)
         if text.startswith("-"):
             wait = float(text[1:])
             raise TransientError(f"paced: next slot in {wait:.1f}s", code="paced", retry_after=wait)
@@ -220,7 +232,7 @@ class Pacer:
         longest = max(lim.per_seconds for lim in limits)
         waited = 0.0
         while True:
-            wait = float(await _run(self._admit, keys, args))
+            wait = float(await _run(self._admit, keys, args, self._answer_within))
             if wait <= 0:
                 return
             if waited > self._max_wait:
@@ -249,8 +261,10 @@ class Pacer:
         try:
             yield
         finally:
-            with contextlib.suppress(RedisError, OSError):
-                await self._done(keys=[self._log_key(lim.scope) for lim in limits], args=[member])
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(self._answer_within):
+                    keys = [self._log_key(lim.scope) for lim in limits]
+                    await self._done(keys=keys, args=[member])
 
     async def wait(self, limits: list[Limit]) -> None:
         """`slot` for a caller that cannot wrap its send: the send counts from now."""
@@ -259,19 +273,22 @@ class Pacer:
 
     async def hold_back(self, scope: str, seconds: float) -> None:
         """A platform said retry-after for this scope: no slot there before then."""
-        with contextlib.suppress(RedisError, OSError):
-            await self._block(keys=[self._key(scope)], args=[seconds])
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            async with asyncio.timeout(self._answer_within):
+                await self._block(keys=[self._key(scope)], args=[seconds])
 
 
 #: The code of the error a send gets when Redis, which holds the pacing, is away.
 UNAVAILABLE = "pacing_unavailable"
 
 
-async def _run(script: AsyncScript, keys: list[str], args: list[float | str]) -> str:
-    """A pacing script's answer as text; Redis away is a transient error of the send."""
+async def _run(script: AsyncScript, keys: list[str], args: list[float | str], within: float) -> str:
+    """A pacing script's answer as text; Redis away, or silent for ``within`` seconds (a
+    worker's client has no socket timeout), is a transient error of the send."""
     try:
-        raw = await script(keys=keys, args=args)
-    except (RedisError, OSError) as exc:
+        async with asyncio.timeout(within):
+            raw = await script(keys=keys, args=args)
+    except (RedisError, OSError, TimeoutError) as exc:
         raise TransientError(
             f"pacing unavailable: {type(exc).__name__}", code=UNAVAILABLE
         ) from None

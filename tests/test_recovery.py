@@ -452,3 +452,33 @@ async def test_a_paced_channel_waits_for_redis_instead_of_failing(
             await eventually(sent, timeout=10)
     finally:
         await proxy.close()
+
+
+async def test_postgres_away_is_503_with_retry_after_not_a_traceback(
+    make_settings: Callable[..., Settings], database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The core API's notify while Postgres restarts (or refuses: max_connections reached) is
+    told to try again, 503 with Retry-After; it was a 500 with a traceback per request."""
+    target = urlsplit(database_url)
+    proxy = await TcpProxy(target.hostname or "127.0.0.1", target.port or 5432).start()
+    url = database_url.replace(f"{target.hostname}:{target.port}", f"127.0.0.1:{proxy.port}")
+    try:
+        async with running_app(make_settings(database_url=url), mode="web") as client:
+            await proxy.cut()  # every connection reset, new ones refused: a restart
+            caplog.clear()
+            answers = [
+                await client.post(
+                    "/api/notify", json=batch(unique_text("pg-away"), 1), headers=AUTH
+                )
+                for _ in range(3)
+            ]
+            assert [a.status_code for a in answers] == [503, 503, 503]
+            assert {a.json()["error"]["code"] for a in answers} == {"unavailable"}
+            assert all(a.headers["retry-after"] == "5" for a in answers)
+            away = [r for r in caplog.records if "a dependency is away" in r.getMessage()]
+            assert len(away) <= 1 and not any(r.exc_info for r in caplog.records), [
+                r.getMessage() for r in caplog.records if r.exc_info
+            ]
+            await proxy.restore()
+    finally:
+        await proxy.close()

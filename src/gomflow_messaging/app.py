@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Literal
 
+import asyncpg
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -26,8 +30,8 @@ from gomflow_messaging.bootstrap import Services, build_services
 from gomflow_messaging.channels import registry
 from gomflow_messaging.doctor import where
 from gomflow_messaging.errors import ApiError
-from gomflow_messaging.logs import request_id_var
-from gomflow_messaging.worker import WorkerRunner, new_worker_id
+from gomflow_messaging.logs import Outage, OutageFilter, request_id_var
+from gomflow_messaging.worker import POSTGRES_AWAY, WorkerRunner, new_worker_id
 
 if TYPE_CHECKING:
     from gomflow_messaging.settings import Settings
@@ -88,6 +92,47 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     )
 
 
+#: A dependency away, not a bug: Postgres refusing, restarting or out of connections (its
+#: `max_connections` reached), Redis gone, a socket failing. The client should try again.
+AWAY: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.OperatorInterventionError,
+    RedisConnectionError,
+    RedisTimeoutError,
+)
+#: One log line per this many seconds while requests meet a dependency away.
+AWAY_LOG_SECONDS = 60.0
+_away_logged = {"at": -AWAY_LOG_SECONDS, "since": 0}
+
+
+async def _away(request: Request, exc: Exception) -> Response:
+    """503 with Retry-After and one log line a minute, never a traceback per request."""
+    now = time.monotonic()
+    _away_logged["since"] += 1
+    if now - _away_logged["at"] >= AWAY_LOG_SECONDS:
+        log.warning(
+            "%s %s: a dependency is away (%s); answered 503 to %d request(s) since the last line",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+            _away_logged["since"],
+        )
+        _away_logged["at"], _away_logged["since"] = now, 0
+    return JSONResponse(
+        {
+            "error": {
+                "code": "unavailable",
+                "message": "A service this needs is away for a moment; try again shortly.",
+                "fields": {},
+            }
+        },
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return JSONResponse(
@@ -127,11 +172,16 @@ def create_app(
         svc = services or await build_services(settings, worker_id=new_worker_id())
         app.state.services = svc
         runner: WorkerRunner | None = None
+        # asyncpg's pool logs a traceback each time it fails to reconnect: while Postgres is
+        # away those become one outage line a minute (the worker does the same in serve).
+        postgres = Outage("Postgres", where(svc.settings.database_url), AWAY_LOG_SECONDS)
+        pool_filter = OutageFilter(postgres, POSTGRES_AWAY)
         try:
             if mode == "serve":
                 runner = WorkerRunner(svc)
                 await runner.start()  # its heartbeat reports Redis missing
             else:
+                logging.getLogger("asyncpg.pool").addFilter(pool_filter)
                 await _say_if_redis_is_away(svc)
             log.info(
                 "gomflow-messaging %s ready: %s",
@@ -144,6 +194,7 @@ def create_app(
             )
             yield
         finally:
+            logging.getLogger("asyncpg.pool").removeFilter(pool_filter)
             if runner is not None:
                 await runner.stop()
             if own:
@@ -164,6 +215,7 @@ def create_app(
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
+            **dict.fromkeys(AWAY, _away),
             Exception: _unexpected,
         },
         lifespan=lifespan,

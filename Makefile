@@ -83,7 +83,7 @@ i18n:
 			-i $(LOCALES_DIR)/messages.pot -d $(LOCALES_DIR) -l $$lang || exit 1; \
 	done
 
-# Benchmarks and fault drills (about 11 minutes on 2 cores): JSON and a chart per run under
+# Benchmarks and fault drills (about 30 minutes on 2 cores): JSON and a chart per run under
 # bench/results/, the latest also as bench/latest.json and bench/latest.png (see README).
 bench: install services
 	$(PY) bench/run.py --latest

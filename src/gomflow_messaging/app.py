@@ -151,9 +151,9 @@ async def _say_if_redis_is_away(svc: Services) -> None:
     """A `web` process without Redis still accepts; say so once at start, plainly."""
     if not await svc.queue.ping():
         log.warning(
-            "Redis unreachable at %s: /api/notify still accepts, and the workers find the "
-            "messages in the outbox without its doorbells (chat webhooks answer 503 until it "
-            "is back)",
+            "Redis unreachable at %s: /api/notify still accepts, the messages wait in the "
+            "outbox (a platform's until Redis, which holds its pacing, is back), and chat "
+            "webhooks answer 503 until then",
             where(svc.settings.redis_url),
         )
 

@@ -102,6 +102,8 @@ AWAY: tuple[type[Exception], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
 )
+#: OSErrors about files on this machine (a template or static file missing) are bugs.
+_LOCAL_FILES = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 #: One log line per this many seconds while requests meet a dependency away.
 AWAY_LOG_SECONDS = 60.0
 _away_logged = {"at": -AWAY_LOG_SECONDS, "since": 0}
@@ -109,6 +111,8 @@ _away_logged = {"at": -AWAY_LOG_SECONDS, "since": 0}
 
 async def _away(request: Request, exc: Exception) -> Response:
     """503 with Retry-After and one log line a minute, never a traceback per request."""
+    if isinstance(exc, _LOCAL_FILES):
+        return await _unexpected(request, exc)  # a file of ours, not a dependency: a bug
     now = time.monotonic()
     _away_logged["since"] += 1
     if now - _away_logged["at"] >= AWAY_LOG_SECONDS:

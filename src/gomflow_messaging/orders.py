@@ -215,6 +215,17 @@ class SubmissionRefused(Exception):
         self.values = values
 
 
+async def taken(conn: Connection, order_id: UUID) -> int:
+    """The order's stock held: the quantities of its submissions neither cancelled, expired
+    nor failed. Read under the order row's lock (FOR UPDATE) to decide on the last slots."""
+    filled: int = await conn.fetchval(
+        "SELECT coalesce(sum(quantity), 0) FROM submissions WHERE order_id = $1"
+        " AND status NOT IN ('cancelled', 'expired', 'failed')",
+        order_id,
+    )
+    return filled
+
+
 async def create_submission(
     conn: Connection,
     *,
@@ -247,11 +258,7 @@ async def create_submission(
             raise SubmissionRefused("deadline_passed")
         if quantity < 1:
             raise SubmissionRefused("quantity_too_low")
-        filled = await conn.fetchval(
-            "SELECT coalesce(sum(quantity), 0) FROM submissions WHERE order_id = $1"
-            " AND status NOT IN ('cancelled', 'expired', 'failed')",
-            order_id,
-        )
+        filled = await taken(conn, order_id)
         left = None if row["max_orders"] is None else max(row["max_orders"] - filled, 0)
         # A person has one live submission per order (the duplicate check below), so the
         # cap on it is the cap on them. The tighter bound is the one named.

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from gomflow_messaging import contacts
+from gomflow_messaging import orders as order_data
 from gomflow_messaging.channels.base import Button
 from gomflow_messaging.free_text import quoted
 from gomflow_messaging.i18n import gettext
@@ -484,14 +485,7 @@ def _gom_alert_data(row: asyncpg.Record) -> dict[str, Any]:
 async def _room_for(conn: Connection, order_id: UUID, quantity: int) -> bool:
     """Whether ``quantity`` more fits the order, its row locked as a new submission locks
     it (orders.create_submission), so two decisions cannot both take the last slots."""
-    maximum = await conn.fetchval(
+    maximum: int | None = await conn.fetchval(
         "SELECT max_orders FROM orders WHERE id = $1 FOR UPDATE", order_id
     )
-    if maximum is None:
-        return True
-    filled = await conn.fetchval(
-        "SELECT coalesce(sum(quantity), 0) FROM submissions WHERE order_id = $1"
-        " AND status NOT IN ('cancelled', 'expired', 'failed')",
-        order_id,
-    )
-    return bool(filled + quantity <= maximum)
+    return maximum is None or await order_data.taken(conn, order_id) + quantity <= maximum
